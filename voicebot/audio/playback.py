@@ -1,0 +1,163 @@
+"""The playback stage: paced 20 ms frames of bot audio to the transport.
+
+Playback keeps at most ``lookahead`` seconds of reply audio in its own buffer
+and otherwise leaves it queued upstream (back-pressure), so a barge-in has
+little to throw away. Frames go out at ``start + k * 20 ms`` on the call clock
+- paced against a fixed start, so pacing error never accumulates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Protocol
+
+import numpy as np
+
+from voicebot.audio.framer import Framer
+from voicebot.frames import BotAudioFrame, EndOfStream, Frame, Interrupt, ReplyDone, ReplyText
+from voicebot.graph import Stage
+
+
+class AudioOutput(Protocol):
+    """Where paced bot audio goes: a WAV file now, a WebRTC track later."""
+
+    sample_rate: int
+    channels: int
+
+    def write(self, pcm: np.ndarray, t: float) -> None:
+        """Play one 20 ms frame that starts at call time ``t``."""
+
+
+_DONE = "done"
+
+
+class PlaybackStage(Stage):
+    name = "playback"
+
+    def __init__(self, output: AudioOutput, frame_ms: int = 20, lookahead: float = 0.4) -> None:
+        super().__init__()
+        self.output = output
+        self.frame_s = frame_ms / 1000
+        self.frame_samples = output.sample_rate * frame_ms // 1000
+        self.lookahead_frames = max(1, int(lookahead / self.frame_s))
+        self._framer = Framer(self.frame_samples, output.channels)
+        # (turn, pcm) for audio, (turn, _DONE) for the end of a reply
+        self._buffer: deque[tuple[int, np.ndarray | str]] = deque()
+        self._buffered = 0
+        self._turn: int | None = None  # the reply now playing
+        self._played: dict[int, int] = {}
+        self._reply: dict[int, ReplyText] = {}
+        self._next_tick: float | None = None
+        self._eos = False
+        self._stale_below = 0  # replies to turns before a barge-in are not played
+
+    # --- input --------------------------------------------------------------
+    def _take(self, frame: Frame) -> None:
+        if getattr(frame, "turn", self._stale_below) < self._stale_below:
+            return
+        if isinstance(frame, BotAudioFrame):
+            if frame.sample_rate != self.output.sample_rate or frame.channels != self.output.channels:
+                raise ValueError(
+                    f"playback needs {self.output.sample_rate} Hz x{self.output.channels}, got "
+                    f"{frame.sample_rate} Hz x{frame.channels} (add a resample_out stage)"
+                )
+            for pcm in self._framer.push(frame.pcm):
+                self._buffer.append((frame.turn, pcm))
+                self._buffered += 1
+        elif isinstance(frame, ReplyDone):
+            for pcm in self._framer.flush():
+                self._buffer.append((frame.turn, pcm))
+                self._buffered += 1
+            self._buffer.append((frame.turn, _DONE))
+        elif isinstance(frame, ReplyText):
+            self._reply[frame.turn] = frame
+        elif isinstance(frame, EndOfStream):
+            self._eos = True
+
+    def _fill(self) -> None:
+        assert self.inbox is not None
+        while not self._eos and self._buffered < self.lookahead_frames:
+            frame = self.inbox.get_nowait()
+            if frame is None:
+                return
+            self._take(frame)
+
+    # --- loop ---------------------------------------------------------------
+    async def run(self) -> None:
+        assert self.inbox is not None
+        clock = self.ctx.clock
+        while True:
+            self._fill()
+            if not self._buffer:
+                if self._eos:
+                    return
+                self._next_tick = None
+                self._take(await self.inbox.get())
+                continue
+            if self._next_tick is None:
+                self._next_tick = clock.now()
+            await clock.sleep_until(self._next_tick)
+            self._play_one(self._next_tick)
+            self._next_tick += self.frame_s
+            if not self._buffer:
+                # Wait out the frame just handed over before calling the bot quiet.
+                await clock.sleep_until(self._next_tick)
+                self._fill()
+
+    def _play_one(self, t: float) -> None:
+        while self._buffer:
+            turn, item = self._buffer.popleft()
+            if isinstance(item, str):
+                self._stopped(turn, t)
+                continue
+            self._buffered -= 1
+            if self._turn != turn:
+                self._started(turn, t)
+            self._played[turn] = self._played.get(turn, 0) + 1
+            self.output.write(item, t)
+            return
+
+    def _started(self, turn: int, t: float) -> None:
+        state = self.ctx.state
+        self._turn = turn
+        reply = self._reply.get(turn)
+        state.bot_speaking = True
+        state.barge_in = reply.barge_in if reply else True
+        self.ctx.bus.emit("playback_started", t=t, turn=turn)
+        self.ctx.ledger.mark(turn, "first_playback", t)
+
+    def _stopped(self, turn: int, t: float) -> None:
+        if self._turn == turn:
+            self._turn = None
+            self.ctx.state.bot_speaking = False
+            played = self._played.get(turn, 0) * self.frame_s
+            self.ctx.bus.emit("playback_stopped", t=t, turn=turn, played_ms=round(played * 1000))
+        self._reply.pop(turn, None)
+
+    def on_interrupt(self, frame: Interrupt) -> None:
+        dropped = self._buffered
+        self._stale_below = self.ctx.state.turn
+        self._buffer.clear()
+        self._buffered = 0
+        self._framer.flush(pad=False)
+        turn, self._turn = self._turn, None
+        self.ctx.state.bot_speaking = False
+        if turn is None:
+            return
+        heard = self._played.get(turn, 0) * self.frame_s
+        reply = self._reply.pop(turn, None)
+        self.ctx.bus.emit(
+            "interrupted",
+            turn=turn,
+            heard_ms=round(heard * 1000),
+            dropped_ms=round(dropped * self.frame_s * 1000),
+            text=reply.text if reply else "",
+        )
+
+    async def teardown(self) -> None:
+        close = getattr(self.output, "close", None)
+        if close is not None:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result

@@ -1,0 +1,148 @@
+"""Graph stages for the audio front end: resampling, noise suppression, VAD."""
+
+from __future__ import annotations
+
+from voicebot.audio.denoise import Denoiser
+from voicebot.audio.framer import Framer
+from voicebot.audio.resample import StreamResampler
+from voicebot.audio.vad import Endpointer, SpeechEnd, SpeechStart, VadConfig, Voice
+from voicebot.frames import (
+    AudioFrame,
+    BotAudioFrame,
+    Frame,
+    Interrupt,
+    SpeechStarted,
+    SpeechStopped,
+)
+from voicebot.graph import Stage
+
+
+class ResampleStage(Stage):
+    """Converts caller audio (``AudioFrame``) or bot audio (``BotAudioFrame``) to one format.
+
+    The resampler is created on the first frame (the input format is known
+    then) and keeps its filter state across frames, so frame edges are
+    seamless. On barge-in the bot-side resampler drops its tail.
+    """
+
+    def __init__(self, rate: int, channels: int, *, bot: bool = False) -> None:
+        super().__init__()
+        self.name = "resample_out" if bot else "resample_in"
+        self.rate = rate
+        self.channels = channels
+        self.bot = bot
+        self._resampler: StreamResampler | None = None
+        self._format: tuple[int, int] | None = None
+
+    def _convert(self, pcm, rate: int, channels: int):  # noqa: ANN001, ANN202 - hot path
+        if (rate, channels) != self._format:
+            self._format = (rate, channels)
+            self._resampler = StreamResampler(rate, channels, self.rate, self.channels)
+        assert self._resampler is not None
+        return self._resampler.process(pcm)
+
+    async def process(self, frame: Frame) -> None:
+        if self.bot and isinstance(frame, BotAudioFrame):
+            pcm = self._convert(frame.pcm, frame.sample_rate, frame.channels)
+            if len(pcm):
+                await self.push(BotAudioFrame(pcm, self.rate, self.channels, frame.turn))
+        elif not self.bot and isinstance(frame, AudioFrame):
+            pcm = self._convert(frame.pcm, frame.sample_rate, frame.channels)
+            if len(pcm):
+                await self.push(AudioFrame(pcm, self.rate, self.channels, frame.pts, frame.voiced))
+        else:
+            await self.push(frame)
+
+    def on_interrupt(self, frame: Interrupt) -> None:
+        if self.bot:
+            self._resampler, self._format = None, None
+
+    async def on_end_of_stream(self) -> None:
+        if self._resampler is None:
+            return
+        tail = self._resampler.flush()
+        if len(tail) and self.bot:
+            await self.push(BotAudioFrame(tail, self.rate, self.channels))
+
+
+class DenoiseStage(Stage):
+    """Noise suppression + automatic gain for noisy (phone) audio; 16 kHz mono in and out."""
+
+    name = "denoise"
+
+    def __init__(self, level: int = 2, auto_gain_dbfs: int = 0) -> None:
+        super().__init__()
+        self.level = level
+        self.auto_gain_dbfs = auto_gain_dbfs
+        self._denoiser: Denoiser | None = None
+
+    async def setup(self) -> None:
+        self._denoiser = Denoiser(16000, self.level, self.auto_gain_dbfs)
+
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, AudioFrame) and self._denoiser is not None:
+            frame.pcm = self._denoiser.process(frame.pcm)
+        await self.push(frame)
+
+
+class VadStage(Stage):
+    """Endpointing: forwards caller audio only while the caller speaks, framed by turn events.
+
+    Emits ``SpeechStarted`` (with the pre-roll audio right behind it), voiced
+    audio, and ``SpeechStopped`` after ``end_of_turn_ms`` of silence. When the
+    caller starts speaking while the bot talks (and the prompt allows it), it
+    sends an ``Interrupt`` downstream: that is barge-in.
+    """
+
+    name = "vad"
+
+    def __init__(self, config: VadConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or VadConfig()
+        self.frame_samples = self.config.sample_rate * self.config.frame_ms // 1000
+        self._endpointer = Endpointer(self.config)
+        self._framer = Framer(self.frame_samples)
+        self._next_pts: float | None = None
+        self._frame_s = self.config.frame_ms / 1000
+
+    async def process(self, frame: Frame) -> None:
+        if not isinstance(frame, AudioFrame):
+            await self.push(frame)
+            return
+        if frame.sample_rate != self.config.sample_rate or frame.channels != 1:
+            raise ValueError(
+                f"VAD needs {self.config.sample_rate} Hz mono, got {frame.sample_rate} Hz "
+                f"x{frame.channels} (put a resample stage in front)"
+            )
+        if self._next_pts is None:
+            self._next_pts = frame.pts
+        for chunk in self._framer.push(frame.pcm):
+            pts = self._next_pts
+            self._next_pts = pts + self._frame_s
+            for event in self._endpointer.process(chunk, pts):
+                await self._handle(event)
+
+    async def on_end_of_stream(self) -> None:
+        for event in self._endpointer.finish(self._next_pts or 0.0):
+            await self._handle(event)
+
+    async def _handle(self, event: object) -> None:
+        ctx = self.ctx
+        rate = self.config.sample_rate
+        if isinstance(event, Voice):
+            await self.push(AudioFrame(event.frame, rate, 1, event.pts, event.voiced))
+        elif isinstance(event, SpeechStart):
+            ctx.state.turn += 1
+            turn = ctx.state.turn
+            ctx.bus.emit("speech_started", t=event.t, turn=turn)
+            if ctx.state.bot_speaking and ctx.state.barge_in:
+                self.receive_control(Interrupt("barge_in", ctx.now()))
+            await self.push(SpeechStarted(event.t, turn))
+            for pcm, pts in event.preroll:
+                await self.push(AudioFrame(pcm, rate, 1, pts, True))
+        elif isinstance(event, SpeechEnd):
+            turn = ctx.state.turn
+            ctx.bus.emit("speech_stopped", t=event.t, turn=turn, last_voiced=round(event.last_voiced, 4))
+            ctx.ledger.mark(turn, "last_voiced", event.last_voiced)
+            ctx.ledger.mark(turn, "end_of_turn", event.t)
+            await self.push(SpeechStopped(event.t, event.last_voiced, turn))

@@ -1,0 +1,107 @@
+"""Builds one call's graph from a pipeline config; engines are shared across calls.
+
+The chain, caller to caller::
+
+    source -> resample_in -> [denoise] -> vad -> asr -> dialog -> tts -> resample_out -> playback
+
+Edge policies: caller audio drops its oldest frames when a consumer falls
+behind (the caller will not wait); everything from the VAD on blocks, so no
+turn event, transcript, reply or reply audio is ever lost.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from voicebot.asr.base import AsrEngine
+from voicebot.asr.stage import AsrStage
+from voicebot.audio.playback import AudioOutput, PlaybackStage
+from voicebot.audio.stages import DenoiseStage, ResampleStage, VadStage
+from voicebot.audio.vad import VadConfig
+from voicebot.clock import Clock
+from voicebot.config import AsrSettings, PipelineConfig, TtsSettings
+from voicebot.context import CallContext
+from voicebot.dialog.echo import EchoDialog
+from voicebot.graph import Pipeline, Policy, Source, Stage
+from voicebot.tts.base import TtsEngine
+from voicebot.tts.stage import TtsStage
+
+# Queue sizes in frames. 50 x 20 ms = 1 s of caller audio before drops start.
+AUDIO_EDGE = (50, Policy.DROP_OLDEST)
+VOICE_EDGE = (100, Policy.DROP_OLDEST)  # voiced audio waits out a final decode
+EVENT_EDGE = (200, Policy.BLOCK)
+BOT_AUDIO_EDGE = (16, Policy.BLOCK)
+
+
+@functools.cache
+def _asr_engine(model: str, compute_type: str, cpu_threads: int, beam_size: int) -> AsrEngine:
+    from voicebot.asr.whisper import WhisperEngine
+
+    return WhisperEngine(model, compute_type=compute_type, cpu_threads=cpu_threads,
+                         beam_size=beam_size)
+
+
+@functools.cache
+def _tts_engine(engine: str, voice: str, speed: float) -> TtsEngine:
+    if engine == "espeak":
+        from voicebot.tts.espeak import EspeakEngine
+
+        return EspeakEngine(voice=voice, rate_wpm=round(160 * speed))
+    from voicebot.tts.piper import PiperEngine
+
+    return PiperEngine(voice=voice, speed=speed)
+
+
+def asr_engine(settings: AsrSettings) -> AsrEngine:
+    """The process-wide engine for these settings (models load once per process)."""
+    return _asr_engine(settings.model, settings.compute_type, settings.cpu_threads,
+                       settings.beam_size)
+
+
+def tts_engine(settings: TtsSettings) -> TtsEngine:
+    return _tts_engine(settings.engine, settings.voice, settings.speed)
+
+
+async def warm_up(config: PipelineConfig) -> None:
+    """Load and exercise the engines so the first caller does not pay for it."""
+    await asr_engine(config.asr).warm_up()
+    await tts_engine(config.tts).warm_up()
+
+
+def build_call(
+    config: PipelineConfig,
+    source: Source,
+    output: AudioOutput,
+    clock: Clock | None = None,
+    call_id: str | None = None,
+) -> Pipeline:
+    """One call: a fresh set of stages (per-call state) over the shared engines."""
+    ctx = CallContext(clock or Clock())
+    if call_id:
+        ctx.call_id = call_id
+        ctx.bus.call_id = call_id
+    vad = config.vad
+    stages: list[Stage] = [source, ResampleStage(16000, 1)]
+    edges = [AUDIO_EDGE]
+    if config.audio.denoise:
+        stages.append(DenoiseStage(config.audio.denoise_level, config.audio.auto_gain_dbfs))
+        edges.append(AUDIO_EDGE)
+    stages += [
+        VadStage(VadConfig(
+            aggressiveness=vad.aggressiveness,
+            frame_ms=vad.frame_ms,
+            preroll_ms=vad.preroll_ms,
+            min_speech_ms=vad.min_speech_ms,
+            end_of_turn_ms=vad.end_of_turn_ms,
+        )),
+        AsrStage(asr_engine(config.asr), config.language, config.asr.partial_interval_ms),
+        EchoDialog(config.dialog.template),
+        TtsStage(tts_engine(config.tts)),
+        ResampleStage(output.sample_rate, output.channels, bot=True),
+        PlaybackStage(output),
+    ]
+    edges += [VOICE_EDGE, EVENT_EDGE, EVENT_EDGE, EVENT_EDGE, BOT_AUDIO_EDGE, BOT_AUDIO_EDGE]
+    pipeline = Pipeline(ctx, stages, edges)
+    if clock is not None and clock.fast:
+        clock.idle = pipeline.idle  # type: ignore[attr-defined]
+    return pipeline

@@ -1,0 +1,114 @@
+"""The ``voicebot`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from voicebot import runtime
+from voicebot.yamlsrc import ConfigError
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from voicebot.config import load_pipeline
+
+    failed = False
+    for path in args.pipelines:
+        try:
+            load_pipeline(path)
+        except ConfigError as exc:
+            failed = True
+            for diag in exc.diagnostics:
+                print(diag, file=sys.stderr)
+        else:
+            print(f"{path}: ok")
+    return 1 if failed else 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from voicebot.config import load_pipeline
+    from voicebot.runner import run_file, summary
+
+    try:
+        config = load_pipeline(args.pipeline)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not Path(args.input).is_file():
+        print(f"error: input file {args.input} does not exist", file=sys.stderr)
+        return 2
+    result = runtime.run(
+        run_file(config, args.input, args.output, args.events, fast=args.fast, tail=args.tail,
+                 mix=args.mix)
+    )
+    print(summary(result))
+    print(f"bot audio: {args.output}" + (f", events: {args.events}" if args.events else ""))
+    return 0 if result.reason == "completed" else 1
+
+
+def _cmd_make_caller(args: argparse.Namespace) -> int:
+    from voicebot.samples import write_caller
+
+    spans = write_caller(args.output, args.utterances, pause=args.pause, language=args.language,
+                         rate=args.rate)
+    for (start, end), text in zip(spans, args.utterances, strict=True):
+        print(f"{start:6.2f}-{end:6.2f}s  {text}")
+    print(f"caller audio: {args.output}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from voicebot.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicebot", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="validate pipeline YAML files")
+    check.add_argument("pipelines", nargs="+", metavar="PIPELINE.yaml")
+    check.set_defaults(func=_cmd_check)
+
+    run = sub.add_parser("run", help="run one offline call from a caller WAV")
+    run.add_argument("pipeline", metavar="PIPELINE.yaml")
+    run.add_argument("--input", "-i", required=True, help="caller audio (WAV or anything av reads)")
+    run.add_argument("--output", "-o", required=True, help="bot audio WAV, aligned with the input")
+    run.add_argument("--events", "-e", help="write events as JSON lines here")
+    run.add_argument("--fast", action="store_true", help="skip idle time (same event times)")
+    run.add_argument("--tail", type=float, default=1.0, help="seconds of silence after the input")
+    run.add_argument("--mix", help="also write a stereo WAV: caller left, bot right")
+    run.set_defaults(func=_cmd_run)
+
+    caller = sub.add_parser("make-caller", help="synthesize a caller WAV with the bundled voices")
+    caller.add_argument("output", metavar="OUT.wav")
+    caller.add_argument("utterances", nargs="+", metavar="TEXT", help="what the caller says")
+    caller.add_argument("--pause", type=float, default=2.5, help="seconds between utterances")
+    caller.add_argument("--language", default="en", help="en (Piper) or an espeak-ng voice")
+    caller.add_argument("--rate", type=int, default=16000, help="sample rate of the WAV")
+    caller.set_defaults(func=_cmd_make_caller)
+
+    bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
+    bench.add_argument("what", choices=["loop"], help="loop: the voice loop's figures")
+    bench.add_argument("--pipeline", default=None, help="pipeline YAML (default: pipelines/echo.yaml)")
+    bench.add_argument("--json", dest="json_path", default="bench-loop.json", help="JSON output")
+    bench.add_argument("--repeat", type=int, default=5, help="repetitions per measurement")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Pipeline YAML: the schema, and loading that reports mistakes as ``file:line:col``.
+
+The schema is a tree of dataclasses. ``load_pipeline`` checks every key and
+value against it (unknown keys with a "did you mean", wrong types, ranges,
+choices, missing files) and collects all problems before raising one
+``ConfigError``, so an author fixes a file in one pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from voicebot.yamlsrc import ConfigError, Diagnostic, Path_, Source, load
+
+
+def _spec(default: Any = dataclasses.MISSING, *, lo: float | None = None,
+          hi: float | None = None, doc: str = "", factory: Any = None) -> Any:
+    meta = {"lo": lo, "hi": hi, "doc": doc}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class AudioSettings:
+    denoise: bool = _spec(False, doc="noise suppression + gain (phone audio); off for WebRTC")
+    denoise_level: int = _spec(2, lo=0, hi=4, doc="noise suppression strength")
+    auto_gain_dbfs: int = _spec(0, lo=0, hi=31, doc="target level for automatic gain; 0 = off")
+
+
+@dataclass
+class VadSettings:
+    aggressiveness: int = _spec(2, lo=0, hi=3)
+    frame_ms: Literal[10, 20, 30] = 20
+    preroll_ms: int = _spec(300, lo=0, hi=2000)
+    min_speech_ms: int = _spec(150, lo=0, hi=2000)
+    end_of_turn_ms: int = _spec(500, lo=100, hi=5000)
+
+
+@dataclass
+class AsrSettings:
+    engine: Literal["whisper"] = "whisper"
+    model: str = _spec("", doc="tiny.en, base, or a model directory; default by language")
+    partial_interval_ms: int = _spec(300, lo=0, hi=5000, doc="0 disables partials")
+    beam_size: int = _spec(1, lo=1, hi=10)
+    compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
+    cpu_threads: int = _spec(2, lo=1, hi=64)
+
+
+@dataclass
+class TtsSettings:
+    engine: Literal["piper", "espeak"] = _spec("piper")
+    voice: str = _spec("", doc="piper voice name or .onnx path; espeak voice; default by language")
+    speed: float = _spec(1.0, lo=0.25, hi=4.0)
+
+
+@dataclass
+class DialogSettings:
+    type: Literal["echo"] = "echo"
+    template: str = _spec("You said: {text}", doc="echo reply; {text} is the final transcript")
+
+
+@dataclass
+class PipelineConfig:
+    name: str = ""
+    language: Literal["en", "de"] = "en"
+    latency_budget_ms: int = _spec(1200, lo=100, hi=10000)
+    audio: AudioSettings = _spec(factory=AudioSettings)
+    vad: VadSettings = _spec(factory=VadSettings)
+    asr: AsrSettings = _spec(factory=AsrSettings)
+    tts: TtsSettings = _spec(factory=TtsSettings)
+    dialog: DialogSettings = _spec(factory=DialogSettings)
+    path: Path | None = field(default=None, metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        if not self.asr.model:
+            self.asr.model = "tiny.en" if self.language == "en" else "base"
+        if not self.tts.voice:
+            if self.tts.engine == "piper" and self.language != "en":
+                self.tts.engine = "espeak"
+            self.tts.voice = "en_US-joe-medium" if self.tts.engine == "piper" else self.language
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Builder:
+    def __init__(self, src: Source) -> None:
+        self.src = src
+        self.diags: list[Diagnostic] = []
+
+    def error(self, path: Path_, code: str, message: str, *, key: bool = False) -> None:
+        self.diags.append(self.src.diag(path, code, message, key=key))
+
+    def build(self, cls: type, data: Any, path: Path_) -> Any:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.error(path, "E101", f"expected a mapping for {cls.__name__}")
+            return cls()
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), list(fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.error((*path, key), "E102", f"unknown key {key!r}{hint}", key=True)
+                continue
+            checked = self.value(hints[key], fields[key], value, (*path, key))
+            if checked is not _BAD:
+                kwargs[key] = checked
+        for name, f in fields.items():
+            if name not in data and f.default is dataclasses.MISSING and (
+                f.default_factory is dataclasses.MISSING
+            ):
+                self.error(path, "E103", f"missing required key {name!r}")
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            self.error(path, "E104", str(exc))
+            return _BAD
+
+    def value(self, tp: Any, f: dataclasses.Field[Any], value: Any, path: Path_) -> Any:
+        origin = typing.get_origin(tp)
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, value, path)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if value is None:
+                return None
+            return self.value(args[0], f, value, path)
+        if origin is Literal:
+            choices = typing.get_args(tp)
+            if value not in choices:
+                close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.error(path, "E105", f"must be one of {_type_name(tp)}, got {value!r}{hint}")
+                return _BAD
+            return value
+        ok = (
+            (tp is bool and isinstance(value, bool))
+            or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+            or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+            or (tp is str and isinstance(value, str))
+        )
+        if not ok:
+            self.error(path, "E106", f"expected {_type_name(tp)}, got {type(value).__name__}"
+                       f" {value!r}")
+            return _BAD
+        lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            self.error(path, "E107", f"{value!r} is out of range [{lo}, {hi}]")
+            return _BAD
+        return float(value) if tp is float else value
+
+
+_BAD = object()
+
+
+def load_pipeline(path: str | Path) -> PipelineConfig:
+    """Load and validate a pipeline YAML; raises ``ConfigError`` listing every problem."""
+    src, diags = load(path)
+    builder = _Builder(src)
+    builder.diags.extend(diags)
+    config = PipelineConfig()
+    if src.data is not None or not diags:
+        built = builder.build(PipelineConfig, src.data, ())
+        if built is not _BAD:
+            config = built
+    _check_engines(config, builder)
+    if builder.diags:
+        raise ConfigError(sorted(builder.diags, key=lambda d: (d.line, d.col)))
+    config.path = Path(path)
+    return config
+
+
+def _check_engines(config: PipelineConfig, b: _Builder) -> None:
+    """Things only knowable with the engines' catalogues: models and voices exist."""
+    from voicebot.asr.models import KNOWN_MODELS
+    from voicebot.tts.voices import voice_error
+
+    model = config.asr.model
+    if model not in KNOWN_MODELS and not _relative(b.src, model).is_dir():
+        b.error(("asr", "model"), "E201",
+                f"unknown ASR model {model!r}: use one of {', '.join(KNOWN_MODELS)} "
+                "or a model directory")
+    elif model == "tiny.en" and config.language != "en":
+        b.error(("asr", "model"), "E202", f"tiny.en is English-only but language is "
+                f"{config.language!r}; use 'base'")
+    problem = voice_error(config.tts.engine, config.tts.voice, base=_relative(b.src, "."))
+    if problem:
+        b.error(("tts", "voice"), "E203", problem)
+
+
+def _relative(src: Source, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else Path(src.file).parent / p

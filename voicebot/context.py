@@ -1,0 +1,40 @@
+"""What the stages of one call share: ids, clock, events, turn ledger, live state."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from voicebot.clock import Clock
+from voicebot.events import EventBus, TurnLedger
+from voicebot.runtime import LoopLagMonitor
+
+
+@dataclass
+class CallState:
+    """Mutable facts one stage learns and another needs, kept in one place.
+
+    Playback owns ``bot_speaking`` and ``barge_in``; the VAD reads them to
+    decide whether caller speech is a barge-in.
+    """
+
+    bot_speaking: bool = False
+    barge_in: bool = True
+    turn: int = 0
+
+
+@dataclass
+class CallContext:
+    clock: Clock
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    bus: EventBus = field(init=False)
+    ledger: TurnLedger = field(init=False)
+    lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
+    state: CallState = field(default_factory=CallState)
+
+    def __post_init__(self) -> None:
+        self.bus = EventBus(self.call_id, self.clock)
+        self.ledger = TurnLedger(self.bus)
+
+    def now(self) -> float:
+        return self.clock.now()

@@ -1,0 +1,343 @@
+"""Stages, the bounded edges between them, and the pipeline that runs a call.
+
+Queue policies (one per edge, chosen by the pipeline builder):
+
+* ``DROP_OLDEST`` - real-time audio: when full, the oldest droppable frame is
+  discarded and counted; the producer never waits (the caller will not wait).
+* ``BLOCK`` - text, events and synthesized audio: the producer waits for room
+  (back-pressure; nothing of the bot's reply is lost).
+
+Control frames bypass the queues entirely: ``Edge.put`` hands them straight to
+the consuming stage, which reacts (cancels work, clears buffers) and passes them
+on in the same loop iteration. An ``Interrupt`` therefore reaches playback
+within microseconds, and every edge it crosses drops its queued flushable
+frames (reply text, bot audio) on the way.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+import logging
+from collections import deque
+from collections.abc import Coroutine, Iterable
+from typing import Any
+
+from voicebot.context import CallContext
+from voicebot.frames import EndOfCall, EndOfStream, Frame, Interrupt
+from voicebot.runtime import loop_name
+
+log = logging.getLogger(__name__)
+
+
+class Policy(enum.Enum):
+    DROP_OLDEST = "drop_oldest"
+    BLOCK = "block"
+
+
+class Edge:
+    """A bounded queue from one stage to the next."""
+
+    def __init__(self, name: str, maxsize: int = 50, policy: Policy = Policy.BLOCK) -> None:
+        if maxsize < 1:
+            raise ValueError("edge maxsize must be >= 1")
+        self.name = name
+        self.maxsize = maxsize
+        self.policy = policy
+        self.consumer: Stage | None = None
+        self.dropped = 0
+        self.flushed = 0
+        self._data: deque[Frame] = deque()
+        self._control: deque[Frame] = deque()
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    def qsize(self) -> int:
+        return len(self._data) + len(self._control)
+
+    def empty(self) -> bool:
+        return not self._data and not self._control
+
+    async def put(self, frame: Frame) -> None:
+        if frame.control:
+            self.put_control(frame)
+            return
+        while len(self._data) >= self.maxsize:
+            if self.policy is Policy.DROP_OLDEST and self._drop_oldest():
+                break
+            self._writable.clear()
+            await self._writable.wait()
+        self._data.append(frame)
+        self._readable.set()
+
+    def put_nowait(self, frame: Frame) -> bool:
+        """Enqueue without waiting; False when a BLOCK edge is full."""
+        if frame.control:
+            self.put_control(frame)
+            return True
+        if len(self._data) >= self.maxsize and not (
+            self.policy is Policy.DROP_OLDEST and self._drop_oldest()
+        ):
+            return False
+        self._data.append(frame)
+        self._readable.set()
+        return True
+
+    def put_control(self, frame: Frame) -> None:
+        if isinstance(frame, Interrupt):
+            self.flush()
+        if self.consumer is not None:
+            self.consumer.receive_control(frame)
+        else:
+            self._control.append(frame)
+            self._readable.set()
+
+    def flush(self) -> int:
+        """Drop queued flushable frames (the bot's reply); returns how many."""
+        keep = [f for f in self._data if not f.flushable]
+        n = len(self._data) - len(keep)
+        if n:
+            self._data = deque(keep)
+            self.flushed += n
+            self._writable.set()
+        return n
+
+    def _drop_oldest(self) -> bool:
+        for i, f in enumerate(self._data):
+            if f.droppable:
+                del self._data[i]
+                self.dropped += 1
+                return True
+        return False
+
+    async def get(self) -> Frame:
+        while True:
+            if self._control:
+                return self._control.popleft()
+            if self._data:
+                frame = self._data.popleft()
+                self._writable.set()
+                return frame
+            self._readable.clear()
+            await self._readable.wait()
+
+    def get_nowait(self) -> Frame | None:
+        if self._control:
+            return self._control.popleft()
+        if self._data:
+            self._writable.set()
+            return self._data.popleft()
+        return None
+
+
+INTERRUPTED = object()
+
+
+class Stage:
+    """One step of the dataflow. Subclasses override ``process`` and the hooks.
+
+    ``process`` handles one data frame and may ``push`` any number downstream.
+    Control frames arrive through ``receive_control`` at any time, even while
+    ``process`` is awaiting; work started with ``interruptible`` is cancelled
+    by an ``Interrupt``.
+    """
+
+    name = "stage"
+
+    def __init__(self) -> None:
+        self.ctx: CallContext = None  # type: ignore[assignment]  # set by Pipeline
+        self.inbox: Edge | None = None
+        self.outbox: Edge | None = None
+        self._children: set[asyncio.Task[Any]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- hooks -------------------------------------------------------------
+    async def setup(self) -> None:
+        """Prepare per-call resources (engines are shared and already loaded)."""
+
+    async def process(self, frame: Frame) -> None:
+        await self.push(frame)
+
+    def on_interrupt(self, frame: Interrupt) -> None:
+        """React to barge-in synchronously (clear buffers); children are cancelled."""
+
+    async def on_end_of_stream(self) -> None:
+        """Input is over: finish pending work before EndOfStream moves on."""
+
+    async def teardown(self) -> None:
+        """Release per-call resources; runs once however the call ended."""
+
+    # --- plumbing ----------------------------------------------------------
+    async def push(self, frame: Frame) -> None:
+        if self.outbox is not None:
+            await self.outbox.put(frame)
+
+    def receive_control(self, frame: Frame) -> None:
+        if isinstance(frame, Interrupt):
+            for child in list(self._children):
+                child.cancel()
+            self.on_interrupt(frame)
+        elif isinstance(frame, EndOfCall):
+            for child in list(self._children):
+                child.cancel()
+            if self._task is not None and self._task is not asyncio.current_task():
+                self._task.cancel()
+        if self.outbox is not None:
+            self.outbox.put_control(frame)
+
+    async def interruptible(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Await ``coro`` as a child task; returns ``INTERRUPTED`` if barge-in cancelled it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._children.add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and not (current and current.cancelling()):
+                return INTERRUPTED
+            raise
+        finally:
+            self._children.discard(task)
+
+    async def run(self) -> None:
+        assert self.inbox is not None, f"{self.name} has no inbox"
+        while True:
+            frame = await self.inbox.get()
+            if isinstance(frame, EndOfStream):
+                await self.on_end_of_stream()
+                await self.push(frame)
+                return
+            if frame.control:  # only on an edge without a consumer (tests)
+                self.receive_control(frame)
+                continue
+            await self.process(frame)
+
+
+class Source(Stage, abc.ABC):
+    """The first stage: produces frames instead of reading an inbox."""
+
+    name = "source"
+
+    @abc.abstractmethod
+    async def produce(self) -> None:
+        """Push the call's input frames; returning means the input is over."""
+
+    async def run(self) -> None:
+        await self.produce()
+        await self.push(EndOfStream())
+
+
+class Pipeline:
+    """A chain of stages joined by edges; runs one call to its end.
+
+    ``run`` returns the reason the call ended: ``"completed"`` (input drained),
+    a hang-up reason, or ``"error"`` - a stage that raises ends the call with
+    an ``error`` event; nothing hangs and nothing is swallowed silently.
+    """
+
+    def __init__(
+        self,
+        ctx: CallContext,
+        stages: Iterable[Stage],
+        edges: Iterable[tuple[int, Policy]] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.stages = list(stages)
+        if len(self.stages) < 2:
+            raise ValueError("a pipeline needs at least a source and a sink")
+        specs = list(edges) if edges is not None else [(50, Policy.BLOCK)] * (len(self.stages) - 1)
+        if len(specs) != len(self.stages) - 1:
+            raise ValueError("need one edge spec between each pair of stages")
+        self.edges: list[Edge] = []
+        for up, down, (size, policy) in zip(self.stages, self.stages[1:], specs, strict=False):
+            edge = Edge(f"{up.name}->{down.name}", size, policy)
+            edge.consumer = down
+            up.outbox, down.inbox = edge, edge
+            self.edges.append(edge)
+        for stage in self.stages:
+            stage.ctx = ctx
+        self.end_reason: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def idle(self) -> bool:
+        """No frame queued anywhere (the fast clock may skip ahead)."""
+        return all(edge.empty() for edge in self.edges)
+
+    def hang_up(self, reason: str = "hangup") -> None:
+        """End the call now: EndOfCall overtakes everything."""
+        if self.end_reason is None:
+            self.end_reason = reason
+        self.stages[0].receive_control(EndOfCall(reason))
+        for task in self._tasks:
+            task.cancel()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "drops": {e.name: e.dropped for e in self.edges if e.dropped},
+            "flushed": {e.name: e.flushed for e in self.edges if e.flushed},
+        }
+
+    async def run(self) -> str:
+        ctx = self.ctx
+        ctx.clock.start()
+        ctx.lag.start()
+        ctx.bus.emit("call_started", t=0.0)
+        try:
+            for stage in self.stages:
+                await stage.setup()
+            for stage in self.stages:
+                stage._task = asyncio.get_running_loop().create_task(
+                    stage.run(), name=f"{ctx.call_id}:{stage.name}"
+                )
+                self._tasks.append(stage._task)
+            await self._supervise()
+        except Exception as exc:
+            self._fail("pipeline", exc)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for stage in self.stages:
+                try:
+                    await stage.teardown()
+                except Exception as exc:
+                    log.exception("teardown of %s failed", stage.name)
+                    self._fail(stage.name, exc)
+            await ctx.lag.stop()
+            await ctx.clock.close()
+            ctx.bus.emit(
+                "call_ended",
+                reason=self.end_reason or "completed",
+                worst_loop_lag_ms=round(ctx.lag.worst * 1000, 2),
+                loop=loop_name(),
+                **self.stats(),
+            )
+        return self.end_reason or "completed"
+
+    async def _supervise(self) -> None:
+        sink = self._tasks[-1]
+        pending = set(self._tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.cancelled():
+                    continue
+                exc = task.exception()
+                if exc is not None:
+                    stage = task.get_name().split(":", 1)[-1]
+                    self._fail(stage, exc)
+                    return
+            if sink in done or self.end_reason is not None:
+                return
+
+    def _fail(self, stage: str, exc: BaseException) -> None:
+        log.error("stage %s failed: %r", stage, exc, exc_info=exc)
+        self.ctx.bus.emit(
+            "error", stage=stage, message=str(exc) or type(exc).__name__, kind=type(exc).__name__
+        )
+        if self.end_reason is None:
+            self.end_reason = "error"
+        self.stages[0].receive_control(EndOfCall("error"))
+
