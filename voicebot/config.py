@@ -20,11 +20,8 @@ from voicebot.yamlsrc import ConfigError, Diagnostic, Path_, Source, load
 
 
 def _spec(default: Any = dataclasses.MISSING, *, lo: float | None = None,
-          hi: float | None = None, doc: str = "", factory: Any = None) -> Any:
-    meta = {"lo": lo, "hi": hi, "doc": doc}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+          hi: float | None = None, doc: str = "") -> Any:
+    return field(default=default, metadata={"lo": lo, "hi": hi, "doc": doc})
 
 
 @dataclass
@@ -71,11 +68,11 @@ class PipelineConfig:
     name: str = ""
     language: Literal["en", "de"] = "en"
     latency_budget_ms: int = _spec(1200, lo=100, hi=10000)
-    audio: AudioSettings = _spec(factory=AudioSettings)
-    vad: VadSettings = _spec(factory=VadSettings)
-    asr: AsrSettings = _spec(factory=AsrSettings)
-    tts: TtsSettings = _spec(factory=TtsSettings)
-    dialog: DialogSettings = _spec(factory=DialogSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    dialog: DialogSettings = field(default_factory=DialogSettings)
     path: Path | None = field(default=None, metadata={"internal": True})
 
     def __post_init__(self) -> None:

@@ -53,12 +53,18 @@ class Edge:
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
+        self._reader_waiting = False
 
     def qsize(self) -> int:
         return len(self._data) + len(self._control)
 
     def empty(self) -> bool:
         return not self._data and not self._control
+
+    @property
+    def pending(self) -> bool:
+        """Frames are queued and the consumer is waiting to take them (work is about to run)."""
+        return self._reader_waiting and not self.empty()
 
     async def put(self, frame: Frame) -> None:
         if frame.control:
@@ -121,7 +127,11 @@ class Edge:
                 self._writable.set()
                 return frame
             self._readable.clear()
-            await self._readable.wait()
+            self._reader_waiting = True
+            try:
+                await self._readable.wait()
+            finally:
+                self._reader_waiting = False
 
     def get_nowait(self) -> Frame | None:
         if self._control:
@@ -262,8 +272,12 @@ class Pipeline:
         self._tasks: list[asyncio.Task[None]] = []
 
     def idle(self) -> bool:
-        """No frame queued anywhere (the fast clock may skip ahead)."""
-        return all(edge.empty() for edge in self.edges)
+        """No stage is about to take a queued frame (the fast clock may skip ahead).
+
+        Frames may still sit in edges whose consumer waits on the clock (playback
+        paces itself) or on a full edge further down: that is idle too.
+        """
+        return not any(edge.pending for edge in self.edges)
 
     def hang_up(self, reason: str = "hangup") -> None:
         """End the call now: EndOfCall overtakes everything."""

@@ -56,5 +56,5 @@ class AsrEngine(ABC):
     async def transcribe(self, audio: np.ndarray, language: str | None = None) -> AsrResult:
         """Transcribe a whole clip (batch use, tests, benchmarks)."""
 
-    async def warm_up(self) -> None:
+    async def warm_up(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Load models / run one tiny decode so the first call is not slow."""

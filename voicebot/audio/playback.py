@@ -57,7 +57,8 @@ class PlaybackStage(Stage):
         if getattr(frame, "turn", self._stale_below) < self._stale_below:
             return
         if isinstance(frame, BotAudioFrame):
-            if frame.sample_rate != self.output.sample_rate or frame.channels != self.output.channels:
+            out = self.output
+            if frame.sample_rate != out.sample_rate or frame.channels != out.channels:
                 raise ValueError(
                     f"playback needs {self.output.sample_rate} Hz x{self.output.channels}, got "
                     f"{frame.sample_rate} Hz x{frame.channels} (add a resample_out stage)"

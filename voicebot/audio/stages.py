@@ -34,7 +34,7 @@ class ResampleStage(Stage):
         self._resampler: StreamResampler | None = None
         self._format: tuple[int, int] | None = None
 
-    def _convert(self, pcm, rate: int, channels: int):  # noqa: ANN001, ANN202 - hot path
+    def _convert(self, pcm, rate: int, channels: int):
         if (rate, channels) != self._format:
             self._format = (rate, channels)
             self._resampler = StreamResampler(rate, channels, self.rate, self.channels)
@@ -142,7 +142,9 @@ class VadStage(Stage):
                 await self.push(AudioFrame(pcm, rate, 1, pts, True))
         elif isinstance(event, SpeechEnd):
             turn = ctx.state.turn
-            ctx.bus.emit("speech_stopped", t=event.t, turn=turn, last_voiced=round(event.last_voiced, 4))
+            ctx.bus.emit(
+                "speech_stopped", t=event.t, turn=turn, last_voiced=round(event.last_voiced, 4)
+            )
             ctx.ledger.mark(turn, "last_voiced", event.last_voiced)
             ctx.ledger.mark(turn, "end_of_turn", event.t)
             await self.push(SpeechStopped(event.t, event.last_voiced, turn))

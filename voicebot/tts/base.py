@@ -22,5 +22,5 @@ class TtsEngine(ABC):
     def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
         """Yield int16 mono chunks at ``sample_rate`` for ``text``."""
 
-    async def warm_up(self) -> None:
+    async def warm_up(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Load the voice and synthesize a word so the first reply is not slow."""

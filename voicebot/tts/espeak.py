@@ -64,6 +64,7 @@ class _Espeak:
 
     def synth(self, text: str, voice: str, params: dict[int, int], emit: Emit) -> None:
         if voice != self._voice:
+            self._voice = ""  # unknown after a failed switch: set it again next time
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise ValueError(f"espeak-ng has no voice {voice!r}")
             self._voice = voice

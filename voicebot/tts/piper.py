@@ -15,7 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -69,7 +69,7 @@ async def stream_from_executor(
         while (item := await queue.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item
-            yield item  # type: ignore[misc]
+            yield cast(np.ndarray, item)
     finally:
         stopped.set()
         job.cancel()
@@ -88,10 +88,26 @@ class _SharedVoice:
     def get(self) -> PiperVoice:
         with self._lock:
             if self._voice is None:
-                from piper import PiperVoice
-
-                self._voice = PiperVoice.load(self.model, config_path=self.config)
+                self._voice = _load_voice(self.model, self.config)
             return self._voice
+
+
+def _load_voice(model: Path, config: Path) -> PiperVoice:
+    """``PiperVoice.load`` with onnxruntime's idle spinning off.
+
+    Spinning worker threads burn the cores between runs; on a small box shared with ASR
+    that slowed synthesis 2x and delayed the event loop by up to 100 ms.
+    """
+    import onnxruntime
+    from piper import PiperConfig, PiperVoice
+
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(
+        str(model), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    settings = json.loads(config.read_text(encoding="utf-8"))
+    return PiperVoice(session=session, config=PiperConfig.from_dict(settings))
 
 
 _VOICES: dict[str, _SharedVoice] = {}
@@ -107,7 +123,11 @@ def _shared_voice(model: Path, config: Path) -> _SharedVoice:
 
 
 class PiperEngine(TtsEngine):
-    """Piper voice: the bundled ``en_US-joe-medium`` or a path to an ``.onnx`` model."""
+    """Piper voice: the bundled ``en_US-joe-medium`` or a path to an ``.onnx`` model.
+
+    ``speed`` divides the voice's own length scale; ``volume`` multiplies the samples after
+    Piper's per-sentence peak normalisation.
+    """
 
     name = "piper"
 

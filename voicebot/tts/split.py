@@ -46,13 +46,13 @@ class _Piece:
 
 
 def split_clauses(
-    text: str, min_chars: int = 15, *, comma_chars: int = 40, first_max_chars: int = 80
+    text: str, min_chars: int = 10, *, comma_chars: int = 40, first_max_chars: int = 80
 ) -> list[str]:
     """Clauses of ``text`` in order, each with at least ``min_chars`` characters if possible.
 
-    ``comma_chars`` is how long a later clause must be before a comma ends it;
-    ``first_max_chars`` is how long the first clause may get before it is cut at a
-    conjunction.
+    A comma ends the first clause when both sides have ``min_chars``, a later clause when
+    both sides have ``comma_chars``; ``first_max_chars`` is how long the first clause may
+    get before it is cut at a conjunction.
     """
     pieces = _pieces(text)
     clauses: list[str] = []
@@ -63,7 +63,7 @@ def split_clauses(
             break
         if piece.kind == "comma":
             limit = min_chars if not clauses else comma_chars
-            if len(current) < limit or _rest_of_sentence(pieces, i + 1) < min_chars:
+            if len(current) < limit or _rest_of_sentence(pieces, i + 1) < limit:
                 continue
         elif len(current) < min_chars:
             continue

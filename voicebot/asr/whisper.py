@@ -1,0 +1,348 @@
+"""Whisper speech recognition (faster-whisper / CTranslate2) with trimmed encoder input.
+
+faster-whisper's ``transcribe()`` pads every clip to 30 s, so a 2 s turn pays for
+30 s of encoder work. Here the log-Mel features cover only the audio plus a short
+zero tail (zeros are what the padded path feeds the model after the audio, and they
+help the decoder see where speech ends), and the CTranslate2 model is called directly.
+Trimmed input makes Whisper prone to starting the transcript over once it reaches the
+end of the audio, so the token budget is tied to the duration and such restarts are
+cut off again (``collapse_repeats``).
+
+Each model is loaded once per process and shared by every engine and session that
+asks for it; its decodes run one at a time on a single worker thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
+from faster_whisper.transcribe import get_suppressed_tokens
+
+from voicebot.asr.base import SAMPLE_RATE, AsrEngine, AsrResult, AsrSession
+from voicebot.asr.models import resolve_model
+
+_FRAMES_PER_S = 100  # log-Mel frames (hop 160 at 16 kHz)
+_MAX_FRAMES = 3000  # the encoder's 30 s window
+_MIN_AUDIO_S = 0.3  # shorter input is padded with silence to this length
+_TOKENS_BASE, _TOKENS_PER_S = 12, 7.0  # token budget; real speech needs ~3-5 tokens/s
+_NO_SPEECH_PROB, _LOGPROB_FLOOR = 0.6, -1.0  # Whisper's silence rule
+_SPLIT_SEARCH_S = 6.0  # how far back from a window's end to look for a quiet cut
+_INITIAL_BUFFER_S = 10.0
+
+
+def normalize_language(language: str | None) -> str | None:
+    """``"en-US"``/``"de_DE"`` → ``"en"``/``"de"``; ``None`` (detect) stays ``None``."""
+    if language is None or not language.strip():
+        return None
+    code = re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
+    if code not in _LANGUAGE_CODES:
+        raise ValueError(f"Whisper does not know language {language!r}")
+    return code
+
+
+def collapse_repeats(text: str) -> str:
+    """Undo decoder loops: ``"Hello? Hello? Hello"`` → ``"Hello?"``.
+
+    Two shapes are common with trimmed input: the whole transcript starting over
+    (``"A B C. A B"``) and the last phrase repeating (``"… on Tuesday, on Tuesday,"``).
+    Repeats short enough to be real speech (``"bye bye"``, ``"no no"``) are kept.
+    """
+    words = text.split()
+    keys = [re.sub(r"[^\w']", "", w.lower()) for w in words]
+    n = len(keys)
+    for period in range(1, n):
+        if all(keys[i] == keys[i + period] for i in range(n - period)):
+            extra = n - period
+            if extra >= 2 or period >= 3:
+                return " ".join(words[:period])
+            break
+    for period in range(1, n // 2 + 1):
+        run = 0
+        while run < n - period and keys[n - 1 - run] == keys[n - 1 - period - run]:
+            run += 1
+        copies = (run + period) / period
+        if copies >= {1: 4, 2: 3}.get(period, 2):
+            return " ".join(words[: n - run])
+    return text
+
+
+def _quiet_cut(audio: np.ndarray, lo: int, hi: int) -> int:
+    """Sample index in [lo, hi) at the quietest 60 ms stretch (cheap RMS minimum)."""
+    hop = SAMPLE_RATE // 50
+    seg = audio[lo:hi]
+    frames = len(seg) // hop
+    if frames < 3:
+        return hi
+    energy = np.square(seg[: frames * hop].reshape(frames, hop)).mean(axis=1)
+    smooth = np.convolve(energy, np.ones(3) / 3, mode="same")
+    return lo + int(np.argmin(smooth)) * hop + hop // 2
+
+
+def split_windows(audio: np.ndarray, max_s: float) -> list[np.ndarray]:
+    """Cut ``audio`` into pieces of at most ``max_s`` seconds, at quiet points when possible."""
+    max_len = int(max_s * SAMPLE_RATE)
+    search = min(int(_SPLIT_SEARCH_S * SAMPLE_RATE), max_len // 2)
+    out: list[np.ndarray] = []
+    start = 0
+    while len(audio) - start > max_len:
+        cut = _quiet_cut(audio, start + max_len - search, start + max_len)
+        out.append(audio[start:cut])
+        start = cut
+    out.append(audio[start:])
+    return out
+
+
+def _as_float32(audio: np.ndarray) -> np.ndarray:
+    a = np.asarray(audio).reshape(-1)
+    if a.dtype == np.int16:
+        return a.astype(np.float32) / 32768.0
+    return a.astype(np.float32, copy=False)
+
+
+@dataclass(eq=False)
+class SharedModel:
+    """One loaded Whisper model and the single worker thread that runs it."""
+
+    path: Path
+    compute_type: str
+    cpu_threads: int
+    executor: ThreadPoolExecutor = field(init=False)
+    _model: WhisperModel | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _tokenizers: dict[str | None, tuple[Tokenizer, list[int], list[int]]] = field(
+        default_factory=dict, init=False
+    )
+
+    def __post_init__(self) -> None:
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"whisper-{self.path.name}")
+
+    def load(self) -> WhisperModel:
+        """The model, loaded on first use (thread-safe; blocks while loading)."""
+        with self._lock:
+            if self._model is None:
+                self._model = WhisperModel(
+                    str(self.path),
+                    device="cpu",
+                    compute_type=self.compute_type,
+                    cpu_threads=self.cpu_threads,
+                )
+            return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def tokenizer(self, language: str | None) -> tuple[Tokenizer, list[int], list[int]]:
+        """(tokenizer, decoder prompt, suppressed tokens) for ``language``; worker only."""
+        cached = self._tokenizers.get(language)
+        if cached is None:
+            wm = self.load()
+            tok = Tokenizer(wm.hf_tokenizer, wm.model.is_multilingual, "transcribe", language)
+            prompt = [*tok.sot_sequence, tok.no_timestamps]
+            cached = (tok, prompt, list(get_suppressed_tokens(tok, [-1])))
+            self._tokenizers[language] = cached
+        return cached
+
+
+_REGISTRY: dict[tuple[str, str, int], SharedModel] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def shared_model(path: Path, compute_type: str, cpu_threads: int) -> SharedModel:
+    """The process-wide entry for this model file and settings (created, not loaded)."""
+    key = (str(path.resolve()), compute_type, cpu_threads)
+    with _REGISTRY_LOCK:
+        entry = _REGISTRY.get(key)
+        if entry is None:
+            entry = _REGISTRY[key] = SharedModel(path.resolve(), compute_type, cpu_threads)
+        return entry
+
+
+@dataclass(slots=True)
+class _WindowResult:
+    text: str
+    language: str
+    no_speech_prob: float
+    logprob_sum: float
+    tokens: int
+
+
+class WhisperEngine(AsrEngine):
+    """Whisper on CPU; ``model`` is ``"tiny.en"``, ``"base"`` or a CTranslate2 model directory.
+
+    ``tail_pad_s`` seconds of zero features follow the audio: with less, short turns
+    loop more often (measured on synthetic speech; see the module docstring).
+    """
+
+    name = "whisper"
+
+    def __init__(
+        self,
+        model: str = "tiny.en",
+        compute_type: str = "int8",
+        cpu_threads: int = 2,
+        beam_size: int = 1,
+        tail_pad_s: float = 1.0,
+    ) -> None:
+        if beam_size < 1:
+            raise ValueError("beam_size must be >= 1")
+        if not 0.0 <= tail_pad_s <= 5.0:
+            raise ValueError("tail_pad_s must be within [0, 5] seconds")
+        self.model_name = model
+        self.beam_size = beam_size
+        self.tail_pad_s = tail_pad_s
+        self._shared = shared_model(resolve_model(model), compute_type, cpu_threads)
+
+    @property
+    def shared(self) -> SharedModel:
+        return self._shared
+
+    @property
+    def model(self) -> WhisperModel:
+        """The shared faster-whisper model (loads it, blocking, if nobody has yet)."""
+        return self._shared.load()
+
+    @property
+    def max_window_s(self) -> float:
+        """Longest audio decoded in one piece (the encoder's 30 s less the tail pad)."""
+        return (_MAX_FRAMES - 1) / _FRAMES_PER_S - self.tail_pad_s
+
+    def session(self, language: str | None = None) -> WhisperSession:
+        lang = normalize_language(language)
+        if self._shared.loaded:
+            self._check_language(lang)
+        return WhisperSession(self, lang)
+
+    async def transcribe(self, audio: np.ndarray, language: str | None = None) -> AsrResult:
+        return await self.run(_as_float32(audio), normalize_language(language))
+
+    async def warm_up(self) -> None:
+        await self.run(np.zeros(SAMPLE_RATE // 2, dtype=np.float32), None)
+
+    async def run(self, audio: np.ndarray, language: str | None) -> AsrResult:
+        """Decode float32 ``audio`` on the model's worker (``language`` already normalized)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._shared.executor, self.decode, audio, language)
+
+    def decode(self, audio: np.ndarray, language: str | None) -> AsrResult:
+        """Blocking decode of a whole clip; runs on the worker thread."""
+        wm = self._shared.load()
+        self._check_language(language)
+        started = time.perf_counter()
+        if not wm.model.is_multilingual:
+            language = "en"
+        if audio.size == 0:
+            return AsrResult("", language or "", no_speech_prob=1.0)
+        parts: list[_WindowResult] = []
+        for window in split_windows(audio, self.max_window_s):
+            part = self._decode_window(wm, window, language)
+            language = part.language  # detected once, on the first window
+            parts.append(part)
+        tokens = sum(p.tokens for p in parts)
+        return AsrResult(
+            text=" ".join(p.text for p in parts if p.text),
+            language=language or "",
+            no_speech_prob=min(p.no_speech_prob for p in parts),
+            avg_logprob=sum(p.logprob_sum for p in parts) / max(tokens, 1),
+            decode_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    def _check_language(self, language: str | None) -> None:
+        if language not in (None, "en") and not self.model.model.is_multilingual:
+            raise ValueError(f"{self.model_name} is English-only; cannot transcribe {language!r}")
+
+    def _decode_window(
+        self, wm: WhisperModel, audio: np.ndarray, language: str | None
+    ) -> _WindowResult:
+        min_len = int(_MIN_AUDIO_S * SAMPLE_RATE)
+        if len(audio) < min_len:
+            audio = np.pad(audio, (0, min_len - len(audio)))
+        feats = wm.feature_extractor(audio)[:, :_MAX_FRAMES]
+        tail = min(int(self.tail_pad_s * _FRAMES_PER_S), _MAX_FRAMES - feats.shape[1])
+        feats = np.pad(feats, ((0, 0), (0, tail)))
+        inputs = ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(feats[None], dtype=np.float32)
+        )
+        if language is None:
+            inputs = wm.model.encode(inputs, to_cpu=False)
+            language = wm.model.detect_language(inputs)[0][0][0][2:-2]
+        tok, prompt, suppress = self._shared.tokenizer(
+            language if wm.model.is_multilingual else None
+        )
+        seconds = len(audio) / SAMPLE_RATE
+        budget = min(int(_TOKENS_BASE + _TOKENS_PER_S * seconds), wm.max_length - len(prompt))
+        result = wm.model.generate(
+            inputs,
+            [prompt],
+            beam_size=self.beam_size,
+            max_length=len(prompt) + budget,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=suppress,
+        )[0]
+        ids = result.sequences_ids[0]
+        # CTranslate2 reports the length-normalised score; recover the sum, then average
+        # over the tokens plus end-of-text as faster-whisper does.
+        logprob_sum = result.scores[0] * len(ids)
+        avg_logprob = logprob_sum / (len(ids) + 1)
+        text = collapse_repeats(tok.decode(ids).strip())
+        if result.no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _LOGPROB_FLOOR:
+            text = ""
+        return _WindowResult(text, language, result.no_speech_prob, logprob_sum, len(ids) + 1)
+
+
+class WhisperSession(AsrSession):
+    """One turn's audio in a growing buffer; partials decode a snapshot of it.
+
+    The snapshot is a view, not a copy: ``feed`` only writes past the current end
+    (and a grown buffer is a new array), so samples a pending decode sees never change.
+    """
+
+    def __init__(self, engine: WhisperEngine, language: str | None) -> None:
+        self._engine = engine
+        self.language = language
+        self._buf = np.empty(int(_INITIAL_BUFFER_S * SAMPLE_RATE), dtype=np.float32)
+        self._len = 0
+        self._closed = False
+
+    def feed(self, audio: np.ndarray) -> None:
+        if self._closed:
+            raise RuntimeError("session is finished")
+        chunk = _as_float32(audio)
+        end = self._len + len(chunk)
+        if end > len(self._buf):
+            grown = np.empty(max(end, 2 * len(self._buf)), dtype=np.float32)
+            grown[: self._len] = self._buf[: self._len]
+            self._buf = grown
+        self._buf[self._len : end] = chunk
+        self._len = end
+
+    @property
+    def duration(self) -> float:
+        return self._len / SAMPLE_RATE
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def partial(self) -> AsrResult:
+        if self._closed:
+            raise RuntimeError("session is finished")
+        return await self._engine.run(self._buf[: self._len], self.language)
+
+    async def finish(self) -> AsrResult:
+        if self._closed:
+            raise RuntimeError("session is finished")
+        self._closed = True
+        return await self._engine.run(self._buf[: self._len], self.language)
