@@ -188,7 +188,9 @@ def _check_engines(config: PipelineConfig, b: _Builder) -> None:
     from voicebot.tts.voices import voice_error
 
     model = config.asr.model
-    if model not in KNOWN_MODELS and not _relative(b.src, model).is_dir():
+    if model not in KNOWN_MODELS and _relative(b.src, model).is_dir():
+        config.asr.model = str(_relative(b.src, model).resolve())  # engines see absolute paths
+    elif model not in KNOWN_MODELS:
         b.error(("asr", "model"), "E201",
                 f"unknown ASR model {model!r}: use one of {', '.join(KNOWN_MODELS)} "
                 "or a model directory")
@@ -198,6 +200,8 @@ def _check_engines(config: PipelineConfig, b: _Builder) -> None:
     problem = voice_error(config.tts.engine, config.tts.voice, base=_relative(b.src, "."))
     if problem:
         b.error(("tts", "voice"), "E203", problem)
+    elif config.tts.engine == "piper" and config.tts.voice.endswith(".onnx"):
+        config.tts.voice = str(_relative(b.src, config.tts.voice).resolve())
 
 
 def _relative(src: Source, value: str) -> Path:

@@ -1,0 +1,111 @@
+"""Pipeline YAML validation: every mistake as file:line:col, all of them at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voicebot.config import PipelineConfig, load_pipeline
+from voicebot.yamlsrc import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def errors(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(path)
+    return [str(d).replace(f"{path}:", "") for d in info.value.diagnostics]
+
+
+def test_bundled_pipelines_are_valid():
+    for path in sorted((ROOT / "pipelines").glob("*.yaml")):
+        config = load_pipeline(path)
+        assert isinstance(config, PipelineConfig)
+
+
+def test_defaults_follow_the_language(tmp_path):
+    path = tmp_path / "de.yaml"
+    path.write_text("language: de\n")
+    config = load_pipeline(path)
+    assert (config.asr.model, config.tts.engine, config.tts.voice) == ("base", "espeak", "de")
+    path.write_text("{}\n")
+    config = load_pipeline(path)
+    assert (config.asr.model, config.tts.engine) == ("tiny.en", "piper")
+    assert config.vad.end_of_turn_ms == 500 and config.asr.partial_interval_ms == 300
+
+
+def test_unknown_keys_wrong_types_ranges_and_choices(tmp_path):
+    assert errors(tmp_path, (
+        "name: demo\n"
+        "language: fr\n"
+        "vad:\n"
+        "  aggresiveness: 2\n"
+        "  end_of_turn_ms: 50\n"
+        "asr:\n"
+        "  partial_interval_ms: often\n"
+        "  beam_size: true\n"
+        "tts:\n"
+        "  speed: 9\n"
+    )) == [
+        "2:11: E105 must be one of 'en' | 'de', got 'fr'",
+        "4:3: E102 unknown key 'aggresiveness' (did you mean 'aggressiveness'?)",
+        "5:19: E107 50 is out of range [100, 5000]",
+        "7:24: E106 expected int, got str 'often'",
+        "8:14: E106 expected int, got bool True",
+        "10:10: E107 9 is out of range [0.25, 4.0]",
+    ]
+
+
+def test_duplicate_keys_are_errors_not_silently_overwritten(tmp_path):
+    assert errors(tmp_path, "vad:\n  preroll_ms: 100\n  preroll_ms: 200\n") == [
+        "3:3: E005 duplicate key 'preroll_ms' (first defined at line 2)",
+    ]
+
+
+def test_missing_files_models_and_voices(tmp_path):
+    assert errors(tmp_path, (
+        "language: de\n"
+        "asr:\n"
+        "  model: tiny.en\n"
+        "tts:\n"
+        "  engine: piper\n"
+        "  voice: voices/nobody.onnx\n"
+    )) == [
+        "3:10: E202 tiny.en is English-only but language is 'de'; use 'base'",
+        "6:10: E203 piper voice 'voices/nobody.onnx' not found: use one of en_US-joe-medium "
+        "or a path to an .onnx model",
+    ]
+    assert errors(tmp_path, "asr:\n  model: ./models/nothing-here\n") == [
+        "2:10: E201 unknown ASR model './models/nothing-here': use one of tiny.en, base "
+        "or a model directory",
+    ]
+    assert errors(tmp_path, "tts:\n  engine: espeak\n  voice: klingon\n") == [
+        "3:10: E203 espeak-ng has no voice 'klingon' (e.g. 'de', 'en-us', 'fr')",
+    ]
+
+
+def test_yaml_syntax_errors_and_non_mappings(tmp_path):
+    assert errors(tmp_path, "vad: [1, 2\n") == [
+        "2:1: E002 YAML syntax error: expected ',' or ']', but got '<stream end>'",
+    ]
+    assert errors(tmp_path, "vad: 3\n") == ["1:6: E101 expected a mapping for VadSettings"]
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=r"nope.yaml:1:1: E001 cannot read"):
+        load_pipeline(missing)
+
+
+def test_voicebot_check_exit_codes(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("asr:\n  modle: base\n")
+    ok = subprocess.run([sys.executable, "-m", "voicebot", "check", str(ROOT / "pipelines" /
+                         "echo.yaml")], capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0 and "echo.yaml: ok" in ok.stdout
+    proc = subprocess.run([sys.executable, "-m", "voicebot", "check", str(bad)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"{bad}:2:3: E102 unknown key 'modle' (did you mean 'model'?)"
