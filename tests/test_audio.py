@@ -400,17 +400,28 @@ SENTENCES = (
     "The weather will be cold and windy with rain in the evening.",
     "She bought three green apples and a loaf of fresh bread.",
     "We need to cancel the meeting because the manager is sick.",
+    "How much does it cost to send a parcel to Canada?",
+    "The doctor said I should drink more water every day.",
+    "Our flight was delayed for two hours because of the storm.",
+    "Could you please repeat the last part of your message?",
+    "The children played football in the park after school.",
+    "I forgot my password and cannot log into my account.",
+    "There is a small coffee shop next to the railway station.",
+    "Please send the invoice to my email address by Friday.",
 )
+SEEDS = range(6)  # noise seeds; fewer leave the margin at the mercy of Piper's randomness
 
 
 async def test_denoiser_lowers_word_error_rate_in_white_noise():
     """Speech in white noise at 5 dB SNR: Whisper tiny.en does better on the denoised stream.
 
-    One call's worth of audio (8 turns with 0.5 s gaps) goes through one Denoiser
-    in 20 ms frames; each turn is then transcribed on its own, with 0.25 s of
-    context either side. Measured over 8 noise seeds (two syntheses): WER
-    0.22-0.27 noisy -> 0.18-0.23 denoised (level 2); never worse for any seed.
-    Pink noise at 5 dB is *not* helped (0.065 -> 0.064), hence white noise here.
+    One call's worth of audio (16 turns with 0.5 s gaps) goes through one
+    Denoiser in 20 ms frames; each turn is then transcribed on its own, with
+    0.25 s of context either side. The gain is real but modest, and Piper's
+    synthesis differs from run to run, so it takes 16 sentences x 6 noise seeds
+    to keep the margin clear. Measured over 4 syntheses: WER noisy 0.16-0.19 ->
+    denoised 0.12-0.16 (level 2; level 3 is no better). Pink noise at 5 dB is
+    *not* helped (0.065 -> 0.064 on 8 sentences), hence white noise here.
     """
     import jiwer
 
@@ -445,7 +456,7 @@ async def test_denoiser_lowers_word_error_rate_in_white_noise():
 
     assert jiwer.wer(refs, await hypotheses(clean)) < 0.1
     noisy_hyps, denoised_hyps = [], []
-    for seed in (0, 1, 2):
+    for seed in SEEDS:
         noise = np.random.default_rng(seed).standard_normal(clean.size)
         noise *= np.sqrt(speech_power / 10 ** (5 / 10))  # 5 dB below the speech
         noisy = np.clip(np.rint(clean + noise), -32768, 32767).astype(np.int16)
@@ -453,7 +464,7 @@ async def test_denoiser_lowers_word_error_rate_in_white_noise():
         denoised = np.concatenate([den.process(c) for c in _chunks(noisy, RATE, 1)] + [den.flush()])
         noisy_hyps += await hypotheses(noisy)
         denoised_hyps += await hypotheses(denoised)
-    wer_noisy = jiwer.wer(refs * 3, noisy_hyps)
-    wer_denoised = jiwer.wer(refs * 3, denoised_hyps)
+    wer_noisy = jiwer.wer(refs * len(SEEDS), noisy_hyps)
+    wer_denoised = jiwer.wer(refs * len(SEEDS), denoised_hyps)
     print(f"WER noisy {wer_noisy:.3f} denoised {wer_denoised:.3f}")
     assert wer_denoised < wer_noisy

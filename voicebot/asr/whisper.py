@@ -38,6 +38,7 @@ _TOKENS_BASE, _TOKENS_PER_S = 12, 7.0  # token budget; real speech needs ~3-5 to
 _NO_SPEECH_PROB, _LOGPROB_FLOOR = 0.6, -1.0  # Whisper's silence rule
 _SPLIT_SEARCH_S = 6.0  # how far back from a window's end to look for a quiet cut
 _INITIAL_BUFFER_S = 10.0
+_PIN_LANGUAGE_S = 2.0  # a session keeps the language detected on this much audio
 
 
 def normalize_language(language: str | None) -> str | None:
@@ -54,26 +55,37 @@ def collapse_repeats(text: str) -> str:
     """Undo decoder loops: ``"Hello? Hello? Hello"`` → ``"Hello?"``.
 
     Two shapes are common with trimmed input: the whole transcript starting over
-    (``"A B C. A B"``) and the last phrase repeating (``"… on Tuesday, on Tuesday,"``).
-    Repeats short enough to be real speech (``"bye bye"``, ``"no no"``) are kept.
+    (``"A B C. A B"``) and the last phrase repeating (``"… on Tuesday, on Tuesday,"``);
+    the token budget may cut the last copy mid-word. Repeats short enough to be real
+    speech (``"bye bye"``, ``"no no"``) are kept.
     """
     words = text.split()
+    while True:
+        cut = _loop_start(words)
+        if cut is None:
+            return " ".join(words)
+        words = words[:cut]
+
+
+def _loop_start(words: list[str]) -> int | None:
+    """Index where a repeated copy begins, or None when ``words`` show no loop."""
     keys = [re.sub(r"[^\w']", "", w.lower()) for w in words]
     n = len(keys)
-    for period in range(1, n):
-        if all(keys[i] == keys[i + period] for i in range(n - period)):
-            extra = n - period
-            if extra >= 2 or period >= 3:
-                return " ".join(words[:period])
-            break
-    for period in range(1, n // 2 + 1):
+
+    def same(i: int, j: int) -> bool:
+        # the last word may be cut off, so it only has to start like its earlier copy
+        return keys[i] == keys[j] or (j == n - 1 and keys[j] != "" and keys[i].startswith(keys[j]))
+
+    for period in range(1, n - 1):  # restart: at least two words of a second copy
+        if all(same(i, i + period) for i in range(n - period)):
+            return period
+    for period in range(1, n // 2 + 1):  # the tail repeating, back to back
         run = 0
-        while run < n - period and keys[n - 1 - run] == keys[n - 1 - period - run]:
+        while run < n - period and same(n - 1 - period - run, n - 1 - run):
             run += 1
-        copies = (run + period) / period
-        if copies >= {1: 4, 2: 3}.get(period, 2):
-            return " ".join(words[: n - run])
-    return text
+        if (run + period) / period >= {1: 4, 2: 3}.get(period, 2):
+            return n - run
+    return None
 
 
 def _quiet_cut(audio: np.ndarray, lo: int, hi: int) -> int:
@@ -192,7 +204,7 @@ class WhisperEngine(AsrEngine):
         compute_type: str = "int8",
         cpu_threads: int = 2,
         beam_size: int = 1,
-        tail_pad_s: float = 1.0,
+        tail_pad_s: float = 1.5,
     ) -> None:
         if beam_size < 1:
             raise ValueError("beam_size must be >= 1")
@@ -268,7 +280,13 @@ class WhisperEngine(AsrEngine):
         if len(audio) < min_len:
             audio = np.pad(audio, (0, min_len - len(audio)))
         feats = wm.feature_extractor(audio)[:, :_MAX_FRAMES]
-        tail = min(int(self.tail_pad_s * _FRAMES_PER_S), _MAX_FRAMES - feats.shape[1])
+        if language is None:
+            # Detection on trimmed input is unreliable (short German turns came out as
+            # Latin or Welsh), so detect on the full 30 s window as Whisper was trained,
+            # and decode from that encoder output too since it is paid for.
+            tail = _MAX_FRAMES - feats.shape[1]
+        else:
+            tail = min(int(self.tail_pad_s * _FRAMES_PER_S), _MAX_FRAMES - feats.shape[1])
         feats = np.pad(feats, ((0, 0), (0, tail)))
         inputs = ctranslate2.StorageView.from_array(
             np.ascontiguousarray(feats[None], dtype=np.float32)
@@ -297,7 +315,8 @@ class WhisperEngine(AsrEngine):
         logprob_sum = result.scores[0] * len(ids)
         avg_logprob = logprob_sum / (len(ids) + 1)
         text = collapse_repeats(tok.decode(ids).strip())
-        if result.no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _LOGPROB_FLOOR:
+        silent = result.no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _LOGPROB_FLOOR
+        if silent or not any(c.isalnum() for c in text):  # "." alone is no transcript
             text = ""
         return _WindowResult(text, language, result.no_speech_prob, logprob_sum, len(ids) + 1)
 
@@ -307,6 +326,8 @@ class WhisperSession(AsrSession):
 
     The snapshot is a view, not a copy: ``feed`` only writes past the current end
     (and a grown buffer is a new array), so samples a pending decode sees never change.
+    Without a language, the language detected on the first ``_PIN_LANGUAGE_S`` seconds
+    is kept, so later partials skip the (full-window) detection.
     """
 
     def __init__(self, engine: WhisperEngine, language: str | None) -> None:
@@ -339,10 +360,17 @@ class WhisperSession(AsrSession):
     async def partial(self) -> AsrResult:
         if self._closed:
             raise RuntimeError("session is finished")
-        return await self._engine.run(self._buf[: self._len], self.language)
+        return await self._decode()
 
     async def finish(self) -> AsrResult:
         if self._closed:
             raise RuntimeError("session is finished")
         self._closed = True
-        return await self._engine.run(self._buf[: self._len], self.language)
+        return await self._decode()
+
+    async def _decode(self) -> AsrResult:
+        samples = self._len
+        result = await self._engine.run(self._buf[:samples], self.language)
+        if self.language is None and result.text and samples >= _PIN_LANGUAGE_S * SAMPLE_RATE:
+            self.language = result.language
+        return result

@@ -119,7 +119,6 @@ class Endpointer:
 
     def __init__(self, config: VadConfig | None = None) -> None:
         self.config = config = config or VadConfig()
-        self._vad = webrtcvad.Vad(config.aggressiveness)
         self._rate = config.sample_rate
         self._samples = config.frame_samples
         self._dur = config.frame_ms / 1000
@@ -151,7 +150,8 @@ class Endpointer:
         return self._turn_voiced / self._turn_frames if self._turn_frames else 0.0
 
     def reset(self) -> None:
-        """Forget all state (between calls, or after a barge-in flush)."""
+        """Forget all state, the detector's noise estimate included (e.g. between calls)."""
+        self._vad = webrtcvad.Vad(self.config.aggressiveness)
         self._state = _SILENCE
         self._preroll.clear()
         self._cand.clear()
