@@ -5,42 +5,25 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy.signal import resample_poly
+
+from voicebot.samples import speak
 
 
-@functools.lru_cache(maxsize=256)
-def _piper_22k(text: str) -> np.ndarray:
-    from voicebot.tts.piper import PiperEngine
-
-    audio = PiperEngine().synthesize_sync(text)
+@functools.lru_cache(maxsize=512)
+def _speak(text: str, language: str, rate: int) -> np.ndarray:
+    audio = speak(text, language, rate)
     audio.flags.writeable = False  # cached and shared between callers
     return audio
 
 
-@functools.lru_cache(maxsize=256)
-def _espeak_de_22k(text: str) -> np.ndarray:
-    from voicebot.tts.espeak import EspeakEngine
-
-    audio = EspeakEngine("de").synthesize_sync(text)
-    audio.flags.writeable = False
-    return audio
-
-
-def _at_rate(audio: np.ndarray, rate: int) -> np.ndarray:
-    out = audio.astype(np.float32)
-    if rate != 22050:
-        out = resample_poly(out, rate, 22050)
-    return np.clip(out, -32768, 32767).astype(np.int16)
-
-
 def say(text: str, rate: int = 16000) -> np.ndarray:
     """``text`` spoken by the bundled Piper voice, int16 mono at ``rate``."""
-    return _at_rate(_piper_22k(text), rate)
+    return _speak(text, "en", rate).copy()
 
 
 def say_de(text: str, rate: int = 16000) -> np.ndarray:
     """``text`` spoken in German by eSpeak NG, int16 mono at ``rate``."""
-    return _at_rate(_espeak_de_22k(text), rate)
+    return _speak(text, "de", rate).copy()
 
 
 def silence(seconds: float, rate: int = 16000) -> np.ndarray:

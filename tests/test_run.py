@@ -93,7 +93,9 @@ def test_turn_events_account_for_the_latency(cli_run):
         assert t["endpoint_ms"] == pytest.approx(500, abs=21)  # the configured silence
     # Partials arrive while the caller speaks, before the turn ends.
     for turn in (1, 2, 3):
-        stopped = next(e["t"] for e in events if e["type"] == "speech_stopped" and e["turn"] == turn)
+        stopped = next(
+            e["t"] for e in events if e["type"] == "speech_stopped" and e["turn"] == turn
+        )
         partials = [e for e in events if e["type"] == "transcript" and not e["final"]
                     and e["turn"] == turn]
         assert partials and all(p["t"] < stopped for p in partials)
