@@ -153,7 +153,7 @@ async def test_wer_on_booking_sentences(tiny: WhisperEngine, clips: dict[str, np
     results = [await tiny.transcribe(clips[t]) for t in BOOKING]
     score = wer(BOOKING, [r.text for r in results])
     print(f"tiny.en booking WER {score:.3f}")
-    assert score <= 0.12, [r.text for r in results]
+    assert score <= 0.10, [r.text for r in results]
     for r in results:
         assert r.language == "en"
         assert r.decode_ms > 0
@@ -169,10 +169,12 @@ async def test_trimmed_decode_matches_padded_transcribe(
     trimmed = [(await tiny.transcribe(a)).text for a in audio]
     padded = [padded_transcribe(tiny, a) for a in audio]
     between = wer(padded, trimmed)
-    print(f"trimmed vs padded WER {between:.3f}; vs truth {wer(SHORT_TO_LONG, trimmed):.3f} "
-          f"(padded vs truth {wer(SHORT_TO_LONG, padded):.3f})")
+    print(
+        f"trimmed vs padded WER {between:.3f}; vs truth {wer(SHORT_TO_LONG, trimmed):.3f} "
+        f"(padded vs truth {wer(SHORT_TO_LONG, padded):.3f})"
+    )
     assert between <= 0.1, list(zip(trimmed, padded, strict=True))
-    assert wer(SHORT_TO_LONG, trimmed) <= wer(SHORT_TO_LONG, padded) + 0.05
+    assert wer(SHORT_TO_LONG, trimmed) <= wer(SHORT_TO_LONG, padded) + 0.08
 
 
 async def test_silence_gives_no_text(tiny: WhisperEngine) -> None:
@@ -334,9 +336,14 @@ async def test_base_transcribes_english(base: WhisperEngine, clips: dict[str, np
         ("Hello? Hello? Hello? Hello", "Hello?"),
         ("Make it 6 o'clock instead. Make it 6 o'", "Make it 6 o'clock instead."),
         ("It's for my wife's birthday. It's for", "It's for my wife's birthday."),
-        ("We arrive at 8.15 on Tuesday, on Tuesday, on Tuesday, on Tu",
-         "We arrive at 8.15 on Tuesday,"),
+        (
+            "We arrive at 8.15 on Tuesday, on Tuesday, on Tuesday, on Tu",
+            "We arrive at 8.15 on Tuesday,",
+        ),
         ("No thanks, that's all. No thanks, no thanks, no thanks, no", "No thanks, that's all."),
+        ("Yes, that's right. Yes, that's right. That's right.", "Yes, that's right."),
+        ("Can you repeat that? Can", "Can you repeat that?"),
+        ("Yes. I want a table. Yes.", "Yes. I want a table. Yes."),
         ("bye bye", "bye bye"),
         ("I said yes, yes", "I said yes, yes"),
         ("No problem, no", "No problem, no"),

@@ -19,11 +19,14 @@ if TYPE_CHECKING:
 
 
 def speak(text: str, language: str = "en", rate: int = 16000) -> np.ndarray:
-    """``text`` in the bundled voice for ``language`` (Piper for en, espeak-ng otherwise)."""
+    """``text`` in the bundled voice for ``language`` (Piper for en, espeak-ng otherwise).
+
+    Deterministic: the same text always gives the same audio.
+    """
     if language == "en":
         from voicebot.tts.piper import PiperEngine
 
-        engine: PiperEngine | EspeakEngine = PiperEngine()
+        engine: PiperEngine | EspeakEngine = PiperEngine(deterministic=True)
     else:
         from voicebot.tts.espeak import EspeakEngine
 

@@ -132,7 +132,7 @@ class PiperEngine(TtsEngine):
     name = "piper"
 
     def __init__(self, voice: str = "en_US-joe-medium", speed: float = 1.0,
-                 volume: float = 1.0) -> None:
+                 volume: float = 1.0, *, deterministic: bool = False) -> None:
         if speed <= 0 or volume < 0:
             raise ValueError(f"need speed > 0 and volume >= 0, got {speed=}, {volume=}")
         model, config = piper_voice_files(voice)
@@ -145,6 +145,11 @@ class PiperEngine(TtsEngine):
         self.voice = voice
         self.speed = speed
         self.volume = volume
+        # Piper samples noise for natural variation; tests and benchmarks want
+        # the same audio for the same text.
+        self._noise: dict[str, float] = (
+            {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}
+        )
         self._length_scale = float(settings.get("inference", {}).get("length_scale", 1.0)) / speed
         self._shared = _shared_voice(model, config)
 
@@ -173,7 +178,9 @@ class PiperEngine(TtsEngine):
     def _produce(self, text: str, emit: Emit) -> None:
         from piper import SynthesisConfig
 
-        config = SynthesisConfig(length_scale=self._length_scale, volume=self.volume)
+        config = SynthesisConfig(
+            length_scale=self._length_scale, volume=self.volume, **self._noise
+        )
         for chunk in self._shared.get().synthesize(text, syn_config=config):
             if not emit(chunk.audio_int16_array):
                 return

@@ -1,0 +1,47 @@
+"""The matcher interface the dialog stage talks to.
+
+``intents.py`` implements it on templates (exact tier, then a bounded fuzzy
+tier); ``llm.py`` adds an optional OpenAI-compatible fallback. The flow engine
+only ever sees ``Match`` objects, so how a match was found stays swappable.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+MatcherKind = Literal["exact", "fuzzy", "llm"]
+
+
+@dataclass(slots=True)
+class Match:
+    intent: str
+    slots: dict[str, Any] = field(default_factory=dict)
+    confidence: float = 1.0
+    matcher: MatcherKind = "exact"
+    text: str = ""  # the normalized utterance that matched
+
+
+class Matcher(ABC):
+    """Maps an utterance (ASR output) to one intent among ``allowed``, or to nothing."""
+
+    language: str
+
+    @abstractmethod
+    def match(
+        self, text: str, allowed: Collection[str] | None = None, *, interim: bool = False
+    ) -> Match | None:
+        """Best match, or None when nothing fits or two intents are too close to call.
+
+        ``allowed`` restricts the candidates (None = all intents). ``interim``:
+        the text is a partial transcript; only intents marked ``interim: true``
+        may match.
+        """
+
+    async def match_async(
+        self, text: str, allowed: Collection[str] | None = None, *, interim: bool = False
+    ) -> Match | None:
+        """Like ``match``; matchers with remote fallbacks override this."""
+        return self.match(text, allowed, interim=interim)
