@@ -45,7 +45,8 @@ UTTERANCES = (
 REPLIES = (
     "You said: a table for four people.",
     "Sure. For how many people would you like to book, and on which day?",
-    "Your table for four on Friday at half past seven is booked. See you then!",
+    "A table for four on Friday at half past seven, shall I book it?",
+    "Welcome to Luigi's. How can I help you?",
 )
 
 
@@ -122,8 +123,8 @@ async def frame_path(speech: np.ndarray, seconds: float = 60.0) -> dict[str, Any
         _Null(),
     ]
     ctx = CallContext(FastClock())
-    pipeline = Pipeline(ctx, stages, [(50, Policy.DROP_OLDEST), (50, Policy.DROP_OLDEST),
-                                      (100, Policy.DROP_OLDEST)])
+    # Blocking edges: the source is unpaced, and every frame must be measured.
+    pipeline = Pipeline(ctx, stages, [(50, Policy.BLOCK)] * 3)
     start = time.perf_counter()
     await pipeline.run()
     wall = time.perf_counter() - start
@@ -165,6 +166,7 @@ async def tts_first_audio(config: PipelineConfig, repeat: int) -> dict[str, Any]
     """Time from reply text to its first audio chunk, clause splitting included."""
     from voicebot.call import tts_engine
     from voicebot.tts.split import split_clauses
+    from voicebot.tts.stage import FIRST_MAX_CHARS, FIRST_MIN_CHARS
 
     engine = tts_engine(config.tts)
     await engine.warm_up()
@@ -172,7 +174,8 @@ async def tts_first_audio(config: PipelineConfig, repeat: int) -> dict[str, Any]
     for _ in range(repeat):
         for reply in REPLIES:
             start = time.perf_counter()
-            chunks = engine.synthesize(split_clauses(reply)[0])
+            first = split_clauses(reply, FIRST_MIN_CHARS, first_max_chars=FIRST_MAX_CHARS)[0]
+            chunks = engine.synthesize(first)
             await anext(chunks)
             times.append((time.perf_counter() - start) * 1000)
             await chunks.aclose()  # type: ignore[attr-defined]

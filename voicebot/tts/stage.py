@@ -7,6 +7,12 @@ from voicebot.graph import Stage
 from voicebot.tts.base import TtsEngine
 from voicebot.tts.split import split_clauses
 
+# Piper needs ~30 ms + ~2.3 ms per character for a clause (measured on this
+# 2-core machine), and a clause is its smallest unit of output: keeping the
+# first clause short ("Sure.", "You said:") keeps first audio under ~100 ms.
+FIRST_MIN_CHARS = 4
+FIRST_MAX_CHARS = 40
+
 
 class TtsStage(Stage):
     """Synthesizes each ``ReplyText`` as an interruptible child task.
@@ -34,7 +40,7 @@ class TtsStage(Stage):
         rate = self.engine.sample_rate
         clock = self.ctx.clock
         await self.push(reply)  # playback learns the reply's text and barge-in flag
-        for clause in split_clauses(reply.text):
+        for clause in split_clauses(reply.text, FIRST_MIN_CHARS, first_max_chars=FIRST_MAX_CHARS):
             chunks = self.engine.synthesize(clause)
             try:
                 while True:
