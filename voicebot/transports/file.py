@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import wave
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import numpy as np
 
 from voicebot.frames import AudioFrame
 from voicebot.graph import Source
+
+log = logging.getLogger(__name__)
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int, int]:
@@ -22,7 +25,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int, int]:
                     pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").copy()
                     return pcm, w.getframerate(), w.getnchannels()
         except wave.Error:
-            pass  # not plain PCM16 (e.g. float or mu-law WAV): let av decode it
+            log.debug("%s is not plain PCM16 WAV; decoding with av", path)
     with av.open(str(path)) as container:
         stream = container.streams.audio[0]
         channels = stream.codec_context.channels or 1

@@ -129,8 +129,9 @@ class EspeakEngine(TtsEngine):
         self.sample_rate = espeak_info()[2]  # initialising takes ~2 ms
 
     async def warm_up(self) -> None:
-        async for _ in self.synthesize("Hallo."):
-            pass
+        chunks = [chunk async for chunk in self.synthesize("Hallo.")]
+        if not chunks:
+            raise RuntimeError(f"{self.name} voice {self.voice!r} produced no audio")
 
     def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
         return stream_from_executor(_EXECUTOR, lambda emit: self._produce(text, emit))

@@ -158,8 +158,9 @@ class PiperEngine(TtsEngine):
         return await asyncio.wrap_future(self._shared.executor.submit(self._shared.get))
 
     async def warm_up(self) -> None:
-        async for _ in self.synthesize("Hello."):
-            pass
+        chunks = [chunk async for chunk in self.synthesize("Hello.")]
+        if not chunks:
+            raise RuntimeError(f"{self.name} voice {self.voice!r} produced no audio")
 
     def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
         return stream_from_executor(self._shared.executor, lambda emit: self._produce(text, emit))
