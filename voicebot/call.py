@@ -63,9 +63,26 @@ def tts_engine(settings: TtsSettings) -> TtsEngine:
 
 
 async def warm_up(config: PipelineConfig) -> None:
-    """Load and exercise the engines so the first caller does not pay for it."""
+    """Load and exercise the engines (and a flow bot) so the first caller does not pay for it."""
     await asr_engine(config.asr).warm_up()
     await tts_engine(config.tts).warm_up()
+    if config.dialog.type == "flow":
+        from voicebot.dialog.bot import load_bot
+
+        load_bot(config).matcher(config.language)
+
+
+def dialog_stage(config: PipelineConfig) -> Stage:
+    """The dialog for this pipeline: the echo bot, or a flow over the shared bot and store."""
+    if config.dialog.type != "flow":
+        return EchoDialog(config.dialog.template)
+    from voicebot.dialog.bot import load_bot
+    from voicebot.dialog.outcomes import DEFAULT_DB, sqlite_store
+    from voicebot.dialog.stage import FlowDialog
+
+    loaded = load_bot(config)
+    store = sqlite_store(config.dialog.outcomes or DEFAULT_DB)
+    return FlowDialog(loaded.bot, loaded.matcher(config.language), store, config.language)
 
 
 def build_call(
@@ -95,13 +112,15 @@ def build_call(
             end_of_turn_ms=vad.end_of_turn_ms,
         )),
         AsrStage(asr_engine(config.asr), config.language, config.asr.partial_interval_ms),
-        EchoDialog(config.dialog.template),
+        dialog := dialog_stage(config),
         TtsStage(tts_engine(config.tts)),
         ResampleStage(output.sample_rate, output.channels, bot=True),
         PlaybackStage(output),
     ]
     edges += [VOICE_EDGE, EVENT_EDGE, EVENT_EDGE, EVENT_EDGE, BOT_AUDIO_EDGE, BOT_AUDIO_EDGE]
     pipeline = Pipeline(ctx, stages, edges)
+    if hasattr(dialog, "hang_up"):
+        dialog.hang_up = pipeline.hang_up  # `end` / `transfer`: after the last words are played
     if clock is not None and clock.fast:
         clock.idle = pipeline.idle  # type: ignore[attr-defined]
     return pipeline

@@ -12,19 +12,39 @@ from voicebot.yamlsrc import ConfigError
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from voicebot.config import load_pipeline
+    from voicebot.dialog.check import check_paths
 
-    failed = False
-    for path in args.pipelines:
+    return check_paths(args.files)
+
+
+def _cmd_test_dialog(args: argparse.Namespace) -> int:
+    from voicebot.dialog.testing import run_files
+
+    return run_files(args.files, verbose=args.verbose_tests)
+
+
+def _cmd_outcomes(args: argparse.Namespace) -> int:
+    import json
+
+    from voicebot.dialog.outcomes import DEFAULT_DB, format_outcomes, read_outcomes
+
+    db = args.db
+    if db is None and args.pipeline:
+        from voicebot.config import load_pipeline
+
         try:
-            load_pipeline(path)
+            config = load_pipeline(args.pipeline)
         except ConfigError as exc:
-            failed = True
-            for diag in exc.diagnostics:
-                print(diag, file=sys.stderr)
-        else:
-            print(f"{path}: ok")
-    return 1 if failed else 0
+            print(exc, file=sys.stderr)
+            return 2
+        db = config.dialog.outcomes or None
+    path = Path(db) if db else DEFAULT_DB
+    outcomes = read_outcomes(path, limit=args.last)
+    if args.json:
+        print(json.dumps([o.as_dict() for o in outcomes], ensure_ascii=False, indent=2))
+    else:
+        print(format_outcomes(outcomes) if path.exists() else f"no outcome store at {path}")
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -36,6 +56,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.outcomes_db:
+        config.dialog.outcomes = str(Path(args.outcomes_db).resolve())
+    if config.dialog.type == "flow":
+        from voicebot.dialog.bot import load_bot
+
+        try:
+            load_bot(config)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     if not Path(args.input).is_file():
         print(f"error: input file {args.input} does not exist", file=sys.stderr)
         return 2
@@ -45,7 +75,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     print(summary(result))
     print(f"bot audio: {args.output}" + (f", events: {args.events}" if args.events else ""))
-    return 0 if result.reason == "completed" else 1
+    # A flow ending the call (its `end` or a transfer) is as good as the input running out.
+    return 0 if result.reason in ("completed", "bot_hangup", "transfer") else 1
 
 
 def _cmd_make_caller(args: argparse.Namespace) -> int:
@@ -70,9 +101,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    check = sub.add_parser("check", help="validate pipeline YAML files")
-    check.add_argument("pipelines", nargs="+", metavar="PIPELINE.yaml")
+    check = sub.add_parser(
+        "check", help="validate pipelines (with their flows and intents), or flow and intent "
+        "files given directly")
+    check.add_argument("files", nargs="+", metavar="FILE.yaml")
     check.set_defaults(func=_cmd_check)
+
+    test = sub.add_parser("test-dialog", help="run conversation tests against a flow (text only)")
+    test.add_argument("files", nargs="+", metavar="TESTS.yaml")
+    test.add_argument("--list", dest="verbose_tests", action="store_true",
+                      help="also list the tests that passed")
+    test.set_defaults(func=_cmd_test_dialog)
+
+    outcomes = sub.add_parser("outcomes", help="list committed outcomes (bookings)")
+    outcomes.add_argument("--json", action="store_true", help="JSON instead of a table")
+    outcomes.add_argument("--db", help="outcome database (default: var/outcomes.db)")
+    outcomes.add_argument("--pipeline", help="use this pipeline's outcome store")
+    outcomes.add_argument("--last", type=int, default=None, help="only the last N")
+    outcomes.set_defaults(func=_cmd_outcomes)
 
     run = sub.add_parser("run", help="run one offline call from a caller WAV")
     run.add_argument("pipeline", metavar="PIPELINE.yaml")
@@ -82,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fast", action="store_true", help="skip idle time (same event times)")
     run.add_argument("--tail", type=float, default=1.0, help="seconds of silence after the input")
     run.add_argument("--mix", help="also write a stereo WAV: caller left, bot right")
+    run.add_argument("--outcomes-db", help="outcome store for this run (overrides the pipeline)")
     run.set_defaults(func=_cmd_run)
 
     caller = sub.add_parser("make-caller", help="synthesize a caller WAV with the bundled voices")

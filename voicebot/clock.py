@@ -122,7 +122,9 @@ class FastClock(Clock):
                 fut.set_result(None)
                 continue
             if await self._settled():
-                self._skipped += max(0.0, deadline - self.now())
+                # A sleeper may have arrived while settling: jump only to the earliest.
+                if self._sleepers and self._sleepers[0][0] == deadline:
+                    self._skipped += max(0.0, deadline - self.now())
                 continue
             # Work is in flight: wait a little real time (or until a new sleeper).
             self._wake.clear()

@@ -59,8 +59,14 @@ class TtsSettings:
 
 @dataclass
 class DialogSettings:
-    type: Literal["echo"] = "echo"
+    type: Literal["echo", "flow"] = "echo"
     template: str = _spec("You said: {text}", doc="echo reply; {text} is the final transcript")
+    flow: list[str] = field(default_factory=list, metadata={
+        "doc": "flow files (type flow), relative to this file"})
+    intents: list[str] = field(default_factory=list, metadata={
+        "doc": "intent files (type flow), relative to this file"})
+    outcomes: str = _spec("", doc="outcome store (SQLite); default var/outcomes.db in the "
+                              "working directory")
 
 
 @dataclass
@@ -145,6 +151,15 @@ class _Builder:
                 self.error(path, "E105", f"must be one of {_type_name(tp)}, got {value!r}{hint}")
                 return _BAD
             return value
+        if origin is list:
+            items = [value] if isinstance(value, str) else value  # one name: a one-item list
+            (item_tp,) = typing.get_args(tp)
+            if not isinstance(items, list):
+                self.error(path, "E106", f"expected a list of {_type_name(item_tp)}, got "
+                           f"{type(value).__name__} {value!r}")
+                return _BAD
+            out = [self.value(item_tp, f, item, (*path, i)) for i, item in enumerate(items)]
+            return _BAD if any(v is _BAD for v in out) else out
         ok = (
             (tp is bool and isinstance(value, bool))
             or (tp is int and isinstance(value, int) and not isinstance(value, bool))
@@ -176,6 +191,7 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
         if built is not _BAD:
             config = built
     _check_engines(config, builder)
+    _check_dialog(config, builder)
     if builder.diags:
         raise ConfigError(sorted(builder.diags, key=lambda d: (d.line, d.col)))
     config.path = Path(path)
@@ -207,3 +223,26 @@ def _check_engines(config: PipelineConfig, b: _Builder) -> None:
 def _relative(src: Source, value: str) -> Path:
     p = Path(value)
     return p if p.is_absolute() else Path(src.file).parent / p
+
+
+def _check_dialog(config: PipelineConfig, b: _Builder) -> None:
+    """The dialog's files exist; paths become absolute (the flow itself is checked by ``check``)."""
+    dialog = config.dialog
+    if dialog.type != "flow":
+        return
+    for key in ("flow", "intents"):
+        paths = getattr(dialog, key)
+        if not paths:
+            b.error(("dialog",), "E103", f"missing required key {key!r} (dialog type 'flow')")
+        resolved = []
+        for i, value in enumerate(paths):
+            path = _relative(b.src, value)
+            if not path.is_file():
+                at = ("dialog", key, i) if ("dialog", key, i) in b.src.positions else (
+                    "dialog", key)
+                b.error(at, "E204", f"{key} file {value!r} not found (looked in "
+                        f"{path.parent.resolve()})")
+            resolved.append(str(path.resolve()))
+        setattr(dialog, key, resolved)
+    if dialog.outcomes:
+        dialog.outcomes = str(_relative(b.src, dialog.outcomes).resolve())

@@ -1,0 +1,419 @@
+"""Flow YAML: loading, and every check a bot author needs, as ``file:line:col`` diagnostics.
+
+``read_flow(paths)`` parses one or more flow files into a ``Flow`` (states may
+be spread over several files; names must be unique across them) and checks
+what needs no intents: keys and types, state references, template syntax,
+language variants, unreachable states and dead ends (warnings).
+``bind(...)`` (in ``bot.py``) then checks the flow against the intent files.
+
+Codes: E401 unknown key, E402 wrong type or value, E403 missing key, E404
+unknown state, E407 duplicate state, E408 missing language variant, E409
+template syntax, E410 confirm misuse, E411 hook not found, E412 conflicting
+keys, E414 branch without default, E416 defined twice across files, E417
+states loop without waiting; W401 unreachable, W402 dead end, W403 extra
+language variant. Cross-file codes (E405, E406, E413, E415) are in ``bot.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from voicebot.dialog.flow import BranchRule, Flow, HookSpec, Policy, State
+from voicebot.dialog.flow_graph import StateRef, check_graph, check_shape
+from voicebot.dialog.hooks import resolve
+from voicebot.dialog.prompt import Prompt, TemplateError, parse_template
+from voicebot.dialog.yamlutil import Reader, did_you_mean, unbool_keys
+from voicebot.yamlsrc import Diagnostic, Path_, Source, load
+
+TOP_KEYS = ("flow", "languages", "start", "defaults", "global", "data", "hook_modules", "states")
+STATE_KEYS = ("say", "ask", "reprompt", "on", "collect", "confirm", "call", "branch", "next",
+              "transfer", "end", "outcome", "clear", "silence", "no_match", "barge_in", "on_error")
+DEFAULT_KEYS = ("silence", "no_match", "barge_in", "on_error")
+POLICY_KEYS = {"silence": ("timeout_ms", "reprompts", "exit", "say"),
+               "no_match": ("reprompts", "exit", "say")}
+CALL_KEYS = ("function", "args", "returns", "timeout_ms")
+
+__all__ = ["FlowReader", "FlowSource", "Ref", "did_you_mean", "read_flow"]
+
+
+@dataclass(slots=True)
+class Ref:
+    """A name in a flow file that ``bind`` checks against the intents: where it was written."""
+
+    kind: str  # "intent" | "slot" | "value" | "type"
+    name: str
+    src: Source
+    path: Path_
+    key: bool = False
+    at: tuple[int, int] | None = None  # exact line, column (a placeholder inside a prompt)
+
+    def diag(self, code: str, message: str) -> Diagnostic:
+        if self.at is not None:
+            return Diagnostic(self.src.file, *self.at, code, message)
+        return self.src.diag(self.path, code, message, key=self.key)
+
+
+@dataclass
+class FlowSource:
+    """A parsed flow plus what ``bind`` needs to report cross-file problems."""
+
+    flow: Flow
+    refs: list[Ref] = field(default_factory=list)
+    hook_values: dict[str, str | None] = field(default_factory=dict)  # name -> type
+    files: list[Source] = field(default_factory=list)
+    languages_at: tuple[Source, Path_] | None = None
+
+
+class FlowReader:
+    """Reads flow files into one ``Flow``; all problems end up in ``diags``."""
+
+    def __init__(self) -> None:
+        self.r = Reader()
+        self.out = FlowSource(Flow("", (), "", {}))
+        self.state_at: dict[str, tuple[Source, Path_]] = {}
+        self.first: dict[str, tuple[Source, Path_]] = {}  # single-definition top-level keys
+        self.defaults: tuple[Source, dict[str, Any]] | None = None
+        self.base = {"silence": Policy(), "no_match": Policy()}  # defaults, parsed once
+        self.barge_in = True
+        self.on_error: str | None = None
+        self.start_at: tuple[Source, Path_] | None = None
+        self.refs: list[StateRef] = []  # state references, checked once all files are read
+
+    @property
+    def diags(self) -> list[Diagnostic]:
+        return self.r.diags
+
+    def read(self, paths: list[str | Path]) -> FlowSource:
+        docs: list[tuple[Source, dict[str, Any]]] = []
+        for path in paths:
+            src, diags = load(path)
+            self.r.diags.extend(diags)
+            if src.data is None and diags:
+                continue
+            unbool_keys(src)
+            self.out.files.append(src)
+            top = self.r.keys(src, src.data, (), TOP_KEYS, "a flow file")
+            docs.append((src, top))
+            self._top(src, top)
+        if not docs:
+            return self.out
+        flow = self.out.flow
+        if not flow.languages:
+            src = docs[0][0]
+            self.r.err(src, (), "E403", "missing 'languages' (e.g. [en, de]) in the flow files")
+        if not flow.start:
+            self.r.err(docs[0][0], (), "E403", "missing 'start' (the first state) in the flow "
+                       "files")
+        self._defaults()
+        for src, top in docs:
+            states = top.get("states")
+            if states is None:
+                continue
+            if not isinstance(states, dict):
+                self.r.err(src, ("states",), "E402", "'states' must be a mapping of names")
+                continue
+            for name, node in states.items():
+                self._state(src, str(name), node, ("states", name))
+        if self.out.flow.start and self.start_at:
+            self._state_ref(self.start_at[0], self.out.flow.start, self.start_at[1])
+        check_graph(self.out.flow, self.refs, self.state_at, self.r)
+        return self.out
+
+    # --- top level ---------------------------------------------------------------
+    def _once(self, src: Source, key: str) -> bool:
+        if key in self.first:
+            first_src, first_path = self.first[key]
+            line = first_src.at(first_path, key=True)[0]
+            self.r.err(src, (key,), "E416",
+                       f"{key!r} is already defined in {first_src.file}:{line}", key=True)
+            return False
+        self.first[key] = (src, (key,))
+        return True
+
+    def _top(self, src: Source, top: dict[str, Any]) -> None:
+        r, flow = self.r, self.out.flow
+        if "flow" in top and self._once(src, "flow"):
+            flow.name = r.string(src, top["flow"], ("flow",), "'flow' (the flow's name)") or ""
+        if "languages" in top and self._once(src, "languages"):
+            langs = r.names(src, top["languages"], ("languages",), "'languages'")
+            flow.languages = tuple(langs)
+            self.out.languages_at = (src, ("languages",))
+        if "start" in top and self._once(src, "start"):
+            flow.start = r.string(src, top["start"], ("start",), "'start'") or ""
+            self.start_at = (src, ("start",))
+        if "defaults" in top and self._once(src, "defaults"):
+            node = r.keys(src, top["defaults"], ("defaults",), DEFAULT_KEYS, "'defaults'")
+            self.defaults = (src, node)
+        for module in (r.names(src, top["hook_modules"], ("hook_modules",), "'hook_modules'")
+                       if "hook_modules" in top else []):
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                r.err(src, ("hook_modules",), "E411",
+                      f"cannot import hook module {module!r}: {exc}")
+        for section, target in (("global", flow.handlers), ("data", flow.data)):
+            node = top.get(section)
+            if node is None:
+                continue
+            if not isinstance(node, dict):
+                r.err(src, (section,), "E402", f"{section!r} must be a mapping")
+                continue
+            for key, value in node.items():
+                if key in target:
+                    r.err(src, (section, key), "E416",
+                          f"{section} {key!r} is defined twice across flow files", key=True)
+                    continue
+                if section == "global":
+                    value = r.string(src, value, (section, key), f"global handler for {key!r}")
+                    self.out.refs.append(Ref("intent", str(key), src, (section, key), key=True))
+                    self._state_ref(src, value, (section, key), repeat=True)
+                target[str(key)] = value
+
+    # --- states ------------------------------------------------------------------
+    def _state(self, src: Source, name: str, node: Any, path: Path_) -> None:
+        r = self.r
+        if name in self.state_at:
+            first_src, first_path = self.state_at[name]
+            line = first_src.at(first_path, key=True)[0]
+            r.err(src, path, "E407", f"state {name!r} is already defined at {first_src.file}:"
+                  f"{line}", key=True)
+            return
+        self.state_at[name] = (src, path)
+        data = r.keys(src, node, path, STATE_KEYS, f"state {name!r}")
+        line = src.at(path, key=True)[0]
+        st = State(name, file=src.file, line=line)
+        st.say = self._prompt(src, data.get("say"), (*path, "say"))
+        st.ask = self._prompt(src, data.get("ask"), (*path, "ask"))
+        st.reprompt = self._prompt(src, data.get("reprompt"), (*path, "reprompt"))
+        for key in ("next", "transfer", "outcome", "collect", "on_error"):
+            if key in data:
+                setattr(st, key, r.string(src, data[key], (*path, key), f"{key!r}"))
+        for key in ("next", "on_error"):
+            self._state_ref(src, getattr(st, key), (*path, key))
+        if st.collect:
+            self.out.refs.append(Ref("slot", st.collect, src, (*path, "collect")))
+        if "end" in data and data["end"] is not True:
+            r.err(src, (*path, "end"), "E402", "'end' must be true (omit it otherwise)")
+        st.end = data.get("end") is True
+        if "barge_in" in data:
+            st.barge_in = self._bool(src, data["barge_in"], (*path, "barge_in"))
+        if "clear" in data:
+            st.clear = tuple(r.names(src, data["clear"], (*path, "clear"), "'clear'"))
+            for i, slot in enumerate(st.clear):
+                self.out.refs.append(Ref("value", slot, src, (*path, "clear", i)))
+        self._on(src, st, data, path)
+        self._confirm(src, st, data, path)
+        self._branch(src, st, data, path)
+        if "call" in data:
+            st.call = self._call(src, data["call"], (*path, "call"))
+        for kind in ("silence", "no_match"):
+            policy = replace(self.base[kind])
+            if kind in data:
+                self._policy(src, kind, data[kind], (*path, kind), policy)
+            setattr(st, kind, policy)
+        if "barge_in" not in data:
+            st.barge_in = self.barge_in
+        if st.on_error is None:
+            st.on_error = self.on_error
+        check_shape(src, st.name, data, path, self.r)
+        self.out.flow.states[name] = st
+
+    def _on(self, src: Source, st: State, data: dict[str, Any], path: Path_) -> None:
+        node = data.get("on")
+        if node is None:
+            return
+        if not isinstance(node, dict):
+            self.r.err(src, (*path, "on"), "E402", "'on' must map intents to states")
+            return
+        for intent, target in node.items():
+            where = (*path, "on", intent)
+            self.out.refs.append(Ref("intent", str(intent), src, where, key=True))
+            target = self.r.string(src, target, where, f"the target of {intent!r}")
+            self._state_ref(src, target, where, repeat=True)
+            if target:
+                st.on[str(intent)] = target
+
+    def _confirm(self, src: Source, st: State, data: dict[str, Any], path: Path_) -> None:
+        if "confirm" not in data:
+            return
+        where = (*path, "confirm")
+        node = self.r.keys(src, data["confirm"], where, ("affirm", "deny"), "'confirm'")
+        missing = [k for k in ("affirm", "deny") if k not in node]
+        if missing and isinstance(data["confirm"], dict):
+            self.r.err(src, where, "E410", "'confirm' needs both 'affirm' and 'deny' targets "
+                       f"(missing {', '.join(missing)})")
+        st.confirm = {}
+        for key, target in node.items():
+            target = self.r.string(src, target, (*where, key), f"the {key!r} target")
+            self._state_ref(src, target, (*where, key))
+            if target:
+                st.confirm[key] = target
+        for key in ("affirm", "deny"):
+            self.out.refs.append(Ref("confirm", key, src, where))
+
+    def _branch(self, src: Source, st: State, data: dict[str, Any], path: Path_) -> None:
+        if "branch" not in data:
+            return
+        where = (*path, "branch")
+        rules = data["branch"]
+        if not isinstance(rules, list) or not rules:
+            self.r.err(src, where, "E402", "'branch' must be a list of {if: ..., goto: state}")
+            return
+        for i, rule in enumerate(rules):
+            node = self.r.keys(src, rule, (*where, i), ("if", "goto"), "a branch rule")
+            goto = self.r.string(src, node.get("goto"), (*where, i, "goto"), "'goto'")
+            self._state_ref(src, goto, (*where, i, "goto"))
+            when = node.get("if", {})
+            if not isinstance(when, dict):
+                self.r.err(src, (*where, i, "if"), "E402", "'if' must map values to expected "
+                           "values (a list means any of, null means unset)")
+                when = {}
+            for name in when:
+                self.out.refs.append(Ref("value", str(name), src, (*where, i, "if", name), True))
+            if when and i == len(rules) - 1:
+                self.r.err(src, (*where, i), "E414", "the last branch rule needs no 'if': it is "
+                           "the default when nothing else applies")
+            elif not when and i < len(rules) - 1:
+                self.r.err(src, (*where, i), "E414", "a rule without 'if' always applies: the "
+                           "rules after it are never used")
+            if goto:
+                st.branch.append(BranchRule(goto, {str(k): v for k, v in when.items()}))
+
+    def _call(self, src: Source, node: Any, where: Path_) -> HookSpec | None:
+        data = self.r.keys(src, node, where, CALL_KEYS, "'call'")
+        if not data:
+            return None
+        function = self.r.string(src, data.get("function"), (*where, "function"), "'function'")
+        if function is None:
+            return None
+        try:
+            fn = resolve(function)
+        except LookupError as exc:
+            self.r.err(src, (*where, "function"), "E411", str(exc))
+            return None
+        spec = HookSpec(function, fn)
+        args = data.get("args", {})
+        if not isinstance(args, dict):
+            self.r.err(src, (*where, "args"), "E402", "'args' must be a mapping")
+        else:
+            spec.args = dict(args)
+        returns = data.get("returns", {})
+        if isinstance(returns, list) and all(isinstance(n, str) for n in returns):
+            returns = dict.fromkeys(returns)
+        if not isinstance(returns, dict):
+            self.r.err(src, (*where, "returns"), "E402", "'returns' must map value names to "
+                       "slot types (or list names)")
+            returns = {}
+        for name, kind in returns.items():
+            spec.returns[str(name)] = kind if isinstance(kind, str) else None
+            self.out.hook_values.setdefault(str(name), spec.returns[str(name)])
+            if kind is not None:
+                self.out.refs.append(Ref("type", str(kind), src, (*where, "returns", name)))
+        if "timeout_ms" in data:
+            ms = data["timeout_ms"]
+            if isinstance(ms, int) and not isinstance(ms, bool) and 0 < ms <= 60000:
+                spec.timeout = ms / 1000
+            else:
+                self.r.err(src, (*where, "timeout_ms"), "E402",
+                           f"'timeout_ms' must be an integer in [1, 60000], got {ms!r}")
+        return spec
+
+    def _defaults(self) -> None:
+        if self.defaults is None:
+            return
+        src, node = self.defaults
+        for kind in ("silence", "no_match"):
+            if kind in node:
+                self._policy(src, kind, node[kind], ("defaults", kind), self.base[kind])
+        if "barge_in" in node:
+            self.barge_in = self._bool(src, node["barge_in"], ("defaults", "barge_in"))
+        if "on_error" in node:
+            self.on_error = self.r.string(src, node["on_error"], ("defaults", "on_error"),
+                                          "'on_error'")
+            self._state_ref(src, self.on_error, ("defaults", "on_error"))
+
+    def _policy(self, src: Source, kind: str, node: Any, where: Path_, policy: Policy) -> None:
+        """Apply one ``silence`` / ``no_match`` mapping on top of ``policy``."""
+        data = self.r.keys(src, node, where, POLICY_KEYS[kind], repr(kind))
+        for key in ("reprompts", "timeout_ms"):
+            if key not in data:
+                continue
+            value = data[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                self.r.err(src, (*where, key), "E402",
+                           f"{key!r} must be a non-negative integer, got {value!r}")
+            elif key == "reprompts":
+                policy.reprompts = value
+            else:
+                policy.timeout = value / 1000
+        if "exit" in data:
+            policy.exit = self.r.string(src, data["exit"], (*where, "exit"), "'exit'")
+            self._state_ref(src, policy.exit, (*where, "exit"))
+        if "say" in data:
+            policy.say = self._prompt(src, data["say"], (*where, "say"))
+
+    def _bool(self, src: Source, value: Any, path: Path_) -> bool:
+        if isinstance(value, bool):
+            return value
+        self.r.err(src, path, "E402", f"expected true or false, got {value!r}")
+        return True
+
+    # --- prompts and references ----------------------------------------------------
+    def _prompt(self, src: Source, node: Any, path: Path_) -> Prompt | None:
+        if node is None:
+            return None
+        langs = self.out.flow.languages
+        if isinstance(node, str):
+            if len(langs) > 1:
+                self.r.err(src, path, "E408", f"needs a variant per language ({', '.join(langs)})"
+                           f", e.g. {{{langs[0]}: ...}}")
+                return None
+            node = {langs[0] if langs else "": node}
+            where = {lang: path for lang in node}
+        elif isinstance(node, dict):
+            where = {str(lang): (*path, lang) for lang in node}
+            missing = [lang for lang in langs if lang not in node]
+            if missing:
+                self.r.err(src, path, "E408", f"missing language variant {', '.join(missing)}")
+            for lang in node:
+                if langs and lang not in langs:
+                    self.r.warn(src, (*path, lang), "W403", f"variant {lang!r} is not one of the "
+                                f"flow's languages ({', '.join(langs)})", key=True)
+        else:
+            self.r.err(src, path, "E402", "a prompt is a mapping of language -> text")
+            return None
+        texts: dict[str, str] = {}
+        for lang, text in node.items():
+            if not isinstance(text, str):
+                self.r.err(src, where[str(lang)], "E402", f"prompt text must be a string, got "
+                           f"{text!r}")
+                continue
+            try:
+                parts = parse_template(text)
+            except TemplateError as exc:
+                line, col = self.r.template_col(src, where[str(lang)], exc.offset)
+                self.r.diags.append(Diagnostic(src.file, line, col, "E409",
+                                               f"template syntax: {exc}"))
+                continue
+            texts[str(lang)] = text
+            for part in parts:
+                if not isinstance(part, str):
+                    at = self.r.template_col(src, where[str(lang)], part.offset)
+                    self.out.refs.append(Ref("value", part.name, src, where[str(lang)], at=at))
+        return Prompt.of(texts) if texts else None
+
+    def _state_ref(self, src: Source, name: str | None, path: Path_, repeat: bool = False
+                   ) -> None:
+        if name:
+            self.refs.append((name, src, path, repeat))
+
+    # --- whole-graph checks ------------------------------------------------------
+def read_flow(paths: list[str | Path]) -> tuple[FlowSource, list[Diagnostic]]:
+    """Parse flow files; diagnostics hold errors and warnings (``severity``)."""
+    reader = FlowReader()
+    out = reader.read(paths)
+    return out, reader.diags
+

@@ -1,0 +1,346 @@
+"""Intent YAML: the format, loading with positions, and validation diagnostics.
+
+Format (one or more files; names are global across them)::
+
+    languages: [en, de]          # optional; every intent must then have each language
+    slots:                       # slot definitions (hassil "lists"), referenced as {name}
+      party_size: {type: integer, min: 1, max: 20}
+      day: {type: day}
+      time: {type: time, prefer: evening}   # prefer: evening | morning | null
+      order_number: {type: digits, min_len: 4, max_len: 10}
+      size: {type: list, values: {small: {en: [little], de: [klein]}, large: null}}
+      note: {type: wildcard, max_words: 6}
+    rules:                       # reusable fragments per language, used as <name>
+      en: {table: "(table|reservation)"}
+    skip_words:                  # ignored words per language
+      en: [please, "thank you"]
+    intents:
+      book_table:
+        description: Caller wants to reserve a table   # optional, shown to the LLM
+        interim: false           # true: may fire on partial transcripts (barge-in)
+        templates:
+          en: ["book [a] <table> [for {party_size} people]", "..."]
+          de: ["..."]
+
+``{type_name:slot}`` fills slot ``slot`` from definition ``type_name``.
+Codes: I100 not a mapping, I101 unknown key, I102 wrong type, I103 missing key,
+I110 template syntax, I111 undeclared slot, I112 unknown rule, I113 recursive
+rule, I114 slot bound to two definitions, I120 missing language variant, I121
+language not declared, I122 (warning) slot missing in one language, I130
+duplicate intent, I131 conflicting slot definition, I132 conflicting rule,
+I140 unknown slot type, I141 bad slot option.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hassil import Sentence
+
+from voicebot.dialog.slots import SLOT_KINDS, ListSlot, SlotType
+from voicebot.dialog.templates import TemplateError, compile_template, rule_refs
+from voicebot.dialog.wordgraph import WordGraph
+from voicebot.yamlsrc import Diagnostic, Path_, Source, load
+
+TOP_KEYS = ("languages", "slots", "rules", "skip_words", "intents")
+INTENT_KEYS = ("description", "interim", "templates")
+SLOT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "integer": ("min", "max"), "digits": ("min_len", "max_len"), "day": (),
+    "time": ("prefer",), "list": ("values",), "wildcard": ("max_words",),
+}
+
+
+@dataclass
+class IntentDef:
+    name: str
+    slots: dict[str, SlotType] = field(default_factory=dict)  # slot name -> type
+    interim: bool = False
+    languages: tuple[str, ...] = ()
+    description: str = ""
+    templates: dict[str, list[str]] = field(default_factory=dict)
+    file: str = ""
+    line: int = 0
+
+
+@dataclass
+class LanguageData:
+    """Everything the matcher needs for one language, compiled at load."""
+
+    sentences: dict[str, list[Sentence]] = field(default_factory=dict)  # intent -> templates
+    rules: dict[str, Sentence] = field(default_factory=dict)
+    skip_words: list[str] = field(default_factory=list)
+    graph: WordGraph = field(default_factory=WordGraph)  # every template, compiled
+
+
+@dataclass
+class IntentSet:
+    intents: dict[str, IntentDef] = field(default_factory=dict)
+    slot_types: dict[str, SlotType] = field(default_factory=dict)  # definition name -> type
+    languages: tuple[str, ...] = ()
+    compiled: dict[str, LanguageData] = field(default_factory=dict)
+
+
+@dataclass
+class _Def:
+    """A raw definition and where it was written."""
+
+    src: Source
+    path: Path_
+    data: Any
+
+
+class IntentReader:
+    def __init__(self) -> None:
+        self.diags: list[Diagnostic] = []
+        self.lines: dict[str, list[str]] = {}
+        self.slots: dict[str, _Def] = {}
+        self.rules: dict[str, dict[str, _Def]] = {}
+        self.skip: dict[str, list[str]] = {}
+        self.intents: dict[str, _Def] = {}
+        self.file_languages: dict[str, list[str]] = {}
+        self.languages: list[str] = []
+
+    def err(self, src: Source, path: Path_, code: str, msg: str, *, key: bool = False,
+            severity: str = "error") -> None:
+        self.diags.append(src.diag(path, code, msg, key=key, severity=severity))
+
+    def expect(self, src: Source, path: Path_, value: Any, kind: type | tuple[type, ...],
+               what: str) -> bool:
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if not ok:
+            self.err(src, path, "I102", f"{what} must be {_KIND_NAMES.get(kind, 'valid')}, "
+                     f"got {type(value).__name__} {value!r}")
+        return ok
+
+    def keys(self, src: Source, path: Path_, data: dict[str, Any], allowed: tuple[str, ...],
+             what: str) -> None:
+        for key in data:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.err(src, (*path, key), "I101", f"unknown {what} key {key!r}{hint}", key=True)
+
+    # --- pass 1: read files --------------------------------------------------------
+
+    def read(self, path: str | Path) -> None:
+        src, diags = load(path)
+        self.diags.extend(diags)
+        try:
+            self.lines[src.file] = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return
+        data = src.data
+        if data is None and diags:
+            return
+        if not isinstance(data, dict):
+            self.err(src, (), "I100", "an intent file must be a mapping with 'intents'")
+            return
+        self.keys(src, (), data, TOP_KEYS, "top-level")
+        if "intents" not in data:
+            self.err(src, (), "I103", "missing key 'intents'")
+        langs = data.get("languages")
+        if langs is not None and self.expect(src, ("languages",), langs, list, "'languages'"):
+            good = [lang for i, lang in enumerate(langs)
+                    if self.expect(src, ("languages", i), lang, str, "a language")]
+            self.file_languages[src.file] = good
+            self.languages += [lang for lang in good if lang not in self.languages]
+        self.read_named(src, data, "slots", self.slots, "I131", "slot definition")
+        for section in ("rules", "skip_words"):
+            value = data.get(section)
+            if value is not None and self.expect(src, (section,), value, dict, f"'{section}'"):
+                for lang, entries in value.items():
+                    self.read_language_section(src, section, lang, entries)
+        self.read_named(src, data, "intents", self.intents, "I130", "intent")
+
+    def read_named(self, src: Source, data: dict[str, Any], section: str,
+                   table: dict[str, _Def], code: str, what: str) -> None:
+        value = data.get(section)
+        if value is None or not self.expect(src, (section,), value, dict, f"'{section}'"):
+            return
+        for name, body in value.items():
+            first = table.get(name)
+            if first is not None and (code == "I130" or first.data != body):
+                line, col = first.src.at(first.path, key=True)
+                self.err(src, (section, name), code, f"{what} {name!r} already defined at "
+                         f"{first.src.file}:{line}:{col}", key=True)
+                continue
+            table.setdefault(name, _Def(src, (section, name), body))
+
+    def read_language_section(self, src: Source, section: str, lang: str, entries: Any) -> None:
+        path: Path_ = (section, lang)
+        if section == "skip_words":
+            if self.expect(src, path, entries, list, f"skip_words.{lang}"):
+                words = [w for i, w in enumerate(entries)
+                         if self.expect(src, (*path, i), w, str, "a skip word")]
+                self.skip.setdefault(lang, []).extend(words)
+            return
+        if not self.expect(src, path, entries, dict, f"rules.{lang}"):
+            return
+        table = self.rules.setdefault(lang, {})
+        for name, body in entries.items():
+            if not self.expect(src, (*path, name), body, str, f"rule <{name}>"):
+                continue
+            first = table.get(name)
+            if first is not None and first.data != body:
+                line, col = first.src.at(first.path, key=True)
+                self.err(src, (*path, name), "I132", f"rule <{name}> ({lang}) already defined "
+                         f"at {first.src.file}:{line}:{col}", key=True)
+                continue
+            table.setdefault(name, _Def(src, (*path, name), body))
+
+    # --- pass 2: slot types, rules, templates ------------------------------------------
+
+    def slot_type(self, name: str, d: _Def) -> SlotType | None:
+        src, path, body = d.src, d.path, d.data
+        if not self.expect(src, path, body, dict, f"slot definition {name!r}"):
+            return None
+        kind = body.get("type")
+        if kind is None:
+            self.err(src, path, "I103", f"slot definition {name!r} needs a 'type' "
+                     f"({', '.join(SLOT_KINDS)})", key=True)
+            return None
+        if kind not in SLOT_KINDS:
+            close = difflib.get_close_matches(str(kind), list(SLOT_KINDS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.err(src, (*path, "type"), "I140", f"unknown slot type {kind!r}{hint}; "
+                     f"use one of {', '.join(SLOT_KINDS)}")
+            return None
+        options = SLOT_OPTIONS[kind]
+        self.keys(src, path, body, ("type", *options), f"{kind} slot")
+        args: dict[str, Any] = {}
+        for opt in options:
+            if opt not in body:
+                continue
+            value = body[opt]
+            if opt == "prefer":
+                if value not in ("evening", "morning", None):
+                    self.err(src, (*path, opt), "I141", f"prefer must be evening, morning or "
+                             f"null, got {value!r}")
+                    continue
+            elif opt == "values":
+                value = self.list_values(src, (*path, opt), value)
+            elif not self.expect(src, (*path, opt), value, int, f"{opt!r}"):
+                continue
+            args[opt] = value
+        slot = SLOT_KINDS[kind](**args)
+        problem = _option_problem(slot)
+        if problem:
+            self.err(src, path, "I141", f"slot {name!r}: {problem}", key=True)
+            return None
+        return slot
+
+    def list_values(self, src: Source, path: Path_, value: Any) -> dict[str, dict[str, list[str]]]:
+        out: dict[str, dict[str, list[str]]] = {}
+        if isinstance(value, list):
+            value = {v: None for v in value if self.expect(src, path, v, str, "a list value")}
+        if not self.expect(src, path, value, dict, "'values'"):
+            return out
+        for canon, syn in value.items():
+            at = (*path, canon)
+            if syn is None:
+                out[canon] = {}
+            elif isinstance(syn, list):
+                words = [s for i, s in enumerate(syn)
+                         if self.expect(src, (*at, i), s, str, "a synonym")]
+                out[canon] = {"*": words}  # the same synonyms in every language
+            elif self.expect(src, at, syn, dict, f"synonyms of {canon!r}"):
+                out[canon] = {}
+                for lang, words in syn.items():
+                    words = [words] if isinstance(words, str) else words
+                    if self.expect(src, (*at, lang), words, list, f"{lang} synonyms"):
+                        out[canon][lang] = [w for i, w in enumerate(words) if
+                                            self.expect(src, (*at, lang, i), w, str, "a synonym")]
+        return out
+
+    def template_diag(self, d: _Def, code: str, msg: str, offset: int | None = None) -> None:
+        """Report at the template string, at ``offset`` inside it when it can be located."""
+        line, col = d.src.at(d.path)
+        text = d.data if isinstance(d.data, str) else ""
+        raw = self.lines.get(d.src.file, [])
+        if offset is not None and 0 < line <= len(raw):
+            src_line = raw[line - 1][col - 1:]
+            if src_line[:1] in "\"'" and src_line[1 : 1 + len(text)] == text:
+                col += 1 + offset
+            elif src_line[: len(text)] == text:
+                col += offset
+        self.diags.append(Diagnostic(d.src.file, line, col, code, msg))
+
+    def compile(self, d: _Def, lang: str, what: str) -> Sentence | None:
+        try:
+            return compile_template(d.data, lang)
+        except TemplateError as exc:
+            self.template_diag(d, "I110", f"{what}: {exc}", exc.offset)
+            return None
+
+    def rules_for(self, lang: str) -> dict[str, Sentence]:
+        compiled: dict[str, Sentence] = {}
+        defs = self.rules.get(lang, {})
+        for name, d in defs.items():
+            sentence = self.compile(d, lang, f"rule <{name}>")
+            if sentence is not None:
+                compiled[name] = sentence
+        for name, sentence in compiled.items():
+            for ref in rule_refs(sentence.expression):
+                if ref not in defs:
+                    self.unknown_rule(defs[name], ref, lang)
+            cycle = _cycle(name, compiled)
+            if cycle:
+                self.template_diag(defs[name], "I113", f"rule <{name}> refers to itself "
+                                   f"through {' -> '.join(f'<{c}>' for c in cycle)}",
+                                   _find(defs[name].data, f"<{cycle[0]}>"))
+        for name in [n for n in compiled if _cycle(n, compiled)]:
+            del compiled[name]
+        return compiled
+
+    def unknown_rule(self, d: _Def, ref: str, lang: str) -> None:
+        known = list(self.rules.get(lang, {}))
+        close = difflib.get_close_matches(ref, known, n=1)
+        hint = f" (did you mean <{close[0]}>?)" if close else ""
+        self.template_diag(d, "I112", f"unknown rule <{ref}> for language {lang!r}{hint}",
+                           _find(d.data, f"<{ref}>"))
+
+
+_KIND_NAMES: dict[Any, str] = {dict: "a mapping", list: "a list", str: "a string",
+                               int: "an integer", bool: "true or false"}
+
+
+def _option_problem(slot: SlotType) -> str | None:
+    for lo, hi in (("min", "max"), ("min_len", "max_len")):
+        a, b = getattr(slot, lo, None), getattr(slot, hi, None)
+        if a is not None and b is not None and a > b:
+            return f"{lo} ({a}) is greater than {hi} ({b})"
+    if getattr(slot, "min_len", 1) < 1:
+        return "min_len must be at least 1"
+    if slot.max_words < 1:
+        return "max_words must be at least 1"
+    if isinstance(slot, ListSlot) and not slot.values:
+        return "a list needs at least one value"
+    return None
+
+
+def _find(text: Any, needle: str) -> int | None:
+    if not isinstance(text, str):
+        return None
+    i = text.find(needle)
+    return i if i >= 0 else None
+
+
+def _cycle(name: str, rules: dict[str, Sentence]) -> list[str]:
+    """The path back to ``name`` through rule references, or [] if there is none."""
+    stack = [(ref, [ref]) for ref in rule_refs(rules[name].expression)]
+    seen: set[str] = set()
+    while stack:
+        current, path = stack.pop()
+        if current == name:
+            return path
+        if current in seen or current not in rules:
+            continue
+        seen.add(current)
+        stack.extend((ref, [*path, ref]) for ref in rule_refs(rules[current].expression))
+    return []
+
+
+__all__ = ["SLOT_OPTIONS", "IntentDef", "IntentReader", "IntentSet", "LanguageData"]

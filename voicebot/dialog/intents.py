@@ -1,0 +1,208 @@
+"""Intents from ``intents/*.yaml`` and the template matcher (exact tier, then fuzzy tier).
+
+API summary (stable; the flow engine codes against it)::
+
+    from voicebot.dialog.intents import load_intents, TemplateMatcher
+
+    intent_set, diags = load_intents(["intents/restaurant.yaml"])   # -> (IntentSet, [Diagnostic])
+    intent_set.intents: dict[str, IntentDef]       # name -> definition
+    intent_set.slot_types: dict[str, SlotType]     # definition name -> type (dialog.slots)
+    intent_set.languages: tuple[str, ...]          # union of the files' `languages`
+    IntentDef.name / .slots: dict[str, SlotType] (slot name -> type, from its templates)
+             / .interim: bool / .languages: tuple[str, ...] / .description: str
+             / .templates: dict[lang, list[str]] / .file, .line (where it is defined)
+
+    m = TemplateMatcher(intent_set, "en", today=None)   # today: date | () -> date | None
+    m.match("A table for 4 people on Friday at half past 7.", allowed={"book_table", "inform"})
+      -> Match(intent="book_table", slots={"party_size": 4, "day": "friday", "time": "19:30"},
+               confidence=1.0, matcher="exact", text="a table for 4 people on friday at ...")
+    m.match(partial_text, allowed, interim=True)   # only `interim: true` intents, exact tier only
+
+    SlotType.parse(text_or_value, language, today=None) -> canonical value | None
+    SlotType.speak(value, language) -> str          # e.g. TimeSlot: "19:30" -> "half past seven"
+    voicebot.dialog.slots: speak_integer, speak_digits, speak_day, speak_time
+
+Canonical slot values: integer -> int; digits -> str of digits; day -> lower-case English
+weekday ("friday"); time -> "HH:MM" (24 h); list -> the canonical value string; wildcard ->
+the normalized words.
+
+Modules: ``intent_file`` (YAML format, first pass) and ``intent_compile`` (templates,
+diagnostics) load; ``templates`` parses with hassil; ``normalize`` and ``slots`` /
+``slot_time`` make text and values comparable; ``wordgraph`` (exact tier) and ``fuzzy``
+match; ``llm`` is the optional fallback; ``match_bench`` measures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection
+from typing import Any
+
+from voicebot.dialog.fuzzy import MAX_EDITS, FuzzyResult, align, edits_for, prefilter, similar_words
+from voicebot.dialog.intent_compile import load_intents
+from voicebot.dialog.intent_file import IntentDef, IntentSet
+from voicebot.dialog.match import Match, Matcher
+from voicebot.dialog.normalize import normalize
+from voicebot.dialog.wordgraph import Entry, Template, first_values, match_exact
+
+__all__ = ["IntentDef", "IntentSet", "TemplateMatcher", "load_intents"]
+
+AMBIGUITY_MARGIN = 0.05  # fuzzy: top two intents closer than this -> no match
+_CACHE_LIMIT = 256  # distinct allowed-sets kept
+
+
+class TemplateMatcher(Matcher):
+    """Exact matching on normalised text, then the bounded fuzzy tier.
+
+    Exact: every template path whose slot values pass their type is a
+    candidate; a value that fails (party_size 50 with max 20) makes that path
+    fail rather than being reported, so the caller hears no match and
+    reprompts. Skip words may be left out anywhere. Candidates rank by literal
+    words matched, then by fewer open (time/digits/wildcard) slots; two intents
+    tied at the top -> None. Fuzzy (not on partials, see ``fuzzy.py``):
+    confidence < 1, None when the best two intents are within ``margin``.
+    """
+
+    def __init__(self, intent_set: IntentSet, language: str, *,
+                 today: dt.date | Callable[[], dt.date] | None = None, fuzzy: bool = True,
+                 margin: float = AMBIGUITY_MARGIN) -> None:
+        data = intent_set.compiled.get(language)
+        if data is None:
+            raise ValueError(f"the intents have no {language!r} templates "
+                             f"(languages: {', '.join(intent_set.languages) or 'none'})")
+        self.language = language
+        self.intent_set = intent_set
+        self.fuzzy = fuzzy
+        self.margin = margin
+        self._today = today
+        self._graph = data.graph
+        self._types = intent_set.slot_types
+        self._open = frozenset(n for n, t in self._types.items() if t.lexicon(language) is None)
+        self._skip: dict[str, list[tuple[str, ...]]] = {}  # first word -> skip phrases
+        for phrase in data.skip_words:
+            self._skip.setdefault(phrase.split()[0], []).append(tuple(phrase.split()))
+        self._by_intent: dict[str, list[Template]] = {}
+        for template in self._graph.templates:
+            self._by_intent.setdefault(template.intent, []).append(template)
+        self._vocab = sorted({w for t in self._graph.templates for w in t.vocab
+                              if len(w) >= 3 and not w.isdigit()})
+        self._first_words = {name: t.first_words(language) for name, t in self._types.items()}
+        type_words = {name: t.words(language) for name, t in self._types.items()}
+        self._slot_words: dict[int, frozenset[str] | None] = {}
+        for t in self._graph.templates:
+            sets = [type_words[name] for name in t.slot_types]
+            self._slot_words[t.start] = (None if any(w is None for w in sets)
+                                         else frozenset().union(*sets))
+        self._restricted: dict[frozenset[str], tuple[Entry, list[Template]]] = {}
+
+    def today(self) -> dt.date:
+        """The reference date for "today"/"tomorrow"."""
+        if self._today is None:
+            return dt.date.today()
+        return self._today() if callable(self._today) else self._today
+
+    def match(self, text: str, allowed: Collection[str] | None = None, *,
+              interim: bool = False) -> Match | None:
+        norm = normalize(text, self.language)
+        words = norm.split()
+        if not words:
+            return None
+        entry, templates = self._candidates(allowed, interim)
+        if not templates:
+            return None
+        spans = self._spans(words)
+        best = match_exact(self._graph, entry, words, spans, self._open, self._skips(words))
+        if best:
+            ranked = sorted(best.items(), key=lambda item: item[1][:2], reverse=True)
+            if len(ranked) > 1 and ranked[0][1][:2] == ranked[1][1][:2]:
+                return None  # two intents fit equally well
+            name, (_, _, slots) = ranked[0]
+            return Match(name, first_values(slots), 1.0, "exact", norm)
+        if interim or not self.fuzzy:
+            return None
+        return self._fuzzy(norm, words, templates, spans)
+
+    def _candidates(self, allowed: Collection[str] | None, interim: bool
+                    ) -> tuple[Entry, list[Template]]:
+        key = frozenset(self._by_intent if allowed is None else allowed) | (
+            {"\0interim"} if interim else set())
+        hit = self._restricted.get(key)
+        if hit is None:
+            if len(self._restricted) >= _CACHE_LIMIT:
+                self._restricted.clear()
+            defs = self.intent_set.intents
+            names = sorted(n for n in key if n in self._by_intent
+                           and (not interim or defs[n].interim))
+            templates = [t for n in names for t in self._by_intent[n]]
+            entry = Entry.of(templates)
+            hit = self._restricted[key] = (entry, templates)
+        return hit
+
+    def _spans(self, words: list[str]) -> Callable[[str, int], list[tuple[int, Any]]]:
+        """Slot spans of this utterance: (end, value) per start, each span parsed once."""
+        cache: dict[tuple[str, int], list[tuple[int, Any]]] = {}
+        types, lang, today, n = self._types, self.language, self.today(), len(words)
+        starts = self._first_words
+
+        def spans(name: str, i: int) -> list[tuple[int, Any]]:
+            found = cache.get((name, i))
+            if found is None:
+                slot = types[name]
+                found = cache[(name, i)] = []
+                first = starts[name]
+                if i >= n or (first is not None and (
+                        "#" if words[i][0].isdigit() else words[i]) not in first):
+                    return found
+                for j in range(i + 1, min(n, i + slot.max_words) + 1):
+                    value = slot.parse_normalized(" ".join(words[i:j]), lang, today)
+                    if value is not None:
+                        found.append((j, value))
+            return found
+
+        return spans
+
+    def _skips(self, words: list[str]) -> dict[int, list[int]]:
+        """Position -> ends of the skip phrases starting there."""
+        skips: dict[int, list[int]] = {}
+        for i, word in enumerate(words):
+            for phrase in self._skip.get(word, ()):
+                if tuple(words[i : i + len(phrase)]) == phrase:
+                    skips.setdefault(i, []).append(i + len(phrase))
+        return skips
+
+    def _fuzzy(self, norm: str, words: list[str], templates: list[Template],
+               spans: Callable[[str, int], list[tuple[int, Any]]]) -> Match | None:
+        skipped = set()
+        for i, ends in self._skips(words).items():
+            for j in ends:
+                skipped.update(range(i, j))
+        kept = [w for i, w in enumerate(words) if i not in skipped]
+        if len(kept) != len(words):
+            words, spans = kept, self._spans(kept)
+        if not words:
+            return None
+        similar = similar_words(words, self._vocab)
+        candidates = prefilter(templates, words, similar, self._slot_words)
+        best: dict[str, FuzzyResult] = {}
+        # Iterative deepening: most mishearings are one edit, and a one-edit DP is
+        # cheap; any result found bounds what the remaining templates may cost.
+        for budget in (1.0, MAX_EDITS):
+            for template in candidates:
+                found = align(self._graph, template, words, spans, similar, budget)
+                if found is None:
+                    continue
+                old = best.get(found.intent)
+                if old is None or (found.confidence, found.literals) > (
+                        old.confidence, old.literals):
+                    best[found.intent] = found
+                top = max(r.confidence for r in best.values())
+                budget = min(budget, edits_for(top - self.margin))
+            if best:
+                break
+        if not best:
+            return None
+        ranked = sorted(best.values(), key=lambda r: (r.confidence, r.literals), reverse=True)
+        if len(ranked) > 1 and ranked[0].confidence - ranked[1].confidence < self.margin:
+            return None
+        top = ranked[0]
+        return Match(top.intent, top.slots, top.confidence, "fuzzy", norm)

@@ -1,0 +1,100 @@
+"""Text normalisation that makes ASR output and template literals comparable.
+
+Utterances are normalised whole; template literals chunk by chunk with the same
+rules, so a spelling choice here (``o'clock`` -> ``oclock``, ``ß`` -> ``ss``,
+``four`` -> ``4``) only has to be consistent, never pretty. Steps, in order:
+Unicode NFKC and lower case; ``7.30``/``19.30`` -> ``7:30``/``19:30``; digit
+group commas dropped; punctuation and hyphens to spaces (a colon survives only
+between digits, apostrophes are removed); number words -> digits with
+``text2num`` (plus the small words it leaves alone on purpose: "two", "zwei",
+"eins"); ``8 p.m.``/``8pm``/``8 p m`` -> ``8 pm`` (English); fillers (uh, um,
+äh, ähm ...) and stutters ("i i want") removed. "one"/"ein" stay words: they are
+articles as often as numbers, so slot parsers read them in context.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from text_to_num import alpha2digit
+
+# Languages text2num can convert; others keep their number words.
+_TEXT2NUM = frozenset({"en", "de", "fr", "es", "pt", "it", "nl"})
+
+FILLERS: dict[str, frozenset[str]] = {
+    "en": frozenset({"uh", "uhm", "um", "umm", "uhh", "er", "erm", "ah", "ahh", "hmm", "hm"}),
+    "de": frozenset({"äh", "ähm", "ähh", "öh", "öhm", "ehm", "hm", "hmm", "mh"}),
+}
+
+# Isolated small numbers text2num deliberately keeps as words (threshold 3).
+_SMALL_NUMBERS: dict[str, dict[str, str]] = {
+    "en": {"two": "2", "zero": "0"},
+    "de": {"zwei": "2", "zwo": "2", "eins": "1"},
+}
+
+_DOT_TIME = re.compile(r"\b([01]?\d|2[0-4])\.([0-5]\d)\b")
+_DIGIT_GROUP = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_ATTACHED_AMPM = re.compile(r"(\d)(am|pm|a\.m\.?|p\.m\.?)(?![a-z])")
+_SPACED_AMPM = re.compile(r"(\d) ([ap]) ?m\b")
+_FRAGMENT = re.compile(r"(?<![\w-])\w+-(?=\s|$)")  # "I w- want": a cut-off word
+_NON_WORD = re.compile(r"[^\w:']+|_")
+_COLON_NOT_TIME = re.compile(r"(?<!\d):|:(?!\d)")
+_UH_HUH = re.compile(r"\b(?:uh[ -]?huh|mm+[ -]?hmm+|mhm+)\b")  # all mean "yes"
+_O_CLOCK = re.compile(r"\bo ?'? ?clock\b")
+_DIGITS = re.compile(r"^[\d:]+$")
+
+
+def normalize(text: str, language: str) -> str:
+    """Normalised, space-separated words for matching; see the module docstring."""
+    words = _words(text, language)
+    fillers = FILLERS.get(language, frozenset())
+    out: list[str] = []
+    for word in words:
+        if word in fillers:
+            continue
+        if out and word == out[-1] and not _DIGITS.match(word):
+            continue  # stutter; digit repeats are meaningful ("4 4 2")
+        out.append(word)
+    return " ".join(out)
+
+
+def normalize_chunk(text: str, language: str) -> str:
+    """Normalise a template literal, keeping its leading/trailing space (word boundaries)."""
+    core = text.strip()
+    if not core:
+        return text
+    lead = " " if text[:1].isspace() else ""
+    tail = " " if text[-1:].isspace() else ""
+    body = normalize(core, language)
+    if not body:
+        return lead or tail
+    return f"{lead}{body}{tail}"
+
+
+def _words(text: str, language: str) -> list[str]:
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = text.replace("ß", "ss").replace("’", "'").replace("‘", "'").replace("`", "'")
+    text = _DOT_TIME.sub(r"\1:\2", text)
+    text = _DIGIT_GROUP.sub("", text)
+    if language == "en":
+        text = _ATTACHED_AMPM.sub(lambda m: f"{m.group(1)} {m.group(2)[0]}m", text)
+        text = _UH_HUH.sub("uhhuh", text)
+        text = _O_CLOCK.sub("oclock", text)
+        text = text.replace("&", " and ")
+    elif language == "de":
+        text = text.replace("&", " und ")
+    text = _FRAGMENT.sub(" ", text)
+    text = _NON_WORD.sub(" ", text)
+    text = _COLON_NOT_TIME.sub(" ", text).replace("'", "")
+    text = " ".join(text.split())
+    if language in _TEXT2NUM and text:
+        text = alpha2digit(text, language)
+    small = _SMALL_NUMBERS.get(language)
+    words = text.split()
+    if small:
+        words = [small.get(w, w) for w in words]
+    if language == "en":
+        text = _SPACED_AMPM.sub(r"\1 \2m", " ".join(words))
+        words = text.split()
+    return words

@@ -1,0 +1,231 @@
+"""Clock times: spoken/ASR forms -> ``HH:MM`` (24 h), and ``HH:MM`` -> natural speech.
+
+Parsing runs on normalised text (number words already digits), so the grammar
+only has to know the time words: "half past 7", "quarter to 8", "7 30 pm",
+"19:30", "halb 8", "viertel nach 7", "8 uhr abends". An hour of 1-11 without a
+morning/evening marker is ambiguous; ``prefer`` decides ("evening" turns
+"halb 8" into 19:30, otherwise 07:30) - that is the hook for a slot's context.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Literal
+
+from unicode_rbnf import RbnfEngine
+
+Prefer = Literal["evening", "morning"] | None
+_Meridiem = Literal["am", "pm", "night", "noon", ""]
+
+_H = r"(\d{1,2}|one|ein)"
+_M = r"(\d{1,2})"
+
+# Trailing day-part phrases -> meridiem, longest first so "in the evening" beats "evening".
+_MERIDIEM: dict[str, list[tuple[str, _Meridiem]]] = {
+    "en": [
+        ("in the morning", "am"), ("this morning", "am"), ("in the afternoon", "pm"),
+        ("this afternoon", "pm"), ("in the evening", "pm"), ("this evening", "pm"),
+        ("at night", "night"), ("tonight", "pm"), ("am", "am"), ("pm", "pm"),
+        ("noon", "noon"),
+    ],
+    "de": [
+        ("in der früh", "am"), ("am morgen", "am"), ("am vormittag", "am"), ("morgens", "am"),
+        ("früh", "am"), ("vormittags", "am"), ("am nachmittag", "pm"), ("nachmittags", "pm"),
+        ("am abend", "pm"), ("abends", "pm"), ("in der nacht", "night"), ("nachts", "night"),
+        ("mittags", "noon"), ("am mittag", "noon"),
+    ],
+}
+
+# Words a time phrase may contain besides numbers (a hint for the fuzzy prefilter).
+TIME_WORDS: dict[str, frozenset[str]] = {
+    lang: frozenset(w for phrase, _ in pairs for w in phrase.split()) | extra
+    for (lang, pairs), extra in zip(_MERIDIEM.items(), (
+        frozenset("a half past after quarter to till til before of minute minutes oh o one "
+                  "noon midday midnight oclock".split()),
+        frozenset("halb viertel dreiviertel nach vor minute minuten uhr ein mittag "
+                  "mitternacht".split()),
+    ), strict=True)
+}
+
+# Words a time phrase can start with besides a number.
+TIME_FIRST_WORDS: dict[str, frozenset[str]] = {
+    "en": frozenset("a half quarter one noon midday midnight".split()),
+    "de": frozenset("halb viertel dreiviertel ein mittag mitternacht".split()),
+}
+
+# (pattern, builder(groups) -> (hour, minute, is_relative_12h)). Hours from
+# relative forms ("halb 8" -> 7) are always on the 12-hour dial.
+_Rule = tuple[re.Pattern[str], Callable[[tuple[str, ...]], tuple[int, int] | None]]
+
+
+def _hour(text: str) -> int:
+    return 1 if text in ("one", "ein") else int(text)
+
+
+def _before(hour: int) -> int:
+    """The hour before ``hour`` on a 12-hour dial (1 -> 12)."""
+    return (hour - 2) % 12 + 1
+
+
+def _direct(g: tuple[str, ...]) -> tuple[int, int]:
+    return _hour(g[0]), int(g[1]) if len(g) > 1 and g[1] else 0
+
+
+def _hhmm(g: tuple[str, ...]) -> tuple[int, int] | None:
+    digits = g[0]
+    return int(digits[:-2]), int(digits[-2:])
+
+
+_COMMON: list[_Rule] = [
+    (re.compile(rf"^{_H}(?::(\d\d))?$"), _direct),
+    (re.compile(rf"^{_H} (\d\d)$"), _direct),
+    (re.compile(r"^(\d{3,4})$"), _hhmm),
+]
+_RULES: dict[str, list[_Rule]] = {
+    "en": [
+        *_COMMON,
+        (re.compile(rf"^{_H} (?:oh|o) (\d)$"), _direct),
+        (re.compile(rf"^(?:a )?half (?:past|after) {_H}$"), lambda g: (_hour(g[0]), 30)),
+        (re.compile(rf"^half {_H}$"), lambda g: (_hour(g[0]), 30)),  # British "half seven"
+        (re.compile(rf"^(?:a )?quarter (?:past|after) {_H}$"), lambda g: (_hour(g[0]), 15)),
+        (re.compile(rf"^(?:a )?quarter (?:to|till|til|before|of) {_H}$"),
+         lambda g: (_before(_hour(g[0])), 45)),
+        (re.compile(rf"^{_M}(?: minutes?)? (?:past|after) {_H}$"),
+         lambda g: (_hour(g[1]), int(g[0]))),
+        (re.compile(rf"^{_M}(?: minutes?)? (?:to|till|til|before|of) {_H}$"),
+         lambda g: (_before(_hour(g[1])), 60 - int(g[0])) if 0 < int(g[0]) < 60 else None),
+        (re.compile(r"^(?:12 )?(?:noon|midday)$"), lambda g: (12, 0)),
+        (re.compile(r"^(?:12 )?midnight$"), lambda g: (0, 0)),
+    ],
+    "de": [
+        *_COMMON,
+        (re.compile(rf"^{_H} uhr(?: {_M})?$"), _direct),
+        (re.compile(rf"^{_H}:(\d\d) uhr$"), _direct),
+        (re.compile(rf"^halb {_H}$"), lambda g: (_before(_hour(g[0])), 30)),
+        (re.compile(rf"^viertel nach {_H}$"), lambda g: (_hour(g[0]), 15)),
+        (re.compile(rf"^viertel {_H}$"), lambda g: (_before(_hour(g[0])), 15)),
+        (re.compile(rf"^(?:viertel vor|dreiviertel|3 viertel) {_H}$"),
+         lambda g: (_before(_hour(g[0])), 45)),
+        (re.compile(rf"^{_M}(?: minuten?)? nach halb {_H}$"),
+         lambda g: (_before(_hour(g[1])), 30 + int(g[0])) if int(g[0]) < 30 else None),
+        (re.compile(rf"^{_M}(?: minuten?)? vor halb {_H}$"),
+         lambda g: (_before(_hour(g[1])), 30 - int(g[0])) if 0 < int(g[0]) <= 30 else None),
+        (re.compile(rf"^{_M}(?: minuten?)? nach {_H}$"), lambda g: (_hour(g[1]), int(g[0]))),
+        (re.compile(rf"^{_M}(?: minuten?)? vor {_H}$"),
+         lambda g: (_before(_hour(g[1])), 60 - int(g[0])) if 0 < int(g[0]) < 60 else None),
+        (re.compile(r"^(?:12 uhr )?mittag$"), lambda g: (12, 0)),
+        (re.compile(r"^(?:12 uhr )?mitternacht$"), lambda g: (0, 0)),
+    ],
+}
+
+
+def parse_time(text: str, language: str, prefer: Prefer = None) -> str | None:
+    """``HH:MM`` for a normalised time phrase, or None if it is not (only) a time."""
+    rules = _RULES.get(language, _COMMON)
+    text, meridiem = _split_meridiem(text, language)
+    if language == "en" and text.endswith(" oclock"):
+        text = text[: -len(" oclock")]
+    for pattern, build in rules:
+        found = pattern.match(text)
+        if found is None:
+            continue
+        parsed = build(found.groups())
+        if parsed is None:
+            return None
+        return _resolve(*parsed, meridiem, prefer)
+    return None
+
+
+def _split_meridiem(text: str, language: str) -> tuple[str, _Meridiem]:
+    for phrase, meridiem in _MERIDIEM.get(language, ()):
+        if text.endswith(" " + phrase):
+            return text[: -len(phrase) - 1], meridiem
+    return text, ""
+
+
+def _resolve(hour: int, minute: int, meridiem: _Meridiem, prefer: Prefer) -> str | None:
+    if not (0 <= minute <= 59 and 0 <= hour <= 24):
+        return None
+    if hour == 24:
+        hour = 0 if minute == 0 else -1
+    elif 1 <= hour <= 12:
+        hour = _twelve_hour(hour, meridiem, prefer)
+    elif meridiem == "am":
+        hour = -1  # "19 am"
+    if hour < 0:
+        return None
+    return f"{hour:02d}:{minute:02d}"
+
+
+def _twelve_hour(hour: int, meridiem: _Meridiem, prefer: Prefer) -> int:
+    base = hour % 12  # 12 -> 0
+    if meridiem == "am":
+        return base
+    if meridiem == "pm":
+        return base + 12
+    if meridiem == "night":
+        return base + 12 if hour >= 6 and hour != 12 else base
+    if meridiem == "noon":
+        return base + 12 if hour <= 5 else hour
+    if hour == 12:
+        return 12
+    return base + 12 if prefer == "evening" else base
+
+
+# --- speaking -------------------------------------------------------------------------
+
+_ENGINES: dict[str, RbnfEngine] = {}
+
+
+def number_words(n: int, language: str, ruleset: str | None = None) -> str:
+    """Cardinal number words (unicode-rbnf); hyphens become spaces for TTS."""
+    engine = _ENGINES.get(language)
+    if engine is None:
+        engine = _ENGINES[language] = RbnfEngine.for_language(language)
+    result = engine.format_number(n)
+    text = result.text_by_ruleset.get(ruleset or "", result.text)
+    return text.replace("-", " ")
+
+
+def speak_time(value: str, language: str) -> str:
+    """Natural spoken form of ``HH:MM``: "half past seven", "eight p m", "halb acht"."""
+    hour, minute = (int(part) for part in value.split(":"))
+    h12 = hour % 12 or 12
+    nxt = h12 % 12 + 1
+    if language == "de":
+        return _speak_de(hour, minute, h12, nxt)
+    if (hour, minute) == (12, 0):
+        return "noon"
+    if (hour, minute) == (0, 0):
+        return "midnight"
+    w = lambda n: number_words(n, "en")  # noqa: E731
+    meridiem = "a m" if hour < 12 else "p m"
+    if minute == 0:
+        return f"{w(h12)} {meridiem}"
+    if minute == 30:
+        return f"half past {w(h12)}"
+    if minute == 15:
+        return f"quarter past {w(h12)}"
+    if minute == 45:
+        return f"quarter to {w(nxt)}"
+    spoken_minute = w(minute) if minute >= 10 else f"oh {w(minute)}"
+    return f"{w(h12)} {spoken_minute} {meridiem}"
+
+
+def _speak_de(hour: int, minute: int, h12: int, nxt: int) -> str:
+    w = lambda n: number_words(n, "de")  # noqa: E731
+    if (hour, minute) == (0, 0):
+        return "Mitternacht"
+    if minute == 0:
+        part = ("nachts" if hour < 5 else "morgens" if hour < 11 else ""
+                if hour < 14 else "nachmittags" if hour < 18 else "abends")
+        spoken = "ein" if h12 == 1 else w(h12)
+        return f"{spoken} Uhr {part}".strip()
+    if minute == 30:
+        return f"halb {w(nxt)}"
+    if minute == 15:
+        return f"viertel nach {w(h12)}"
+    if minute == 45:
+        return f"viertel vor {w(nxt)}"
+    return f"{w(hour)} Uhr {w(minute)}"

@@ -1,0 +1,333 @@
+"""Slot types: parse (text -> canonical value or None) and speak (value -> words).
+
+One parser per type is the single source of truth: the template matcher runs
+it on what a ``{slot}`` captured, the LLM fallback on what the model returned,
+and the flow engine may call it directly. Parsers accept raw text or a value
+already in canonical form (``4``, ``"friday"``, ``"19:30"``), so the same call
+validates both.
+
+Finite types (integer ranges, days, value lists) also publish a ``lexicon`` of
+normalised phrases; the matcher hands those to hassil as anchored slot lists,
+which is faster and more precise than a wildcard. Open types (time, digits,
+wildcard) are captured as bounded wildcards and then parsed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from voicebot.dialog.normalize import normalize
+from voicebot.dialog.slot_time import (
+    TIME_FIRST_WORDS,
+    TIME_WORDS,
+    Prefer,
+    number_words,
+    parse_time,
+    speak_time,
+)
+
+__all__ = [
+    "WEEKDAYS", "DaySlot", "DigitsSlot", "IntegerSlot", "ListSlot", "SlotType", "TimeSlot",
+    "WildcardSlot", "parse_time", "speak_day", "speak_digits", "speak_integer", "speak_time",
+]
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_WEEKDAY_NAMES = {
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
+}
+# Integer range up to which the values are enumerated as an anchored lexicon.
+_MAX_LEXICON_RANGE = 2000
+
+
+class SlotType(ABC):
+    """A slot's value domain. ``kind`` is the YAML ``type``."""
+
+    kind: ClassVar[str]
+    max_words: int = 8  # longest phrase a capture may be, bounding wildcard captures
+
+    def parse(self, value: Any, language: str, *, today: dt.date | None = None) -> Any | None:
+        """Canonical value from raw text or a canonical value; None when invalid."""
+        if value is None or isinstance(value, bool) or isinstance(value, (list, dict)):
+            return None
+        return self.parse_normalized(normalize(str(value), language), language, today)
+
+    @abstractmethod
+    def parse_normalized(self, text: str, language: str, today: dt.date | None) -> Any | None:
+        """Like ``parse`` on text that went through ``normalize`` already."""
+
+    @abstractmethod
+    def speak(self, value: Any, language: str) -> str:
+        """How a prompt says the canonical ``value``."""
+
+    def lexicon(self, language: str) -> list[str] | None:
+        """All normalised phrases this type accepts, when finite and small; else None."""
+        return None
+
+    def describe(self) -> str:
+        """One line for the LLM prompt: what values look like."""
+        return self.kind
+
+    def first_words(self, language: str) -> frozenset[str] | None:
+        """Words a value may start with ("#": any number); None: any word. A speed hint."""
+        lexicon = self.lexicon(language)
+        if lexicon is None:
+            return None
+        return frozenset("#" if p[0].isdigit() else p.split()[0] for p in lexicon if p)
+
+    def words(self, language: str) -> frozenset[str] | None:
+        """Words a value may contain ("#" stands for any number); None: any word at all.
+
+        Only a hint for the fuzzy tier's prefilter, so it may be generous.
+        """
+        lexicon = self.lexicon(language)
+        if lexicon is None:
+            return None
+        return frozenset("#" if w[0].isdigit() else w for p in lexicon for w in p.split())
+
+
+@dataclass
+class IntegerSlot(SlotType):
+    kind: ClassVar[str] = "integer"
+    min: int = 0
+    max: int = 1000
+    max_words: int = 4
+
+    def parse_normalized(self, text: str, language: str, today: dt.date | None) -> int | None:
+        if text.isdigit():
+            n = int(text)
+        else:
+            n = _SMALL_WORDS.get(language, {}).get(text, -1)
+        return n if self.min <= n <= self.max else None
+
+    def speak(self, value: Any, language: str) -> str:
+        return speak_integer(int(value), language)
+
+    def lexicon(self, language: str) -> list[str] | None:
+        if self.max - self.min > _MAX_LEXICON_RANGE:
+            return None
+        words = [w for w, n in _SMALL_WORDS.get(language, {}).items() if self.min <= n <= self.max]
+        return [str(n) for n in range(self.min, self.max + 1)] + words
+
+    def describe(self) -> str:
+        return f"integer {self.min}..{self.max}"
+
+
+# Numbers that normalisation leaves as words because they double as articles.
+_SMALL_WORDS: dict[str, dict[str, int]] = {
+    "en": {"one": 1, "a single": 1, "just one": 1},
+    "de": {"ein": 1, "eine": 1, "einen": 1, "einer": 1, "zu 2": 2, "zu zweit": 2,
+           "zu dritt": 3, "zu viert": 4, "zu fünft": 5, "zu sechst": 6, "zu siebt": 7,
+           "zu acht": 8, "zu neunt": 9, "zu zehnt": 10},
+}
+
+
+def speak_integer(n: int, language: str) -> str:
+    """Number words, e.g. 4 -> "four" / "vier"."""
+    return number_words(n, language)
+
+
+@dataclass
+class DigitsSlot(SlotType):
+    """A digit string (order number), spoken digit by digit or in groups."""
+
+    kind: ClassVar[str] = "digits"
+    min_len: int = 1
+    max_len: int = 20
+    max_words: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        self.max_words = self.max_words or self.max_len + 2
+
+    def parse_normalized(self, text: str, language: str, today: dt.date | None) -> str | None:
+        words = _DIGIT_WORDS.get(language, {})
+        out: list[str] = []
+        repeat = 1
+        for word in text.split():
+            if word in _REPEAT.get(language, {}):
+                repeat = _REPEAT[language][word]
+                continue
+            digits = word if word.isdigit() else words.get(word)
+            if digits is None:
+                return None
+            out.append(digits * repeat if len(digits) == 1 else digits)
+            repeat = 1
+        value = "".join(out)
+        return value if out and repeat == 1 and self.min_len <= len(value) <= self.max_len else None
+
+    def speak(self, value: Any, language: str) -> str:
+        return speak_digits(str(value), language)
+
+    def describe(self) -> str:
+        return f"digit string of {self.min_len}..{self.max_len} digits"
+
+    def words(self, language: str) -> frozenset[str] | None:
+        return frozenset({"#", *_DIGIT_WORDS.get(language, {}), *_REPEAT.get(language, {})})
+
+    def first_words(self, language: str) -> frozenset[str] | None:
+        return self.words(language)
+
+
+_DIGIT_WORDS = {
+    "en": {"oh": "0", "o": "0", "one": "1"},
+    "de": {"null": "0", "eins": "1", "ein": "1", "zwo": "2"},
+}
+_REPEAT = {"en": {"double": 2, "triple": 3}, "de": {"doppel": 2}}
+
+
+def speak_digits(value: str, language: str) -> str:
+    """Digit by digit: "4213" -> "four two one three" / "vier zwei eins drei"."""
+    return " ".join(number_words(int(d), language) for d in value if d.isdigit())
+
+
+@dataclass
+class DaySlot(SlotType):
+    """A day; canonical is the lower-case English weekday, relative words resolved."""
+
+    kind: ClassVar[str] = "day"
+    max_words: int = 5
+
+    def parse_normalized(self, text: str, language: str, today: dt.date | None) -> str | None:
+        found = _day_lexicon(language).get(text)
+        if found is None:
+            return None
+        if isinstance(found, str):
+            return found
+        return WEEKDAYS[((today or dt.date.today()).weekday() + found) % 7]
+
+    def speak(self, value: Any, language: str) -> str:
+        return speak_day(str(value), language)
+
+    def lexicon(self, language: str) -> list[str] | None:
+        return list(_day_lexicon(language))
+
+    def describe(self) -> str:
+        return "lower-case English weekday (e.g. friday), or today / tomorrow"
+
+
+_DAY_WORDS: dict[str, dict[str, int]] = {
+    "en": {"today": 0, "tonight": 0, "this evening": 0, "tomorrow": 1, "tomorrow night": 1,
+           "tomorrow evening": 1, "day after tomorrow": 2, "the day after tomorrow": 2},
+    "de": {"heute": 0, "heute abend": 0, "morgen": 1, "morgen abend": 1, "übermorgen": 2},
+}
+_DAY_PREFIXES = {
+    "en": ("", "this ", "next ", "this coming ", "coming ", "the "),
+    "de": ("", "diesen ", "nächsten ", "kommenden ", "den "),
+}
+_DAY_ALIASES = {"de": {"sonnabend": "saturday"}}
+_DAY_CACHE: dict[str, dict[str, str | int]] = {}
+
+
+def _day_lexicon(language: str) -> dict[str, str | int]:
+    """Phrase -> weekday name, or -> offset in days from today."""
+    cached = _DAY_CACHE.get(language)
+    if cached is not None:
+        return cached
+    names = {n.lower(): WEEKDAYS[i] for i, n in enumerate(_WEEKDAY_NAMES.get(language, ()))}
+    names.update({day: day for day in WEEKDAYS} if language == "en" else {})
+    names.update(_DAY_ALIASES.get(language, {}))
+    table: dict[str, str | int] = {}
+    for prefix in _DAY_PREFIXES.get(language, ("",)):
+        for name, day in names.items():
+            table[normalize(prefix + name, language)] = day
+    for name, day in names.items():  # "on fridays", "freitags"
+        table[normalize(name + "s", language)] = day
+    for phrase, offset in _DAY_WORDS.get(language, {}).items():
+        table[normalize(phrase, language)] = offset
+    _DAY_CACHE[language] = table
+    return table
+
+
+def speak_day(day: str, language: str) -> str:
+    """Weekday name for prompts: "friday" -> "Friday" / "Freitag"."""
+    names = _WEEKDAY_NAMES.get(language, _WEEKDAY_NAMES["en"])
+    return names[WEEKDAYS.index(day)]
+
+
+@dataclass
+class TimeSlot(SlotType):
+    """Clock time ``HH:MM``; ``prefer`` resolves 1-11 without am/pm (see slot_time)."""
+
+    kind: ClassVar[str] = "time"
+    prefer: Prefer = None
+    max_words: int = 8
+
+    def parse_normalized(self, text: str, language: str, today: dt.date | None) -> str | None:
+        return parse_time(text, language, self.prefer)
+
+    def speak(self, value: Any, language: str) -> str:
+        return speak_time(str(value), language)
+
+    def describe(self) -> str:
+        return "24-hour time HH:MM, e.g. 19:30"
+
+    def words(self, language: str) -> frozenset[str] | None:
+        return TIME_WORDS.get(language, frozenset()) | {"#"}
+
+    def first_words(self, language: str) -> frozenset[str] | None:
+        return TIME_FIRST_WORDS.get(language, frozenset()) | {"#"}
+
+
+@dataclass
+class ListSlot(SlotType):
+    """Fixed values with synonyms per language ("*": every language); canonical is the key."""
+
+    kind: ClassVar[str] = "list"
+    values: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    max_words: int = 8
+    _tables: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+
+    def table(self, language: str) -> dict[str, str]:
+        """Normalised synonym -> canonical value (the value itself always counts)."""
+        table = self._tables.get(language)
+        if table is None:
+            table = {}
+            for value, by_language in self.values.items():
+                phrases = [value, *by_language.get(language, []), *by_language.get("*", [])]
+                for phrase in phrases:
+                    table.setdefault(normalize(phrase, language), value)
+            table.pop("", None)
+            self._tables[language] = table
+        return table
+
+    def parse_normalized(self, text: str, language: str, today: dt.date | None) -> str | None:
+        return self.table(language).get(text)
+
+    def speak(self, value: Any, language: str) -> str:
+        by_language = self.values.get(str(value), {})
+        synonyms = by_language.get(language) or by_language.get("*")
+        return synonyms[0] if synonyms else str(value)
+
+    def lexicon(self, language: str) -> list[str] | None:
+        return list(self.table(language))
+
+    def describe(self) -> str:
+        return "one of: " + ", ".join(self.values)
+
+
+@dataclass
+class WildcardSlot(SlotType):
+    """Free text of at most ``max_words`` words (a name, a note)."""
+
+    kind: ClassVar[str] = "wildcard"
+    max_words: int = 5
+
+    def parse_normalized(self, text: str, language: str, today: dt.date | None) -> str | None:
+        n = len(text.split())
+        return text if 0 < n <= self.max_words else None
+
+    def speak(self, value: Any, language: str) -> str:
+        return str(value)
+
+    def describe(self) -> str:
+        return f"free text, at most {self.max_words} words"
+
+
+SLOT_KINDS: dict[str, type[SlotType]] = {
+    cls.kind: cls
+    for cls in (IntegerSlot, DigitsSlot, DaySlot, TimeSlot, ListSlot, WildcardSlot)
+}
+

@@ -1,0 +1,348 @@
+"""``voicebot test-dialog``: conversation tests for flows, at the text level (no audio).
+
+A test file names the bot (a pipeline, or flow + intents + language) and lists
+conversations; each step is one caller input and what should follow::
+
+    pipeline: ../../pipelines/restaurant.yaml
+    today: 2025-06-02            # optional: resolves "today" / "tomorrow"
+    tests:
+      - name: book in one go
+        steps:
+          - bot: "Hello ... How can I help you?"     # no input: checks the greeting
+          - user: "a table for four on friday at half past seven"
+            intent: book_table
+            slots: {party_size: 4, day: friday, time: "19:30"}
+            state: confirm_booking
+            bot_contains: half past seven
+          - silent: true                            # the caller says nothing (timeout)
+            bot_contains: still there
+
+Inputs: ``user`` (final transcript), ``user_partial`` (a partial transcript
+while the bot speaks: only interim intents act), ``silent: true``.
+Expectations: ``intent`` (null: no match), ``slots``, ``matcher``, ``state``,
+``bot`` (exact, spacing ignored), ``bot_contains``, ``transfer``, ``outcome``
+(a kind, or ``{kind, slots}``), ``ended``, ``collected`` (slots so far; null:
+unset). Outcomes go to an in-memory store. A failing step prints expected and
+got side by side; the test stops there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voicebot.dialog.bot import LoadedBot, check_dialog, errors
+from voicebot.dialog.flow import Conversation, Step
+from voicebot.dialog.outcomes import MemoryOutcomeStore
+from voicebot.dialog.yamlutil import did_you_mean, literal_at, unbool_keys
+from voicebot.yamlsrc import ConfigError, Diagnostic, Path_, Source, load
+
+INPUTS = ("user", "user_partial", "silent")
+EXPECTS = ("intent", "slots", "matcher", "state", "bot", "bot_contains", "transfer", "outcome",
+           "ended", "collected")
+HEADER = ("pipeline", "flow", "intents", "language", "today", "tests")
+
+
+@dataclass
+class TestStep:
+    input: str  # "start" | "user" | "user_partial" | "silent"
+    text: str
+    expect: dict[str, Any]
+    path: Path_
+
+
+@dataclass
+class DialogTest:
+    name: str
+    steps: list[TestStep]
+    path: Path_
+
+
+@dataclass
+class Suite:
+    src: Source
+    loaded: LoadedBot
+    language: str
+    today: dt.date | None
+    tests: list[DialogTest] = field(default_factory=list)
+
+
+@dataclass
+class Failure:
+    test: str
+    step: int
+    where: str
+    said: str  # the step's input
+    lines: list[str]
+
+
+def _relative(src: Source, value: str) -> str:
+    p = Path(value)
+    return str(p if p.is_absolute() else Path(src.file).parent / p)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Parse a dialog-test file and its bot; raises ``ConfigError`` with every problem."""
+    src, diags = load(path)
+    unbool_keys(src)
+    if src.data is None:
+        raise ConfigError(diags or [src.diag((), "E502", "empty dialog-test file")])
+    data = src.data if isinstance(src.data, dict) else {}
+    if not isinstance(src.data, dict):
+        diags.append(src.diag((), "E502", "a dialog-test file is a mapping with 'tests'"))
+    for key in data:
+        if key not in HEADER:
+            diags.append(src.diag((key,), "E501", f"unknown key {key!r}{did_you_mean(key, HEADER)}",
+                                  key=True))
+    loaded, language = _bot(src, data, diags)
+    today = data.get("today")
+    if today is not None and not isinstance(today, dt.date):
+        diags.append(src.diag(("today",), "E502", f"'today' must be a date (YYYY-MM-DD), got "
+                              f"{today!r}"))
+        today = None
+    if errors(diags) or loaded is None:
+        raise ConfigError(diags)
+    suite = Suite(src, loaded, language, today)
+    tests = data.get("tests")
+    if not isinstance(tests, list) or not tests:
+        diags.append(src.diag(("tests",), "E502", "'tests' must be a non-empty list"))
+        tests = []
+    for i, node in enumerate(tests):
+        test = _test(src, node, ("tests", i), suite, diags)
+        if test is not None:
+            suite.tests.append(test)
+    if errors(diags):
+        raise ConfigError(diags)
+    return suite
+
+
+def _bot(src: Source, data: dict[str, Any], diags: list[Diagnostic]
+         ) -> tuple[LoadedBot | None, str]:
+    if "pipeline" in data:
+        from voicebot.config import load_pipeline
+
+        try:
+            config = load_pipeline(_relative(src, str(data["pipeline"])))
+        except ConfigError as exc:
+            diags += exc.diagnostics
+            return None, ""
+        if config.dialog.type != "flow":
+            diags.append(src.diag(("pipeline",), "E502", "the pipeline's dialog is not a flow"))
+            return None, ""
+        flow, intents, language = config.dialog.flow, config.dialog.intents, config.language
+        pipeline: str | None = str(config.path)
+    else:
+        missing = [k for k in ("flow", "intents", "language") if k not in data]
+        if missing:
+            diags.append(src.diag((), "E503", "name the bot: 'pipeline', or 'flow', 'intents' "
+                                  f"and 'language' (missing {', '.join(missing)})"))
+            return None, ""
+        as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+        flow = [_relative(src, str(p)) for p in as_list(data["flow"])]
+        intents = [_relative(src, str(p)) for p in as_list(data["intents"])]
+        language, pipeline = str(data["language"]), None
+    loaded, bot_diags = check_dialog(tuple(flow), tuple(intents), language, pipeline)
+    diags += errors(bot_diags)
+    return loaded, language
+
+
+def _test(src: Source, node: Any, path: Path_, suite: Suite, diags: list[Diagnostic]
+          ) -> DialogTest | None:
+    if not isinstance(node, dict) or not isinstance(node.get("steps"), list):
+        diags.append(src.diag(path, "E502", "a test is {name: ..., steps: [...]}"))
+        return None
+    for key in node:
+        if key not in ("name", "steps"):
+            diags.append(src.diag((*path, key), "E501", f"unknown key {key!r}", key=True))
+    test = DialogTest(str(node.get("name", f"test {path[-1]}")), [], path)
+    states, intents = suite.loaded.bot.flow.states, suite.loaded.intents.intents
+    for i, step in enumerate(node["steps"]):
+        where = (*path, "steps", i)
+        if not isinstance(step, dict):
+            diags.append(src.diag(where, "E502", "a step is a mapping (user: ..., expectations)"))
+            continue
+        for key in step:
+            if key not in INPUTS + EXPECTS:
+                diags.append(src.diag((*where, key), "E501", f"unknown key {key!r}"
+                                      f"{did_you_mean(key, INPUTS + EXPECTS)}", key=True))
+        inputs = [k for k in INPUTS if k in step]
+        if len(inputs) > 1 or (not inputs and i > 0):
+            diags.append(src.diag(where, "E503", "each step needs exactly one input: user, "
+                                  "user_partial or silent: true (only the first may have none: "
+                                  "it checks the greeting)"))
+            continue
+        kind = inputs[0] if inputs else "start"
+        text = "" if kind in ("start", "silent") else step[kind]
+        if isinstance(text, bool):  # YAML 1.1: an unquoted yes / no is a boolean
+            text = literal_at(src, (*where, kind))
+        text = str(text)
+        if kind == "silent" and step["silent"] is not True:
+            diags.append(src.diag((*where, "silent"), "E502", "'silent' must be true"))
+        if step.get("state") is not None and step["state"] not in states:
+            diags.append(src.diag((*where, "state"), "E404", f"unknown state {step['state']!r}"
+                                  f"{did_you_mean(step['state'], states)}"))
+        if step.get("intent") is not None and step["intent"] not in intents:
+            diags.append(src.diag((*where, "intent"), "E405", f"unknown intent "
+                                  f"{step['intent']!r}{did_you_mean(step['intent'], intents)}"))
+        expect = {k: step[k] for k in EXPECTS if k in step}
+        test.steps.append(TestStep(kind, text, expect, where))
+    return test
+
+
+# --- running ------------------------------------------------------------------------
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class _Run:
+    def __init__(self, suite: Suite, n: int) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.store = MemoryOutcomeStore()
+        matcher = suite.loaded.matcher(suite.language, suite.today)
+        self.conv = Conversation(suite.loaded.bot, matcher, self.store,
+                                 call_id=f"test{n:04d}", emit=self._emit, language=suite.language)
+
+    def _emit(self, type: str, **fields: Any) -> None:
+        self.events.append({"type": type, **fields})
+
+    async def step(self, step: TestStep) -> Step:
+        self.events.clear()
+        if step.input == "start":
+            return await self.conv.start()
+        if step.input == "silent":
+            return await self.conv.silence()
+        if step.input == "user_partial":
+            match = self.conv.match_interim(step.text)
+            if match is None:
+                return Step(state=self.conv.state_name)
+            return await self.conv.hear_interim(match)
+        return await self.conv.hear(step.text)
+
+
+def _check(run: _Run, step: Step, expect: dict[str, Any]) -> list[str]:
+    """Mismatches as diff lines (empty: the step passed)."""
+    got: dict[str, Any] = {}
+    intents = [e for e in run.events if e["type"] == "intent"]
+    match = intents[-1] if intents else None
+    got["intent"] = match["name"] if match else None
+    got["slots"] = match["slots"] if match else None
+    got["matcher"] = match["matcher"] if match else None
+    got["state"] = run.conv.state_name
+    got["bot"] = _norm(step.text)
+    transfers = [e["target"] for e in run.events if e["type"] == "transfer"]
+    got["transfer"] = transfers[-1] if transfers else None
+    outcomes = [e for e in run.events if e["type"] == "outcome"]
+    got["ended"] = bool(run.conv.ended)
+    out: list[str] = []
+    for key, want in expect.items():
+        if key == "bot_contains":
+            wants = want if isinstance(want, list) else [want]
+            missing = [w for w in wants if _norm(w).lower() not in got["bot"].lower()]
+            if missing:
+                out += _diff("bot_contains", missing, got["bot"])
+        elif key == "outcome" and want is None:
+            if outcomes:
+                out += _diff("outcome", None, [o["kind"] for o in outcomes])
+        elif key == "outcome":
+            kind = want.get("kind") if isinstance(want, dict) else want
+            have = [o for o in outcomes if o["kind"] == kind]
+            slots = want.get("slots") if isinstance(want, dict) else None
+            if not have or (slots is not None and have[-1]["slots"] != slots):
+                out += _diff("outcome", want, [{"kind": o["kind"], "slots": o["slots"]}
+                                               for o in outcomes] or None)
+        elif key == "collected":
+            have = {k: run.conv.slots.get(k) for k in (want or {})}
+            if have != (want or {}):
+                out += _diff("collected", want, have)
+        elif key == "bot":
+            if _norm(want) != got["bot"]:
+                out += _diff("bot", _norm(want), got["bot"])
+        elif got.get(key) != want:
+            out += _diff(key, want, got.get(key))
+    return out
+
+
+def _show(value: Any) -> str:
+    """repr with mapping keys sorted, so slot order never shows up as a difference."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_show(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return repr(value)
+
+
+def _diff(key: str, want: Any, got: Any) -> list[str]:
+    return [f"  {key}:", f"    - expected: {_show(want)}", f"    + got:      {_show(got)}"]
+
+
+def _heard(event: dict[str, Any]) -> str:
+    if event["type"] == "no_match":
+        return f"no match for {event['text']!r}"
+    return f"{event['name']} {_show(event['slots'])} ({event['matcher']})"
+
+
+def _describe(step: TestStep) -> str:
+    if step.input == "start":
+        return "the greeting"
+    if step.input == "silent":
+        return "silent"
+    return f"{step.input}: {step.text!r}"
+
+
+async def run_suite(suite: Suite) -> tuple[int, list[Failure]]:
+    """Run every test; returns (passed, failures)."""
+    passed, failures = 0, []
+    for n, test in enumerate(suite.tests):
+        run = _Run(suite, n)
+        steps = test.steps
+        if not steps or steps[0].input != "start":
+            await run.conv.start()
+        for i, step in enumerate(steps):
+            result = await run.step(step)
+            problems = _check(run, result, step.expect)
+            if problems:
+                line, col = suite.src.at(step.path)
+                heard = [e for e in run.events if e["type"] in ("intent", "no_match")]
+                trail = [f"  bot said: {result.text!r}",
+                         f"  heard: {_heard(heard[-1]) if heard else 'nothing'}; now in state "
+                         f"{run.conv.state_name!r}, collected {_show(run.conv.slots)}"]
+                later = len(steps) - i - 1
+                if later:
+                    trail.append(f"  ({later} later step{'s' * (later > 1)} not run)")
+                failures.append(Failure(test.name, i + 1, f"{suite.src.file}:{line}:{col}",
+                                        _describe(step), problems + trail))
+                break
+        else:
+            passed += 1
+    return passed, failures
+
+
+def run_files(paths: list[str], verbose: bool = False) -> int:
+    """The CLI: 0 all passed, 1 some failed, 2 a file could not be loaded."""
+    status = 0
+    for path in paths:
+        try:
+            suite = load_suite(path)
+        except ConfigError as exc:
+            for diag in sorted(exc.diagnostics, key=lambda d: (d.file, d.line, d.col)):
+                print(diag)
+            status = 2
+            continue
+        passed, failures = asyncio.run(run_suite(suite))
+        for f in failures:
+            print(f"{f.where}: FAIL {f.test!r}, step {f.step} ({f.said})")
+            print("\n".join(f.lines))
+        if verbose:
+            failed = {f.test for f in failures}
+            for test in suite.tests:
+                if test.name not in failed:
+                    print(f"ok   {test.name}")
+        print(f"{path}: {passed} passed, {len(failures)} failed")
+        if failures and status == 0:
+            status = 1
+    return status
