@@ -165,3 +165,33 @@ def test_missing_key_is_reported_without_failing(monkeypatch: pytest.MonkeyPatch
     LlmMatcher(TemplateMatcher(intents, "en"), base_url="http://x", model="m",
                api_key_env="NO_SUCH_KEY_VAR")
     assert "NO_SUCH_KEY_VAR is not set" in caplog.text
+
+
+async def test_pipeline_llm_settings_wire_the_fallback(server: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dialog.llm`` in a pipeline YAML puts the fallback behind the flow's matcher."""
+    from voicebot.call import dialog_stage
+    from voicebot.config import load_pipeline
+    from voicebot.yamlsrc import ConfigError
+
+    monkeypatch.setenv("TEST_LLM_KEY", KEY)
+    root = RESTAURANT.parents[1]
+    text = (root / "pipelines" / "restaurant.yaml").read_text().replace("../", f"{root}/")
+    text = text.replace(f"outcomes: {root}/var/outcomes.db", f"outcomes: {tmp_path}/o.db")
+    llm = (f"  llm:\n    enabled: true\n    base_url: {server}\n    model: tiny-test\n"
+           "    api_key_env: TEST_LLM_KEY\n    timeout_ms: 300\n")
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(text + llm)
+    matcher = dialog_stage(load_pipeline(pipeline)).matcher
+    assert isinstance(matcher, LlmMatcher) and matcher.timeout_s == 0.3
+    FakeChat.requests.clear()
+    match = await matcher.match_async("we will be a dozen folks tomorrow", ALLOWED)
+    assert match is not None and match.matcher == "llm" and match.slots["party_size"] == 12
+    assert FakeChat.requests[-1]["auth"] == f"Bearer {KEY}"
+
+    pipeline.write_text(text + llm.replace("enabled: true", "enabled: false"))
+    assert isinstance(dialog_stage(load_pipeline(pipeline)).matcher, TemplateMatcher)
+
+    pipeline.write_text(text + llm.replace("    model: tiny-test\n", ""))
+    with pytest.raises(ConfigError, match=r"E103 missing required key 'model' \(llm enabled\)"):
+        load_pipeline(pipeline)

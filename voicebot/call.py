@@ -22,6 +22,7 @@ from voicebot.clock import Clock
 from voicebot.config import AsrSettings, PipelineConfig, TtsSettings
 from voicebot.context import CallContext
 from voicebot.dialog.echo import EchoDialog
+from voicebot.dialog.match import Matcher
 from voicebot.graph import Pipeline, Policy, Source, Stage
 from voicebot.tts.base import TtsEngine
 from voicebot.tts.stage import TtsStage
@@ -82,7 +83,22 @@ def dialog_stage(config: PipelineConfig) -> Stage:
 
     loaded = load_bot(config)
     store = sqlite_store(config.dialog.outcomes or DEFAULT_DB)
-    return FlowDialog(loaded.bot, loaded.matcher(config.language), store, config.language)
+    matcher = loaded.matcher(config.language)
+    llm = config.dialog.llm
+    if llm.enabled:
+        timeout_ms = llm.timeout_ms or round(0.4 * config.latency_budget_ms)
+        matcher = _llm_matcher(matcher, llm.base_url, llm.model, llm.api_key_env, timeout_ms)
+    return FlowDialog(loaded.bot, matcher, store, config.language)
+
+
+@functools.cache
+def _llm_matcher(base: Matcher, base_url: str, model: str, key_env: str,
+                 timeout_ms: int) -> Matcher:
+    """One fallback matcher (and so one pooled HTTP client) per process and settings."""
+    from voicebot.dialog.llm import LlmMatcher
+
+    return LlmMatcher(base, base_url=base_url, model=model, api_key_env=key_env,
+                      timeout_s=timeout_ms / 1000)
 
 
 def build_call(

@@ -91,9 +91,28 @@ def _cmd_make_caller(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "match":
+        return _bench_match(args)
     from voicebot.bench import main as bench_main
 
     return bench_main(args)
+
+
+def _bench_match(args: argparse.Namespace) -> int:
+    import json
+
+    from voicebot.dialog.match_bench import bench
+
+    result = bench(n_intents=50, rounds=args.repeat)
+    print(f"intent matching, 50 intents x 2 languages, {result.get('samples', '?')} samples: "
+          f"p50 {result['p50_ms']:.3f} ms  p90 {result['p90_ms']:.3f} ms  "
+          f"p99 {result['p99_ms']:.3f} ms  max {result['max_ms']:.3f} ms "
+          f"(load {result['load_ms']:.0f} ms)")
+    path = Path(args.json_path if args.json_path != "bench-loop.json" else "bench-match.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"JSON: {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     caller.set_defaults(func=_cmd_make_caller)
 
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
-    bench.add_argument("what", choices=["loop"], help="loop: the voice loop's figures")
+    bench.add_argument("what", choices=["loop", "match"],
+                       help="loop: the voice loop's figures; match: intent matching speed")
     bench.add_argument("--pipeline", default=None, help="pipeline YAML (default: echo)")
     bench.add_argument("--json", dest="json_path", default="bench-loop.json", help="JSON output")
     bench.add_argument("--repeat", type=int, default=5, help="repetitions per measurement")

@@ -58,6 +58,17 @@ class TtsSettings:
 
 
 @dataclass
+class LlmSettings:
+    """Optional fallback: an OpenAI-compatible chat-completions endpoint names the intent."""
+
+    enabled: bool = False
+    base_url: str = _spec("", doc="e.g. https://api.openai.com/v1 or a local server")
+    model: str = _spec("", doc="chat model name")
+    api_key_env: str = _spec("OPENAI_API_KEY", doc="environment variable holding the key")
+    timeout_ms: int = _spec(0, lo=0, hi=10000, doc="hard timeout; 0 = 40% of the latency budget")
+
+
+@dataclass
 class DialogSettings:
     type: Literal["echo", "flow"] = "echo"
     template: str = _spec("You said: {text}", doc="echo reply; {text} is the final transcript")
@@ -67,6 +78,7 @@ class DialogSettings:
         "doc": "intent files (type flow), relative to this file"})
     outcomes: str = _spec("", doc="outcome store (SQLite); default var/outcomes.db in the "
                               "working directory")
+    llm: LlmSettings = field(default_factory=LlmSettings)
 
 
 @dataclass
@@ -230,6 +242,10 @@ def _check_dialog(config: PipelineConfig, b: _Builder) -> None:
     dialog = config.dialog
     if dialog.type != "flow":
         return
+    if dialog.llm.enabled:
+        for key in ("base_url", "model"):
+            if not getattr(dialog.llm, key):
+                b.error(("dialog", "llm"), "E103", f"missing required key {key!r} (llm enabled)")
     for key in ("flow", "intents"):
         paths = getattr(dialog, key)
         if not paths:
