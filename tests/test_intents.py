@@ -466,3 +466,18 @@ def test_bench_reports_percentiles() -> None:
     assert result["samples"] == 4
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert result["tiers"] == {"exact": 1, "fuzzy": 1, "llm": 0, "none": 0}
+
+
+@pytest.mark.parametrize(("lang", "text", "expect", "slots"), [
+    ("en", "eight", None, {"party_size": 8}),
+    ("en", "eight", "time", {"time": "20:00"}),
+    ("en", "eight", "party_size", {"party_size": 8}),
+    ("de", "acht", "time", {"time": "20:00"}),
+    ("de", "acht", None, {"party_size": 8}),
+])
+def test_expected_slot_wins_ambiguous_readings(en: TemplateMatcher, de: TemplateMatcher,
+                                               lang: str, text: str, expect: str | None,
+                                               slots: dict) -> None:
+    """A bare number after "At what time?" is a time, after "How many?" a party size."""
+    match = (en if lang == "en" else de).match(text, {"inform"}, expect=expect)
+    assert match is not None and match.intent == "inform" and match.slots == slots

@@ -192,6 +192,10 @@ class Conversation:
     def accepts(self) -> frozenset[str]:
         return self.bot.accepts(self.state) if self.state_name else frozenset()
 
+    def expected_slot(self) -> str | None:
+        """The slot the current state asks for (it wins ambiguous readings)."""
+        return self.state.collect if self.state_name else None
+
     def silence_timeout(self) -> float | None:
         """Seconds of caller silence (after the prompt) until ``silence()``; None: never."""
         if self.ended or not self.state_name:
@@ -209,14 +213,14 @@ class Conversation:
         """A final transcript."""
         if self.ended:
             return Step(state=self.state_name, ended=self.ended)
-        match = await self.matcher.match_async(text, self.accepts())
+        match = await self.matcher.match_async(text, self.accepts(), expect=self.expected_slot())
         return await self._handle(match, text)
 
     def match_interim(self, text: str) -> Match | None:
         """An interim intent in a partial transcript (fast: exact tier only, no fallback)."""
         if self.ended:
             return None
-        return self.matcher.match(text, self.accepts(), interim=True)
+        return self.matcher.match(text, self.accepts(), interim=True, expect=self.expected_slot())
 
     async def hear_interim(self, match: Match) -> Step:
         """Act on ``match_interim``'s result (the final transcript of the turn is then moot)."""

@@ -102,7 +102,7 @@ class TemplateMatcher(Matcher):
         return self._today() if callable(self._today) else self._today
 
     def match(self, text: str, allowed: Collection[str] | None = None, *,
-              interim: bool = False) -> Match | None:
+              interim: bool = False, expect: str | None = None) -> Match | None:
         norm = normalize(text, self.language)
         words = norm.split()
         if not words:
@@ -111,7 +111,8 @@ class TemplateMatcher(Matcher):
         if not templates:
             return None
         spans = self._spans(words)
-        best = match_exact(self._graph, entry, words, spans, self._open, self._skips(words))
+        best = match_exact(self._graph, entry, words, spans, self._open, self._skips(words),
+                           expect)
         if best:
             ranked = sorted(best.items(), key=lambda item: item[1][:2], reverse=True)
             if len(ranked) > 1 and ranked[0][1][:2] == ranked[1][1][:2]:

@@ -71,13 +71,13 @@ class LlmMatcher(Matcher):
         return f"LlmMatcher(url={self.url!r}, model={self.model!r}, timeout_s={self.timeout_s})"
 
     def match(self, text: str, allowed: Collection[str] | None = None, *,
-              interim: bool = False) -> Match | None:
+              interim: bool = False, expect: str | None = None) -> Match | None:
         """The base matcher only: a blocking network call has no place here."""
-        return self.base.match(text, allowed, interim=interim)
+        return self.base.match(text, allowed, interim=interim, expect=expect)
 
     async def match_async(self, text: str, allowed: Collection[str] | None = None, *,
-                          interim: bool = False) -> Match | None:
-        found = await self.base.match_async(text, allowed, interim=interim)
+                          interim: bool = False, expect: str | None = None) -> Match | None:
+        found = await self.base.match_async(text, allowed, interim=interim, expect=expect)
         if found is not None or interim or not text.strip():
             return found
         names = frozenset(self.intent_set.intents if allowed is None else allowed) & frozenset(

@@ -31,17 +31,20 @@ class Matcher(ABC):
 
     @abstractmethod
     def match(
-        self, text: str, allowed: Collection[str] | None = None, *, interim: bool = False
+        self, text: str, allowed: Collection[str] | None = None, *, interim: bool = False,
+        expect: str | None = None,
     ) -> Match | None:
         """Best match, or None when nothing fits or two intents are too close to call.
 
         ``allowed`` restricts the candidates (None = all intents). ``interim``:
         the text is a partial transcript; only intents marked ``interim: true``
-        may match.
+        may match. ``expect``: the slot the bot just asked for; a reading that
+        fills it wins over other readings of the same words.
         """
 
     async def match_async(
-        self, text: str, allowed: Collection[str] | None = None, *, interim: bool = False
+        self, text: str, allowed: Collection[str] | None = None, *, interim: bool = False,
+        expect: str | None = None,
     ) -> Match | None:
         """Like ``match``; matchers with remote fallbacks override this."""
-        return self.match(text, allowed, interim=interim)
+        return self.match(text, allowed, interim=interim, expect=expect)

@@ -224,8 +224,13 @@ class Entry:
 
 
 def match_exact(g: WordGraph, entry: Entry, words: list[str], spans: Spans,
-                open_types: frozenset[str], skips: dict[int, list[int]]) -> dict[str, State]:
-    """Best complete path per intent. ``skips``: position -> ends of skippable phrases."""
+                open_types: frozenset[str], skips: dict[int, list[int]],
+                expect: str | None = None) -> dict[str, State]:
+    """Best complete path per intent. ``skips``: position -> ends of skippable phrases.
+
+    ``expect`` is the slot the bot just asked for: filling it outranks other
+    readings of the same words ("eight" after "At what time?" is a time).
+    """
     n = len(words)
     rows: list[dict[int, State]] = [{} for _ in range(n + 1)]
     rows[0] = dict.fromkeys(entry.starts(words), (0, 0, ()))
@@ -247,7 +252,7 @@ def match_exact(g: WordGraph, entry: Entry, words: list[str], spans: Spans,
             for to in index[node].get(word, ()):
                 relax(nxt, to, (lits + 1, opens, found))
             for name, slot, to in slot_edges[node]:
-                penalty = 1 if name in open_types else 0
+                penalty = -1 if slot == expect else 1 if name in open_types else 0
                 for j, value in spans(name, i):
                     relax(rows[j], to, (lits, opens - penalty, (*found, (slot, value))))
         for j in skips.get(i, ()):
