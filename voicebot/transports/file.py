@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import wave
 from pathlib import Path
@@ -120,7 +121,11 @@ class WavOutput:
             out[start * ch : start * ch + len(pcm)] = pcm
         return out
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Render and write the files off the loop (seconds of audio, disk I/O)."""
+        await asyncio.to_thread(self._write)
+
+    def _write(self) -> None:
         audio = self.render()
         write_wav(self.path, audio, self.sample_rate, self.channels)
         if self.mix_path is not None and self.caller is not None and self.channels == 1:
