@@ -1,9 +1,11 @@
-# The two commands of the README. Both set everything up first (idempotent).
+# The two commands of the README (`make serve`, `make test`). Both set everything up first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+HOST ?= 127.0.0.1
+PORT ?= 8080
 
-.PHONY: setup demo test lint bench
+.PHONY: setup browser serve demo test bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,17 +16,29 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Talk to the echo bot offline: a synthesized caller through the full voice loop.
+# Debian's Chromium for the browser tests (Playwright's own download does not work offline).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
+# The main job: the demo server with the default bot (restaurant, offline). Open the URL it prints.
+serve: setup
+	$(VENV)/bin/voicebot serve pipelines/restaurant.yaml --host $(HOST) --port $(PORT)
+
+# One offline call through the echo bot: a synthesized caller, the bot's audio and events in out/.
 demo: setup
 	$(VENV)/bin/voicebot make-caller out/caller.wav \
 	  "Hello, I would like to book a table." \
-	  "For four people on Friday at half past seven."
+	  "For four people on Friday at half past seven." --pause 4
 	$(VENV)/bin/voicebot run pipelines/echo.yaml --input out/caller.wav \
 	  --output out/bot.wav --events out/events.jsonl --mix out/call.wav
 
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check voicebot tests
 	$(VENV)/bin/pytest -q -rs
 
 bench: setup
 	$(VENV)/bin/voicebot bench loop --json out/bench-loop.json
+	$(VENV)/bin/voicebot bench match --json out/bench-match.json
+	$(VENV)/bin/voicebot bench calls --calls 4 --calls-json out/bench-calls.json

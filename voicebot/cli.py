@@ -93,6 +93,10 @@ def _cmd_make_caller(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "match":
         return _bench_match(args)
+    if args.what == "calls":
+        from voicebot.bench_calls import bench_calls_main
+
+        return bench_calls_main(args)
     from voicebot.bench import main as bench_main
 
     return bench_main(args)
@@ -159,13 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
     caller.set_defaults(func=_cmd_make_caller)
 
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
-    bench.add_argument("what", choices=["loop", "match"],
-                       help="loop: the voice loop's figures; match: intent matching speed")
+    bench.add_argument("what", choices=["loop", "match", "calls"],
+                       help="loop: the voice loop's figures; match: intent matching speed; "
+                       "calls: WebRTC callers against a server")
     bench.add_argument("--pipeline", default=None, help="pipeline YAML (default: echo)")
     bench.add_argument("--json", dest="json_path", default="bench-loop.json", help="JSON output")
     bench.add_argument("--repeat", type=int, default=5, help="repetitions per measurement")
     bench.add_argument("--fast", action="store_true", help="run the voice loop with the fast clock")
     bench.set_defaults(func=_cmd_bench)
+
+    from voicebot.bench_calls import add_bench_calls_arguments
+    from voicebot.server.serve import add_serve_parser
+
+    add_bench_calls_arguments(bench)
+    add_serve_parser(sub)
     return parser
 
 

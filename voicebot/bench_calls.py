@@ -1,0 +1,265 @@
+"""``voicebot bench calls``: voice-to-voice latency of live WebRTC calls, measured at the caller.
+
+Real aiortc callers dial a running server (``--url``) or one this command
+starts, speak synthesized utterances in real time, and time each turn from the
+end of their own voice to the first reply audio they receive - what a person
+on the line would feel, network and jitter buffers included. Concurrency steps
+up from 1 to ``--calls``; the report gives p50/p95/p99 per level and the
+largest number of concurrent calls whose p95 stays within the pipeline's
+latency budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from voicebot import runtime
+from voicebot.transports.webrtc_client import Caller
+
+DEFAULT_PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "echo.yaml"
+UTTERANCES = (
+    "A table for four people.",
+    "I would like to book a table for tonight.",
+    "Could I come on Friday at seven?",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``voicebot serve`` in a child process on a free loopback port, stopped on exit.
+
+    The child gets SIGTERM when this process dies, so an aborted test run or
+    benchmark leaves nothing behind.
+    """
+
+    def __init__(self, pipeline: str | Path, *args: str, env: dict[str, str] | None = None,
+                 startup_timeout: float = 120.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [sys.executable, "-m", "voicebot.server.serve", str(pipeline),
+                        "--host", "127.0.0.1", "--port", str(self.port), *args]
+        self.env = {**os.environ, **(env or {})}
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, env=self.env, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.command}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server did not come up within {self.startup_timeout} s")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it if the parent dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+# --- one caller ---------------------------------------------------------------------
+
+
+@dataclass
+class CallerResult:
+    latencies: list[float] = field(default_factory=list)  # seconds, one per answered turn
+    errors: list[str] = field(default_factory=list)
+
+
+async def talk(url: str, speech: list[np.ndarray], rate: int, turns: int, delay: float = 0.0,
+               token: str | None = None, reply_timeout: float = 20.0) -> CallerResult:
+    """One call: (hear out a greeting), then ``turns`` utterances, each after the last reply."""
+    result = CallerResult()
+    await asyncio.sleep(delay)
+    caller = Caller(url, token=token, keep_audio=False)
+    try:
+        await caller.connect()
+        start = time.monotonic()
+        with contextlib.suppress(TimeoutError):  # a flow bot greets first: let it finish
+            greeting = await caller.speaker.wait_onset(start, 2.0)
+            await caller.speaker.wait_quiet(greeting - 0.001, 0.8, 30.0)
+        for i in range(turns):
+            if caller.of_type("call_ended"):
+                break
+            end = await caller.say(speech[i % len(speech)], rate)
+            try:
+                reply = await caller.reply(end, within=reply_timeout, quiet=0.8)
+            except TimeoutError:
+                result.errors.append(f"turn {i + 1}: no reply within {reply_timeout} s")
+                continue
+            result.latencies.append(reply.onset - end)
+        caller.hang_up()
+        with contextlib.suppress(TimeoutError):
+            await caller.wait_event("call_ended", 3.0)
+    except Exception as exc:
+        result.errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        await caller.close()
+    return result
+
+
+# --- the benchmark ------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, -(-len(ordered) * p // 100) - 1))]
+
+
+def summarize(latencies: list[float]) -> dict[str, Any]:
+    if not latencies:
+        return {"n": 0}
+    ms = [x * 1000 for x in latencies]
+    return {"n": len(ms), "p50": round(percentile(ms, 50), 1), "p95": round(percentile(ms, 95), 1),
+            "p99": round(percentile(ms, 99), 1), "max": round(max(ms), 1)}
+
+
+async def bench_calls(url: str, max_calls: int, turns: int, token: str | None = None,
+                      stop_over_budget: bool = True) -> dict[str, Any]:
+    from voicebot.samples import speak
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        info = (await http.get(f"{url}/healthz")).json()
+    budget = info["latency_budget_ms"]
+    rate = 16000
+    speech = [speak(text, info.get("language", "en"), rate) for text in UTTERANCES]
+    spacing = float(np.mean([len(s) for s in speech])) / rate + 1.5
+    levels = []
+    for n in range(1, max_calls + 1):
+        # Spread the callers over one turn's length, as independent callers would be.
+        results = await asyncio.gather(*(
+            talk(url, speech, rate, turns, delay=i * spacing / n, token=token)
+            for i in range(n)))
+        latencies = [x for r in results for x in r.latencies]
+        errors = [e for r in results for e in r.errors]
+        level = {"calls": n, **summarize(latencies), "errors": errors}
+        level["within_budget"] = bool(latencies) and not errors and level["p95"] <= budget
+        levels.append(level)
+        print(_row(level, budget), flush=True)
+        if stop_over_budget and not level["within_budget"]:
+            break
+    within = [lv["calls"] for lv in levels if lv["within_budget"]]
+    best = 0
+    for n in within:
+        if n == best + 1:
+            best = n
+    return {"pipeline": info.get("pipeline"), "budget_ms": budget, "turns_per_call": turns,
+            "levels": levels, "max_calls_within_budget": best}
+
+
+def _row(level: dict[str, Any], budget: int) -> str:
+    if not level.get("n"):
+        return f"{level['calls']:>5}  no answered turns  errors: {level['errors'][:3]}"
+    mark = "ok" if level["within_budget"] else "OVER"
+    errors = f"  errors: {len(level['errors'])}" if level["errors"] else ""
+    return (f"{level['calls']:>5}  {level['n']:>5}  {level['p50']:>7.0f}  {level['p95']:>7.0f}  "
+            f"{level['p99']:>7.0f}  {level['max']:>7.0f}  {mark} (budget {budget}){errors}")
+
+
+def add_bench_calls_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``voicebot bench calls``; options the parser already has are left alone."""
+    have = set(parser._option_string_actions)  # the shared bench parser may define --pipeline
+
+    def add(flag: str, **kwargs: Any) -> None:
+        if flag not in have:
+            parser.add_argument(flag, **kwargs)
+
+    add("--calls", type=int, default=4, help="calls: most concurrent callers to try (1..N)")
+    add("--turns", type=int, default=3, help="calls: utterances per caller")
+    add("--url", default=None, help="calls: server to dial (default: start one on loopback)")
+    add("--pipeline", default=None, help="pipeline YAML for the started server (default: echo)")
+    add("--calls-json", default="bench-calls.json", help="calls: JSON output")
+    add("--keep-going", action="store_true",
+        help="calls: try every level even after one goes over budget")
+
+
+def bench_calls_main(args: argparse.Namespace) -> int:
+    """Run ``voicebot bench calls``: print the table, write JSON."""
+    token = os.environ.get("VOICEBOT_TOKEN")
+    max_calls = max(1, args.calls)
+    print("calls  turns      p50      p95      p99      max  (ms, end of caller's voice -> first "
+          "reply audio at the caller)", flush=True)
+    with contextlib.ExitStack() as stack:
+        url = args.url
+        if url is None:
+            pipeline = getattr(args, "pipeline", None) or DEFAULT_PIPELINE
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            server = stack.enter_context(ServerProcess(  # bookings made by the bench go nowhere
+                pipeline, "--max-calls", str(max_calls), "--outcomes-db",
+                str(scratch / "outcomes.db")))
+            url = server.url
+        result = runtime.run(bench_calls(url.rstrip("/"), max_calls, args.turns, token,
+                                         stop_over_budget=not args.keep_going))
+    single = next((lv for lv in result["levels"] if lv["calls"] == 1), {})
+    print(f"single call p50 {single.get('p50')} ms; {result['max_calls_within_budget']} "
+          f"concurrent call(s) keep p95 within {result['budget_ms']} ms")
+    out = Path(args.calls_json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"JSON: {out}")
+    return 0 if result["max_calls_within_budget"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m voicebot.bench_calls", description=__doc__)
+    add_bench_calls_arguments(parser)
+    return bench_calls_main(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""``voicebot serve``: live calls over WebRTC (``app``), their lifecycle (``calls``), metrics."""

@@ -1,0 +1,161 @@
+"""The HTTP side of ``voicebot serve``: signalling, health, metrics and the demo page.
+
+Routes:
+
+* ``POST /offer`` - ``{"sdp", "type": "offer"}`` in; the answer ``{"sdp", "type"}``
+  out, with the call's id, pipeline name, language and latency budget. Errors
+  are JSON ``{"error": ...}``: 400 malformed, 401 token, 413 too large,
+  415 not JSON, 503 at the call limit.
+* ``GET /healthz`` - liveness plus what the demo page shows before a call.
+* ``GET /metrics`` - Prometheus text format.
+* ``GET /`` and below - the static files of ``demo_web/`` and nothing else.
+
+CORS is closed unless origins are configured, and ``/offer`` only takes
+``application/json`` (a cross-site form post cannot start a call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCSessionDescription
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from voicebot.call import warm_up
+from voicebot.config import PipelineConfig
+from voicebot.server.calls import Busy, CallManager, OfferError, ServerSettings
+from voicebot.server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+DEMO_WEB = Path(__file__).resolve().parent.parent.parent / "demo_web"
+MAX_OFFER_BYTES = 64 * 1024  # SDP offers are a few kilobytes
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+        self.headers = headers or {}
+
+
+def create_app(config: PipelineConfig, settings: ServerSettings | None = None, *,
+               web_root: Path = DEMO_WEB, warm: bool = True) -> Starlette:
+    """The ASGI app serving ``config``'s bot; ``warm`` loads the engines before the first call."""
+    settings = settings or ServerSettings()
+    metrics = Metrics()
+    manager = CallManager(config, settings, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if warm:
+            await warm_up(config)
+        # Engines, models and modules live as long as the process: keep them out of
+        # the cycle collector's way, so collecting an ended call stays cheap.
+        gc.collect()
+        gc.freeze()
+        metrics.start()
+        try:
+            yield
+        finally:
+            await manager.close()
+            await metrics.stop()
+
+    async def offer(request: Request) -> Response:
+        try:
+            _authorize(request, settings.token)
+            description = await _read_offer(request)
+            call, answer = await manager.accept(description)
+        except _Refused as exc:
+            metrics.rejected.labels(exc.reason).inc()
+            return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+        except Busy as exc:
+            metrics.rejected.labels("busy").inc()
+            return JSONResponse({"error": str(exc), "max_calls": settings.max_calls}, 503,
+                                headers={"Retry-After": "5"})
+        except OfferError as exc:
+            metrics.rejected.labels("bad_request").inc()
+            return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse({"sdp": answer.sdp, "type": answer.type,
+                             **manager.hello(call.call_id)})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({
+            "status": "ok",
+            "pipeline": config.name,
+            "language": config.language,
+            "latency_budget_ms": config.latency_budget_ms,
+            "calls_active": len(manager.calls),
+            "max_calls": settings.max_calls,
+            "auth": settings.token is not None,
+        })
+
+    async def metrics_route(request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Authorization"]))
+    app = Starlette(
+        routes=[
+            Route("/offer", offer, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_route, methods=["GET"]),
+            Mount("/", StaticFiles(directory=web_root, html=True), name="demo"),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+    app.state.manager = manager
+    app.state.metrics = metrics
+    return app
+
+
+def _authorize(request: Request, token: str | None) -> None:
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                               token.encode()):
+        raise _Refused(401, "unauthorized", "missing or wrong bearer token",
+                       {"WWW-Authenticate": 'Bearer realm="voicebot"'})
+
+
+async def _read_offer(request: Request) -> RTCSessionDescription:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise _Refused(415, "bad_request", "send the offer as application/json")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_OFFER_BYTES:
+            raise _Refused(413, "bad_request", f"offer larger than {MAX_OFFER_BYTES} bytes")
+    try:
+        data: Any = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _Refused(400, "bad_request", f"malformed JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise _Refused(400, "bad_request", 'expected a JSON object {"sdp": ..., "type": "offer"}')
+    sdp, kind = data.get("sdp"), data.get("type")
+    if kind != "offer":
+        raise _Refused(400, "bad_request", f'"type" must be "offer", got {kind!r}')
+    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+        raise _Refused(400, "bad_request", '"sdp" must be an SDP string starting with "v=0"')
+    return RTCSessionDescription(sdp=sdp, type="offer")

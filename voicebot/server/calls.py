@@ -1,0 +1,297 @@
+"""Live calls: admission, one pipeline per peer connection, and a clean end.
+
+A call is built when its offer arrives (so a bad offer costs nothing but a
+400) and starts running once the peer has connected and aiortc pulls our
+audio. It ends on the caller's hang-up, the flow's ``end``, an idle timeout,
+the peer vanishing (connection failed or closed, or its audio stopping) or
+server shutdown; then every task, thread and buffer of the call is released:
+the pipeline's stages, the peer connection (its decoder thread, transports,
+tracks) and the registry entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import gc
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from voicebot.call import build_call
+from voicebot.config import PipelineConfig
+from voicebot.events import Event
+from voicebot.server.metrics import Metrics
+from voicebot.transports.webrtc import EventBridge, LiveClock, OutputTrack, TrackSource
+
+log = logging.getLogger(__name__)
+
+# Events that show someone is still there (caller or bot).
+ACTIVITY = frozenset({"speech_started", "speech_stopped", "transcript", "reply",
+                      "playback_started", "playback_stopped"})
+
+
+@dataclass
+class IceServer:
+    """A STUN or TURN server handed to aiortc (and to nobody else)."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass
+class ServerSettings:
+    """How the server admits and runs calls (the pipeline YAML says what a call does)."""
+
+    max_calls: int = 4
+    idle_timeout: float = 60.0  # no caller speech, typed text or bot audio for this long
+    connect_timeout: float = 15.0  # offer answered -> media flowing
+    media_timeout: float = 10.0  # the caller's audio track stays silent (no packets) this long
+    ice_servers: list[IceServer] = field(default_factory=list)  # none: closed networks, LANs
+    token: str | None = None  # bearer token required for /offer
+    cors_origins: list[str] = field(default_factory=list)  # none: same-origin only
+
+    def rtc_configuration(self) -> RTCConfiguration:
+        return RTCConfiguration(iceServers=[
+            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+            for s in self.ice_servers
+        ])
+
+
+class OfferError(ValueError):
+    """The offer cannot be answered (bad SDP, no audio section)."""
+
+
+class Busy(RuntimeError):
+    """The server is at its call limit."""
+
+
+class Call:
+    """One caller: a peer connection and the pipeline behind it."""
+
+    def __init__(self, manager: CallManager, call_id: str) -> None:
+        config, settings = manager.config, manager.settings
+        self.manager = manager
+        self.call_id = call_id
+        self.settings = settings
+        self.reason: str | None = None
+        self.clock = LiveClock()
+        self.source = TrackSource(settings.media_timeout, config.language)
+        self.output = OutputTrack(self.clock.now)
+        self.pipeline = build_call(config, self.source, self.output, self.clock, call_id)
+        self.pc = RTCPeerConnection(settings.rtc_configuration())
+        self.bridge = EventBridge(manager.hello(call_id), on_hangup=lambda: self.hang_up("hangup"),
+                                  on_text=self.source.push_text)
+        self.source.on_ended = lambda: self.hang_up("peer_gone")
+        bus = self.pipeline.ctx.bus
+        bus.subscribe(self.bridge)
+        bus.subscribe(manager.metrics.observe)
+        bus.subscribe(self._on_event)
+        self._connected = asyncio.Event()
+        self._running = False
+        self._closing = False
+        self._last_active = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    # --- signalling ---------------------------------------------------------------
+    async def negotiate(self, offer: RTCSessionDescription) -> RTCSessionDescription:
+        pc = self.pc
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_connection_state)
+        try:
+            await pc.setRemoteDescription(offer)
+            if not any(t.kind == "audio" for t in pc.getTransceivers()):
+                raise OfferError("the offer has no audio section")
+            pc.addTrack(self.output)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except OfferError:
+            raise
+        except Exception as exc:  # aiortc's parse and negotiation errors
+            raise OfferError(f"cannot use the offer: {exc or type(exc).__name__}") from exc
+        return pc.localDescription
+
+    def _on_track(self, track: Any) -> None:
+        if track.kind == "audio":
+            self.source.attach(track)
+
+    def _on_datachannel(self, channel: Any) -> None:
+        if channel.label == "events":
+            self.bridge.attach(channel)
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        log.debug("call %s: connection %s", self.call_id, state)
+        if state == "connected":
+            self._connected.set()
+        elif state in ("failed", "closed"):
+            self.hang_up("peer_gone")
+
+    # --- lifecycle ----------------------------------------------------------------
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"call:{self.call_id}")
+
+    def hang_up(self, reason: str) -> None:
+        """End the call (the first reason given is the one reported)."""
+        if self.reason is None:
+            self.reason = reason
+        if self._closing:
+            return
+        if self._running:
+            self.pipeline.hang_up(reason)
+        elif self.task is not None and not self.task.done():
+            self.task.cancel()  # still connecting: nothing to wind down
+
+    async def _run(self) -> None:
+        watchdog: asyncio.Task[None] | None = None
+        try:
+            try:
+                await asyncio.wait_for(self._media_flowing(), self.settings.connect_timeout)
+            except TimeoutError:
+                self.reason = self.reason or "connect_timeout"
+                return
+            if self.reason is not None:
+                return
+            self._running = True
+            watchdog = asyncio.get_running_loop().create_task(
+                self._watch_idle(), name=f"call:{self.call_id}:idle")
+            reason = await self.pipeline.run()
+            self.reason = self.reason or reason
+        except asyncio.CancelledError:
+            self.reason = self.reason or "cancelled"
+        finally:
+            self._running = False
+            self._closing = True
+            if watchdog is not None:
+                watchdog.cancel()
+                await asyncio.gather(watchdog, return_exceptions=True)
+            await self._close()
+
+    async def _media_flowing(self) -> None:
+        await self._connected.wait()
+        await self.output.started.wait()
+
+    async def _close(self) -> None:
+        try:
+            await self.output.drain()
+            await self.bridge.drain()
+        finally:
+            self.output.stop()
+            await self.pc.close()
+            self.manager._release(self)
+
+    # --- activity ---------------------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        kind = event["type"]
+        if kind == "interrupted":
+            self.output.clear()  # the frames already handed over are all that is heard
+        if kind in ACTIVITY:
+            self._last_active = event["t"]
+
+    async def _watch_idle(self) -> None:
+        timeout = self.settings.idle_timeout
+        ctx = self.pipeline.ctx
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = ctx.now()
+            if ctx.state.bot_speaking:
+                self._last_active = now
+            elif now - self._last_active > timeout:
+                self.hang_up("idle_timeout")
+                return
+
+
+def _load_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere)."""
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
+_malloc_trim = _load_trim()
+
+
+def _trim() -> None:
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+class CallManager:
+    """The registry of live calls: admission control and shutdown."""
+
+    def __init__(self, config: PipelineConfig, settings: ServerSettings, metrics: Metrics) -> None:
+        self.config = config
+        self.settings = settings
+        self.metrics = metrics
+        self.calls: dict[str, Call] = {}
+        self.total = 0
+        metrics.calls_max.set(settings.max_calls)
+
+    def hello(self, call_id: str) -> dict[str, Any]:
+        """What the caller learns first (answer JSON and the data channel's first message)."""
+        config = self.config
+        return {
+            "call_id": call_id,
+            "pipeline": config.name,
+            "language": config.language,
+            "latency_budget_ms": config.latency_budget_ms,
+        }
+
+    async def accept(self, offer: RTCSessionDescription) -> tuple[Call, RTCSessionDescription]:
+        """Admit a caller and answer its offer; raises ``Busy`` or ``OfferError``."""
+        if len(self.calls) >= self.settings.max_calls:
+            raise Busy(f"at the limit of {self.settings.max_calls} concurrent calls")
+        call = Call(self, uuid.uuid4().hex[:12])
+        self.calls[call.call_id] = call  # admitted before the first await: no overbooking
+        self.metrics.calls_active.set(len(self.calls))
+        try:
+            answer = await call.negotiate(offer)
+        except BaseException:
+            call.reason = "bad_offer"
+            await call.pc.close()
+            self.calls.pop(call.call_id, None)
+            self.metrics.calls_active.set(len(self.calls))
+            raise
+        self.total += 1
+        call.start()
+        return call, answer
+
+    def _release(self, call: Call) -> None:
+        if self.calls.pop(call.call_id, None) is not None:
+            self.metrics.calls_active.set(len(self.calls))
+            self.metrics.calls.labels(call.reason or "completed").inc()
+            self.metrics.output_drops(call.output.drops)
+            asyncio.get_running_loop().call_soon(self._collect)
+
+    def _collect(self) -> None:
+        """Free the ended call now rather than at some later full collection.
+
+        A call is a web of reference cycles (stages and edges, event listeners,
+        aiortc's objects) that holds FFmpeg resamplers, each with its own worker
+        threads; only the cycle collector frees them. With the engines frozen
+        out of the collector's view after warm-up (``gc.freeze``), a collection
+        costs a millisecond or two. ``malloc_trim`` then hands the freed heap
+        back to the system, so the process's memory follows its live calls.
+        """
+        start = time.perf_counter()
+        gc.collect()
+        _trim()
+        log.debug("collected after call in %.1f ms", (time.perf_counter() - start) * 1000)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Server shutdown: hang up every call and wait for each to wind down."""
+        calls = list(self.calls.values())
+        for call in calls:
+            call.hang_up("server_shutdown")
+        tasks = [c.task for c in calls if c.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
