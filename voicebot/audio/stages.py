@@ -57,6 +57,10 @@ class ResampleStage(Stage):
         if self.bot:
             self._resampler, self._format = None, None
 
+    async def teardown(self) -> None:
+        # libswresample keeps worker threads per context: release them with the call.
+        self._resampler, self._format = None, None
+
     async def on_end_of_stream(self) -> None:
         if self._resampler is None:
             return
