@@ -81,11 +81,9 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.command}")
-            try:
+            with contextlib.suppress(httpx.HTTPError):  # not listening yet
                 if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"server did not come up within {self.startup_timeout} s")
