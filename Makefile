@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup browser serve demo test bench
+.PHONY: setup browser redis serve demo test bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,12 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
+# Debian's redis-server for the shared-cache tests (the tests start their own instance).
+redis:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; }
+
 # The main job: the demo server with the default bot (restaurant, offline). Open the URL it prints.
 serve: setup
 	$(VENV)/bin/voicebot serve pipelines/restaurant.yaml --host $(HOST) --port $(PORT)
@@ -34,7 +40,7 @@ demo: setup
 	$(VENV)/bin/voicebot run pipelines/echo.yaml --input out/caller.wav \
 	  --output out/bot.wav --events out/events.jsonl --mix out/call.wav
 
-test: setup browser
+test: setup browser redis
 	$(VENV)/bin/ruff check voicebot tests
 	$(VENV)/bin/pytest -q -rs
 

@@ -109,3 +109,42 @@ def test_voicebot_check_exit_codes(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"{bad}:2:3: E102 unknown key 'modle' (did you mean 'model'?)"
+
+
+def test_remote_engines_keep_a_local_fallback(tmp_path):
+    path = tmp_path / "remote.yaml"
+    path.write_text(
+        "asr:\n"
+        "  engine: openai\n"
+        "  remote: {preset: openai, timeout_ms: 600}\n"
+        "tts:\n"
+        "  engine: websocket\n"
+        "  remote: {preset: holysheep, hedge_ms: 150, cache: redis}\n"
+    )
+    config = load_pipeline(path)
+    assert (config.asr.engine, config.asr.model) == ("openai", "tiny.en")
+    assert config.asr.remote.preset == "openai" and config.asr.remote.timeout_ms == 600
+    assert config.tts.is_remote and config.tts.engine == "websocket"
+    assert (config.tts.local_engine, config.tts.voice) == ("piper", "en_US-joe-medium")
+    assert config.tts.remote.hedge_ms == 150 and config.tts.remote.cache == "redis"
+    path.write_text("language: de\ntts:\n  engine: openai\n")
+    config = load_pipeline(path)
+    assert (config.tts.engine, config.tts.local_engine, config.tts.voice) == (
+        "openai", "espeak", "de")
+
+
+def test_remote_settings_mistakes(tmp_path):
+    assert errors(tmp_path, (
+        "asr:\n"
+        "  engine: opneai\n"
+        "  remote:\n"
+        "    preset: holysheap\n"
+        "    hedge_ms: -5\n"
+        "    api_key: sk-123\n"
+    )) == [
+        "2:11: E105 must be one of 'whisper' | 'openai', got 'opneai' (did you mean 'openai'?)",
+        "4:13: E105 must be one of 'openai' | 'holysheep' | 'voicebot', got 'holysheap' "
+        "(did you mean 'holysheep'?)",
+        "5:15: E107 -5 is out of range [0, 60000]",
+        "6:5: E102 unknown key 'api_key' (did you mean 'api_key_env'?)",
+    ]

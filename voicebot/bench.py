@@ -145,7 +145,7 @@ async def asr_latency(config: PipelineConfig, repeat: int) -> dict[str, Any]:
     from voicebot.call import asr_engine
     from voicebot.samples import speak
 
-    engine = asr_engine(config.asr)
+    engine = asr_engine(config)
     await engine.warm_up()
     out: dict[str, Any] = {}
     for text in UTTERANCES:
@@ -168,7 +168,7 @@ async def tts_first_audio(config: PipelineConfig, repeat: int) -> dict[str, Any]
     from voicebot.tts.split import split_clauses
     from voicebot.tts.stage import FIRST_MAX_CHARS, FIRST_MIN_CHARS
 
-    engine = tts_engine(config.tts)
+    engine = tts_engine(config)
     await engine.warm_up()
     times = []
     for _ in range(repeat):

@@ -12,20 +12,26 @@ turn event, transcript, reply or reply audio is ever lost.
 from __future__ import annotations
 
 import functools
+import logging
 
+from voicebot import engines
 from voicebot.asr.base import AsrEngine
 from voicebot.asr.stage import AsrStage
 from voicebot.audio.playback import AudioOutput, PlaybackStage
 from voicebot.audio.stages import DenoiseStage, ResampleStage, VadStage
 from voicebot.audio.vad import VadConfig
 from voicebot.clock import Clock
-from voicebot.config import AsrSettings, PipelineConfig, TtsSettings
+from voicebot.config import PipelineConfig
 from voicebot.context import CallContext
 from voicebot.dialog.echo import EchoDialog
+from voicebot.dialog.flow import Flow
 from voicebot.dialog.match import Matcher
+from voicebot.dialog.prompt import Prompt
 from voicebot.graph import Pipeline, Policy, Source, Stage
 from voicebot.tts.base import TtsEngine
 from voicebot.tts.stage import TtsStage
+
+log = logging.getLogger(__name__)
 
 # Queue sizes in frames. 50 x 20 ms = 1 s of caller audio before drops start.
 AUDIO_EDGE = (50, Policy.DROP_OLDEST)
@@ -34,43 +40,63 @@ EVENT_EDGE = (200, Policy.BLOCK)
 BOT_AUDIO_EDGE = (16, Policy.BLOCK)
 
 
-@functools.cache
-def _asr_engine(model: str, compute_type: str, cpu_threads: int, beam_size: int) -> AsrEngine:
-    from voicebot.asr.whisper import WhisperEngine
-
-    return WhisperEngine(model, compute_type=compute_type, cpu_threads=cpu_threads,
-                         beam_size=beam_size)
+def asr_engine(config: PipelineConfig) -> AsrEngine:
+    """The process-wide ASR engine of this pipeline (models load once per process)."""
+    return engines.asr_engine(config.asr, config.latency_budget_ms)
 
 
-@functools.cache
-def _tts_engine(engine: str, voice: str, speed: float) -> TtsEngine:
-    if engine == "espeak":
-        from voicebot.tts.espeak import EspeakEngine
-
-        return EspeakEngine(voice=voice, rate_wpm=round(160 * speed))
-    from voicebot.tts.piper import PiperEngine
-
-    return PiperEngine(voice=voice, speed=speed)
-
-
-def asr_engine(settings: AsrSettings) -> AsrEngine:
-    """The process-wide engine for these settings (models load once per process)."""
-    return _asr_engine(settings.model, settings.compute_type, settings.cpu_threads,
-                       settings.beam_size)
-
-
-def tts_engine(settings: TtsSettings) -> TtsEngine:
-    return _tts_engine(settings.engine, settings.voice, settings.speed)
+def tts_engine(config: PipelineConfig) -> TtsEngine:
+    return engines.tts_engine(config.tts, config.latency_budget_ms)
 
 
 async def warm_up(config: PipelineConfig) -> None:
     """Load and exercise the engines (and a flow bot) so the first caller does not pay for it."""
-    await asr_engine(config.asr).warm_up()
-    await tts_engine(config.tts).warm_up()
+    await asr_engine(config).warm_up()
+    await tts_engine(config).warm_up()
     if config.dialog.type == "flow":
         from voicebot.dialog.bot import load_bot
 
-        load_bot(config).matcher(config.language)
+        loaded = load_bot(config)
+        loaded.matcher(config.language)
+        if config.tts.is_remote:
+            await prefetch_prompts(tts_engine(config), fixed_prompts(loaded.bot.flow,
+                                                                     config.language))
+
+
+def fixed_prompts(flow: Flow, language: str) -> list[str]:
+    """The flow's prompts without placeholders: what the bot says the same way every call."""
+    prompts: list[Prompt | None] = []
+    for state in flow.states.values():
+        prompts += [state.say, state.ask, state.reprompt, state.silence.say, state.no_match.say]
+    texts = {p.texts[language] for p in prompts
+             if p is not None and not p.placeholders() and language in p.texts}
+    return sorted(texts)
+
+
+async def prefetch_prompts(engine: TtsEngine, texts: list[str]) -> int:
+    """Synthesize ``texts`` once on the provider, clause by clause as the TTS stage splits
+    them, so calls get them from the cache; returns the clauses fetched. Batch priority:
+    live calls go first. Failures are logged, never fatal (calls fetch what is missing)."""
+    from voicebot.providers.errors import ProviderError
+    from voicebot.providers.limits import Priority
+    from voicebot.tts.remote import RemoteTtsEngine
+    from voicebot.tts.split import split_clauses
+    from voicebot.tts.stage import FIRST_MAX_CHARS, FIRST_MIN_CHARS
+
+    remote = getattr(engine, "remote", engine)
+    if not isinstance(remote, RemoteTtsEngine) or remote.cache is None:
+        return 0
+    fetched = 0
+    for text in texts:
+        for clause in split_clauses(text, FIRST_MIN_CHARS, first_max_chars=FIRST_MAX_CHARS):
+            try:
+                async for _ in remote.synthesize_with(clause, priority=Priority.BATCH):
+                    pass
+                fetched += 1
+            except ProviderError as exc:
+                log.warning("prefetching prompt audio failed (%s); calls will fetch it", exc)
+                return fetched
+    return fetched
 
 
 def dialog_stage(config: PipelineConfig) -> Stage:
@@ -127,9 +153,9 @@ def build_call(
             min_speech_ms=vad.min_speech_ms,
             end_of_turn_ms=vad.end_of_turn_ms,
         )),
-        AsrStage(asr_engine(config.asr), config.language, config.asr.partial_interval_ms),
+        AsrStage(asr_engine(config), config.language, config.asr.partial_interval_ms),
         dialog := dialog_stage(config),
-        TtsStage(tts_engine(config.tts)),
+        TtsStage(tts_engine(config)),
         ResampleStage(output.sample_rate, output.channels, bot=True),
         PlaybackStage(output),
     ]

@@ -41,20 +41,63 @@ class VadSettings:
 
 
 @dataclass
+class RemoteSettings:
+    """An OpenAI-compatible speech provider (engines ``openai`` / ``websocket``)."""
+
+    preset: Literal["openai", "holysheep", "voicebot"] = _spec(
+        "voicebot", doc="provider defaults: URL, key variable, model, voice, prices, rate")
+    base_url: str = _spec("", doc="e.g. https://api.openai.com/v1; default: the preset's")
+    api_key_env: str = _spec("", doc="environment variable holding the key; default: the "
+                                     "preset's (the key itself never goes into YAML or logs)")
+    model: str = _spec("", doc="the provider's model, e.g. whisper-1 / tts-1; default: preset's")
+    voice: str = _spec("", doc="TTS: the provider's voice, e.g. alloy; default: the preset's")
+    timeout_ms: int = _spec(0, lo=0, hi=60000, doc="the provider's share of the latency budget "
+                            "(ASR: final transcript, TTS: first audio of a clause); 0 = 40% "
+                            "(ASR) / 25% (TTS) of latency_budget_ms")
+    fallback: Literal["local", "none"] = _spec(
+        "local", doc="past timeout_ms or on failure, use the local engine for that turn/clause")
+    hedge_ms: int | None = _spec(None, lo=0, hi=60000, doc="start the local engine after this "
+                                 "many ms anyway and take the first answer; unset = no hedge")
+    requests_per_minute: float = _spec(0.0, lo=0.0, hi=1e6, doc="0 = the preset's")
+    max_concurrency: int = _spec(10, lo=1, hi=1000, doc="requests in flight to this provider")
+    max_attempts: int = _spec(3, lo=1, hi=10, doc="tries per request (within the deadline)")
+    cache: Literal["none", "memory", "redis"] = _spec(
+        "memory", doc="transcripts by audio hash, speech by text + voice")
+    redis_url: str = _spec("redis://127.0.0.1:6379/0", doc="cache: redis")
+    cache_ttl_s: int = _spec(86400, lo=1, hi=30 * 86400)
+    price: float | None = _spec(None, lo=0.0, hi=1000.0, doc="USD per audio second (ASR) or "
+                                "per 1000 characters (TTS); default: the preset's")
+    partials: bool = _spec(False, doc="ASR: remote partial transcripts (each a billed request)")
+
+
+@dataclass
 class AsrSettings:
-    engine: Literal["whisper"] = "whisper"
-    model: str = _spec("", doc="tiny.en, base, or a model directory; default by language")
+    engine: Literal["whisper", "openai"] = _spec(
+        "whisper", doc="whisper (local) or openai (any OpenAI-compatible provider, see remote)")
+    model: str = _spec("", doc="local model: tiny.en, base, or a model directory; default by "
+                              "language (with a remote engine: the fallback)")
     partial_interval_ms: int = _spec(300, lo=0, hi=5000, doc="0 disables partials")
     beam_size: int = _spec(1, lo=1, hi=10)
     compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
     cpu_threads: int = _spec(2, lo=1, hi=64)
+    remote: RemoteSettings = field(default_factory=RemoteSettings)
 
 
 @dataclass
 class TtsSettings:
-    engine: Literal["piper", "espeak"] = _spec("piper")
-    voice: str = _spec("", doc="piper voice name or .onnx path; espeak voice; default by language")
+    engine: Literal["piper", "espeak", "openai", "websocket"] = _spec(
+        "piper", doc="piper, espeak (local); openai (REST, streamed) or websocket (streaming "
+        "protocol) on a provider, see remote")
+    voice: str = _spec("", doc="local voice: piper voice name or .onnx path, espeak voice; "
+                              "default by language (with a remote engine: the fallback's)")
     speed: float = _spec(1.0, lo=0.25, hi=4.0)
+    local_engine: Literal["", "piper", "espeak"] = _spec(
+        "", doc="the local engine (fallback of a remote one); default: piper for en, else espeak")
+    remote: RemoteSettings = field(default_factory=RemoteSettings)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.engine in ("openai", "websocket")
 
 
 @dataclass
@@ -96,10 +139,15 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if not self.asr.model:
             self.asr.model = "tiny.en" if self.language == "en" else "base"
-        if not self.tts.voice:
-            if self.tts.engine == "piper" and self.language != "en":
-                self.tts.engine = "espeak"
-            self.tts.voice = "en_US-joe-medium" if self.tts.engine == "piper" else self.language
+        tts = self.tts
+        if not tts.local_engine:
+            tts.local_engine = "espeak" if tts.engine == "espeak" else "piper"
+            if not tts.voice and self.language != "en":
+                tts.local_engine = "espeak"
+        if not tts.is_remote:
+            tts.engine = tts.local_engine
+        if not tts.voice:
+            tts.voice = "en_US-joe-medium" if tts.local_engine == "piper" else self.language
 
 
 def _type_name(tp: Any) -> str:
@@ -225,10 +273,10 @@ def _check_engines(config: PipelineConfig, b: _Builder) -> None:
     elif model == "tiny.en" and config.language != "en":
         b.error(("asr", "model"), "E202", f"tiny.en is English-only but language is "
                 f"{config.language!r}; use 'base'")
-    problem = voice_error(config.tts.engine, config.tts.voice, base=_relative(b.src, "."))
+    problem = voice_error(config.tts.local_engine, config.tts.voice, base=_relative(b.src, "."))
     if problem:
         b.error(("tts", "voice"), "E203", problem)
-    elif config.tts.engine == "piper" and config.tts.voice.endswith(".onnx"):
+    elif config.tts.local_engine == "piper" and config.tts.voice.endswith(".onnx"):
         config.tts.voice = str(_relative(b.src, config.tts.voice).resolve())
 
 

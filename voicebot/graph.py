@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import enum
 import logging
 from collections import deque
@@ -26,6 +27,7 @@ from typing import Any
 
 from voicebot.context import CallContext
 from voicebot.frames import EndOfCall, EndOfStream, Frame, Interrupt
+from voicebot.providers.context import current_call
 from voicebot.runtime import loop_name
 
 log = logging.getLogger(__name__)
@@ -301,9 +303,13 @@ class Pipeline:
         try:
             for stage in self.stages:
                 await stage.setup()
+            # The stages' tasks (and the tasks they start) know their call: provider
+            # requests are billed to it in the cost ledger.
+            call_context = contextvars.copy_context()
+            call_context.run(current_call.set, ctx.call_id)
             for stage in self.stages:
                 stage._task = asyncio.get_running_loop().create_task(
-                    stage.run(), name=f"{ctx.call_id}:{stage.name}"
+                    stage.run(), name=f"{ctx.call_id}:{stage.name}", context=call_context.copy()
                 )
                 self._tasks.append(stage._task)
             await self._supervise()

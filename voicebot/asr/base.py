@@ -23,6 +23,7 @@ class AsrResult:
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
     decode_ms: float = 0.0
+    engine: str = ""  # who answered, when a remote engine may fall back to a local one
 
 
 class AsrSession(ABC):

@@ -109,6 +109,7 @@ class AsrStage(Stage):
             turn=turn,
             language=result.language,
             decode_ms=round(result.decode_ms, 1),
+            **({"engine": result.engine} if result.engine else {}),
         )
         await self.push(Transcript(result.text, True, turn, result.language))
 

@@ -1,0 +1,44 @@
+"""Provider presets: base URL, key variable, models, voice, prices and rate of known providers.
+
+Prices are configuration, taken from the providers' published pages (OpenAI:
+whisper-1 $0.006/min, tts-1 $0.015/1k chars) and the seed guide (HolySheep:
+$0.36 per audio hour, 60 requests/min by default) — check them against the
+provider's current page and override ``price`` in the pipeline when they differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voicebot.providers.costs import PriceTable
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    base_url: str
+    api_key_env: str
+    asr_model: str
+    tts_model: str
+    tts_voice: str
+    prices: PriceTable
+    requests_per_minute: float
+
+
+PRESETS: dict[str, Preset] = {
+    "openai": Preset("openai", "https://api.openai.com/v1", "OPENAI_API_KEY", "whisper-1",
+                     "tts-1", "alloy", PriceTable(0.006 / 60, 0.015), 500.0),
+    "holysheep": Preset("holysheep", "https://api.holysheep.ai/v1", "HOLYSHEEP_API_KEY",
+                        "whisper-1", "tts-1", "de-DE-Neural2-F",
+                        PriceTable(0.36 / 3600, 0.015), 60.0),
+    "voicebot": Preset("voicebot", "http://127.0.0.1:8000/v1", "VOICEBOT_API_KEY", "whisper-1",
+                       "tts-1", "alloy", PriceTable(0.0, 0.0), 600.0),
+}
+
+
+def preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown provider preset {name!r}: use one of "
+                         f"{', '.join(PRESETS)}") from None
