@@ -174,9 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from voicebot.bench_calls import add_bench_calls_arguments
     from voicebot.server.serve import add_serve_parser
+    from voicebot.server.speech_server import add_speech_server_parser
 
     add_bench_calls_arguments(bench)
     add_serve_parser(sub)
+    add_speech_server_parser(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ctranslate2
 import numpy as np
@@ -270,6 +271,28 @@ class WhisperEngine(AsrEngine):
         """Decode float32 ``audio`` on the model's worker (``language`` already normalized)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._shared.executor, self.decode, audio, language)
+
+    async def transcribe_segments(
+        self, audio: np.ndarray, language: str | None = None, *, prompt: str | None = None,
+        temperature: float = 0.0, word_timestamps: bool = False,
+    ) -> tuple[Any, list[Any]]:
+        """faster-whisper's own segmented transcription of a whole file: ``(info, segments)``
+        with timestamps, for the speech API's srt/vtt/verbose_json. Runs on the model's
+        worker, so it never overlaps a call's decode on the same model."""
+        lang = normalize_language(language)
+
+        def work() -> tuple[Any, list[Any]]:
+            self._check_language(lang)
+            wm = self._shared.load()
+            segments, info = wm.transcribe(
+                _as_float32(audio), language=lang if wm.model.is_multilingual else "en",
+                initial_prompt=prompt or None, temperature=temperature,
+                beam_size=self.beam_size, word_timestamps=word_timestamps,
+                condition_on_previous_text=False)
+            return info, list(segments)
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._shared.executor, work)
 
     def decode(self, audio: np.ndarray, language: str | None) -> AsrResult:
         """Blocking decode of a whole clip; ``run`` calls it on the model's worker thread."""

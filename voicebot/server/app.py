@@ -8,6 +8,8 @@ Routes:
   415 not JSON, 503 at the call limit.
 * ``GET /healthz`` - liveness plus what the demo page shows before a call.
 * ``GET /metrics`` - Prometheus text format.
+* ``/v1/audio/*``, ``/v1/models``, ``/v1/tts/stream`` - the local engines behind the
+  OpenAI audio API (``speech_api.py``).
 * ``GET /`` and below - the static files of ``demo_web/`` and nothing else.
 
 CORS is closed unless origins are configured, and ``/offer`` only takes
@@ -38,6 +40,7 @@ from voicebot.call import warm_up
 from voicebot.config import PipelineConfig
 from voicebot.server.calls import Busy, CallManager, OfferError, ServerSettings
 from voicebot.server.metrics import Metrics
+from voicebot.server.speech_api import ASR_MODELS, SpeechApi, SpeechApiSettings
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +116,16 @@ def create_app(config: PipelineConfig, settings: ServerSettings | None = None, *
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Authorization"]))
+    speech_api = SpeechApi(SpeechApiSettings(
+        asr_model=config.asr.model if config.asr.model in ASR_MODELS else "tiny.en",
+        tts_engine=config.tts.local_engine, voice=config.tts.voice,
+        api_keys=settings.api_keys), metrics)
     app = Starlette(
         routes=[
             Route("/offer", offer, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
+            *speech_api.routes(),
             Mount("/", StaticFiles(directory=web_root, html=True), name="demo"),
         ],
         middleware=middleware,

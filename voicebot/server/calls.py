@@ -57,6 +57,7 @@ class ServerSettings:
     ice_servers: list[IceServer] = field(default_factory=list)  # none: closed networks, LANs
     token: str | None = None  # bearer token required for /offer
     cors_origins: list[str] = field(default_factory=list)  # none: same-origin only
+    api_keys: tuple[str, ...] = ()  # keys for the /v1 speech API; none: open
 
     def rtc_configuration(self) -> RTCConfiguration:
         return RTCConfiguration(iceServers=[

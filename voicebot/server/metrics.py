@@ -58,6 +58,12 @@ class Metrics:
         self.barge_ins = Counter("voicebot_barge_ins", "Replies interrupted by the caller",
                                  registry=r)
         self.turns = Counter("voicebot_turns", "Caller turns answered", registry=r)
+        self.speech_requests = Counter("voicebot_speech_api_requests",
+                                       "Speech API (/v1) requests, by route and status",
+                                       ["route", "status"], registry=r)
+        self.speech_seconds = Histogram("voicebot_speech_api_seconds",
+                                        "Speech API time until the response starts, by route",
+                                        ["route"], buckets=STAGE_BUCKETS, registry=r)
         self._lag_task: asyncio.Task[None] | None = None
 
     def observe(self, event: Event) -> None:

@@ -26,7 +26,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve", help="serve live calls over WebRTC, with the demo page",
         description="One process: the demo page at /, WebRTC signalling at POST /offer, "
-        "/healthz and Prometheus /metrics.")
+        "/healthz, Prometheus /metrics, and the local engines as the OpenAI audio API under /v1.")
     add_serve_arguments(p)
     p.set_defaults(func=serve_main)
     return p
@@ -49,6 +49,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"if this environment variable is set, /offer needs it as a bearer "
                    f"token (default {TOKEN_ENV}); the TURN password is read from "
                    f"{TURN_CREDENTIAL_ENV}")
+    p.add_argument("--api-key-env", default="VOICEBOT_API_KEYS", metavar="NAME",
+                   help="if this environment variable is set (comma-separated keys), the /v1 "
+                   "speech API needs one as a bearer token (default VOICEBOT_API_KEYS)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow this origin cross-site (repeatable; default: none)")
     p.add_argument("--ssl-certfile", default=None, metavar="PEM",
@@ -71,6 +74,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         ice_servers=ice,
         token=os.environ.get(args.token_env) or None,
         cors_origins=args.cors_origin,
+        api_keys=tuple(k.strip() for k in os.environ.get(args.api_key_env, "").split(",")
+                       if k.strip()),
     )
 
 
