@@ -95,7 +95,7 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc or url
 
 
-def _client(provider: Provider) -> Any:
+def provider_client(provider: Provider) -> Any:
     from voicebot.providers.http import ProviderClient, ProviderSettings
     from voicebot.providers.retry import RetryPolicy
 
@@ -106,7 +106,7 @@ def _client(provider: Provider) -> Any:
         retry=RetryPolicy(max_attempts=provider.max_attempts)))
 
 
-def _cache(provider: Provider) -> Any:
+def provider_cache(provider: Provider) -> Any:
     from voicebot.providers.cache import make_cache
 
     return make_cache(provider.cache, redis_url=provider.redis_url, ttl_s=provider.cache_ttl_s)
@@ -118,9 +118,9 @@ def remote_asr(provider: Provider, *, priority: Priority | None = None,
     from voicebot.providers.costs import PriceTable, default_ledger
     from voicebot.providers.limits import Priority
 
-    return OpenAiAsrEngine(_client(provider), provider.model,
+    return OpenAiAsrEngine(provider_client(provider), provider.model,
                            prices=PriceTable(asr_per_second=provider.price),
-                           cache=_cache(provider), ledger=default_ledger(),
+                           cache=provider_cache(provider), ledger=default_ledger(),
                            priority=Priority.LIVE if priority is None else priority,
                            partials=partials, deadline_s=deadline_s)
 
@@ -133,8 +133,8 @@ def remote_tts(provider: Provider, protocol: str = "openai", *, speed: float = 1
     from voicebot.tts.remote import OpenAiTtsEngine, WebSocketTtsEngine
 
     cls = WebSocketTtsEngine if protocol == "websocket" else OpenAiTtsEngine
-    return cls(_client(provider), provider.model, provider.voice, speed=speed,
-               prices=PriceTable(tts_per_1k_chars=provider.price), cache=_cache(provider),
+    return cls(provider_client(provider), provider.model, provider.voice, speed=speed,
+               prices=PriceTable(tts_per_1k_chars=provider.price), cache=provider_cache(provider),
                ledger=default_ledger(), priority=Priority.LIVE if priority is None else priority,
                deadline_s=deadline_s)
 

@@ -34,13 +34,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from voicebot.asr import formats
 from voicebot.audio.codecs import FORMATS, AudioDecodeError, decode_audio, stream_encoder
-from voicebot.audio.resample import StreamResampler
 from voicebot.engines import local_asr, local_tts
 from voicebot.providers.limits import TokenBucket
 from voicebot.server.metrics import Metrics
 from voicebot.server.openai_errors import ApiError, bad_request
-from voicebot.tts.split import split_clauses
-from voicebot.tts.stage import FIRST_MAX_CHARS, FIRST_MIN_CHARS
+from voicebot.tts.render import speak_pcm
 from voicebot.tts.voices import BUNDLED_PIPER_VOICES, espeak_voices
 
 MAX_UPLOAD = 25 * 1024 * 1024
@@ -281,7 +279,7 @@ class SpeechApi:
         try:
             encoder = stream_encoder(fmt, PCM_RATE)
             inline = fmt in ("pcm", "wav")  # no codec work: stay on the loop
-            async for pcm in _pcm24(engine, text):
+            async for pcm in speak_pcm(engine, text, PCM_RATE):
                 data = encoder.push(pcm) if inline else await asyncio.to_thread(
                     encoder.push, pcm)
                 if data:
@@ -327,7 +325,7 @@ class SpeechApi:
                     continue
                 samples = 0
                 try:
-                    async for pcm in _pcm24(engine, text):
+                    async for pcm in speak_pcm(engine, text, PCM_RATE):
                         samples += len(pcm)
                         await ws.send_bytes(pcm.tobytes())
                 finally:
@@ -351,23 +349,6 @@ class SpeechApi:
 
     async def unknown(self, request: Request) -> Response:
         raise ApiError(404, f"no route {request.method} {request.url.path}", code="not_found")
-
-
-async def _pcm24(engine: Any, text: str) -> AsyncIterator[Any]:
-    """The engine's speech for ``text`` at 24 kHz, clause by clause as the TTS stage splits."""
-    resampler = None if engine.sample_rate == PCM_RATE else StreamResampler(
-        engine.sample_rate, 1, PCM_RATE, 1)
-    for clause in split_clauses(text, FIRST_MIN_CHARS, first_max_chars=FIRST_MAX_CHARS):
-        chunks = engine.synthesize(clause)
-        try:
-            async for chunk in chunks:
-                out = chunk if resampler is None else resampler.process(chunk)
-                if len(out):
-                    yield out
-        finally:
-            await chunks.aclose()
-    if resampler is not None and len(tail := resampler.flush()):
-        yield tail
 
 
 async def _ws_error(ws: WebSocket, exc: ApiError) -> None:
