@@ -262,3 +262,26 @@ async def test_shutdown_hangs_up_live_calls() -> None:
         assert ended["reason"] == "server_shutdown"
     await asyncio.wait_for(task, 30)
     assert not app.state.manager.calls
+
+
+@pytest.mark.parametrize("jitter_ms", [20, 60])
+async def test_inbound_audio_jitter_buffer_has_the_configured_depth(jitter_ms: int) -> None:
+    """aiortc holds 80 ms of inbound audio; the server asks for ``jitter_ms`` (and a changed
+    aiortc internals layout fails here, not silently)."""
+    from voicebot.transports.jitter import audio_jitter_ms
+
+    config = load_pipeline(ECHO)
+    app = create_app(config, ServerSettings(jitter_ms=jitter_ms), warm=False)
+    server, task, url = await start_server(app)
+    try:
+        async with Caller(url) as caller:
+            await caller.connect()
+            await caller.wait_event("call_started", 10)
+            (call,) = app.state.manager.calls.values()
+            audio = [t for t in call.pc.getTransceivers() if t.kind == "audio"]
+            assert [audio_jitter_ms(t.receiver) for t in audio] == [jitter_ms]
+            caller.hang_up()
+            await caller.wait_event("call_ended", 10)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)

@@ -18,12 +18,16 @@ import httpx
 import jiwer
 import numpy as np
 import pytest
+from aiortc import RTCPeerConnection
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtp import RtpPacket
 from speech import say
 
 from voicebot.asr.whisper import WhisperEngine
 from voicebot.bench_calls import ServerProcess
 from voicebot.clock import Clock
 from voicebot.samples import speak
+from voicebot.transports.jitter import audio_jitter_ms, set_audio_jitter
 from voicebot.transports.webrtc import CUSHION, OutputTrack
 from voicebot.transports.webrtc_client import Caller, to_rate
 
@@ -100,6 +104,42 @@ async def test_output_track_paces_exact_frames_without_drift() -> None:
     assert track.buffered == track.max_frames and track.drops == 2
     assert track.clear() == track.max_frames and track.buffered == 0
     track.stop()
+
+
+# --- the inbound jitter buffer -------------------------------------------------------
+
+
+def test_jitter_buffer_releases_a_frame_after_prefetch_later_ones() -> None:
+    """What ``transports/jitter.py`` relies on: prefetch N holds a frame back N frames."""
+    for prefetch in (1, 2, 4):
+        buffer = JitterBuffer(capacity=16, prefetch=prefetch)
+        released = []
+        for seq in range(8):
+            packet = RtpPacket(sequence_number=seq, timestamp=seq * 960, payload=b"x")
+            packet._data = bytes([seq])  # type: ignore[attr-defined]  # set by the receiver
+            _, frame = buffer.add(packet)
+            released.append(None if frame is None else frame.data[0])
+        assert released == [None] * prefetch + list(range(8 - prefetch)), (prefetch, released)
+
+
+async def test_audio_jitter_is_set_on_a_receiver_and_checked() -> None:
+    pc = RTCPeerConnection()
+    try:
+        receiver = pc.addTransceiver("audio").receiver
+        assert audio_jitter_ms(receiver) == 80  # aiortc's own depth, which the server replaces
+        set_audio_jitter(receiver, 20)
+        assert audio_jitter_ms(receiver) == 20
+        set_audio_jitter(receiver, 0)  # one frame is the least aiortc can hold
+        assert audio_jitter_ms(receiver) == 20
+        set_audio_jitter(receiver, 400)  # deep settings keep room for misordered packets
+        assert audio_jitter_ms(receiver) == 400
+        assert receiver._RTCRtpReceiver__jitter_buffer.capacity >= 4 * 20  # type: ignore[attr-defined]
+        with pytest.raises(RuntimeError, match="jitter"):  # video, or internals that moved
+            set_audio_jitter(pc.addTransceiver("video").receiver, 20)
+        with pytest.raises(RuntimeError, match="jitter"):
+            set_audio_jitter(object(), 20)
+    finally:
+        await pc.close()
 
 
 # --- calls --------------------------------------------------------------------------

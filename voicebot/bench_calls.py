@@ -119,11 +119,12 @@ class CallerResult:
 
 
 async def talk(url: str, speech: list[np.ndarray], rate: int, turns: int, delay: float = 0.0,
-               token: str | None = None, reply_timeout: float = 20.0) -> CallerResult:
+               token: str | None = None, reply_timeout: float = 20.0,
+               jitter_ms: int | None = None) -> CallerResult:
     """One call: (hear out a greeting), then ``turns`` utterances, each after the last reply."""
     result = CallerResult()
     await asyncio.sleep(delay)
-    caller = Caller(url, token=token, keep_audio=False)
+    caller = Caller(url, token=token, keep_audio=False, jitter_ms=jitter_ms)
     try:
         await caller.connect()
         start = time.monotonic()
@@ -167,8 +168,10 @@ def summarize(latencies: list[float]) -> dict[str, Any]:
             "p99": round(percentile(ms, 99), 1), "max": round(max(ms), 1)}
 
 
-async def bench_calls(url: str, max_calls: int, turns: int, token: str | None = None,
-                      stop_over_budget: bool = True) -> dict[str, Any]:
+async def bench_calls(url: str, levels: list[int], turns: int, token: str | None = None,
+                      stop_over_budget: bool = True,
+                      caller_jitter_ms: int | None = None) -> dict[str, Any]:
+    """Run each concurrency level in ``levels`` (ascending) and summarize it."""
     from voicebot.samples import speak
 
     async with httpx.AsyncClient(timeout=10) as http:
@@ -177,27 +180,29 @@ async def bench_calls(url: str, max_calls: int, turns: int, token: str | None = 
     rate = 16000
     speech = [speak(text, info.get("language", "en"), rate) for text in UTTERANCES]
     spacing = float(np.mean([len(s) for s in speech])) / rate + 1.5
-    levels = []
-    for n in range(1, max_calls + 1):
+    done = []
+    for n in levels:
         # Spread the callers over one turn's length, as independent callers would be.
         results = await asyncio.gather(*(
-            talk(url, speech, rate, turns, delay=i * spacing / n, token=token)
+            talk(url, speech, rate, turns, delay=i * spacing / n, token=token,
+                 jitter_ms=caller_jitter_ms)
             for i in range(n)))
         latencies = [x for r in results for x in r.latencies]
         errors = [e for r in results for e in r.errors]
         level = {"calls": n, **summarize(latencies), "errors": errors}
         level["within_budget"] = bool(latencies) and not errors and level["p95"] <= budget
-        levels.append(level)
+        done.append(level)
         print(_row(level, budget), flush=True)
         if stop_over_budget and not level["within_budget"]:
             break
-    within = [lv["calls"] for lv in levels if lv["within_budget"]]
-    best = 0
-    for n in within:
-        if n == best + 1:
-            best = n
+    best = 0  # the largest level such that it and every smaller level tried were within budget
+    for level in done:
+        if not level["within_budget"]:
+            break
+        best = level["calls"]
     return {"pipeline": info.get("pipeline"), "budget_ms": budget, "turns_per_call": turns,
-            "levels": levels, "max_calls_within_budget": best}
+            "caller_jitter_ms": caller_jitter_ms, "levels": done,
+            "max_calls_within_budget": best}
 
 
 def _row(level: dict[str, Any], budget: int) -> str:
@@ -218,18 +223,29 @@ def add_bench_calls_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, **kwargs)
 
     add("--calls", type=int, default=4, help="calls: most concurrent callers to try (1..N)")
+    add("--levels", default=None, metavar="N,N,...",
+        help="calls: the concurrency levels to try instead of 1..--calls (e.g. 1,3,4,5)")
     add("--turns", type=int, default=3, help="calls: utterances per caller")
     add("--url", default=None, help="calls: server to dial (default: start one on loopback)")
     add("--pipeline", default=None, help="pipeline YAML for the started server (default: echo)")
     add("--calls-json", default="bench-calls.json", help="calls: JSON output")
     add("--keep-going", action="store_true",
         help="calls: try every level even after one goes over budget")
+    add("--jitter-ms", type=int, default=None,
+        help="calls: the started server's inbound jitter buffer (its --jitter-ms)")
+    add("--caller-jitter-ms", type=int, default=None,
+        help="calls: the callers' jitter buffer (default: aiortc's fixed 80 ms; a browser "
+        "adapts its own, about 20-60 ms on a clean LAN)")
 
 
 def bench_calls_main(args: argparse.Namespace) -> int:
     """Run ``voicebot bench calls``: print the table, write JSON."""
     token = os.environ.get("VOICEBOT_TOKEN")
-    max_calls = max(1, args.calls)
+    levels = (sorted({int(n) for n in args.levels.split(",")}) if args.levels
+              else list(range(1, max(1, args.calls) + 1)))
+    if levels[0] < 1:
+        raise SystemExit("--levels: concurrency levels start at 1")
+    max_calls = levels[-1]
     print("calls  turns      p50      p95      p99      max  (ms, end of caller's voice -> first "
           "reply audio at the caller)", flush=True)
     with contextlib.ExitStack() as stack:
@@ -237,12 +253,14 @@ def bench_calls_main(args: argparse.Namespace) -> int:
         if url is None:
             pipeline = getattr(args, "pipeline", None) or DEFAULT_PIPELINE
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            extra = [] if args.jitter_ms is None else ["--jitter-ms", str(args.jitter_ms)]
             server = stack.enter_context(ServerProcess(  # bookings made by the bench go nowhere
                 pipeline, "--max-calls", str(max_calls), "--outcomes-db",
-                str(scratch / "outcomes.db")))
+                str(scratch / "outcomes.db"), *extra))
             url = server.url
-        result = runtime.run(bench_calls(url.rstrip("/"), max_calls, args.turns, token,
-                                         stop_over_budget=not args.keep_going))
+        result = runtime.run(bench_calls(url.rstrip("/"), levels, args.turns, token,
+                                         stop_over_budget=not args.keep_going,
+                                         caller_jitter_ms=args.caller_jitter_ms))
     single = next((lv for lv in result["levels"] if lv["calls"] == 1), {})
     print(f"single call p50 {single.get('p50')} ms; {result['max_calls_within_budget']} "
           f"concurrent call(s) keep p95 within {result['budget_ms']} ms")

@@ -28,6 +28,7 @@ from voicebot.call import build_call
 from voicebot.config import PipelineConfig
 from voicebot.events import Event
 from voicebot.server.metrics import Metrics
+from voicebot.transports.jitter import set_audio_jitter
 from voicebot.transports.webrtc import EventBridge, LiveClock, OutputTrack, TrackSource
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class ServerSettings:
     token: str | None = None  # bearer token required for /offer
     cors_origins: list[str] = field(default_factory=list)  # none: same-origin only
     api_keys: tuple[str, ...] = ()  # keys for the /v1 speech API; none: open
+    jitter_ms: int = 20  # inbound audio held back (aiortc: 80); see transports/jitter.py
 
     def rtc_configuration(self) -> RTCConfiguration:
         return RTCConfiguration(iceServers=[
@@ -109,8 +111,11 @@ class Call:
         pc.on("connectionstatechange", self._on_connection_state)
         try:
             await pc.setRemoteDescription(offer)
-            if not any(t.kind == "audio" for t in pc.getTransceivers()):
+            audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+            if not audio:
                 raise OfferError("the offer has no audio section")
+            for transceiver in audio:
+                set_audio_jitter(transceiver.receiver, self.settings.jitter_ms)
             pc.addTrack(self.output)
             await pc.setLocalDescription(await pc.createAnswer())
         except OfferError:

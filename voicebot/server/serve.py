@@ -52,6 +52,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-env", default="VOICEBOT_API_KEYS", metavar="NAME",
                    help="if this environment variable is set (comma-separated keys), the /v1 "
                    "speech API needs one as a bearer token (default VOICEBOT_API_KEYS)")
+    p.add_argument("--jitter-ms", type=int, default=20,
+                   help="inbound audio the server holds back before the VAD (aiortc's default "
+                   "is 80 ms; the server does not play it out, so 20 ms is enough on most "
+                   "networks)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow this origin cross-site (repeatable; default: none)")
     p.add_argument("--ssl-certfile", default=None, metavar="PEM",
@@ -74,6 +78,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         ice_servers=ice,
         token=os.environ.get(args.token_env) or None,
         cors_origins=args.cors_origin,
+        jitter_ms=args.jitter_ms,
         api_keys=tuple(k.strip() for k in os.environ.get(args.api_key_env, "").split(",")
                        if k.strip()),
     )

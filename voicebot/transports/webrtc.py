@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import logging
 import time
@@ -39,10 +38,10 @@ from voicebot.clock import Clock
 from voicebot.events import Event
 from voicebot.frames import AudioFrame, Interrupt, Transcript
 from voicebot.graph import Source
+from voicebot.transports.pacing import FRAME_S, FramePacer
 
 log = logging.getLogger(__name__)
 
-FRAME_S = 0.02
 # A written frame goes out at the first sender tick at least this long after its due time.
 CUSHION = 0.01
 # A sender running this far behind its schedule restarts it instead of bursting to catch up.
@@ -164,7 +163,7 @@ class OutputTrack(MediaStreamTrack):
 
     ``write`` (from ``PlaybackStage``) stamps each frame with its due time on
     the monotonic clock; ``recv`` (from aiortc's sender) runs its own schedule
-    ``start + k * 20 ms`` and returns the oldest frame due by then, else
+    ``start + k * 20 ms`` (``FramePacer``) and returns the oldest frame due by then, else
     silence. At most ``max_frames`` wait between the two (barge-in stays fast;
     overflow drops the oldest and counts it in ``drops``); ``clear`` empties the
     buffer at once.
@@ -187,10 +186,8 @@ class OutputTrack(MediaStreamTrack):
         self._empty.set()
         self._now = now
         self._buffer: deque[tuple[float, np.ndarray]] = deque()
-        self._start: float | None = None
-        self._k = 0
+        self._pacer = FramePacer(sample_rate, max_lag=MAX_SENDER_LAG)
         self._silence = np.zeros(self.samples, np.int16)
-        self._time_base = fractions.Fraction(1, sample_rate)
 
     # --- AudioOutput (playback side) ---------------------------------------------
     def write(self, pcm: np.ndarray, t: float) -> None:
@@ -216,25 +213,11 @@ class OutputTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-            self.started.set()
-        tick = self._start + self._k * FRAME_S
-        if tick > now:
-            await asyncio.sleep(tick - now)
-        elif now - tick > MAX_SENDER_LAG:
-            self._start = now - self._k * FRAME_S
-            tick = now
+        self.started.set()
+        tick = await self._pacer.wait()
         if self.readyState != "live":
             raise MediaStreamError
-        pcm = self._take(tick)
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = self.sample_rate
-        frame.pts = self._k * self.samples
-        frame.time_base = self._time_base
-        self._k += 1
-        return frame
+        return self._pacer.frame(self._take(tick))
 
     def _take(self, tick: float) -> np.ndarray:
         buffer = self._buffer

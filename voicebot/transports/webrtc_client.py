@@ -10,7 +10,6 @@ would measure: end of their own voice to the first reply audio received.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
 import time
 from collections.abc import Callable
@@ -28,6 +27,9 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from scipy.signal import resample_poly
+
+from voicebot.transports.jitter import set_audio_jitter
+from voicebot.transports.pacing import FramePacer
 
 RATE = 48000
 FRAME = RATE // 50  # 20 ms
@@ -62,9 +64,7 @@ class Microphone(MediaStreamTrack):
         super().__init__()
         self._clips: list[tuple[np.ndarray, int, asyncio.Future[float]]] = []
         self._pos = 0
-        self._start: float | None = None
-        self._k = 0
-        self._time_base = fractions.Fraction(1, RATE)
+        self._pacer = FramePacer(RATE)
 
     def play(self, pcm: np.ndarray, rate: int) -> asyncio.Future[float]:
         """Queue mono int16 speech; the future gives the time its voice ended at this caller."""
@@ -76,12 +76,7 @@ class Microphone(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        tick = self._start + self._k * 0.02
-        if tick > now:
-            await asyncio.sleep(tick - now)
+        await self._pacer.wait()
         out = np.zeros(FRAME, np.int16)
         filled = 0
         while self._clips and filled < FRAME:
@@ -98,12 +93,7 @@ class Microphone(MediaStreamTrack):
                 self._pos = 0
                 if not fut.done():
                     fut.set_result(time.monotonic())
-        frame = av.AudioFrame.from_ndarray(out.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._k * FRAME
-        frame.time_base = self._time_base
-        self._k += 1
-        return frame
+        return self._pacer.frame(out)
 
 
 class Speaker:
@@ -214,11 +204,19 @@ class OfferRejected(RuntimeError):
 
 
 class Caller:
-    """One scripted caller against ``base_url`` (``http://host:port``)."""
+    """One scripted caller against ``base_url`` (``http://host:port``).
 
-    def __init__(self, base_url: str, token: str | None = None, keep_audio: bool = True) -> None:
+    ``jitter_ms``: how much of the bot's audio this caller holds back before
+    "hearing" it. ``None`` keeps aiortc's fixed 80 ms. A browser adapts its own
+    (NetEQ targets about 20-60 ms on a clean LAN), so a benchmark standing in for
+    a browser may set it lower; say so when reporting the figures.
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, keep_audio: bool = True,
+                 jitter_ms: int | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.jitter_ms = jitter_ms
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.mic = Microphone()
         self.speaker = Speaker(keep_audio)
@@ -238,6 +236,10 @@ class Caller:
         """Offer, answer, and wait until media and the events channel flow."""
         pc = self.pc
         pc.addTrack(self.mic)
+        if self.jitter_ms is not None:
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    set_audio_jitter(transceiver.receiver, self.jitter_ms)
         channel = self._channel = pc.createDataChannel("events")
         opened = asyncio.Event()
         channel.on("open", opened.set)
