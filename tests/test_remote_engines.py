@@ -49,6 +49,14 @@ def float_audio(text: str) -> np.ndarray:
     return speak(text).astype(np.float32) / 32768
 
 
+@pytest.fixture(autouse=True)
+def costs_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Engines built by the pipeline bill the default ledger: keep it out of the repo."""
+    path = tmp_path / "costs.db"
+    monkeypatch.setenv("VOICEBOT_COSTS_DB", str(path))
+    return path
+
+
 @pytest.fixture
 def fault() -> Iterator[FaultServer]:
     with FaultServer() as server:
@@ -301,7 +309,7 @@ async def test_a_call_completes_while_the_provider_is_down(fault, tmp_path):
     assert fault.requests  # the provider was asked first
 
 
-async def test_a_call_on_a_speech_node_is_billed_to_the_call(node, tmp_path):
+async def test_a_call_on_a_speech_node_is_billed_to_the_call(node, tmp_path, costs_db):
     from voicebot.providers.costs import default_ledger
     from voicebot.runner import run_file
 
@@ -315,5 +323,6 @@ async def test_a_call_on_a_speech_node_is_billed_to_the_call(node, tmp_path):
     call_id = result.of_type("call_started")[0]["call_id"]
     per_call = default_ledger().per_call(call_id)
     assert per_call["asr"]["requests"] >= 1
+    assert default_ledger().path == costs_db
     # the greeting was fetched at warm-up (batch) and came from the cache in the call
     assert per_call["tts"]["hits"] >= 1
