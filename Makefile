@@ -48,3 +48,4 @@ bench: setup
 	$(VENV)/bin/voicebot bench loop --json out/bench-loop.json
 	$(VENV)/bin/voicebot bench match --json out/bench-match.json
 	$(VENV)/bin/voicebot bench calls --calls 4 --calls-json out/bench-calls.json
+	$(VENV)/bin/voicebot bench providers --engine node --json out/bench-providers.json
