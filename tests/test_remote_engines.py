@@ -172,6 +172,19 @@ async def test_asr_hedge_takes_the_first_transcript(fault, tmp_path):
     assert result.engine == "openai" and result.text == "remote words"
 
 
+async def test_without_fallback_a_failed_turn_is_lost_not_the_call(fault, tmp_path):
+    fault.default = "503"
+    engine = FallbackAsrEngine(asr(fault.base_url, tmp_path), None, timeout_s=1.0)
+    result = await engine.transcribe(float_audio("hello"), "en")
+    assert result.text == "" and result.engine == "openai"
+    speech = FallbackTtsEngine(tts(OpenAiTtsEngine, fault.base_url, tmp_path), None,
+                               timeout_s=1.0)
+    assert len(await collect(speech.synthesize("Hello."))) == 0
+    fault.default = "ok"
+    assert len(await collect(speech.synthesize("Hello."))) == 0  # resting after the failure
+    assert speech.fallbacks == 2
+
+
 # --- TTS ----------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 from voicebot import engines
 from voicebot.asr.base import AsrEngine
@@ -90,7 +91,8 @@ async def prefetch_prompts(engine: TtsEngine, texts: list[str]) -> int:
     for text in texts:
         for clause in split_clauses(text, FIRST_MIN_CHARS, first_max_chars=FIRST_MAX_CHARS):
             try:
-                async for _ in remote.synthesize_with(clause, priority=Priority.BATCH):
+                async for _ in remote.synthesize_with(clause, priority=Priority.BATCH,
+                                                      deadline=time.monotonic() + 5.0):
                     pass
                 fetched += 1
             except ProviderError as exc:

@@ -167,21 +167,18 @@ def tts_engine(settings: TtsSettings, budget_ms: int = 1200) -> TtsEngine:
     """The process-wide TTS engine for these settings and latency budget."""
     key = ("tts", dataclasses.astuple(settings), budget_ms)
     if key not in _ENGINES:
-        local = local_tts(settings.local_engine, settings.voice, settings.speed)
         if not settings.is_remote:
-            _ENGINES[key] = local
+            _ENGINES[key] = local_tts(settings.local_engine, settings.voice, settings.speed)
         else:
             from voicebot.tts.fallback import FallbackTtsEngine
 
             remote = settings.remote
+            local = (local_tts(settings.local_engine, settings.voice, settings.speed)
+                     if remote.fallback == "local" else None)
             timeout_s = (remote.timeout_ms or TTS_SHARE * budget_ms) / 1000
             engine = remote_tts(resolve(remote, "tts"), settings.engine, speed=settings.speed)
-            if remote.fallback == "local":
-                hedge = None if remote.hedge_ms is None else remote.hedge_ms / 1000
-                engine = FallbackTtsEngine(engine, local, timeout_s=timeout_s, hedge_s=hedge)
-            else:
-                engine.deadline_s = timeout_s  # type: ignore[attr-defined]
-            _ENGINES[key] = engine
+            hedge = None if remote.hedge_ms is None else remote.hedge_ms / 1000
+            _ENGINES[key] = FallbackTtsEngine(engine, local, timeout_s=timeout_s, hedge_s=hedge)
     return _ENGINES[key]
 
 

@@ -71,8 +71,14 @@ class FallbackSession(AsrSession):
 
     async def finish(self) -> AsrResult:
         engine = self.engine
-        if self.local is None:
-            return await asyncio.wait_for(self.remote.finish(), engine.timeout_s)
+        if self.local is None:  # fallback: none — a lost turn, never a crashed call
+            try:
+                return _tag(await asyncio.wait_for(self.remote.finish(), engine.timeout_s),
+                            engine.remote.name)
+            except (ProviderError, TimeoutError) as exc:
+                log.warning("ASR provider %s failed or was late (%s); no transcript for this "
+                            "turn (fallback: none)", engine.remote.name, exc or "timeout")
+                return AsrResult("", engine=engine.remote.name)
         start = time.perf_counter()
         remote = asyncio.ensure_future(self.remote.finish())
         local: asyncio.Future[AsrResult] | None = None

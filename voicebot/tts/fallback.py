@@ -8,7 +8,8 @@ resumed mid-word: the clause ends there, and the provider is skipped for
 ``cooldown_s`` so the following clauses do not pay the timeout again.
 
 Local audio is resampled to the remote engine's rate, so one reply never switches
-sample rate downstream.
+sample rate downstream. Without a local engine (``fallback: none``) such a clause
+is skipped: the caller misses words, the call goes on.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _END = object()
 
 
 class FallbackTtsEngine(TtsEngine):
-    def __init__(self, remote: TtsEngine, local: TtsEngine, *, timeout_s: float,
+    def __init__(self, remote: TtsEngine, local: TtsEngine | None, *, timeout_s: float,
                  hedge_s: float | None = None, cooldown_s: float = 30.0) -> None:
         self.remote = remote
         self.local = local
@@ -38,12 +39,13 @@ class FallbackTtsEngine(TtsEngine):
         self.hedge_s = hedge_s
         self.cooldown_s = cooldown_s
         self.sample_rate = remote.sample_rate
-        self.name = f"{remote.name}+{local.name}"
+        self.name = f"{remote.name}+{local.name}" if local is not None else remote.name
         self.fallbacks = 0  # clauses the local engine spoke
         self._skip_until = 0.0
 
     async def warm_up(self) -> None:
-        await self.local.warm_up()
+        if self.local is not None:
+            await self.local.warm_up()
         await self.remote.warm_up()
 
     def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
@@ -101,6 +103,8 @@ class FallbackTtsEngine(TtsEngine):
                         "for %.0f s", self.remote.name, remote.why(), self.cooldown_s)
 
     async def _local(self, text: str) -> AsyncIterator[np.ndarray]:
+        if self.local is None:  # fallback: none — the clause is skipped, the call goes on
+            return
         rate = self.local.sample_rate
         if rate == self.sample_rate:
             async for chunk in self.local.synthesize(text):
