@@ -6,7 +6,9 @@ Usage::
         server.script("429", "503")        # the next two requests fail like that
         server.default = "ok"              # what every request does when no fault is queued
         ... client at server.base_url ...  # ends in /v1
-        server.requests                    # what arrived: .time, .path, .headers, .body
+        server.requests                    # what arrived: .time, .path, .headers, .body,
+                                           # .priority (x-voicebot-priority), .client_port
+        server.received("/speech")         # the requests whose path ends like that
 
 Faults (one consumed per request, HTTP or WebSocket):
 
@@ -19,11 +21,17 @@ Faults (one consumed per request, HTTP or WebSocket):
 * ``"close"`` / ``"error"`` — WebSocket: drop the socket mid-stream / send an error event;
 * ``"ok"``.
 
-Endpoints: ``POST /v1/audio/transcriptions`` (``{"text": server.text, ...}``),
-``POST /v1/audio/speech`` (``server.chunks`` chunks of ``server.chunk_ms`` ms of 24 kHz
-s16le PCM, ``server.chunk_gap_s`` apart), ``GET /v1/models``, and the streaming-TTS
-WebSocket ``/v1/tts/stream`` (JSON request; binary chunks; ``{"type": "done"}``;
-``server.ws_connections`` counts accepted sockets).
+Endpoints: ``POST /v1/audio/transcriptions`` (multipart; ``{"text": server.text,
+"language": "en", "duration": server.duration}``), ``POST /v1/audio/speech``
+(``server.chunks`` chunks of ``server.chunk_ms`` ms of 24 kHz s16le PCM,
+``server.chunk_gap_s`` apart; ``response_format`` pcm (the default) or wav, others
+400), ``GET /v1/models``, and the streaming-TTS WebSocket ``/v1/tts/stream`` (JSON
+``{"input" or "text", "voice", "voice_settings", "response_format": "pcm"}``; binary
+chunks; ``{"type": "done", "characters", "audio_seconds"}``; ``server.ws_connections``
+counts accepted sockets).
+
+``requests`` is appended to by the server's thread; read it from the test after the
+client call returned. Distinct ``client_port`` values are distinct TCP connections.
 """
 
 from __future__ import annotations
@@ -57,6 +65,20 @@ class Recorded:
     body: bytes = b""
     client_port: int = 0
 
+    @property
+    def priority(self) -> str:
+        """``live`` / ``batch`` as the provider client sent it, or ""."""
+        return self.headers.get("x-voicebot-priority", "")
+
+
+def _wav_header(data_bytes: int) -> bytes:
+    """A 44-byte RIFF header for 24 kHz mono s16le."""
+    import struct
+
+    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, RATE, RATE * 2, 2, 16)
+            + b"data" + struct.pack("<I", data_bytes))
+
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": "server_error",
@@ -72,6 +94,7 @@ class FaultServer:
     hang_s: float = 10.0
     slow_s: float = 2.0
     retry_after_s: float = 0.3
+    duration: float = 1.0
     default: str = "ok"
     requests: list[Recorded] = field(default_factory=list)
     ws_connections: int = 0
@@ -79,6 +102,10 @@ class FaultServer:
 
     def script(self, *faults: str) -> None:
         self._faults.extend(faults)
+
+    def received(self, suffix: str = "") -> list[Recorded]:
+        """The recorded requests whose path ends with ``suffix``."""
+        return [r for r in self.requests if r.path.endswith(suffix)]
 
     def _next(self) -> str:
         return self._faults.popleft() if self._faults else self.default
@@ -151,7 +178,7 @@ class FaultServer:
             return early
         if fault == "garbage":
             return Response(b"{not json at all", media_type="application/json")
-        return JSONResponse({"text": self.text, "language": "en", "duration": 1.0})
+        return JSONResponse({"text": self.text, "language": "en", "duration": self.duration})
 
     async def _models(self, request: Request) -> Response:
         await self._record(request)
@@ -165,13 +192,22 @@ class FaultServer:
         return [tone] * self.chunks
 
     async def _speech(self, request: Request) -> Response:
-        await self._record(request)
+        rec = await self._record(request)
         fault = self._next()
         if (early := await self._common(fault)) is not None:
             return early
         if fault == "garbage":
             return Response(b"<html>oops</html>", 200, media_type="text/html")
+        try:
+            fmt = json.loads(rec.body).get("response_format", "pcm")
+        except (ValueError, AttributeError):
+            return _error(400, "the body is not a JSON object")
+        if fmt not in ("pcm", "wav"):
+            return _error(400, f"response_format {fmt!r} is not served here (pcm, wav)")
         chunks = self._pcm()
+        media_type = "audio/wav" if fmt == "wav" else "audio/pcm"
+        if fmt == "wav":
+            chunks = [_wav_header(sum(len(c) for c in chunks)), *chunks]
         if fault == "truncate":
             # declare the full length, send half, then close: a cut stream
             total = sum(len(c) for c in chunks)
@@ -183,7 +219,7 @@ class FaultServer:
                     await asyncio.sleep(0.01)
                 raise ConnectionError("injected truncation")
 
-            return StreamingResponse(cut(), media_type="audio/pcm",
+            return StreamingResponse(cut(), media_type=media_type,
                                      headers={"content-length": str(total)})
 
         async def body() -> Any:
@@ -192,7 +228,7 @@ class FaultServer:
                     await asyncio.sleep(self.chunk_gap_s)
                 yield c
 
-        return StreamingResponse(body(), media_type="audio/pcm")
+        return StreamingResponse(body(), media_type=media_type)
 
     # --- WebSocket -----------------------------------------------------------
 
@@ -227,4 +263,11 @@ class FaultServer:
                     if i and self.chunk_gap_s:
                         await asyncio.sleep(self.chunk_gap_s)
                     await ws.send_bytes(c)
-                await ws.send_text(json.dumps({"type": "done"}))
+                try:
+                    text = json.loads(message)
+                    chars = len(text.get("input") or text.get("text") or "")
+                except (ValueError, AttributeError):
+                    chars = 0
+                await ws.send_text(json.dumps({
+                    "type": "done", "characters": chars,
+                    "audio_seconds": sum(len(c) for c in chunks) / 2 / RATE}))

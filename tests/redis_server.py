@@ -1,5 +1,9 @@
 """A real ``redis-server`` on a free port for the tests that need one.
 
+``redis_url`` is a module-scoped fixture (import it into the test module);
+``RedisServer`` starts one by hand, e.g. on a port a client already failed on. No
+persistence (``--save "" --appendonly no``), files in a temporary directory.
+
 Missing redis-server skips those tests on a developer's machine, but fails them
 under CI (``CI`` set): there they must run (``make test`` installs the package).
 """
@@ -10,43 +14,67 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_binary() -> str:
+    """The redis-server path, or skip (fail under CI)."""
     binary = shutil.which("redis-server")
     if binary is None:
         message = "redis-server is not installed (apt-get install redis-server)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    port = _free_port()
-    workdir: Path = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
+    return binary
+
+
+class RedisServer:
+    """``with RedisServer() as server: server.url`` — started and ready, then stopped."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def __enter__(self) -> RedisServer:
+        binary = redis_binary()
+        self._dir = tempfile.TemporaryDirectory(prefix="redis-")
+        self._proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self._dir.name],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
             except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    self.__exit__()
                     raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+                time.sleep(0.02)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._dir.cleanup()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with RedisServer() as server:
+        yield server.url

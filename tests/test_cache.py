@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
-from redis_server import redis_url  # noqa: F401 - the fixture
+from redis_server import (
+    RedisServer,
+    free_port,
+    redis_url,  # noqa: F401 - the fixture
+)
 
 from voicebot.providers.cache import (
     MemoryCache,
@@ -43,14 +50,26 @@ async def test_bounded_by_bytes():
     assert await cache.get("huge") is None and await cache.get("c") == b"123"
 
 
+async def test_replacing_an_entry_keeps_the_byte_count():
+    cache = MemoryCache(max_entries=10, max_bytes=10, ttl_s=60)
+    await cache.set("a", b"12345")
+    await cache.set("a", b"123")
+    assert cache.bytes == 3 and len(cache) == 1
+    await cache.set("b", b"1234567")  # 3 + 7 fits exactly: nothing evicted
+    assert await cache.get("a") == b"123" and cache.bytes == 10
+
+
 async def test_ttl_expires():
     clock = FakeClock()
     cache = MemoryCache(ttl_s=10, clock=clock)
     await cache.set("a", b"1")
     await cache.set("b", b"2", ttl_s=100)
-    clock.now = 11
+    await cache.set("c", b"3", ttl_s=0)  # zero means do not keep, not "the default"
+    clock.now = 9.9
+    assert await cache.get("a") == b"1" and await cache.get("c") is None
+    clock.now = 10
     assert await cache.get("a") is None and await cache.get("b") == b"2"
-    assert cache.bytes == 1
+    assert cache.bytes == 1 and len(cache) == 1
 
 
 async def test_hit_rate_is_hits_per_lookup():
@@ -82,8 +101,10 @@ async def test_redis_is_shared_between_clients(redis_url):  # noqa: F811
     await one.set("k", b"\x00audio\xff")
     assert await two.get("k") == b"\x00audio\xff"
     assert 100 <= await two.ttl("k") <= 120
-    await one.set("short", b"x", ttl_s=5)
-    assert await one.ttl("short") <= 5
+    await one.set("short", b"x", ttl_s=0.3)  # milliseconds, not rounded up to a second
+    assert 0 < await one.ttl("short") <= 0.3
+    await asyncio.sleep(0.4)
+    assert await one.get("short") is None  # Redis expired it
     assert await two.get("missing") is None
     assert two.stats.lookups == 2 and two.stats.hits == 1
     await one.aclose()
@@ -102,20 +123,47 @@ async def test_tiered_cache_fills_memory_from_redis(redis_url):  # noqa: F811
 
 
 async def test_redis_down_is_a_miss_not_an_error(caplog):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cache = RedisCache(f"redis://127.0.0.1:{port}/0")
+    cache = RedisCache(f"redis://:hunter2@127.0.0.1:{free_port()}/0", retry_s=0.2)
     await cache.set("k", b"v")
-    assert await cache.get("k") is None
-    assert sum("unavailable" in r.message for r in caplog.records) == 1  # logged once
+    assert await cache.get("k") is None and cache.errors == 1
+    start = time.perf_counter()
+    for _ in range(20):  # while it rests, a lookup does not even try to connect
+        assert await cache.get("k") is None
+    assert cache.errors == 1 and time.perf_counter() - start < 0.1
+    await asyncio.sleep(0.25)
+    assert await cache.get("k") is None and cache.errors == 2  # tried again
+    assert cache.stats.lookups == 22 and cache.stats.hits == 0
+    warnings = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(warnings) == 1  # logged once
+    assert "hunter2" not in caplog.text + repr(cache)
+
+
+async def test_tiered_cache_with_redis_down_still_serves_memory():
+    tiered = TieredCache(MemoryCache(), RedisCache(f"redis://127.0.0.1:{free_port()}/0"))
+    await tiered.set("k", b"v")
+    assert await tiered.get("k") == b"v" and await tiered.get("other") is None
+    assert tiered.stats.hit_rate == 0.5
+
+
+async def test_redis_that_comes_back_is_used_again(caplog):
+    port = free_port()
+    cache = RedisCache(f"redis://127.0.0.1:{port}/0", prefix="t3:", retry_s=0.2)
+    assert await cache.get("k") is None and cache.errors == 1
+    with RedisServer(port):
+        await asyncio.sleep(0.25)
+        await cache.set("k", b"v")
+        assert await cache.get("k") == b"v" and cache.errors == 1
+        assert "is back" in caplog.text
+        await cache.aclose()
 
 
 def test_make_cache_is_shared_and_typed():
     assert make_cache("none") is None
     assert make_cache("memory", ttl_s=5) is make_cache("memory", ttl_s=5)
+    assert make_cache("memory", "", 5) is make_cache("memory", ttl_s=5.0)
+    assert make_cache("memory", ttl_s=6) is not make_cache("memory", ttl_s=5)
+    cache = make_cache("memory", ttl_s=7, max_entries=3, max_bytes=100)
+    assert isinstance(cache, MemoryCache) and cache.max_entries == 3 and cache.ttl_s == 7
     assert isinstance(make_cache("redis", redis_url="redis://127.0.0.1:1/0"), TieredCache)
     with pytest.raises(ValueError):
         make_cache("memcached")

@@ -57,10 +57,13 @@ def _params(params: dict[str, Any]) -> bytes:
 
 
 def transcript_key(audio: bytes, **params: Any) -> str:
+    """``asr:`` + sha256 of the audio and the parameters that change the answer (model,
+    language, prompt …), in any order."""
     return "asr:" + _digest(audio, _params(params))
 
 
 def speech_key(text: str, voice: str, **params: Any) -> str:
+    """``tts:`` + sha256 of the text, the voice and the parameters (model, speed, format …)."""
     return "tts:" + _digest(text.encode(), voice.encode(), _params(params))
 
 
@@ -69,6 +72,8 @@ class MemoryCache:
 
     def __init__(self, max_entries: int = 1024, max_bytes: int = 64 * MiB,
                  ttl_s: float = 3600.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_entries < 1 or max_bytes < 1 or not ttl_s > 0:
+            raise ValueError("max_entries, max_bytes and ttl_s must be positive")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
@@ -85,7 +90,7 @@ class MemoryCache:
         self.bytes -= len(value)
 
     def peek(self, key: str) -> bytes | None:
-        """Lookup without counting it (tiered caches count once)."""
+        """Lookup without counting it (a tiered cache counts once)."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -102,11 +107,15 @@ class MemoryCache:
         return value
 
     def put(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
-        if len(value) > self.max_bytes:
-            return  # would evict everything and still not fit
+        """Store ``value``; the least recently used entries go until both bounds hold. A
+        value bigger than ``max_bytes`` is not stored (it would evict everything and
+        still not fit), nor one with a TTL of zero."""
+        ttl = self.ttl_s if ttl_s is None else ttl_s
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = (value, self._clock() + (ttl_s or self.ttl_s))
+        if len(value) > self.max_bytes or ttl <= 0:
+            return
+        self._entries[key] = (bytes(value), self._clock() + ttl)
         self.bytes += len(value)
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
@@ -116,40 +125,70 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Entries in Redis with a TTL (``SET … EX``); one client per event loop."""
+    """Entries in Redis with a TTL (``SET … EX``), shared by processes and machines.
 
-    def __init__(self, url: str, prefix: str = "voicebot:", ttl_s: float = 86400.0) -> None:
+    One client per event loop, made on first use. A Redis that fails is logged once
+    (and once more when it is back) and then left alone for ``retry_s`` — each lookup
+    meanwhile is a miss at once instead of another connect timeout on a live call.
+    """
+
+    def __init__(self, url: str, prefix: str = "voicebot:", ttl_s: float = 86400.0, *,
+                 timeout_s: float = 0.5, retry_s: float = 10.0) -> None:
         self.url = url
         self.prefix = prefix
         self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self.retry_s = retry_s
         self.stats = CacheStats()
-        self._clients: dict[int, Any] = {}
+        self.errors = 0
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
+        self._down_until = 0.0
         self._warned = False
+
+    def __repr__(self) -> str:
+        return f"RedisCache({_redact(self.url)!r}, prefix={self.prefix!r})"
 
     def _client(self) -> Any:
         import redis.asyncio as redis
 
-        key = id(asyncio.get_running_loop())
-        if key not in self._clients:
-            self._clients[key] = redis.Redis.from_url(
-                self.url, socket_connect_timeout=1.0, socket_timeout=1.0)
-        return self._clients[key]
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(id(loop))
+        if entry is None or entry[0] is not loop:
+            # a loop's id can be reused after it is gone: drop clients of closed loops
+            self._clients = {k: e for k, e in self._clients.items() if not e[0].is_closed()}
+            entry = self._clients[id(loop)] = (loop, redis.Redis.from_url(
+                self.url, socket_connect_timeout=self.timeout_s, socket_timeout=self.timeout_s))
+        return entry[1]
 
-    def _down(self, exc: Exception) -> None:
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors += 1
+        self._down_until = time.monotonic() + self.retry_s
         if not self._warned:
             self._warned = True
-            log.warning("Redis cache at %s unavailable (%s); continuing without it",
-                        self.url, type(exc).__name__)
+            log.warning("Redis cache at %s unavailable (%s: %s); lookups are misses, "
+                        "retrying every %.0f s", _redact(self.url), type(exc).__name__, exc,
+                        self.retry_s)
+
+    def _ok(self) -> None:
+        if self._warned:
+            self._warned = False
+            log.warning("Redis cache at %s is back", _redact(self.url))
 
     async def fetch(self, key: str) -> bytes | None:
         """Lookup without counting it."""
         from redis.exceptions import RedisError
 
+        if not self._available():
+            return None
         try:
             value = await self._client().get(self.prefix + key)
         except (RedisError, OSError) as exc:
-            self._down(exc)
+            self._failed(exc)
             return None
+        self._ok()
         return bytes(value) if value is not None else None
 
     async def get(self, key: str) -> bytes | None:
@@ -161,19 +200,38 @@ class RedisCache:
     async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
         from redis.exceptions import RedisError
 
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+        if ttl <= 0 or not self._available():
+            return
         try:
-            await self._client().set(self.prefix + key, value,
-                                     ex=max(1, round(ttl_s or self.ttl_s)))
+            # PX: millisecond TTLs, so a short one is not rounded up to a whole second
+            await self._client().set(self.prefix + key, value, px=max(1, round(ttl * 1000)))
         except (RedisError, OSError) as exc:
-            self._down(exc)
+            self._failed(exc)
+            return
+        self._ok()
 
-    async def ttl(self, key: str) -> int:
-        return int(await self._client().ttl(self.prefix + key))
+    async def ttl(self, key: str) -> float:
+        """Seconds the entry has left (-2: no such key, -1: no TTL); errors propagate."""
+        ms = int(await self._client().pttl(self.prefix + key))
+        return ms / 1000 if ms >= 0 else float(ms)
 
     async def aclose(self) -> None:
-        client = self._clients.pop(id(asyncio.get_running_loop()), None)
-        if client is not None:
-            await client.aclose()
+        """Close the running loop's client."""
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(id(loop))
+        if entry is not None and entry[0] is loop:
+            del self._clients[id(loop)]
+            await entry[1].aclose()
+
+
+def _redact(url: str) -> str:
+    """``url`` without a password (``redis://:secret@host`` is common)."""
+    head, sep, tail = url.rpartition("@")
+    if not sep:
+        return url
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"
 
 
 class TieredCache:
@@ -189,7 +247,7 @@ class TieredCache:
         if value is None:
             value = await self.redis.fetch(key)
             if value is not None:
-                self.memory.put(key, value)
+                self.memory.put(key, value)  # the memory tier's own TTL
         self.stats.lookups += 1
         self.stats.hits += value is not None
         return value
@@ -199,10 +257,16 @@ class TieredCache:
         await self.redis.set(key, value, ttl_s)
 
 
-@functools.cache
-def make_cache(kind: str, *, redis_url: str = "", ttl_s: float = 86400.0,
+def make_cache(kind: str, redis_url: str = "", ttl_s: float = 86400.0,
                max_entries: int = 1024, max_bytes: int = 64 * MiB) -> Cache | None:
-    """The process-wide cache for these arguments; ``kind``: none, memory or redis."""
+    """The process-wide cache for these arguments; ``kind``: none, memory or redis (a
+    memory tier in front of Redis, so a repeated prompt does not even cross the network)."""
+    return _make_cache(kind, redis_url, float(ttl_s), max_entries, max_bytes)
+
+
+@functools.cache
+def _make_cache(kind: str, redis_url: str, ttl_s: float, max_entries: int,
+                max_bytes: int) -> Cache | None:
     if kind == "none":
         return None
     memory = MemoryCache(max_entries, max_bytes, ttl_s)

@@ -1,24 +1,28 @@
 """What provider speech costs: a price table, a durable ledger, and the ``voicebot costs`` report.
 
 Every lookup is recorded: a cache hit as the cost it avoided, a request as what it
-was billed (a failed request costs nothing). Records go to SQLite (WAL) as they
-happen, so the report covers every process that used the same file, and the
-in-memory totals answer per-call questions cheaply. The hit rate is hits per
-lookup; the seed guide divided hits by misses.
+was billed (a failed request costs nothing, but it was a lookup that missed).
+Records go to SQLite (WAL) as they happen, so the report covers every process that
+used the same file, and the in-memory totals answer per-call questions cheaply.
+The hit rate is hits per lookup; the seed guide divided hits by misses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import os
 import sqlite3
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path("var") / "costs.db"
 PATH_ENV = "VOICEBOT_COSTS_DB"
@@ -48,9 +52,11 @@ class PriceTable:
     currency: str = "USD"
 
     def asr_cost(self, seconds: float) -> float:
+        """What ``seconds`` of transcribed audio cost."""
         return seconds * self.asr_per_second
 
     def tts_cost(self, chars: float) -> float:
+        """What ``chars`` synthesized characters cost."""
         return chars / 1000 * self.tts_per_1k_chars
 
 
@@ -66,10 +72,10 @@ def _add(total: dict[str, float], *, units: float, cost: float, cached: bool,
         total["hits"] += 1
         total["cost_avoided"] += cost
         return
+    total["lookups"] += 1  # a miss, whatever the request then did
     if not ok:
         total["failed"] += 1
         return
-    total["lookups"] += 1
     total["requests"] += 1
     total["cost"] += cost
     total["units"] += units
@@ -82,35 +88,57 @@ def _finish(total: dict[str, float]) -> dict[str, float]:
 
 
 class CostLedger:
-    """Cost records, in memory and (with a path) durable in SQLite."""
+    """Cost records, in memory and (with a path) durable in SQLite.
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    ``record(cached=True)`` is a lookup that hit (``cost`` is what it avoided);
+    ``cached=False, ok=True`` a billed request; ``ok=False`` a request that failed.
+    Per-call totals are kept for the last ``max_calls`` calls, so a server that runs
+    for months does not grow without bound; the file keeps everything.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, max_calls: int = 10_000) -> None:
         self.path = Path(path) if path is not None else None
+        self.max_calls = max_calls
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._db_failed = False
         self._total = _empty()
-        self._calls: dict[str, dict[str, dict[str, float]]] = defaultdict(
-            lambda: defaultdict(_empty))
+        self._calls: OrderedDict[str, dict[str, dict[str, float]]] = OrderedDict()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a crash
             self._db.execute(_SCHEMA)
             self._db.commit()
 
     def record(self, *, provider: str, kind: str, units: float, cost: float, cached: bool,
                call_id: str = "", latency_ms: float = 0.0, ok: bool = True) -> None:
+        """Count one lookup and write it to the file (blocking: see ``arecord``)."""
+        if kind not in ("asr", "tts"):
+            raise ValueError(f"kind must be asr or tts, not {kind!r}")
         with self._lock:
             _add(self._total, units=units, cost=cost, cached=cached, ok=ok)
             if call_id:
-                _add(self._calls[call_id][kind], units=units, cost=cost, cached=cached, ok=ok)
+                kinds = self._calls.get(call_id)
+                if kinds is None:
+                    kinds = self._calls[call_id] = defaultdict(_empty)
+                    while len(self._calls) > self.max_calls:
+                        self._calls.popitem(last=False)
+                _add(kinds[kind], units=units, cost=cost, cached=cached, ok=ok)
             if self._db is not None:
-                self._db.execute(
-                    "INSERT INTO requests (at, provider, kind, call_id, units, cost, cached,"
-                    " ok, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (time.time(), provider, kind, call_id, units, cost, int(cached), int(ok),
-                     latency_ms))
-                self._db.commit()
+                try:
+                    self._db.execute(
+                        "INSERT INTO requests (at, provider, kind, call_id, units, cost, "
+                        "cached, ok, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (time.time(), provider, kind, call_id, units, cost, int(cached),
+                         int(ok), latency_ms))
+                    self._db.commit()
+                except sqlite3.Error as exc:  # a full disk must not end a call
+                    if not self._db_failed:
+                        self._db_failed = True
+                        log.error("cost ledger %s: cannot write (%s); totals stay in memory",
+                                  self.path, exc)
 
     async def arecord(self, **record: Any) -> None:
         """``record`` with the SQLite write off the event loop."""
@@ -148,13 +176,19 @@ def default_ledger() -> CostLedger:
 
 
 def cost_report(path: str | Path, *, since: float | None = None) -> dict[str, Any]:
-    """Totals per provider and kind, and overall, from a ledger file."""
+    """Totals per provider and kind (``rows``), and overall (``total``), from a ledger
+    file: requests (billed), failed, lookups, hits, hit_rate, cost, cost_avoided, units.
+    ``since`` is a Unix time."""
     rows: list[tuple[Any, ...]] = []
     if Path(path).exists():
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path, timeout=5.0)) as db:
             query = "SELECT provider, kind, units, cost, cached, ok FROM requests"
-            rows = db.execute(query + (" WHERE at >= ?" if since else ""),
-                              (since,) if since else ()).fetchall()
+            try:
+                rows = db.execute(query + (" WHERE at >= ?" if since is not None else ""),
+                                  (since,) if since is not None else ()).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise  # an empty file is an empty report; anything else is news
     groups: dict[tuple[str, str], dict[str, float]] = defaultdict(_empty)
     total = _empty()
     for provider, kind, units, cost, cached, ok in rows:

@@ -1,9 +1,14 @@
 """Provider presets: base URL, key variable, models, voice, prices and rate of known providers.
 
-Prices are configuration, taken from the providers' published pages (OpenAI:
-whisper-1 $0.006/min, tts-1 $0.015/1k chars) and the seed guide (HolySheep:
-$0.36 per audio hour, 60 requests/min by default) — check them against the
-provider's current page and override ``price`` in the pipeline when they differ.
+Prices and rates are configuration, not facts: they were copied from the
+providers' published pages (OpenAI: whisper-1 $0.006/min, tts-1 $0.015 per 1000
+characters) and the seed guide (HolySheep: $0.36 per audio hour, $0.015 per 1000
+characters, 60 requests/min by default). Check them against the provider's current
+page and override ``price`` / ``requests_per_minute`` in the pipeline when they differ.
+
+``voicebot`` is another voicebot's ``voicebot speech-server`` (port 8000 by default).
+It is asked for the OpenAI names (whisper-1, tts-1, alloy), which that node maps to
+the model and voice it was started with, so the node's operator chooses them.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from voicebot.providers.costs import PriceTable
 
 @dataclass(frozen=True)
 class Preset:
+    """A provider's defaults; every field can be overridden in a pipeline's ``remote``."""
+
     name: str
     base_url: str
     api_key_env: str
@@ -37,6 +44,7 @@ PRESETS: dict[str, Preset] = {
 
 
 def preset(name: str) -> Preset:
+    """The preset called ``name``; a ValueError lists the known ones."""
     try:
         return PRESETS[name]
     except KeyError:
