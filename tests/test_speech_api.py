@@ -145,6 +145,9 @@ def test_transcription_errors(client, node, wav_file):
     assert r.status_code == 413 and set(r.json()["error"]) == {"message", "type", "param", "code"}
     r = httpx.get(node + "/nothing-here", headers={"authorization": f"Bearer {KEY}"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = httpx.get(node + "/audio/speech", headers={"authorization": f"Bearer {KEY}"})
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["error"]["type"] == "invalid_request_error"
 
 
 # --- speech ------------------------------------------------------------------------
@@ -194,6 +197,80 @@ def test_speech_round_trip_and_speed(client):
     assert jiwer.wer(words(SENTENCE), words(heard.text)) <= 0.2
 
 
+def test_espeak_voices(client):
+    """espeak-ng voices by name, and the espeak model with an OpenAI voice name."""
+    for model, voice in [("tts-1", "de"), ("espeak", "alloy")]:
+        with client.audio.speech.with_streaming_response.create(
+                model=model, voice=voice, input="Guten Tag.", response_format="wav") as r:
+            seconds = len(decode_audio(r.read())) / 16000
+        assert 0.4 < seconds < 3.0, (model, voice, seconds)
+
+
+def test_speech_server_picks_the_engine_from_the_voice():
+    from voicebot.server.speech_server import tts_engine_for
+
+    assert tts_engine_for("en_US-joe-medium") == "piper"
+    assert tts_engine_for("de") == "espeak"
+    with pytest.raises(ValueError, match="nobody"):
+        tts_engine_for("nobody")
+
+
+def _jobs_active(node: str) -> int:
+    return httpx.get(node.removesuffix("/v1") + "/healthz").json()["jobs_active"]
+
+
+def _cpu_busy(node: str, seconds: float = 1.5, settle: float = 1.5) -> float:
+    """CPU seconds the node's process burns in ``seconds`` after ``settle`` (its own metric).
+
+    An engine stops between clauses, so the clause in flight may finish while we settle.
+    """
+    def cpu() -> float:
+        text = httpx.get(node.removesuffix("/v1") + "/metrics").text
+        return float(re.search(r"^process_cpu_seconds_total (\S+)$", text, re.M).group(1))
+
+    time.sleep(settle)
+    before = cpu()
+    time.sleep(seconds)
+    return cpu() - before
+
+
+def _wait_idle(node: str, timeout: float = 1.0) -> int:
+    """Jobs still active once none are, or ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    while (active := _jobs_active(node)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return active
+
+
+TEXT_x4 = " ".join([LONG] * 4)  # several seconds of synthesis
+
+
+def test_client_disconnect_stops_synthesis(node):
+    """A client leaving mid-stream frees its job slot and stops synthesis at once.
+
+    The rest of the text is many seconds of synthesis: had it gone on, the node would
+    keep burning about a core.
+    """
+    with httpx.Client(headers={"authorization": f"Bearer {KEY}"}, timeout=60) as http, \
+            http.stream("POST", node + "/audio/speech",
+                        json={"model": "tts-1", "voice": "alloy", "input": TEXT_x4,
+                              "response_format": "mp3"}) as r:
+        assert r.status_code == 200
+        chunks = r.iter_bytes()  # held: a dropped iterator would close the connection
+        next(chunks)
+        assert _jobs_active(node) == 1
+    assert _wait_idle(node) == 0
+    assert _cpu_busy(node) < 0.3
+
+
+async def test_websocket_disconnect_stops_synthesis(node):
+    async with websockets.connect(ws_url(node) + f"?api_key={KEY}") as ws:
+        await ws.send(json.dumps({"input": TEXT_x4, "voice": "alloy"}))
+        assert isinstance(await asyncio.wait_for(ws.recv(), 30), bytes)
+    assert await asyncio.to_thread(_wait_idle, node) == 0
+    assert await asyncio.to_thread(_cpu_busy, node) < 0.3
+
+
 def test_speech_errors(client):
     for kwargs, param in [({"voice": "nobody"}, "voice"), ({"model": "tts-9"}, "model"),
                           ({"input": "x" * 4097}, "input"), ({"speed": 5.0}, "speed"),
@@ -207,6 +284,14 @@ def test_speech_errors(client):
 def test_models_list(client):
     ids = {m.id for m in client.models.list()}
     assert {"whisper-1", "tiny.en", "tts-1", "piper"} <= ids
+
+
+def test_metrics_count_speech_requests(client, node):
+    client.models.list()
+    text = httpx.get(node.removesuffix("/v1") + "/metrics").text
+    assert re.search(r'voicebot_speech_api_requests_total\{route="models",status="200"\} [1-9]',
+                     text)
+    assert 'voicebot_speech_api_seconds_count{route="models"}' in text
 
 
 def test_overload_answers_503(node):
@@ -275,6 +360,17 @@ async def test_websocket_protocol(node):
         assert error["type"] == "error" and error["error"]["param"] == "input"
         await ws.send("not json")
         assert json.loads(await ws.recv())["type"] == "error"
+        await ws.send(b"\0\1")
+        assert json.loads(await ws.recv())["error"]["type"] == "invalid_request_error"
+        # Requests sent without waiting are answered in turn.
+        await ws.send(json.dumps({"input": "One.", "voice": "alloy"}))
+        await ws.send(json.dumps({"input": "And two.", "voice": "alloy"}))
+        dones = []
+        while len(dones) < 2:
+            message = await asyncio.wait_for(ws.recv(), 30)
+            if isinstance(message, str):
+                dones.append(json.loads(message))
+        assert [d["characters"] for d in dones] == [4, 8]
     async with websockets.connect(ws_url(node) + "?api_key=wrong") as ws:
         error = json.loads(await ws.recv())
         assert error["error"]["code"] == "invalid_api_key"

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +29,21 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from voicebot.asr import formats
 from voicebot.audio.codecs import FORMATS, AudioDecodeError, decode_audio, stream_encoder
 from voicebot.engines import local_asr, local_tts
 from voicebot.providers.limits import TokenBucket
+from voicebot.server.admission import (
+    JobGate,
+    bearer,
+    check_key,
+    number,
+    read_form,
+    read_json,
+)
 from voicebot.server.metrics import Metrics
 from voicebot.server.openai_errors import ApiError, bad_request
 from voicebot.tts.render import speak_pcm
@@ -61,41 +69,23 @@ class SpeechApiSettings:
     queue: int = 8
 
 
-class JobGate:
-    """At most ``concurrency`` jobs at once and ``queue`` waiting; beyond that, 503."""
+class _ClosingStream(StreamingResponse):
+    """A streamed body that is closed however the response ends.
 
-    def __init__(self, concurrency: int, queue: int) -> None:
-        self.concurrency = concurrency
-        self.queue = queue
-        self.active = 0
-        self.waiting = 0
-        self._free: asyncio.Condition | None = None
+    Starlette cancels the sending task when the client goes away, which can leave the
+    generator suspended at a ``yield`` until garbage collection; closing it here stops
+    synthesis (and frees the job slot) at once.
+    """
 
-    def check(self) -> None:
-        """503 when every slot and queue place is taken."""
-        if self.active + self.waiting >= self.concurrency + self.queue:
-            raise ApiError(503, "the speech server is overloaded; retry shortly",
-                           code="overloaded", headers={"retry-after": "1"})
+    def __init__(self, body: AsyncGenerator[bytes, None], media_type: str) -> None:
+        super().__init__(body, media_type=media_type)
+        self._generator = body
 
-    async def enter(self, *, admitted: bool = False) -> None:
-        """Wait for a slot (``admitted``: ``check`` already passed, the response started)."""
-        if not admitted:
-            self.check()
-        if self._free is None:
-            self._free = asyncio.Condition()
-        self.waiting += 1
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            async with self._free:
-                await self._free.wait_for(lambda: self.active < self.concurrency)
-                self.active += 1
+            await super().__call__(scope, receive, send)
         finally:
-            self.waiting -= 1
-
-    async def leave(self) -> None:
-        self.active -= 1
-        if self._free is not None:
-            async with self._free:
-                self._free.notify()
+            await self._generator.aclose()
 
 
 class SpeechApi:
@@ -106,6 +96,7 @@ class SpeechApi:
         self.gate = JobGate(settings.max_concurrency, settings.queue)
 
     def routes(self) -> list[BaseRoute]:
+        """The ``/v1`` routes; anything else under ``/v1`` is an OpenAI-shaped 404 or 405."""
         return [
             Route("/v1/audio/transcriptions", self._handler("transcriptions", self.transcribe),
                   methods=["POST"]),
@@ -123,28 +114,20 @@ class SpeechApi:
                 response: Response = await fn(request)
             except ApiError as exc:
                 response = exc.response()
-            if self.metrics is not None:
-                self.metrics.speech_requests.labels(route, str(response.status_code)).inc()
-                self.metrics.speech_seconds.labels(route).observe(time.perf_counter() - start)
+            self._count(route, response.status_code, start)
             return response
 
         return handle
 
+    def _count(self, route: str, status: int, start: float) -> None:
+        if self.metrics is not None:
+            self.metrics.speech_requests.labels(route, str(status)).inc()
+            self.metrics.speech_seconds.labels(route).observe(time.perf_counter() - start)
+
     # --- admission ---------------------------------------------------------------
 
-    def _authorize(self, given: str | None) -> None:
-        keys = self.settings.api_keys
-        if not keys:
-            return
-        if not given:
-            raise ApiError(401, "missing API key: send Authorization: Bearer <key>",
-                           code="invalid_api_key")
-        if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
-            raise ApiError(401, "incorrect API key", code="invalid_api_key")
-
     def _admit(self, request: Request) -> None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        self._authorize(token.strip() if scheme.lower() == "bearer" else None)
+        check_key(bearer(request.headers), self.settings.api_keys)
         self._rate()
 
     def _rate(self) -> None:
@@ -158,7 +141,7 @@ class SpeechApi:
 
     async def transcribe(self, request: Request) -> Response:
         self._admit(request)
-        form = await _read_form(request)
+        form = await read_form(request, MAX_UPLOAD + 64 * 1024)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise bad_request("'file' is required (multipart upload)", "file")
@@ -169,7 +152,7 @@ class SpeechApi:
                               f"{', '.join(formats.RESPONSE_FORMATS)}", "response_format")
         language = str(form.get("language") or "") or None
         prompt = str(form.get("prompt") or "") or None
-        temperature = _number(form.get("temperature"), "temperature", 0.0, 0.0, 1.0)
+        temperature = number(form.get("temperature"), "temperature", 0.0, 0.0, 1.0)
         granularities = [str(g) for key in ("timestamp_granularities[]",
                                             "timestamp_granularities")
                          for g in form.getlist(key)]
@@ -180,18 +163,18 @@ class SpeechApi:
         if language and model.endswith(".en") and language.split("-")[0].lower() != "en":
             raise bad_request(f"{model} only transcribes English, not {language!r}", "language")
         data = await upload.read()
+        await self.gate.enter()  # decoding is part of the job: it takes a slot too
         try:
-            audio = await asyncio.to_thread(decode_audio, data)
-        except AudioDecodeError as exc:
-            raise bad_request(str(exc), "file") from exc
-        await self.gate.enter()
-        try:
+            try:
+                audio = await asyncio.to_thread(decode_audio, data)
+            except AudioDecodeError as exc:
+                raise bad_request(str(exc), "file") from exc
             return await self._transcribe(engine, audio, fmt, language, prompt, temperature,
                                           "word" in granularities)
         except ValueError as exc:  # e.g. a language Whisper does not know
             raise bad_request(str(exc), "language") from exc
         finally:
-            await self.gate.leave()
+            self.gate.leave()
 
     async def _transcribe(self, engine: Any, audio: Any, fmt: str, language: str | None,
                           prompt: str | None, temperature: float, words: bool) -> Response:
@@ -228,11 +211,11 @@ class SpeechApi:
 
     async def speech(self, request: Request) -> Response:
         self._admit(request)
-        body = await _read_json(request, 64 * 1024)
+        body = await read_json(request, 64 * 1024)
         text, engine, fmt = self._speech_request(body)
         self.gate.check()  # the slot itself is taken when the body starts streaming
         _, _, content_type = FORMATS[fmt]
-        return StreamingResponse(self._encoded(engine, text, fmt), media_type=content_type)
+        return _ClosingStream(self._encoded(engine, text, fmt), content_type)
 
     def _speech_request(self, body: dict[str, Any], *, default_format: str = "mp3"
                         ) -> tuple[str, Any, str]:
@@ -249,7 +232,7 @@ class SpeechApi:
             raise bad_request(f"response_format must be one of {', '.join(FORMATS)}",
                               "response_format")
         settings = body.get("voice_settings") or {}
-        speed = _number(body.get("speed", settings.get("speed") if isinstance(
+        speed = number(body.get("speed", settings.get("speed") if isinstance(
             settings, dict) else None), "speed", 1.0, 0.25, 4.0)
         engine_name, voice = self._voice(str(body.get("voice") or ""), str(model))
         return text, local_tts(engine_name, voice, round(speed, 2)), fmt
@@ -260,7 +243,7 @@ class SpeechApi:
             raise bad_request("'voice' is required (e.g. alloy)", "voice")
         if model == "espeak":
             if voice in OPENAI_VOICES:
-                return "espeak", "en"
+                return default if default[0] == "espeak" else ("espeak", "en")
             if voice.lower() in espeak_voices():
                 return "espeak", voice
         elif voice in OPENAI_VOICES:
@@ -273,71 +256,92 @@ class SpeechApi:
                           f"{default[1]}), {', '.join(BUNDLED_PIPER_VOICES)} or an espeak-ng "
                           "voice", "voice")
 
-    async def _encoded(self, engine: Any, text: str, fmt: str) -> AsyncIterator[bytes]:
+    async def _encoded(self, engine: Any, text: str, fmt: str) -> AsyncGenerator[bytes, None]:
         """The speech as ``fmt``, chunk by chunk, inside a gate slot."""
         await self.gate.enter(admitted=True)
         try:
             encoder = stream_encoder(fmt, PCM_RATE)
             inline = fmt in ("pcm", "wav")  # no codec work: stay on the loop
-            async for pcm in speak_pcm(engine, text, PCM_RATE):
-                data = encoder.push(pcm) if inline else await asyncio.to_thread(
-                    encoder.push, pcm)
-                if data:
-                    yield data
+            async with contextlib.aclosing(speak_pcm(engine, text, PCM_RATE)) as chunks:
+                async for pcm in chunks:
+                    data = encoder.push(pcm) if inline else await asyncio.to_thread(
+                        encoder.push, pcm)
+                    if data:
+                        yield data
             tail = await asyncio.to_thread(encoder.close)
             if tail:
                 yield tail
         finally:
-            await self.gate.leave()
+            self.gate.leave()
 
     # --- streaming TTS over WebSocket ---------------------------------------------
 
     async def tts_stream(self, ws: WebSocket) -> None:
+        """One connection, its requests in turn.
+
+        A reader task takes the client's messages while audio is being sent, so a client
+        that leaves mid-stream is noticed at once and its synthesis cancelled.
+        """
         await ws.accept()
-        scheme, _, token = ws.headers.get("authorization", "").partition(" ")
-        given = token.strip() if scheme.lower() == "bearer" else ws.query_params.get("api_key")
         try:
-            self._authorize(given)
+            check_key(bearer(ws.headers) or ws.query_params.get("api_key"),
+                      self.settings.api_keys)
         except ApiError as exc:
-            await ws.send_text(json.dumps({"type": "error", **exc.body()}))
+            self._count("tts_stream", exc.status, time.perf_counter())
+            await _ws_error(ws, exc)
             await ws.close(4401)
             return
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                message = await ws.receive_text()
-                try:
-                    body = json.loads(message)
-                    if not isinstance(body, dict):
-                        raise ValueError("not an object")
-                except ValueError:
-                    await _ws_error(ws, bad_request("send one JSON object per request"))
-                    continue
-                try:
-                    body.setdefault("model", "tts-1")
-                    text, engine, fmt = self._speech_request(body, default_format="pcm")
-                    if fmt != "pcm":
-                        raise bad_request("the stream carries pcm (24 kHz s16le) only",
-                                          "response_format")
-                    self._rate()
-                    await self.gate.enter()
-                except ApiError as exc:
-                    await _ws_error(ws, exc)
-                    continue
-                samples = 0
-                try:
-                    async for pcm in speak_pcm(engine, text, PCM_RATE):
+        inbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=8)
+        reader = asyncio.create_task(_read_messages(ws, inbox))
+        server = asyncio.create_task(self._serve_ws(ws, inbox))
+        try:
+            await asyncio.wait({reader, server}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, server):
+                task.cancel()
+            results = await asyncio.gather(reader, server, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, WebSocketDisconnect):
+                raise result
+
+    async def _serve_ws(self, ws: WebSocket, inbox: asyncio.Queue[str | None]) -> None:
+        while True:
+            message = await inbox.get()
+            start = time.perf_counter()
+            try:
+                body = json.loads(message) if message is not None else None
+            except ValueError:
+                body = None
+            try:
+                if not isinstance(body, dict):
+                    raise bad_request("send one JSON object (a text message) per request")
+                body.setdefault("model", "tts-1")
+                text, engine, fmt = self._speech_request(body, default_format="pcm")
+                if fmt != "pcm":
+                    raise bad_request("the stream carries pcm (24 kHz s16le) only",
+                                      "response_format")
+                self._rate()
+                await self.gate.enter()
+            except ApiError as exc:
+                self._count("tts_stream", exc.status, start)
+                await _ws_error(ws, exc)
+                continue
+            samples = 0
+            try:
+                async with contextlib.aclosing(speak_pcm(engine, text, PCM_RATE)) as chunks:
+                    async for pcm in chunks:
                         samples += len(pcm)
                         await ws.send_bytes(pcm.tobytes())
-                finally:
-                    await self.gate.leave()
-                await ws.send_text(json.dumps({"type": "done", "characters": len(text),
-                                               "audio_seconds": round(samples / PCM_RATE, 3)}))
+            finally:
+                self.gate.leave()
+            self._count("tts_stream", 200, start)
+            await ws.send_text(json.dumps({"type": "done", "characters": len(text),
+                                           "audio_seconds": round(samples / PCM_RATE, 3)}))
 
     # --- models and the rest -----------------------------------------------------
 
     async def models(self, request: Request) -> Response:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        self._authorize(token.strip() if scheme.lower() == "bearer" else None)
+        check_key(bearer(request.headers), self.settings.api_keys)
         ids = ["whisper-1", *ASR_MODELS, *TTS_MODELS]
         return JSONResponse({
             "object": "list",
@@ -348,7 +352,25 @@ class SpeechApi:
         })
 
     async def unknown(self, request: Request) -> Response:
+        allowed = _METHODS.get(request.url.path.rstrip("/"))
+        if allowed:
+            raise ApiError(405, f"{request.url.path} takes {' or '.join(allowed)}, "
+                           f"not {request.method}", code="method_not_allowed",
+                           headers={"allow": ", ".join(allowed)})
         raise ApiError(404, f"no route {request.method} {request.url.path}", code="not_found")
+
+
+_METHODS = {"/v1/audio/transcriptions": ("POST",), "/v1/audio/speech": ("POST",),
+            "/v1/models": ("GET", "HEAD")}
+
+
+async def _read_messages(ws: WebSocket, inbox: asyncio.Queue[str | None]) -> None:
+    """The client's messages into ``inbox`` (None for a binary one) until it leaves."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await inbox.put(message.get("text"))
 
 
 async def _ws_error(ws: WebSocket, exc: ApiError) -> None:
@@ -357,50 +379,3 @@ async def _ws_error(ws: WebSocket, exc: ApiError) -> None:
         body["retry_after"] = float(exc.headers["retry-after"])
     body["error"]["status"] = exc.status
     await ws.send_text(json.dumps(body))
-
-
-def _number(value: Any, name: str, default: float, lo: float, hi: float) -> float:
-    if value is None or value == "":
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise bad_request(f"{name} must be a number", name) from None
-    if not lo <= number <= hi:
-        raise bad_request(f"{name} must be within [{lo:g}, {hi:g}]", name)
-    return number
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    too_large = ApiError(413, f"request body over the limit of {limit} bytes",
-                         code="request_too_large")
-    if length and length.isdigit() and int(length) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
-
-
-async def _read_form(request: Request) -> Any:
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise bad_request("send multipart/form-data with a 'file' field", "file")
-    request._body = await _read_body(request, MAX_UPLOAD + 64 * 1024)  # counted while read
-    try:
-        return await request.form(max_part_size=MAX_UPLOAD)
-    except Exception as exc:  # the multipart parser's own errors
-        raise bad_request(f"malformed multipart body: {exc}") from exc
-
-
-async def _read_json(request: Request, limit: int) -> dict[str, Any]:
-    body = await _read_body(request, limit)
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise bad_request(f"malformed JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise bad_request("expected a JSON object")
-    return data

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from voicebot.server.metrics import Metrics
 from voicebot.server.speech_api import SpeechApi, SpeechApiSettings
+from voicebot.tts.voices import voice_error
 
 KEYS_ENV = "VOICEBOT_API_KEYS"
 
@@ -63,6 +64,17 @@ def api_keys(env_name: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in os.environ.get(env_name, "").split(",") if k.strip())
 
 
+def tts_engine_for(voice: str) -> str:
+    """``piper`` or ``espeak``: which local engine speaks ``voice`` (a Piper voice name or
+    ``.onnx`` path, else an espeak-ng voice); ValueError for neither."""
+    if voice_error("piper", voice) is None:
+        return "piper"
+    if voice_error("espeak", voice) is None:
+        return "espeak"
+    raise ValueError(f"no Piper or espeak-ng voice {voice!r} "
+                     "(e.g. en_US-joe-medium, a path to an .onnx model, 'de', 'en-us')")
+
+
 def add_speech_server_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "speech-server", help="serve the local speech engines as an OpenAI-compatible API",
@@ -72,7 +84,8 @@ def add_speech_server_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--asr-model", default="tiny.en", choices=["tiny.en", "base"],
                    help="the model whisper-1 means here (base: multilingual)")
     p.add_argument("--voice", default="en_US-joe-medium",
-                   help="the Piper voice OpenAI voice names (alloy, …) mean here")
+                   help="the voice OpenAI voice names (alloy, …) mean here: a Piper voice "
+                   "(or .onnx path) or an espeak-ng voice such as 'de'")
     p.add_argument("--api-key-env", default=KEYS_ENV, metavar="NAME",
                    help=f"if this environment variable is set (comma-separated keys), requests "
                    f"need one as a bearer token (default {KEYS_ENV})")
@@ -89,8 +102,14 @@ def add_speech_server_parser(subparsers: Any) -> argparse.ArgumentParser:
 def speech_server_main(args: argparse.Namespace) -> int:
     import uvicorn
 
+    try:
+        engine = tts_engine_for(args.voice)
+    except ValueError as exc:
+        print(f"voicebot speech-server: {exc}", file=sys.stderr)
+        return 2
     settings = SpeechApiSettings(
-        asr_model=args.asr_model, voice=args.voice, api_keys=api_keys(args.api_key_env),
+        asr_model=args.asr_model, tts_engine=engine, voice=args.voice,
+        api_keys=api_keys(args.api_key_env),
         requests_per_minute=args.requests_per_minute, max_concurrency=args.max_concurrency,
         queue=2 * args.max_concurrency)
     app = create_speech_app(settings, warm=args.warm)
