@@ -363,3 +363,14 @@ async def test_a_missing_key_sends_no_header(fault, monkeypatch):
     monkeypatch.setenv("FAULT_KEY_UNSET", "sk-late")  # read per request: no restart needed
     await post(c)
     assert fault.requests[1].headers["authorization"] == "Bearer sk-late"
+
+
+async def test_a_retry_after_beyond_the_cap_is_not_slept(fault):
+    fault.retry_after_s = 3600.0
+    fault.script("429")
+    c = client(fault.base_url)
+    start = time.perf_counter()
+    with pytest.raises(ProviderError) as info:
+        await post(c)
+    assert time.perf_counter() - start < 1.0
+    assert info.value.status == 429 and info.value.retry_after == 3600.0

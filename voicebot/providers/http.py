@@ -229,6 +229,11 @@ class ProviderClient:
         if deadline is not None and time.monotonic() + wait >= deadline:
             raise self._error(f"{what}: retry {attempt} would wait {wait:.2f} s, past the "
                               f"deadline (last: {last})", kind="deadline") from last
+        if wait > self.settings.retry.max_retry_after_s:
+            raise self._error(f"{what}: the provider asks to wait {wait:.0f} s (more than "
+                              f"{self.settings.retry.max_retry_after_s:.0f} s); giving up "
+                              f"(last: {last})", kind=last.kind, status=last.status,
+                              retry_after=wait) from last
         self.retries += 1
         log.info("%s: %s; retry %d/%d in %.2f s", self.settings.name, last, attempt,
                  self.settings.retry.max_attempts - 1, wait)

@@ -26,6 +26,7 @@ class RetryPolicy:
     base_s: float = 0.2
     cap_s: float = 4.0
     retry_statuses: frozenset[int] = RETRY_STATUSES
+    max_retry_after_s: float = 60.0  # a server asking for longer is an outage, not a pause
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
