@@ -50,20 +50,21 @@ REPLIES = (
 )
 
 
+def nearest_rank(ordered: list[float], p: float) -> float:
+    """The ``p``-th percentile of sorted ``ordered`` by nearest rank (no interpolation)."""
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
 def stats(values: list[float]) -> dict[str, float]:
     """Median and tail percentiles (nearest rank) of ``values``."""
     if not values:
         return {"n": 0}
     ordered = sorted(values)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
-
     return {
         "n": len(values),
         "p50": round(statistics.median(ordered), 3),
-        "p90": round(pct(90), 3),
-        "p99": round(pct(99), 3),
+        "p90": round(nearest_rank(ordered, 90), 3),
+        "p99": round(nearest_rank(ordered, 99), 3),
         "max": round(ordered[-1], 3),
     }
 

@@ -40,16 +40,15 @@ TTS_TEXT = "Your table for four is booked for Friday at half past seven. See you
 
 def summary(values: list[float]) -> dict[str, float]:
     """avg, p50, p95, p99 (nearest rank) in the values' unit."""
+    from voicebot.bench import nearest_rank
+
     if not values:
         return {"n": 0}
     ordered = sorted(values)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
-
     return {"n": len(values), "avg": round(statistics.fmean(values), 1),
-            "p50": round(statistics.median(values), 1), "p95": round(pct(95), 1),
-            "p99": round(pct(99), 1)}
+            "p50": round(statistics.median(values), 1),
+            "p95": round(nearest_rank(ordered, 95), 1),
+            "p99": round(nearest_rank(ordered, 99), 1)}
 
 
 def speech_wav(seconds: float) -> bytes:
