@@ -40,7 +40,7 @@ from voicebot.call import warm_up
 from voicebot.config import PipelineConfig
 from voicebot.server.calls import Busy, CallManager, OfferError, ServerSettings
 from voicebot.server.metrics import Metrics
-from voicebot.server.speech_api import ASR_MODELS, SpeechApi, SpeechApiSettings
+from voicebot.server.speech_api import SpeechApi, SpeechApiSettings
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def create_app(config: PipelineConfig, settings: ServerSettings | None = None, *
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Authorization"]))
     speech_api = SpeechApi(SpeechApiSettings(
-        asr_model=config.asr.model if config.asr.model in ASR_MODELS else "tiny.en",
+        asr_model=config.asr.model,  # whisper-1 means the pipeline's model (or its directory)
         tts_engine=config.tts.local_engine, voice=config.tts.voice,
         api_keys=settings.api_keys), metrics)
     app = Starlette(
