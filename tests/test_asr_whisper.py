@@ -436,3 +436,21 @@ def test_base_model_cache_is_atomic_and_idempotent(
     assert resolve_model("base") == path
     assert model_bin.stat().st_size == expected
     assert not stale.exists()
+
+
+async def test_finals_go_before_queued_partials(tiny):
+    """Calls share the model's one worker: a partial that would run while a final waits
+    is skipped, so no caller waits for an answer behind other calls' previews."""
+    audio = say("I would like to book a table for four people on Friday.").astype(
+        np.float32) / 32768
+    skipped = tiny.shared.partials_skipped
+    running = asyncio.ensure_future(tiny.run(audio, "en", partial=True))
+    await asyncio.sleep(0.02)  # on the worker now (its decode takes ~100 ms)
+    queued = asyncio.ensure_future(tiny.run(audio, "en", partial=True))
+    final = asyncio.ensure_future(tiny.run(audio, "en"))
+    first, second, answer = await asyncio.gather(running, queued, final)
+    assert "table" in first.text.lower() and "table" in answer.text.lower()
+    assert second.text == "" and tiny.shared.partials_skipped == skipped + 1
+    assert tiny.shared.finals_pending == 0
+    alone = await tiny.run(audio, "en", partial=True)  # nothing pending: decoded
+    assert "table" in alone.text.lower()

@@ -157,6 +157,9 @@ class SharedModel:
     executor: ThreadPoolExecutor = field(init=False)
     _model: WhisperModel | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    finals_pending: int = field(default=0, init=False)  # final decodes submitted, not done
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    partials_skipped: int = field(default=0, init=False)
     _tokenizers: dict[str | None, tuple[Tokenizer, list[int], list[int]]] = field(
         default_factory=dict, init=False
     )
@@ -267,10 +270,34 @@ class WhisperEngine(AsrEngine):
     async def warm_up(self) -> None:
         await self.run(np.zeros(SAMPLE_RATE // 2, dtype=np.float32), None)
 
-    async def run(self, audio: np.ndarray, language: str | None) -> AsrResult:
-        """Decode float32 ``audio`` on the model's worker (``language`` already normalized)."""
+    async def run(self, audio: np.ndarray, language: str | None, *,
+                  partial: bool = False) -> AsrResult:
+        """Decode float32 ``audio`` on the model's worker (``language`` already normalized).
+
+        Finals go before partials: the worker is shared by every call, and a caller
+        waiting for an answer must not wait behind other calls' previews. A partial
+        that reaches the worker while any final is pending is skipped (empty text,
+        which the ASR stage ignores); the next partial or the final supersedes it.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._shared.executor, self.decode, audio, language)
+        shared = self._shared
+        if partial:
+            return await loop.run_in_executor(shared.executor, self._partial, audio, language)
+        with shared._count_lock:
+            shared.finals_pending += 1
+        try:
+            return await loop.run_in_executor(shared.executor, self.decode, audio, language)
+        finally:
+            with shared._count_lock:
+                shared.finals_pending -= 1
+
+    def _partial(self, audio: np.ndarray, language: str | None) -> AsrResult:
+        shared = self._shared
+        if shared.finals_pending:
+            with shared._count_lock:
+                shared.partials_skipped += 1
+            return AsrResult("", language or "")
+        return self.decode(audio, language)
 
     async def transcribe_segments(
         self, audio: np.ndarray, language: str | None = None, *, prompt: str | None = None,
@@ -427,7 +454,7 @@ class WhisperSession(AsrSession):
     async def partial(self) -> AsrResult:
         if self._closed:
             raise RuntimeError("session is finished")
-        return await self._decode()
+        return await self._decode(partial=True)
 
     async def finish(self) -> AsrResult:
         if self._closed:
@@ -435,9 +462,9 @@ class WhisperSession(AsrSession):
         self._closed = True
         return await self._decode()
 
-    async def _decode(self) -> AsrResult:
+    async def _decode(self, partial: bool = False) -> AsrResult:
         samples = self._len
-        result = await self._engine.run(self._buf[:samples], self.language)
+        result = await self._engine.run(self._buf[:samples], self.language, partial=partial)
         if self.language is None and result.text and samples >= _PIN_LANGUAGE_S * SAMPLE_RATE:
             self.language = result.language
         return result
