@@ -17,11 +17,13 @@ import httpx
 import pytest
 import uvicorn
 from aiortc import RTCConfiguration, RTCPeerConnection
+from speech import say
 from starlette.applications import Starlette
 
 from voicebot.config import load_pipeline
 from voicebot.server.app import create_app
 from voicebot.server.calls import ServerSettings
+from voicebot.transports.jitter import AudioJitterBuffer, audio_jitter_ms
 from voicebot.transports.webrtc_client import Caller, OfferRejected
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,11 +269,9 @@ async def test_shutdown_hangs_up_live_calls() -> None:
 @pytest.mark.parametrize("jitter_ms", [20, 60])
 async def test_inbound_audio_jitter_buffer_has_the_configured_depth(jitter_ms: int) -> None:
     """aiortc holds 80 ms of inbound audio; the server asks for ``jitter_ms`` (and a changed
-    aiortc internals layout fails here, not silently)."""
-    from voicebot.transports.jitter import audio_jitter_ms
-
+    aiortc internals layout fails here, not silently). Speech still arrives whole."""
     config = load_pipeline(ECHO)
-    app = create_app(config, ServerSettings(jitter_ms=jitter_ms), warm=False)
+    app = create_app(config, ServerSettings(jitter_ms=jitter_ms))
     server, task, url = await start_server(app)
     try:
         async with Caller(url) as caller:
@@ -280,6 +280,12 @@ async def test_inbound_audio_jitter_buffer_has_the_configured_depth(jitter_ms: i
             (call,) = app.state.manager.calls.values()
             audio = [t for t in call.pc.getTransceivers() if t.kind == "audio"]
             assert [audio_jitter_ms(t.receiver) for t in audio] == [jitter_ms]
+            buffer = audio[0].receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+            assert isinstance(buffer, AudioJitterBuffer)
+            await caller.say(say("I would like to book a table for four."), 16000)
+            _, final = await caller.wait_event("transcript", 20, where=lambda e: e["final"])
+            assert "book a table for four" in final["text"].lower(), final
+            assert buffer.late == 0  # loopback: nothing arrives out of order
             caller.hang_up()
             await caller.wait_event("call_ended", 10)
     finally:

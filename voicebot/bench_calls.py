@@ -3,8 +3,11 @@
 Real aiortc callers dial a running server (``--url``) or one this command
 starts, speak synthesized utterances in real time, and time each turn from the
 end of their own voice to the first reply audio they receive - what a person
-on the line would feel, network and jitter buffers included. Concurrency steps
-up from 1 to ``--calls``; the report gives p50/p95/p99 per level and the
+on the line would feel, network and jitter buffers included. The callers keep
+aiortc's fixed 80 ms jitter buffer unless ``--caller-jitter-ms`` stands in for
+a browser's adaptive one. Concurrency steps up from 1 to ``--calls`` (or runs
+``--levels``); the report gives p50/p95/p99 per level, the server's own
+per-turn timings and loop lag beside them (where the time went), and the
 largest number of concurrent calls whose p95 stays within the pipeline's
 latency budget.
 """
@@ -116,6 +119,8 @@ def _die_with_parent() -> None:
 class CallerResult:
     latencies: list[float] = field(default_factory=list)  # seconds, one per answered turn
     errors: list[str] = field(default_factory=list)
+    turns: list[dict[str, Any]] = field(default_factory=list)  # the server's ``turn`` events
+    server_lag_ms: float | None = None  # the server loop's worst lag during the call
 
 
 async def talk(url: str, speech: list[np.ndarray], rate: int, turns: int, delay: float = 0.0,
@@ -143,7 +148,9 @@ async def talk(url: str, speech: list[np.ndarray], rate: int, turns: int, delay:
             result.latencies.append(reply.onset - end)
         caller.hang_up()
         with contextlib.suppress(TimeoutError):
-            await caller.wait_event("call_ended", 3.0)
+            _, ended = await caller.wait_event("call_ended", 3.0)
+            result.server_lag_ms = ended.get("worst_loop_lag_ms")
+        result.turns = caller.of_type("turn")
     except Exception as exc:
         result.errors.append(f"{type(exc).__name__}: {exc}")
     finally:
@@ -168,6 +175,20 @@ def summarize(latencies: list[float]) -> dict[str, Any]:
             "p99": round(percentile(ms, 99), 1), "max": round(max(ms), 1)}
 
 
+STAGES = ("endpoint_ms", "asr_ms", "dialog_ms", "tts_ms", "playback_ms", "voice_to_voice_ms")
+
+
+def server_side(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """p50/p95 of the server's own per-turn timings: where the caller's latency goes."""
+    out: dict[str, Any] = {}
+    for key in STAGES:
+        values = [t[key] for t in turns if t.get(key) is not None]
+        if values:
+            out[key] = {"p50": round(percentile(values, 50), 1),
+                        "p95": round(percentile(values, 95), 1)}
+    return out
+
+
 async def bench_calls(url: str, levels: list[int], turns: int, token: str | None = None,
                       stop_over_budget: bool = True,
                       caller_jitter_ms: int | None = None) -> dict[str, Any]:
@@ -182,14 +203,22 @@ async def bench_calls(url: str, levels: list[int], turns: int, token: str | None
     spacing = float(np.mean([len(s) for s in speech])) / rate + 1.5
     done = []
     for n in levels:
+        lag = runtime.LoopLagMonitor()  # the callers' own loop: late here is late at the caller
+        lag.start()
         # Spread the callers over one turn's length, as independent callers would be.
         results = await asyncio.gather(*(
             talk(url, speech, rate, turns, delay=i * spacing / n, token=token,
                  jitter_ms=caller_jitter_ms)
             for i in range(n)))
+        await lag.stop()
         latencies = [x for r in results for x in r.latencies]
         errors = [e for r in results for e in r.errors]
-        level = {"calls": n, **summarize(latencies), "errors": errors}
+        level = {"calls": n, **summarize(latencies), "errors": errors,
+                 "server": server_side([t for r in results for t in r.turns]),
+                 "caller_loop_lag_ms": {"worst": round(lag.worst * 1000, 1),
+                                        "mean": round(lag.mean * 1000, 2)},
+                 "server_loop_lag_ms": max((r.server_lag_ms for r in results
+                                            if r.server_lag_ms is not None), default=None)}
         level["within_budget"] = bool(latencies) and not errors and level["p95"] <= budget
         done.append(level)
         print(_row(level, budget), flush=True)
@@ -210,8 +239,10 @@ def _row(level: dict[str, Any], budget: int) -> str:
         return f"{level['calls']:>5}  no answered turns  errors: {level['errors'][:3]}"
     mark = "ok" if level["within_budget"] else "OVER"
     errors = f"  errors: {len(level['errors'])}" if level["errors"] else ""
+    v2v = level.get("server", {}).get("voice_to_voice_ms")
+    server = f"  server {v2v['p50']:.0f}/{v2v['p95']:.0f}" if v2v else ""
     return (f"{level['calls']:>5}  {level['n']:>5}  {level['p50']:>7.0f}  {level['p95']:>7.0f}  "
-            f"{level['p99']:>7.0f}  {level['max']:>7.0f}  {mark} (budget {budget}){errors}")
+            f"{level['p99']:>7.0f}  {level['max']:>7.0f}  {mark} (budget {budget}){server}{errors}")
 
 
 def add_bench_calls_arguments(parser: argparse.ArgumentParser) -> None:
@@ -247,7 +278,7 @@ def bench_calls_main(args: argparse.Namespace) -> int:
         raise SystemExit("--levels: concurrency levels start at 1")
     max_calls = levels[-1]
     print("calls  turns      p50      p95      p99      max  (ms, end of caller's voice -> first "
-          "reply audio at the caller)", flush=True)
+          "reply audio at the caller; server: its own p50/p95)", flush=True)
     with contextlib.ExitStack() as stack:
         url = args.url
         if url is None:

@@ -59,7 +59,7 @@ class ServerSettings:
     token: str | None = None  # bearer token required for /offer
     cors_origins: list[str] = field(default_factory=list)  # none: same-origin only
     api_keys: tuple[str, ...] = ()  # keys for the /v1 speech API; none: open
-    jitter_ms: int = 20  # inbound audio held back (aiortc: 80); see transports/jitter.py
+    jitter_ms: int = 20  # inbound audio held back before the VAD (aiortc: 80); see jitter.py
 
     def rtc_configuration(self) -> RTCConfiguration:
         return RTCConfiguration(iceServers=[
@@ -111,16 +111,17 @@ class Call:
         pc.on("connectionstatechange", self._on_connection_state)
         try:
             await pc.setRemoteDescription(offer)
-            audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
-            if not audio:
-                raise OfferError("the offer has no audio section")
-            for transceiver in audio:
-                set_audio_jitter(transceiver.receiver, self.settings.jitter_ms)
+        except Exception as exc:  # aiortc's parse and negotiation errors
+            raise OfferError(f"cannot use the offer: {exc or type(exc).__name__}") from exc
+        audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+        if not audio:
+            raise OfferError("the offer has no audio section")
+        for transceiver in audio:  # before any packet; raises (not a bad offer) if aiortc changed
+            set_audio_jitter(transceiver.receiver, self.settings.jitter_ms)
+        try:
             pc.addTrack(self.output)
             await pc.setLocalDescription(await pc.createAnswer())
-        except OfferError:
-            raise
-        except Exception as exc:  # aiortc's parse and negotiation errors
+        except Exception as exc:
             raise OfferError(f"cannot use the offer: {exc or type(exc).__name__}") from exc
         return pc.localDescription
 

@@ -52,10 +52,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-env", default="VOICEBOT_API_KEYS", metavar="NAME",
                    help="if this environment variable is set (comma-separated keys), the /v1 "
                    "speech API needs one as a bearer token (default VOICEBOT_API_KEYS)")
-    p.add_argument("--jitter-ms", type=int, default=20,
-                   help="inbound audio the server holds back before the VAD (aiortc's default "
-                   "is 80 ms; the server does not play it out, so 20 ms is enough on most "
-                   "networks)")
+    p.add_argument("--jitter-ms", type=int, default=ServerSettings.jitter_ms,
+                   help="caller audio held back for late packets before the VAD (default "
+                   f"{ServerSettings.jitter_ms}: one frame, right for loopback and LANs; aiortc's "
+                   "own is 80). Packets later than this count as lost; raise it on a jittery WAN")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow this origin cross-site (repeatable; default: none)")
     p.add_argument("--ssl-certfile", default=None, metavar="PEM",

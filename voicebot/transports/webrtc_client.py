@@ -103,6 +103,7 @@ class Speaker:
         self.keep_audio = keep_audio
         self.times: list[float] = []
         self.rms: list[float] = []
+        self.heard: list[float] = []  # seconds of audio received up to and including each frame
         self.audio: list[np.ndarray] = []
         self.ended = False  # the bot's track ended (the call is over)
         self._new = asyncio.Event()
@@ -126,6 +127,8 @@ class Speaker:
             if frame.sample_rate != RATE:
                 pcm = to_rate(pcm, frame.sample_rate)
             self.times.append(time.monotonic())
+            total = self.heard[-1] if self.heard else 0.0
+            self.heard.append(total + frame.samples / frame.sample_rate)
             self.rms.append(float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))))
             if self.keep_audio:
                 self.audio.append(pcm)
@@ -169,13 +172,25 @@ class Speaker:
         return await self._wait(lambda: self.first_loud(after), within)
 
     async def wait_quiet(self, after: float, quiet: float, within: float) -> float:
-        """The arrival of the last loud frame after ``after``, once ``quiet`` s have followed it
-        (or the call ended)."""
+        """The arrival of the last loud frame after ``after``, once ``quiet`` s of received
+        audio have followed it (or the call ended).
+
+        Quiet is counted in audio *received*, not wall time: the bot's track sends a frame
+        every 20 ms, silence included, so a stall of this process or of the server (a
+        loaded machine) delays frames but never passes for a pause in the bot's speech.
+        """
         def test() -> float | None:
-            last = self.last_loud(after)
+            last = None
+            for i in range(len(self.times) - 1, -1, -1):
+                if self.times[i] <= after:
+                    break
+                if self.rms[i] > LOUD_RMS:
+                    last = i
+                    break
             if last is None:
                 return None
-            return last if self.ended or time.monotonic() - last >= quiet else None
+            heard_since = self.heard[-1] - self.heard[last]
+            return self.times[last] if self.ended or heard_since >= quiet else None
 
         return await self._wait(test, within)
 
