@@ -91,10 +91,10 @@ async def prefetch_prompts(engine: TtsEngine, texts: list[str]) -> int:
     for text in texts:
         for clause in split_clauses(text, FIRST_MIN_CHARS, first_max_chars=FIRST_MAX_CHARS):
             try:
-                async for _ in remote.synthesize_with(clause, priority=Priority.BATCH,
-                                                      deadline=time.monotonic() + 5.0):
-                    pass
-                fetched += 1
+                chunks = remote.synthesize_with(clause, priority=Priority.BATCH,
+                                                deadline=time.monotonic() + 5.0)
+                samples = sum([len(chunk) async for chunk in chunks])  # lands in the cache
+                fetched += samples > 0
             except ProviderError as exc:
                 log.warning("prefetching prompt audio failed (%s); calls will fetch it", exc)
                 return fetched

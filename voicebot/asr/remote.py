@@ -114,12 +114,7 @@ class OpenAiAsrEngine(AsrEngine):
             call_id=current_call.get(), latency_ms=latency_ms, ok=ok)
 
     async def warm_up(self) -> None:
-        """Open the pooled connection (``GET /models`` costs nothing) so turn one does not."""
-        try:
-            await self.client.request("GET", "/models", priority=Priority.BATCH,
-                                      deadline=time.monotonic() + 3.0)
-        except ProviderError:
-            pass  # a provider down at start-up is the fallback's business, not start-up's
+        await self.client.warm()
 
 
 def _from_cache(raw: bytes) -> AsrResult:

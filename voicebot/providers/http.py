@@ -297,6 +297,18 @@ class ProviderClient:
                            retryable=self.settings.retry.should_retry(status),
                            retry_after=retry_after(response.headers))
 
+    async def warm(self, deadline_s: float = 3.0) -> bool:
+        """Open a pooled connection with ``GET /models`` (free with every provider), so a
+        call's first request does not pay the TCP/TLS set-up. A provider that is down now
+        is no reason to refuse start-up: False, logged, and the fallback takes over."""
+        try:
+            await self.request("GET", "/models", priority=Priority.BATCH,
+                               deadline=time.monotonic() + deadline_s)
+        except ProviderError as exc:
+            log.warning("provider %s not reachable at start-up: %s", self.settings.name, exc)
+            return False
+        return True
+
     async def aclose(self) -> None:
         """Close the running loop's pool."""
         loop = asyncio.get_running_loop()
@@ -314,10 +326,10 @@ async def _read_some(response: httpx.Response, limit: int = 300) -> str:
         return "(body unreadable)"
     try:
         message = jsonlib.loads(body).get("error", {}).get("message")
-        if message:
-            return str(message)[:limit]
     except (ValueError, AttributeError):
-        pass
+        message = None  # not OpenAI's error shape: show the body as it is
+    if message:
+        return str(message)[:limit]
     return body[:limit].decode("utf-8", "replace")
 
 

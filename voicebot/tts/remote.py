@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from abc import abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -114,9 +115,10 @@ class RemoteTtsEngine(TtsEngine):
         if self.cache is not None and joiner.data:
             await self.cache.set(key, bytes(joiner.data))
 
+    @abstractmethod
     def _stream(self, text: str, priority: Priority,
                 deadline: float | None) -> AsyncIterator[bytes]:
-        raise NotImplementedError
+        """The provider's raw PCM bytes for ``text``, as they arrive (the protocol's part)."""
 
     async def _record(self, text: str, *, cached: bool, start: float, ok: bool = True) -> None:
         if self.ledger is None:
@@ -127,11 +129,7 @@ class RemoteTtsEngine(TtsEngine):
             call_id=current_call.get(), latency_ms=(time.perf_counter() - start) * 1000, ok=ok)
 
     async def warm_up(self) -> None:
-        try:
-            await self.client.request("GET", "/models", priority=Priority.BATCH,
-                                      deadline=time.monotonic() + 3.0)
-        except ProviderError:
-            pass  # a provider down at start-up is the fallback's business
+        await self.client.warm()
 
 
 class OpenAiTtsEngine(RemoteTtsEngine):
