@@ -311,7 +311,11 @@ async def test_barge_in_stops_playback_and_the_new_turn_is_answered(
     assert wer(OVER, finals[2]) <= 0.25, finals
     assert [r["turn"] for r in caller.of_type("reply")] == [1, 2]
     heard = await transcribe(reply.audio)
-    assert wer(f"You said: {OVER}", heard) <= 0.25, heard
+    # The answer to the new turn was heard: its echoed words in full. tiny.en reads the
+    # reply's abrupt "You said:" now and then as one other word ("Dead,"), so the
+    # template prefix is not part of the check.
+    assert normalize(OVER) in normalize(heard), heard
+    assert wer(f"You said: {OVER}", heard) <= 0.35, heard
 
 
 def process_stats(pid: int) -> tuple[int, int, int]:
