@@ -142,15 +142,22 @@ async def test_fast_and_real_time_runs_line_up(caller, tmp_path):
     write_caller(path, UTTERANCES[:1], pause=3.0)
     real = await run_file(config, path, tmp_path / "real.wav")
     fast = await run_file(config, path, tmp_path / "fast.wav", fast=True)
+    # Model work takes its real time in both runs, so on a loaded machine the runs differ
+    # by how much longer the models took in one of them (the turn event measures it).
+    def model_s(result) -> float:
+        (turn,) = result.of_type("turn")
+        return ((turn["asr_ms"] or 0) + (turn["tts_ms"] or 0)) / 1000
+
+    slack = abs(model_s(fast) - model_s(real))
     for kind in ("speech_started", "speech_stopped", "transcript", "reply", "playback_started"):
         rt = [e["t"] for e in real.events if e["type"] == kind and e.get("final", True)]
         ft = [e["t"] for e in fast.events if e["type"] == kind and e.get("final", True)]
         assert len(rt) == len(ft) == 1, kind
         # VAD times are on the media timeline (equal); model-driven ones differ by model noise.
-        assert ft[0] == pytest.approx(rt[0], abs=0.25), kind
+        assert ft[0] == pytest.approx(rt[0], abs=0.25 + slack), (kind, slack)
     real_end = real.of_type("call_ended")[0]["t"]
     fast_end = fast.of_type("call_ended")[0]["t"]
-    assert fast_end == pytest.approx(real_end, abs=0.3)
+    assert fast_end == pytest.approx(real_end, abs=0.3 + slack)
 
 
 async def test_caller_speaking_over_the_bot_interrupts_it(tmp_path):

@@ -284,7 +284,8 @@ async def test_inbound_audio_jitter_buffer_has_the_configured_depth(jitter_ms: i
             assert isinstance(buffer, AudioJitterBuffer)
             await caller.say(say("I would like to book a table for four."), 16000)
             _, final = await caller.wait_event("transcript", 20, where=lambda e: e["final"])
-            assert "book a table for four" in final["text"].lower(), final
+            heard = final["text"].lower().replace(" 4", " four")  # Whisper may write digits
+            assert "book a table for four" in heard, final
             assert buffer.late == 0  # loopback: nothing arrives out of order
             caller.hang_up()
             await caller.wait_event("call_ended", 10)
