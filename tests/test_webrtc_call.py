@@ -42,11 +42,18 @@ NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve"
 
 
 def normalize(text: str) -> str:
-    """Lower case, no punctuation, small numbers as words, "p.m."/"p m" as "pm"."""
+    """Lower case, no punctuation, small numbers as words, "p.m."/"p m" as "pm", and any
+    "bye" as "goodbye".
+
+    The server's Piper varies each rendition; tiny.en read its "Thank you for calling.
+    Goodbye!" as "... Bye bye" (WER 0.4) in 1 of 30 renditions synthesized and transcribed
+    offline, no call involved, and failed the restaurant call test that way.
+    """
     text = re.sub(r"(\d)(am|pm)\b", r"\1 \2", text.lower())
     text = re.sub(r"\b(\d{1,2})\b", lambda m: NUMBERS[int(m[1])] if int(m[1]) < 13 else m[1],
                   text)
     text = re.sub(r"\b([ap])\.? ?m\b\.?", r"\1m", text)
+    text = re.sub(r"\b(?:good ?)?bye(?:[ -]bye)?\b", "goodbye", text)
     return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text).split())
 
 
@@ -389,19 +396,23 @@ BOOKING = [
 
 
 async def test_restaurant_booking_call(restaurant_server: ServerProcess) -> None:
+    # The caller answers as soon as the bot is done, like a person: its speech is
+    # synthesized before dialing and what it heard is transcribed after hanging up.
+    # (Loading Piper and Whisper in between turns on a loaded machine once took longer
+    # than the flow's 7 s silence timeout, and the bot asked "Are you still there?".)
+    utterances = [say(text) for text, _, _ in BOOKING]
     async with Caller(restaurant_server.url) as caller:
         dialed = time.monotonic()  # the greeting may start arriving before connect() returns
         answer = await caller.connect()
         assert answer["pipeline"] == "restaurant"
-        greeting = await caller.reply(dialed, within=10, quiet=1.0)
-        heard, lengths = [await transcribe(greeting.audio)], [len(greeting.audio) / 48000]
-        for text, _, _ in BOOKING:
-            voice_end = await caller.say(say(text), 16000)
-            reply = await caller.reply(voice_end, within=20, quiet=1.0)
-            heard.append(await transcribe(reply.audio))
-            lengths.append(len(reply.audio) / 48000)
+        replies_heard = [await caller.reply(dialed, within=10, quiet=1.0)]
+        for pcm in utterances:
+            voice_end = await caller.say(pcm, 16000)
+            replies_heard.append(await caller.reply(voice_end, within=20, quiet=1.0))
         _, ended = await caller.wait_event("call_ended", 10)
     assert ended["reason"] == "bot_hangup"  # the flow's goodbye ended the call
+    heard = [await transcribe(reply.audio) for reply in replies_heard]
+    lengths = [len(reply.audio) / 48000 for reply in replies_heard]
 
     intents = caller.of_type("intent")
     assert [(i["turn"], i["name"]) for i in intents] == [
