@@ -25,12 +25,12 @@ from voicebot.context import CallContext
 from voicebot.dialog.flow import Bot, Conversation, FlowError
 from voicebot.dialog.flow_file import read_flow
 from voicebot.dialog.hooks import HookCall, hook
-from voicebot.dialog.match import Match, Matcher
 from voicebot.dialog.outcomes import MemoryOutcomeStore
-from voicebot.dialog.slots import DaySlot, IntegerSlot, TimeSlot
 from voicebot.dialog.stage import FlowDialog
 from voicebot.frames import AudioFrame, Frame, Interrupt, ReplyText, Transcript
 from voicebot.graph import INTERRUPTED, Pipeline, Source, Stage
+from voicebot.nlu.match import Match, Matcher
+from voicebot.nlu.slots import DaySlot, IntegerSlot, TimeSlot
 
 ROOT = Path(__file__).resolve().parent.parent
 

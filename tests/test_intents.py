@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.dialog.intents import IntentSet, TemplateMatcher, load_intents
-from voicebot.dialog.match_bench import bench
-from voicebot.dialog.slots import DaySlot, IntegerSlot, TimeSlot
+from voicebot.nlu.match_bench import bench
+from voicebot.nlu.slots import DaySlot, IntegerSlot, TimeSlot
+from voicebot.nlu.template_matcher import IntentSet, TemplateMatcher, load_intents
 
 ROOT = Path(__file__).resolve().parents[1]
 RESTAURANT = ROOT / "intents" / "restaurant.yaml"

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from voicebot.dialog.intents import TemplateMatcher, load_intents
-from voicebot.dialog.llm import LlmMatcher
+from voicebot.nlu.llm import LlmMatcher
+from voicebot.nlu.template_matcher import TemplateMatcher, load_intents
 
 RESTAURANT = Path(__file__).resolve().parents[1] / "intents" / "restaurant.yaml"
 KEY = "sk-test-not-a-real-key-1234"
@@ -137,7 +137,7 @@ async def test_sync_match_does_not_call_the_llm(matcher: LlmMatcher) -> None:
                                   "server error"])
 async def test_failures_become_no_match(matcher: LlmMatcher, text: str,
                                         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="voicebot.dialog.llm")
+    caplog.set_level(logging.INFO, logger="voicebot.nlu.llm")
     started = time.perf_counter()
     assert await matcher.match_async(text, ALLOWED) is None
     assert time.perf_counter() - started < 0.8  # the hard timeout, not the server's 1 s

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from voicebot.dialog.normalize import normalize
-from voicebot.dialog.slots import (
+from voicebot.nlu.normalize import normalize
+from voicebot.nlu.slots import (
     DaySlot,
     DigitsSlot,
     IntegerSlot,

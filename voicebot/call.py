@@ -26,9 +26,9 @@ from voicebot.config import PipelineConfig
 from voicebot.context import CallContext
 from voicebot.dialog.echo import EchoDialog
 from voicebot.dialog.flow import Flow
-from voicebot.dialog.match import Matcher
 from voicebot.dialog.prompt import Prompt
 from voicebot.graph import Pipeline, Policy, Source, Stage
+from voicebot.nlu.match import Matcher
 from voicebot.tts.base import TtsEngine
 from voicebot.tts.stage import TtsStage
 
@@ -123,7 +123,7 @@ def dialog_stage(config: PipelineConfig) -> Stage:
 def _llm_matcher(base: Matcher, base_url: str, model: str, key_env: str,
                  timeout_ms: int) -> Matcher:
     """One fallback matcher (and so one pooled HTTP client) per process and settings."""
-    from voicebot.dialog.llm import LlmMatcher
+    from voicebot.nlu.llm import LlmMatcher
 
     return LlmMatcher(base, base_url=base_url, model=model, api_key_env=key_env,
                       timeout_s=timeout_ms / 1000)

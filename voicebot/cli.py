@@ -111,7 +111,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _bench_match(args: argparse.Namespace) -> int:
     import json
 
-    from voicebot.dialog.match_bench import bench
+    from voicebot.nlu.match_bench import bench
 
     result = bench(n_intents=50, rounds=args.repeat)
     print(f"intent matching, 50 intents x 2 languages, {result.get('samples', '?')} samples: "

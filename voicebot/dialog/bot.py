@@ -26,9 +26,9 @@ from voicebot.yamlsrc import ConfigError, Diagnostic, load
 
 if TYPE_CHECKING:
     from voicebot.config import PipelineConfig
-    from voicebot.dialog.intents import IntentSet
-    from voicebot.dialog.match import Matcher
-    from voicebot.dialog.slots import SlotType
+    from voicebot.nlu.match import Matcher
+    from voicebot.nlu.slots import SlotType
+    from voicebot.nlu.template_matcher import IntentSet
 
 TEXT_TYPE = "text"  # a hook value said as it is
 
@@ -43,7 +43,7 @@ def _slot_types(intents: IntentSet) -> dict[str, SlotType]:
 
 
 def _type_named(name: str, intents: IntentSet, slots: dict[str, SlotType]) -> SlotType | None:
-    from voicebot.dialog.slots import SLOT_KINDS
+    from voicebot.nlu.slots import SLOT_KINDS
 
     if name in slots:
         return slots[name]
@@ -110,7 +110,7 @@ class LoadedBot:
 
     def matcher(self, language: str, today: Any = None) -> Matcher:
         """The template matcher for ``language`` (built once; matchers are stateless)."""
-        from voicebot.dialog.intents import TemplateMatcher
+        from voicebot.nlu.template_matcher import TemplateMatcher
 
         key = (language, today)
         if key not in self._matchers:
@@ -121,7 +121,7 @@ class LoadedBot:
 def check_files(flow_paths: Sequence[str | Path], intent_paths: Sequence[str | Path],
                 ) -> tuple[Bot | None, IntentSet | None, list[Diagnostic]]:
     """Load and cross-check flow and intent files; every diagnostic, errors and warnings."""
-    from voicebot.dialog.intents import load_intents
+    from voicebot.nlu.template_matcher import load_intents
 
     intents, diags = load_intents([str(p) for p in intent_paths])
     flow_src, flow_diags = read_flow(list(flow_paths))

@@ -49,7 +49,7 @@ def check_direct(flows: list[str], intents: list[str]) -> list[Diagnostic]:
         return [*diags, Diagnostic(flows[0], 1, 1, "W404", "no intent files given: intents and "
                                    "slots were not checked (pass them too, or the pipeline)",
                                    "warning")]
-    from voicebot.dialog.intents import load_intents
+    from voicebot.nlu.template_matcher import load_intents
 
     return load_intents(intents)[1]
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicebot.dialog.hooks import HookCall, HookFn, run_hook
-from voicebot.dialog.match import Match, Matcher
 from voicebot.dialog.outcomes import Outcome, OutcomeStore
 from voicebot.dialog.prompt import Prompt, Speaker
+from voicebot.nlu.match import Match, Matcher
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ from collections.abc import Callable
 from typing import Any
 
 from voicebot.dialog.flow import Bot, Conversation, Step
-from voicebot.dialog.match import Matcher
 from voicebot.dialog.outcomes import OutcomeStore
 from voicebot.events import Event
 from voicebot.frames import Frame, Interrupt, ReplyText, Transcript
 from voicebot.graph import Stage
+from voicebot.nlu.match import Matcher
 
 
 class FlowDialog(Stage):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hassil import Sentence
 
-from voicebot.dialog.intent_file import (
+from voicebot.nlu.intent_file import (
     INTENT_KEYS,
     IntentDef,
     IntentReader,
@@ -24,9 +24,9 @@ from voicebot.dialog.intent_file import (
     _Def,
     _find,
 )
-from voicebot.dialog.normalize import normalize
-from voicebot.dialog.slots import SlotType
-from voicebot.dialog.templates import rule_refs, slot_refs
+from voicebot.nlu.normalize import normalize
+from voicebot.nlu.slots import SlotType
+from voicebot.nlu.templates import rule_refs, slot_refs
 from voicebot.yamlsrc import Diagnostic
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
-from voicebot.dialog.wordgraph import Spans, Template, WordGraph, first_values
+from voicebot.nlu.wordgraph import Spans, Template, WordGraph, first_values
 
 MAX_EDITS = 3
 _CANDIDATES = 6  # templates aligned per utterance after the prefilter

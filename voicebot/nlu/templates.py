@@ -24,7 +24,7 @@ from hassil import (
     parse_sentence,
 )
 
-from voicebot.dialog.normalize import normalize_chunk
+from voicebot.nlu.normalize import normalize_chunk
 
 _OPEN = {"(": ")", "[": "]", "{": "}", "<": ">"}
 _CLOSE = {v: k for k, v in _OPEN.items()}

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from voicebot.dialog.intents import TemplateMatcher, load_intents
+from voicebot.nlu.template_matcher import TemplateMatcher, load_intents
 
 RESTAURANT = Path(__file__).resolve().parents[2] / "intents" / "restaurant.yaml"
 

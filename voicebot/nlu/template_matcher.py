@@ -2,7 +2,7 @@
 
 API summary (stable; the flow engine codes against it)::
 
-    from voicebot.dialog.intents import load_intents, TemplateMatcher
+    from voicebot.nlu.template_matcher import load_intents, TemplateMatcher
 
     intent_set, diags = load_intents(["intents/restaurant.yaml"])   # -> (IntentSet, [Diagnostic])
     intent_set.intents: dict[str, IntentDef]       # name -> definition
@@ -20,7 +20,7 @@ API summary (stable; the flow engine codes against it)::
 
     SlotType.parse(text_or_value, language, today=None) -> canonical value | None
     SlotType.speak(value, language) -> str          # e.g. TimeSlot: "19:30" -> "half past seven"
-    voicebot.dialog.slots: speak_integer, speak_digits, speak_day, speak_time
+    voicebot.nlu.slots: speak_integer, speak_digits, speak_day, speak_time
 
 Canonical slot values: integer -> int; digits -> str of digits; day -> lower-case English
 weekday ("friday"); time -> "HH:MM" (24 h); list -> the canonical value string; wildcard ->
@@ -38,12 +38,12 @@ import datetime as dt
 from collections.abc import Callable, Collection
 from typing import Any
 
-from voicebot.dialog.fuzzy import MAX_EDITS, FuzzyResult, align, edits_for, prefilter, similar_words
-from voicebot.dialog.intent_compile import load_intents
-from voicebot.dialog.intent_file import IntentDef, IntentSet
-from voicebot.dialog.match import Match, Matcher
-from voicebot.dialog.normalize import normalize
-from voicebot.dialog.wordgraph import Entry, Template, first_values, match_exact
+from voicebot.nlu.fuzzy import MAX_EDITS, FuzzyResult, align, edits_for, prefilter, similar_words
+from voicebot.nlu.intent_compile import load_intents
+from voicebot.nlu.intent_file import IntentDef, IntentSet
+from voicebot.nlu.match import Match, Matcher
+from voicebot.nlu.normalize import normalize
+from voicebot.nlu.wordgraph import Entry, Template, first_values, match_exact
 
 __all__ = ["IntentDef", "IntentSet", "TemplateMatcher", "load_intents"]
 

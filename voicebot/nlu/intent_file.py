@@ -40,9 +40,9 @@ from typing import Any
 
 from hassil import Sentence
 
-from voicebot.dialog.slots import SLOT_KINDS, ListSlot, SlotType
-from voicebot.dialog.templates import TemplateError, compile_template, rule_refs
-from voicebot.dialog.wordgraph import WordGraph
+from voicebot.nlu.slots import SLOT_KINDS, ListSlot, SlotType
+from voicebot.nlu.templates import TemplateError, compile_template, rule_refs
+from voicebot.nlu.wordgraph import WordGraph
 from voicebot.yamlsrc import Diagnostic, Path_, Source, load
 
 TOP_KEYS = ("languages", "slots", "rules", "skip_words", "intents")

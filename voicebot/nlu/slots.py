@@ -19,8 +19,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from voicebot.dialog.normalize import normalize
-from voicebot.dialog.slot_time import (
+from voicebot.nlu.normalize import normalize
+from voicebot.nlu.slot_time import (
     TIME_FIRST_WORDS,
     TIME_WORDS,
     Prefer,

@@ -29,7 +29,7 @@ from hassil import (
     TextChunk,
 )
 
-from voicebot.dialog.templates import (
+from voicebot.nlu.templates import (
     literal_words,
     required_clauses,
     required_words,

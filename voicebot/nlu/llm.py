@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
-from voicebot.dialog.intent_file import IntentSet
-from voicebot.dialog.match import Match, Matcher
-from voicebot.dialog.normalize import normalize
+from voicebot.nlu.intent_file import IntentSet
+from voicebot.nlu.match import Match, Matcher
+from voicebot.nlu.normalize import normalize
 
 log = logging.getLogger(__name__)
 
