@@ -368,7 +368,7 @@ def test_diagnostics(tmp_path: Path) -> None:
     f = str(path)
     assert [str(d) for d in diags] == [
         f"{f}:3:16: I140 unknown slot type 'integr' (did you mean 'integer'?); use one of "
-        "integer, digits, day, time, list, wildcard",
+        "integer, count, digits, day, time, list, wildcard",
         f"{f}:4:3: I141 slot 'n': min (5) is greater than max (1)",
         f"{f}:5:20: I101 unknown day slot key 'prefer'",
         f"{f}:6:30: I141 prefer must be evening, morning or null, got 'noon'",

@@ -104,7 +104,7 @@ async def test_answer_is_validated_and_typed(matcher: LlmMatcher) -> None:
     assert "- book_table:" in system and "- inform:" in system and "- human_agent:" in system
     for other in ("greet", "cancel_booking", "opening_hours", "affirm"):
         assert f"- {other}" not in system  # only the allowed intents are offered
-    assert "party_size (integer 1..20)" in system
+    assert "party_size (number of people 1..20)" in system
 
 
 async def test_relative_and_word_values(matcher: LlmMatcher) -> None:

@@ -48,7 +48,7 @@ from voicebot.yamlsrc import Diagnostic, Path_, Source, load
 TOP_KEYS = ("languages", "slots", "rules", "skip_words", "intents")
 INTENT_KEYS = ("description", "interim", "templates")
 SLOT_OPTIONS: dict[str, tuple[str, ...]] = {
-    "integer": ("min", "max"), "digits": ("min_len", "max_len"), "day": (),
+    "integer": ("min", "max"), "count": ("min", "max"), "digits": ("min_len", "max_len"), "day": (),
     "time": ("prefer",), "list": ("values",), "wildcard": ("max_words",),
 }
 

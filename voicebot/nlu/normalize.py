@@ -36,7 +36,9 @@ _SMALL_NUMBERS: dict[str, dict[str, str]] = {
 _DOT_TIME = re.compile(r"\b([01]?\d|2[0-4])\.([0-5]\d)\b")
 _DIGIT_GROUP = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _ATTACHED_AMPM = re.compile(r"(\d)(am|pm|a\.m\.?|p\.m\.?)(?![a-z])")
-_SPACED_AMPM = re.compile(r"(\d) ([ap]) ?m\b")
+_SPACED_AMPM = re.compile(r"(\d) ([ap])(?: ?m)+\b")  # "8 p m", "8 pm m" (an extra letter)
+_ATTACHED_ISH = re.compile(r"(\d)ish\b")
+_ORDINAL_DOT = re.compile(r"(\d)\.(?=\s|$)")  # German "am 3. dezember"
 _FRAGMENT = re.compile(r"(?<![\w-])\w+-(?=\s|$)")  # "I w- want": a cut-off word
 _NON_WORD = re.compile(r"[^\w:']+|_")
 _COLON_NOT_TIME = re.compile(r"(?<!\d):|:(?!\d)")
@@ -79,6 +81,7 @@ def _words(text: str, language: str) -> list[str]:
     text = _DIGIT_GROUP.sub("", text)
     if language == "en":
         text = _ATTACHED_AMPM.sub(lambda m: f"{m.group(1)} {m.group(2)[0]}m", text)
+        text = _ATTACHED_ISH.sub(r"\1 ish", text)
         text = _UH_HUH.sub("uhhuh", text)
         text = _O_CLOCK.sub("oclock", text)
         text = text.replace("&", " and ")
@@ -89,7 +92,7 @@ def _words(text: str, language: str) -> list[str]:
     text = _COLON_NOT_TIME.sub(" ", text).replace("'", "")
     text = " ".join(text.split())
     if language in _TEXT2NUM and text:
-        text = alpha2digit(text, language)
+        text = _ORDINAL_DOT.sub(r"\1", alpha2digit(text, language))
     small = _SMALL_NUMBERS.get(language)
     words = text.split()
     if small:

@@ -120,8 +120,145 @@ _RULES: dict[str, list[_Rule]] = {
 }
 
 
-def parse_time(text: str, language: str, prefer: Prefer = None) -> str | None:
+class TimeValue(str):
+    """``HH:MM`` that also knows the other readings of what was said.
+
+    ``readings``: every plausible ``HH:MM`` (the value first) - "8" without am/pm is
+    ("20:00", "08:00") with ``prefer: evening``; a flow may re-pick among them with
+    what it knows (``pick_reading``, e.g. the opening hours). ``approximate``: the
+    caller said "around eight", "eight-ish". ``repaired``: a misheard hour word was
+    read as the number it sounds like ("half past heaven").
+    """
+
+    readings: tuple[str, ...]
+    approximate: bool
+    repaired: bool
+
+    def __new__(cls, value: str, readings: tuple[str, ...] = (), approximate: bool = False,
+                repaired: bool = False) -> TimeValue:
+        out = super().__new__(cls, value)
+        out.readings = readings or (value,)
+        out.approximate = approximate
+        out.repaired = repaired
+        return out
+
+    def __reduce__(self) -> tuple[type[TimeValue], tuple[str, tuple[str, ...], bool, bool]]:
+        return (TimeValue, (str(self), self.readings, self.approximate, self.repaired))
+
+
+# "around 8", "8ish", "8 or so": the time is approximate; the words are not part of it.
+_APPROX_LEAD = {"en": ("around ", "about ", "roughly ", "approximately ", "circa ",
+                       "sometime around ", "somewhere around "),
+                "de": ("gegen ", "so gegen ", "circa ", "ca ", "etwa ", "ungefähr ", "so um ")}
+_APPROX_TAIL = {"en": (" ish", " or so", " or thereabouts", " give or take"),
+                "de": (" rum", " herum", " so rum", " circa", " ungefähr")}
+
+# Words ASR writes for an hour it misheard: "half past heaven" -> 7. Only used where the
+# phrase is clearly a time ("half past _", "_ pm", "_ oclock").
+_HOMOPHONES = {
+    "en": {"won": "1", "to": "2", "too": "2", "tu": "2", "tree": "3", "free": "3",
+           "for": "4", "fore": "4", "fife": "5", "sex": "6", "sick": "6", "sicks": "6",
+           "heaven": "7", "sevin": "7", "ate": "8", "ait": "8", "nein": "9", "tin": "10",
+           "elven": "11", "eleventh": "11", "twelf": "12"},
+    "de": {"eis": "1", "zwo": "2", "drai": "3", "fier": "4", "fünfe": "5", "sex": "6",
+           "sechse": "6", "siem": "7", "sieme": "7", "zehne": "10", "elfe": "11",
+           "zwölfe": "12"},
+}
+_REPAIR_SLOTS = {
+    "en": (re.compile(r"^((?:a )?(?:half|quarter) (?:past|after|to|till|before|of) )(\S+)$"),
+           re.compile(r"^(half )(\S+)$"),
+           re.compile(r"^()(\S+)( (?:pm|am|oclock))$")),
+    "de": (re.compile(r"^((?:halb|viertel nach|viertel vor|viertel|dreiviertel) )(\S+)$"),
+           re.compile(r"^()(\S+)( uhr(?: \S+)?)$")),
+}
+
+
+def parse_time(text: str, language: str, prefer: Prefer = None) -> TimeValue | None:
     """``HH:MM`` for a normalised time phrase, or None if it is not (only) a time."""
+    text, approximate = _strip_approx(text, language)
+    found = _parse_exact(text, language, prefer)
+    if found is not None:
+        return TimeValue(found[0], found[1], approximate)
+    repaired = _repair(text, language)
+    if repaired is not None:
+        found = _parse_exact(repaired, language, prefer)
+        if found is not None:
+            return TimeValue(found[0], found[1], approximate, repaired=True)
+    return None
+
+
+def pick_reading(value: str, start: str, end: str) -> str:
+    """Among ``value``'s readings, the first within ``[start, end]`` (``HH:MM``); else ``value``.
+
+    How a flow applies what it knows, e.g. the day's opening hours: "at 11" for a
+    restaurant open 12:00-23:00 stays 23:00, "at 1" becomes 13:00 whatever ``prefer``.
+    """
+    readings = getattr(value, "readings", (value,))
+    for reading in readings:
+        if start <= reading <= end:
+            if reading == value:
+                return value
+            others = tuple(r for r in readings if r != reading)
+            return TimeValue(reading, (reading, *others), getattr(value, "approximate", False),
+                             getattr(value, "repaired", False))
+    return value
+
+
+def _strip_approx(text: str, language: str) -> tuple[str, bool]:
+    approximate = False
+    for lead in _APPROX_LEAD.get(language, ()):
+        if text.startswith(lead):
+            text, approximate = text[len(lead):], True
+            break
+    for tail in _APPROX_TAIL.get(language, ()):
+        if text.endswith(tail):
+            text, approximate = text[: -len(tail)], True
+            break
+    return text, approximate
+
+
+def _repair(text: str, language: str) -> str | None:
+    table = _HOMOPHONES.get(language, {})
+    for pattern in _REPAIR_SLOTS.get(language, ()):
+        found = pattern.match(text)
+        if found is None:
+            continue
+        word = found.group(2)
+        if word.isdigit():
+            return None
+        digit = table.get(word) or _sounds_like_number(word, language)
+        if digit is None:
+            return None
+        return found.group(1) + digit + (found.group(3) if found.lastindex == 3 else "")
+    return None
+
+
+def _sounds_like_number(word: str, language: str) -> str | None:
+    """The hour 1-12 whose number word is closest in spelling to ``word`` (a mishearing)."""
+    if len(word) < 3:
+        return None
+    from rapidfuzz import process
+    from rapidfuzz.distance import Indel
+
+    names = _number_names(language)
+    best = process.extractOne(word, list(names), scorer=Indel.normalized_similarity,
+                              score_cutoff=0.7)
+    return names[best[0]] if best else None
+
+
+_NUMBER_NAMES: dict[str, dict[str, str]] = {}
+
+
+def _number_names(language: str) -> dict[str, str]:
+    names = _NUMBER_NAMES.get(language)
+    if names is None:
+        names = _NUMBER_NAMES[language] = {number_words(n, language): str(n)
+                                           for n in range(1, 13)}
+    return names
+
+
+def _parse_exact(text: str, language: str, prefer: Prefer
+                 ) -> tuple[str, tuple[str, ...]] | None:
     rules = _RULES.get(language, _COMMON)
     text, meridiem = _split_meridiem(text, language)
     if language == "en" and text.endswith(" oclock"):
@@ -133,7 +270,16 @@ def parse_time(text: str, language: str, prefer: Prefer = None) -> str | None:
         parsed = build(found.groups())
         if parsed is None:
             return None
-        return _resolve(*parsed, meridiem, prefer)
+        value = _resolve(*parsed, meridiem, prefer)
+        if value is None:
+            return None
+        readings = [value]
+        if not meridiem and 1 <= parsed[0] <= 11:
+            other = "morning" if prefer == "evening" else "evening"
+            alt = _resolve(*parsed, meridiem, other)  # type: ignore[arg-type]
+            if alt is not None and alt != value:
+                readings.append(alt)
+        return value, tuple(readings)
     return None
 
 

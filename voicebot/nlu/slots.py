@@ -20,25 +20,23 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from voicebot.nlu.normalize import normalize
+from voicebot.nlu.slot_count import count_words, parse_count
+from voicebot.nlu.slot_day import WEEKDAYS, DayValue, day_words, parse_day, speak_date, speak_day
 from voicebot.nlu.slot_time import (
     TIME_FIRST_WORDS,
     TIME_WORDS,
     Prefer,
     number_words,
+    TimeValue,
     parse_time,
     speak_time,
 )
 
 __all__ = [
-    "WEEKDAYS", "DaySlot", "DigitsSlot", "IntegerSlot", "ListSlot", "SlotType", "TimeSlot",
-    "WildcardSlot", "parse_time", "speak_day", "speak_digits", "speak_integer", "speak_time",
+    "WEEKDAYS", "CountSlot", "DaySlot", "DayValue", "DigitsSlot", "IntegerSlot", "ListSlot",
+    "SlotType", "TimeSlot", "TimeValue", "WildcardSlot", "parse_time", "speak_date", "speak_day",
+    "speak_digits", "speak_integer", "speak_time",
 ]
-
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_WEEKDAY_NAMES = {
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
-}
 # Integer range up to which the values are enumerated as an anchored lexicon.
 _MAX_LEXICON_RANGE = 2000
 
@@ -66,6 +64,12 @@ class SlotType(ABC):
     def lexicon(self, language: str) -> list[str] | None:
         """All normalised phrases this type accepts, when finite and small; else None."""
         return None
+
+    @property
+    def open(self) -> bool:
+        """Open types (times, digits, free text) are captured as bounded wildcards and
+        rank below a reading with finite slots."""
+        return self.lexicon("en") is None
 
     def describe(self) -> str:
         """One line for the LLM prompt: what values look like."""
@@ -114,6 +118,40 @@ class IntegerSlot(SlotType):
 
     def describe(self) -> str:
         return f"integer {self.min}..{self.max}"
+
+
+@dataclass
+class CountSlot(IntegerSlot):
+    """A number of people: "4", "six of us", "just me", "me and my wife" (see ``slot_count``)."""
+
+    kind: ClassVar[str] = "count"
+    min: int = 1
+    max: int = 100
+    max_words: int = 8
+
+    def parse_normalized(self, text: str, language: str, today: dt.date | None) -> int | None:
+        n = parse_count(text, language)
+        if n is None:
+            return super().parse_normalized(text, language, today)
+        return n if self.min <= n <= self.max else None
+
+    def lexicon(self, language: str) -> list[str] | None:
+        return None
+
+    @property
+    def open(self) -> bool:
+        return False  # numbers and a closed set of people phrases
+
+    def describe(self) -> str:
+        return f"number of people {self.min}..{self.max}"
+
+    def first_words(self, language: str) -> frozenset[str] | None:
+        first = count_words(language)[0]
+        return first | frozenset(_SMALL_WORDS.get(language, {}))
+
+    def words(self, language: str) -> frozenset[str] | None:
+        every = count_words(language)[1]
+        return every | frozenset(w for p in _SMALL_WORDS.get(language, {}) for w in p.split())
 
 
 # Numbers that normalisation leaves as words because they double as articles.
@@ -185,66 +223,31 @@ def speak_digits(value: str, language: str) -> str:
 
 @dataclass
 class DaySlot(SlotType):
-    """A day; canonical is the lower-case English weekday, relative words resolved."""
+    """A day: canonical is the lower-case English weekday, as a ``DayValue`` that also
+    carries the calendar date (see ``slot_day``)."""
 
     kind: ClassVar[str] = "day"
-    max_words: int = 5
+    max_words: int = 6
 
-    def parse_normalized(self, text: str, language: str, today: dt.date | None) -> str | None:
-        found = _day_lexicon(language).get(text)
-        if found is None:
-            return None
-        if isinstance(found, str):
-            return found
-        return WEEKDAYS[((today or dt.date.today()).weekday() + found) % 7]
+    def parse_normalized(self, text: str, language: str, today: dt.date | None
+                         ) -> DayValue | None:
+        return parse_day(text, language, today)
 
     def speak(self, value: Any, language: str) -> str:
         return speak_day(str(value), language)
 
-    def lexicon(self, language: str) -> list[str] | None:
-        return list(_day_lexicon(language))
+    @property
+    def open(self) -> bool:
+        return False  # a closed set of phrases, however many dates it covers
 
     def describe(self) -> str:
-        return "lower-case English weekday (e.g. friday), or today / tomorrow"
+        return "lower-case English weekday (e.g. friday), or today / tomorrow / a date"
 
+    def first_words(self, language: str) -> frozenset[str] | None:
+        return day_words(language)[0]
 
-_DAY_WORDS: dict[str, dict[str, int]] = {
-    "en": {"today": 0, "tonight": 0, "this evening": 0, "tomorrow": 1, "tomorrow night": 1,
-           "tomorrow evening": 1, "day after tomorrow": 2, "the day after tomorrow": 2},
-    "de": {"heute": 0, "heute abend": 0, "morgen": 1, "morgen abend": 1, "übermorgen": 2},
-}
-_DAY_PREFIXES = {
-    "en": ("", "this ", "next ", "this coming ", "coming ", "the "),
-    "de": ("", "diesen ", "nächsten ", "kommenden ", "den "),
-}
-_DAY_ALIASES = {"de": {"sonnabend": "saturday"}}
-_DAY_CACHE: dict[str, dict[str, str | int]] = {}
-
-
-def _day_lexicon(language: str) -> dict[str, str | int]:
-    """Phrase -> weekday name, or -> offset in days from today."""
-    cached = _DAY_CACHE.get(language)
-    if cached is not None:
-        return cached
-    names = {n.lower(): WEEKDAYS[i] for i, n in enumerate(_WEEKDAY_NAMES.get(language, ()))}
-    names.update({day: day for day in WEEKDAYS} if language == "en" else {})
-    names.update(_DAY_ALIASES.get(language, {}))
-    table: dict[str, str | int] = {}
-    for prefix in _DAY_PREFIXES.get(language, ("",)):
-        for name, day in names.items():
-            table[normalize(prefix + name, language)] = day
-    for name, day in names.items():  # "on fridays", "freitags"
-        table[normalize(name + "s", language)] = day
-    for phrase, offset in _DAY_WORDS.get(language, {}).items():
-        table[normalize(phrase, language)] = offset
-    _DAY_CACHE[language] = table
-    return table
-
-
-def speak_day(day: str, language: str) -> str:
-    """Weekday name for prompts: "friday" -> "Friday" / "Freitag"."""
-    names = _WEEKDAY_NAMES.get(language, _WEEKDAY_NAMES["en"])
-    return names[WEEKDAYS.index(day)]
+    def words(self, language: str) -> frozenset[str] | None:
+        return day_words(language)[1]
 
 
 @dataclass
@@ -328,6 +331,6 @@ class WildcardSlot(SlotType):
 
 SLOT_KINDS: dict[str, type[SlotType]] = {
     cls.kind: cls
-    for cls in (IntegerSlot, DigitsSlot, DaySlot, TimeSlot, ListSlot, WildcardSlot)
+    for cls in (IntegerSlot, CountSlot, DigitsSlot, DaySlot, TimeSlot, ListSlot, WildcardSlot)
 }
 

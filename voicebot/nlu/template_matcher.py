@@ -77,7 +77,7 @@ class TemplateMatcher(Matcher):
         self._today = today
         self._graph = data.graph
         self._types = intent_set.slot_types
-        self._open = frozenset(n for n, t in self._types.items() if t.lexicon(language) is None)
+        self._open = frozenset(n for n, t in self._types.items() if t.open)
         self._skip: dict[str, list[tuple[str, ...]]] = {}  # first word -> skip phrases
         for phrase in data.skip_words:
             self._skip.setdefault(phrase.split()[0], []).append(tuple(phrase.split()))
