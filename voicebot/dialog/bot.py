@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from voicebot.dialog.flow import Bot
 from voicebot.dialog.flow_file import FlowSource, did_you_mean, read_flow
 from voicebot.dialog.prompt import Speaker
+from voicebot.nlu.slot_day import speak_date
 from voicebot.yamlsrc import ConfigError, Diagnostic, load
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ def bind(src: FlowSource, intents: IntentSet) -> tuple[Bot, list[Diagnostic]]:
     diags: list[Diagnostic] = []
     names = intents.intents
     slots = _slot_types(intents)
-    values = set(slots) | set(src.hook_values)
+    dates = {f"{slot}_date" for slot, kind in slots.items() if kind.kind == "day"}
+    values = set(slots) | set(src.hook_values) | dates
     confirm_reported: set[tuple[str, int, int]] = set()
     for ref in src.refs:
         where = (ref.src.file, *ref.src.at(ref.path, key=ref.key))
@@ -88,6 +90,7 @@ def bind(src: FlowSource, intents: IntentSet) -> tuple[Bot, list[Diagnostic]]:
         diags.append(lsrc.diag(path, "E415", f"the intent files have no {', '.join(missing)} "
                                f"(they cover {', '.join(intents.languages) or 'nothing'})"))
     speakers: dict[str, Speaker] = {slot: kind.speak for slot, kind in slots.items()}
+    speakers.update(dict.fromkeys(dates, speak_date))
     for name, kind in src.hook_values.items():
         if name in slots:
             continue
@@ -109,12 +112,13 @@ class LoadedBot:
     _matchers: dict[tuple[str, Any], Matcher] = field(default_factory=dict, repr=False)
 
     def matcher(self, language: str, today: Any = None) -> Matcher:
-        """The template matcher for ``language`` (built once; matchers are stateless)."""
-        from voicebot.nlu.template_matcher import TemplateMatcher
+        """The bot's matcher for ``language`` (built once; matchers are stateless): the
+        templates, then the statistical tier trained from them (cached on disk)."""
+        from voicebot.nlu.matcher import IntentMatcher
 
         key = (language, today)
         if key not in self._matchers:
-            self._matchers[key] = TemplateMatcher(self.intents, language, today=today)
+            self._matchers[key] = IntentMatcher(self.intents, language, today=today)
         return self._matchers[key]
 
 

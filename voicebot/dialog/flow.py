@@ -26,11 +26,14 @@ from voicebot.dialog.hooks import HookCall, HookFn, run_hook
 from voicebot.dialog.outcomes import Outcome, OutcomeStore
 from voicebot.dialog.prompt import Prompt, Speaker
 from voicebot.nlu.match import Match, Matcher
+from voicebot.nlu.slot_time import pick_reading
 
 log = logging.getLogger(__name__)
 
 REPEAT = "@repeat"  # the built-in target: say the last prompt again
 CONFIRM_INTENTS = ("affirm", "deny")
+CONFIRM_CONFIDENCE = 0.75  # a "yes" below this (a guess of a lower tier) books nothing
+HEARD_ENOUGH = 0.75  # share of a read-back the caller must have heard before a "yes" counts
 MAX_HOPS = 64  # state entries per input; more means a loop of states that never wait
 
 Emit = Callable[..., None]
@@ -85,6 +88,7 @@ class State:
     reprompt: Prompt | None = None
     on: dict[str, str] = field(default_factory=dict)
     collect: str | None = None
+    within: tuple[str, str] | None = None  # a collected time's reading between two values
     confirm: dict[str, str] | None = None  # {"affirm": state, "deny": state}
     call: HookSpec | None = None
     branch: list[BranchRule] = field(default_factory=list)
@@ -126,6 +130,7 @@ class Flow:
     states: dict[str, State]
     handlers: dict[str, str] = field(default_factory=dict)  # global: intent -> state
     data: dict[str, Any] = field(default_factory=dict)
+    digressions: set[str] = field(default_factory=set)  # global intents that return
 
 
 @dataclass(slots=True)
@@ -146,6 +151,24 @@ class Bot:
             names |= self.collectors.get(state.collect, frozenset())
         return frozenset(names & self.intent_names) if self.intent_names else frozenset(names)
 
+    def route(self, state: State, intent: str) -> tuple[str, str | None]:
+        """How ``state`` handles ``intent``: (kind, target). Kinds: ``on``, ``confirm``,
+        ``collect`` (target: the state's ``next`` once its slot is filled) and ``global``;
+        a state's own ``on`` wins over everything else."""
+        if intent in state.on:
+            return "on", state.on[intent]
+        if state.confirm and intent in state.confirm:
+            return "confirm", state.confirm[intent]
+        if state.collect and intent in self.collectors.get(state.collect, ()):
+            return "collect", state.next
+        return "global", self.flow.handlers.get(intent)
+
+    def actions(self, state: State) -> dict[str, str]:
+        """Accepted intent -> what the state does with it: intents with the same action
+        are one reading for the matcher's "two close readings" rule."""
+        return {intent: ":".join(str(p) for p in self.route(state, intent))
+                for intent in self.accepts(state)}
+
 
 @dataclass(slots=True)
 class Step:
@@ -157,6 +180,16 @@ class Step:
     match: Match | None = None
     ended: str | None = None  # "end" or "transfer" once the call is finished
     outcomes: list[Outcome] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Digression:
+    """A question answered mid-collection; the bot then returns to ``resume``."""
+
+    resume: str
+    slots: dict[str, Any]
+    hook_values: dict[str, Any]
+    entered: int = 0  # states entered since it began
 
 
 class FlowError(RuntimeError):
@@ -184,6 +217,10 @@ class Conversation:
         self.last_barge_in = True
         self.no_matches = 0
         self.silences = 0
+        self.heard = 1.0  # share of the last prompt the caller heard before speaking
+        self._visits = 0
+        self._collected_in: dict[str, tuple[int, str]] = {}  # slot -> (visit, collect state)
+        self._digression: _Digression | None = None
 
     @property
     def state(self) -> State:
@@ -209,11 +246,14 @@ class Conversation:
     async def start(self) -> Step:
         return await self._enter(self.flow.start)
 
-    async def hear(self, text: str) -> Step:
-        """A final transcript."""
+    async def hear(self, text: str, *, heard: float = 1.0) -> Step:
+        """A final transcript. ``heard``: the share of the bot's last prompt that had played
+        when the caller started speaking (barge-in; 0: they spoke before it began)."""
         if self.ended:
             return Step(state=self.state_name, ended=self.ended)
-        match = await self.matcher.match_async(text, self.accepts(), expect=self.expected_slot())
+        self.heard = heard
+        allowed = self.bot.actions(self.state) if self.state_name else {}
+        match = await self.matcher.match_async(text, allowed, expect=self.expected_slot())
         return await self._handle(match, text)
 
     def match_interim(self, text: str) -> Match | None:
@@ -239,32 +279,90 @@ class Conversation:
     async def _handle(self, match: Match | None, text: str, interim: bool = False) -> Step:
         state = self.state
         if match is None or match.intent not in self.accepts():
-            self.no_matches += 1
-            self.emit("no_match", text=text, state=state.name, count=self.no_matches)
-            return await self._reprompt(state, state.no_match, self.no_matches)
+            return await self._no_match(state, text)
+        kind, target = self.bot.route(state, match.intent)
+        values = {k: v for k, v in match.slots.items() if v is not None}
+        if kind == "confirm":  # "no, Saturday": a value said with the yes or no
+            values.update({k: v for k, v in match.mentioned.items()
+                           if v is not None and k in self.bot.collectors})
+        changed = [k for k, v in values.items() if self.slots.get(k) != v]
+        corrected = [k for k in changed if self.slots.get(k) is not None]
+        if kind == "confirm" and not changed and match.intent == CONFIRM_INTENTS[0] and (
+                not self._confirmable(match)):
+            return await self._no_match(state, text, reason="unconfirmed")
         self.emit("intent", name=match.intent, slots=dict(match.slots),
                   confidence=round(match.confidence, 3), matcher=match.matcher, text=match.text,
                   **({"interim": True} if interim else {}))
         self.no_matches = self.silences = 0
-        self.slots.update({k: v for k, v in match.slots.items() if v is not None})
-        target = self._route(state, match.intent)
+        if kind == "global" and match.intent in self.flow.digressions and target != REPEAT:
+            assert target is not None
+            step = await self._digress(state, values, target)
+            step.match = match
+            return step
+        self._store(values)
+        if kind == "confirm" and changed:
+            # "no, make it five", "yes, but on Sunday": a correction, read back again
+            target = self._collector(changed) or state.name
+        elif kind != "on" and corrected:
+            # a value changed while collecting: redo what depended on it (its checks)
+            target = self._collector(corrected) or target
+        if kind == "collect" and state.within:
+            self._pick_reading(state)
         if target == REPEAT:
             step = Step(self.last_prompt, self.last_barge_in, state.name)
-        elif target is None:  # a collect state heard other slots than the one it asks for
+        elif kind == "collect" and self.slots.get(state.collect or "") is None and (
+                target == state.next):
+            # a collect state heard other slots than the one it asks for
             step = Step(self._text(state.reprompt or state.ask), state.barge_in, state.name)
         else:
+            assert target is not None
             step = await self._enter(target)
         step.match = match
         return step
 
-    def _route(self, state: State, intent: str) -> str | None:
-        if intent in state.on:
-            return state.on[intent]
-        if state.confirm and intent in state.confirm:
-            return state.confirm[intent]
-        if state.collect and intent in self.bot.collectors.get(state.collect, ()):
-            return state.next if self.slots.get(state.collect) is not None else None
-        return self.flow.handlers[intent]
+    def _confirmable(self, match: Match) -> bool:
+        """A "yes" books only when it answers the read-back, heard, and is clearly a yes."""
+        sure = match.matcher == "exact" or match.confidence >= CONFIRM_CONFIDENCE
+        return sure and self.heard >= HEARD_ENOUGH
+
+    async def _no_match(self, state: State, text: str, reason: str | None = None) -> Step:
+        self.no_matches += 1
+        self.emit("no_match", text=text, state=state.name, count=self.no_matches,
+                  **({"reason": reason} if reason else {}))
+        return await self._reprompt(state, state.no_match, self.no_matches)
+
+    def _store(self, values: Mapping[str, Any]) -> None:
+        """Keep slot values; a day also keeps its calendar date as ``<slot>_date``."""
+        for name, value in values.items():
+            self.slots[name] = value
+            date = getattr(value, "date", None)
+            if date is not None:
+                self.slots[f"{name}_date"] = date.isoformat()
+            else:
+                self.slots.pop(f"{name}_date", None)
+
+    def _collector(self, slots: list[str]) -> str | None:
+        """The collect state that took the earliest of ``slots`` (re-entering it skips
+        what is known and re-runs the checks after it)."""
+        seen = [self._collected_in[s] for s in slots if s in self._collected_in]
+        return min(seen)[1] if seen else None
+
+    def _pick_reading(self, state: State) -> None:
+        slot = state.collect
+        if slot is None or state.within is None or self.slots.get(slot) is None:
+            return
+        low, high = (self.values.get(name) for name in state.within)
+        if isinstance(low, str) and isinstance(high, str):
+            self.slots[slot] = pick_reading(self.slots[slot], low, high)
+
+    async def _digress(self, state: State, values: Mapping[str, Any], target: str) -> Step:
+        """Answer a global question mid-call; ``_enter`` returns to ``state`` afterwards.
+        The question's slots ("are you open on Monday?") never touch the call's own."""
+        if self._digression is None:
+            self._digression = _Digression(state.name, dict(self.slots),
+                                           dict(self.hook_values))
+        self._store(values)
+        return await self._enter(target)
 
     async def _reprompt(self, state: State, policy: Policy, count: int) -> Step:
         if count > policy.reprompts:
@@ -283,12 +381,25 @@ class Conversation:
         outcomes: list[Outcome] = []
         for _ in range(MAX_HOPS):
             state = self.flow.states[name]
-            if state.collect and self.slots.get(state.collect) is not None and state.next:
-                name = state.next  # already known: skip the question
-                continue
+            digression = self._digression
+            if digression is not None and state.waits and digression.entered > 0:
+                texts.append(self._resume(digression))
+                break
+            if state.collect:
+                filled = self.slots.get(state.collect) is not None
+                if filled or state.collect not in self._collected_in:
+                    self._visits += 1
+                    self._collected_in[state.collect] = (self._visits, name)
+                if filled and state.within:
+                    self._pick_reading(state)
+                if filled and state.next:
+                    name = state.next  # already known: skip the question
+                    continue
             self.emit("state", **{"from": self.state_name or None, "to": name})
             self.state_name = name
             self.no_matches = self.silences = 0
+            if digression is not None:
+                digression.entered += 1
             try:
                 if state.call is not None:
                     await self._call(state, state.call)
@@ -308,6 +419,7 @@ class Conversation:
                 barge_in = barge_in and state.barge_in
             for slot in state.clear:
                 self.slots.pop(slot, None)
+                self.slots.pop(f"{slot}_date", None)
                 self.hook_values.pop(slot, None)
             if state.end:
                 self.ended = "end"
@@ -326,10 +438,26 @@ class Conversation:
         else:
             raise FlowError(f"more than {MAX_HOPS} states without waiting for the caller "
                             f"(last: {name!r})")
+        if self.ended:
+            self._digression = None
         text = " ".join(texts)
         if text:
             self.last_prompt, self.last_barge_in = text, barge_in
         return Step(text, barge_in, self.state_name, ended=self.ended, outcomes=outcomes)
+
+    def _resume(self, digression: _Digression) -> str:
+        """Back from a digression: the call's own values again, and its pending question."""
+        self._digression = None
+        self.slots.clear()
+        self.slots.update(digression.slots)
+        self.hook_values.clear()
+        self.hook_values.update(digression.hook_values)
+        state = self.flow.states[digression.resume]
+        self.emit("state", **{"from": self.state_name or None, "to": state.name,
+                              "resumed": True})
+        self.state_name = state.name
+        self.no_matches = self.silences = 0
+        return self._text(state.ask or state.reprompt)
 
     def _text(self, prompt: Prompt | None) -> str:
         if prompt is None:

@@ -11,7 +11,9 @@ unknown state, E407 duplicate state, E408 missing language variant, E409
 template syntax, E410 confirm misuse, E411 hook not found, E412 conflicting
 keys, E414 branch without default, E416 defined twice across files, E417
 states loop without waiting; W401 unreachable, W402 dead end, W403 extra
-language variant. Cross-file codes (E405, E406, E413, E415) are in ``bot.py``.
+language variant. A ``global`` entry is a state name or ``{goto: state,
+return: true}`` (a digression: the bot answers, then returns to the pending
+question). Cross-file codes (E405, E406, E413, E415) are in ``bot.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from voicebot.dialog.flow import BranchRule, Flow, HookSpec, Policy, State
+from voicebot.dialog.flow import REPEAT, BranchRule, Flow, HookSpec, Policy, State
 from voicebot.dialog.flow_graph import StateRef, check_graph, check_shape
 from voicebot.dialog.hooks import resolve
 from voicebot.dialog.prompt import Prompt, TemplateError, parse_template
@@ -29,12 +31,14 @@ from voicebot.dialog.yamlutil import Reader, did_you_mean, unbool_keys
 from voicebot.yamlsrc import Diagnostic, Path_, Source, load
 
 TOP_KEYS = ("flow", "languages", "start", "defaults", "global", "data", "hook_modules", "states")
-STATE_KEYS = ("say", "ask", "reprompt", "on", "collect", "confirm", "call", "branch", "next",
-              "transfer", "end", "outcome", "clear", "silence", "no_match", "barge_in", "on_error")
+STATE_KEYS = ("say", "ask", "reprompt", "on", "collect", "within", "confirm", "call", "branch",
+              "next", "transfer", "end", "outcome", "clear", "silence", "no_match", "barge_in",
+              "on_error")
 DEFAULT_KEYS = ("silence", "no_match", "barge_in", "on_error")
 POLICY_KEYS = {"silence": ("timeout_ms", "reprompts", "exit", "say"),
                "no_match": ("reprompts", "exit", "say")}
 CALL_KEYS = ("function", "args", "returns", "timeout_ms")
+GLOBAL_KEYS = ("goto", "return")
 
 __all__ = ["FlowReader", "FlowSource", "Ref", "did_you_mean", "read_flow"]
 
@@ -167,10 +171,34 @@ class FlowReader:
                           f"{section} {key!r} is defined twice across flow files", key=True)
                     continue
                 if section == "global":
-                    value = r.string(src, value, (section, key), f"global handler for {key!r}")
-                    self.out.refs.append(Ref("intent", str(key), src, (section, key), key=True))
-                    self._state_ref(src, value, (section, key), repeat=True)
+                    value = self._global(src, str(key), value)
+                    if value is None:
+                        continue
                 target[str(key)] = value
+
+    def _global(self, src: Source, intent: str, node: Any) -> str | None:
+        """A global handler: a state name, or ``{goto: state, return: true}`` (a digression:
+        answered mid-collection, then the bot returns to its pending question)."""
+        r, path = self.r, ("global", intent)
+        self.out.refs.append(Ref("intent", intent, src, path, key=True))
+        if isinstance(node, dict):
+            data = r.keys(src, node, path, GLOBAL_KEYS, f"global handler {intent!r}")
+            if "goto" not in data:
+                r.err(src, path, "E403", f"global handler {intent!r} needs 'goto' (the state "
+                      "that answers it)", key=True)
+                return None
+            target = r.string(src, data["goto"], (*path, "goto"), "'goto'")
+            self._state_ref(src, target, (*path, "goto"), repeat=True)
+            if "return" in data:
+                if self._bool(src, data["return"], (*path, "return")):
+                    if target == REPEAT:
+                        r.err(src, (*path, "return"), "E412", f"{REPEAT!r} always returns to "
+                              "the question: 'return' is for a state that answers a digression")
+                    self.out.flow.digressions.add(intent)
+            return target
+        value = r.string(src, node, path, f"global handler for {intent!r}")
+        self._state_ref(src, value, path, repeat=True)
+        return value
 
     # --- states ------------------------------------------------------------------
     def _state(self, src: Source, name: str, node: Any, path: Path_) -> None:
@@ -195,6 +223,8 @@ class FlowReader:
             self._state_ref(src, getattr(st, key), (*path, key))
         if st.collect:
             self.out.refs.append(Ref("slot", st.collect, src, (*path, "collect")))
+        if "within" in data:
+            st.within = self._within(src, data["within"], (*path, "within"), "collect" in data)
         if "end" in data and data["end"] is not True:
             r.err(src, (*path, "end"), "E402", "'end' must be true (omit it otherwise)")
         st.end = data.get("end") is True
@@ -220,6 +250,23 @@ class FlowReader:
             st.on_error = self.on_error
         check_shape(src, st.name, data, path, self.r)
         self.out.flow.states[name] = st
+
+    def _within(self, src: Source, node: Any, where: Path_, collects: bool
+                ) -> tuple[str, str] | None:
+        """``within: [open, close]``: of a time's readings ("8" is 08:00 or 20:00), take the
+        one between these two values (hook values or slots, ``HH:MM``)."""
+        if not collects:
+            self.r.err(src, where, "E403", "'within' needs 'collect' (the time it picks a "
+                       "reading of)", key=True)
+            return None
+        if (not isinstance(node, list) or len(node) != 2
+                or not all(isinstance(n, str) for n in node)):
+            self.r.err(src, where, "E402", "'within' must be a list of two value names, "
+                       "e.g. [open, close]")
+            return None
+        for i, name in enumerate(node):
+            self.out.refs.append(Ref("value", name, src, (*where, i)))
+        return node[0], node[1]
 
     def _on(self, src: Source, st: State, data: dict[str, Any], path: Path_) -> None:
         node = data.get("on")

@@ -57,6 +57,9 @@ class FlowDialog(Stage):
         self._deadline: float | None = None
         self._hangup: str | None = None
         self._acted: set[int] = set()  # turns answered on an interim intent
+        self._speech_start: dict[int, float] = {}  # turn -> when the caller began
+        # the latest reply's playback: (start, end, share heard), end None while playing
+        self._played: tuple[float | None, float | None, float] = (None, None, 1.0)
         self._ignored: set[int] = set()  # turns spoken over a barge_in: false prompt
         self._closed = False
 
@@ -107,8 +110,24 @@ class FlowDialog(Stage):
             if self._pending == 0:
                 self._arm(self.ctx.now())  # nothing new was said to the caller
             return
-        step = await self._step(frame.turn, self._conv.hear(text))
+        heard = self._heard(frame.turn)
+        step = await self._step(frame.turn, self._conv.hear(text, heard=heard))
         await self._reply(step, frame.turn)
+
+    def _heard(self, turn: int) -> float:
+        """How much of the bot's latest reply had played when the caller began ``turn``
+        (a "yes" said over a read-back, or before it, confirms nothing)."""
+        began = self._speech_start.pop(turn, None)
+        start, end, share = self._played
+        if began is None:
+            return 1.0
+        if self._pending and start is None:
+            return 0.0  # the reply had not started playing yet
+        if start is not None and began < start:
+            return 0.0
+        if end is None:
+            return share if self._pending == 0 else 0.0
+        return 1.0 if began >= end else share
 
     async def _partial(self, frame: Transcript) -> None:
         if frame.turn in self._acted or not (self._pending or self.ctx.state.bot_speaking):
@@ -142,6 +161,7 @@ class FlowDialog(Stage):
             self.ctx.ledger.get(turn).reported = True  # a greeting or re-prompt: no latency record
         self.ctx.bus.emit("reply", t=now, text=step.text, turn=turn)
         self._pending += 1
+        self._played = (None, None, 1.0)
         self._deadline = None
         await self.push(ReplyText(step.text, turn, step.barge_in))
 
@@ -153,6 +173,9 @@ class FlowDialog(Stage):
             return
         kind = event["type"]
         if kind == "speech_started":
+            self._speech_start[event["turn"]] = event["t"]
+            if len(self._speech_start) > 8:  # turns that never got a transcript
+                self._speech_start.pop(min(self._speech_start))
             self._caller_speaking = True
             self._deadline = None
             state = self.ctx.state
@@ -161,9 +184,15 @@ class FlowDialog(Stage):
         elif kind == "speech_stopped":
             self._caller_speaking = False
         elif kind == "interrupted":
+            heard, dropped = event.get("heard_ms", 0), event.get("dropped_ms", 0)
+            share = heard / (heard + dropped) if heard + dropped > 0 else 0.0
+            self._played = (self._played[0], event["t"], share)
             self._pending = 0
             self._played_out(event["t"])
+        elif kind == "playback_started":
+            self._played = (event["t"], None, 1.0)
         elif kind == "playback_stopped" and self._pending:
+            self._played = (self._played[0], event["t"], 1.0)
             self._pending -= 1
             if self._pending == 0:
                 self._played_out(event["t"])

@@ -18,7 +18,9 @@ conversations; each step is one caller input and what should follow::
             bot_contains: still there
 
 Inputs: ``user`` (final transcript), ``user_partial`` (a partial transcript
-while the bot speaks: only interim intents act), ``silent: true``.
+while the bot speaks: only interim intents act), ``silent: true``; with
+``user``, ``heard: 0.4`` says the caller began speaking when 40 % of the bot's
+last reply had played (a barge-in; a "yes" over a read-back confirms nothing).
 Expectations: ``intent`` (null: no match), ``slots``, ``matcher``, ``state``,
 ``bot`` (exact, spacing ignored), ``bot_contains``, ``transfer``, ``outcome``
 (a kind, or ``{kind, slots}``), ``ended``, ``collected`` (slots so far; null:
@@ -41,6 +43,7 @@ from voicebot.dialog.yamlutil import did_you_mean, literal_at, unbool_keys
 from voicebot.yamlsrc import ConfigError, Diagnostic, Path_, Source, load
 
 INPUTS = ("user", "user_partial", "silent")
+MODIFIERS = ("heard",)  # share of the bot's last reply heard before the caller spoke
 EXPECTS = ("intent", "slots", "matcher", "state", "bot", "bot_contains", "transfer", "outcome",
            "ended", "collected")
 HEADER = ("pipeline", "flow", "intents", "language", "today", "tests")
@@ -52,6 +55,7 @@ class TestStep:
     text: str
     expect: dict[str, Any]
     path: Path_
+    heard: float = 1.0
 
 
 @dataclass
@@ -165,9 +169,10 @@ def _test(src: Source, node: Any, path: Path_, suite: Suite, diags: list[Diagnos
             diags.append(src.diag(where, "E502", "a step is a mapping (user: ..., expectations)"))
             continue
         for key in step:
-            if key not in INPUTS + EXPECTS:
+            if key not in INPUTS + MODIFIERS + EXPECTS:
                 diags.append(src.diag((*where, key), "E501", f"unknown key {key!r}"
-                                      f"{did_you_mean(key, INPUTS + EXPECTS)}", key=True))
+                                      f"{did_you_mean(key, INPUTS + MODIFIERS + EXPECTS)}",
+                                      key=True))
         inputs = [k for k in INPUTS if k in step]
         if len(inputs) > 1 or (not inputs and i > 0):
             diags.append(src.diag(where, "E503", "each step needs exactly one input: user, "
@@ -188,7 +193,14 @@ def _test(src: Source, node: Any, path: Path_, suite: Suite, diags: list[Diagnos
             diags.append(src.diag((*where, "intent"), "E405", f"unknown intent "
                                   f"{step['intent']!r}{did_you_mean(step['intent'], intents)}"))
         expect = {k: step[k] for k in EXPECTS if k in step}
-        test.steps.append(TestStep(kind, text, expect, where))
+        heard = step.get("heard", 1.0)
+        if isinstance(heard, bool) or not isinstance(heard, (int, float)) or not 0 <= heard <= 1:
+            diags.append(src.diag((*where, "heard"), "E502", "'heard' must be a number from 0 "
+                                  "(the caller spoke before the bot's reply began) to 1"))
+            heard = 1.0
+        elif "heard" in step and kind != "user":
+            diags.append(src.diag((*where, "heard"), "E503", "'heard' goes with 'user'"))
+        test.steps.append(TestStep(kind, text, expect, where, float(heard)))
     return test
 
 
@@ -221,7 +233,7 @@ class _Run:
             if match is None:
                 return Step(state=self.conv.state_name)
             return await self.conv.hear_interim(match)
-        return await self.conv.hear(step.text)
+        return await self.conv.hear(step.text, heard=step.heard)
 
 
 def _check(run: _Run, step: Step, expect: dict[str, Any]) -> list[str]:

@@ -55,7 +55,9 @@ def compile_intents(r: IntentReader) -> IntentSet:
     languages = list(r.languages)
     for _, templates in defs.values():
         languages += [lang for lang in templates if lang not in languages]
-    out = IntentSet(slot_types=types, languages=tuple(languages))
+    out = IntentSet(slot_types=types, languages=tuple(languages),
+                    none_examples={k: list(v) for k, v in r.none_examples.items()},
+                    digest=r.digest())
     bindings: dict[str, dict[str, dict[str, str]]] = {}  # intent -> lang -> slot -> definition
     for lang in languages:
         data = LanguageData(rules=r.rules_for(lang))
@@ -98,6 +100,17 @@ def _intent(r: IntentReader, name: str, d: _Def) -> tuple[IntentDef, dict[str, l
     interim = body.get("interim", False)
     if r.expect(src, (*path, "interim"), interim, bool, "'interim'"):
         intent.interim = interim
+    spot = body.get("spot", False)
+    if r.expect(src, (*path, "spot"), spot, bool, "'spot'"):
+        intent.spot = spot
+    examples = body.get("examples", {})
+    if r.expect(src, (*path, "examples"), examples, dict, "'examples'"):
+        for lang, items in examples.items():
+            items = [items] if isinstance(items, str) else items
+            if r.expect(src, (*path, "examples", lang), items, list, f"{lang} examples"):
+                intent.examples[str(lang)] = [
+                    t for i, t in enumerate(items)
+                    if r.expect(src, (*path, "examples", lang, i), t, str, "an example")]
     description = body.get("description", "")
     if r.expect(src, (*path, "description"), description, str, "'description'"):
         intent.description = description

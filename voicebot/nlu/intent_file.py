@@ -34,6 +34,7 @@ I140 unknown slot type, I141 bad slot option.
 from __future__ import annotations
 
 import difflib
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,8 @@ from voicebot.nlu.templates import TemplateError, compile_template, rule_refs
 from voicebot.nlu.wordgraph import WordGraph
 from voicebot.yamlsrc import Diagnostic, Path_, Source, load
 
-TOP_KEYS = ("languages", "slots", "rules", "skip_words", "intents")
-INTENT_KEYS = ("description", "interim", "templates")
+TOP_KEYS = ("languages", "slots", "rules", "skip_words", "none_examples", "intents")
+INTENT_KEYS = ("description", "interim", "spot", "templates", "examples")
 SLOT_OPTIONS: dict[str, tuple[str, ...]] = {
     "integer": ("min", "max"), "count": ("min", "max"), "digits": ("min_len", "max_len"), "day": (),
     "time": ("prefer",), "list": ("values",), "wildcard": ("max_words",),
@@ -58,9 +59,11 @@ class IntentDef:
     name: str
     slots: dict[str, SlotType] = field(default_factory=dict)  # slot name -> type
     interim: bool = False
+    spot: bool = False  # may be recognised inside a longer utterance ("..., bye bye")
     languages: tuple[str, ...] = ()
     description: str = ""
     templates: dict[str, list[str]] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)  # lang -> sentences
     file: str = ""
     line: int = 0
 
@@ -81,6 +84,8 @@ class IntentSet:
     slot_types: dict[str, SlotType] = field(default_factory=dict)  # definition name -> type
     languages: tuple[str, ...] = ()
     compiled: dict[str, LanguageData] = field(default_factory=dict)
+    none_examples: dict[str, list[str]] = field(default_factory=dict)  # no intent of the bot
+    digest: str = ""  # sha256 of everything read: keys the trained statistical tier
 
 
 @dataclass
@@ -99,6 +104,7 @@ class IntentReader:
         self.slots: dict[str, _Def] = {}
         self.rules: dict[str, dict[str, _Def]] = {}
         self.skip: dict[str, list[str]] = {}
+        self.none_examples: dict[str, list[str]] = {}
         self.intents: dict[str, _Def] = {}
         self.file_languages: dict[str, list[str]] = {}
         self.languages: list[str] = []
@@ -122,6 +128,13 @@ class IntentReader:
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 self.err(src, (*path, key), "I101", f"unknown {what} key {key!r}{hint}", key=True)
+
+    def digest(self) -> str:
+        """sha256 over the text of every file read (in reading order; paths not included)."""
+        h = hashlib.sha256()
+        for lines in self.lines.values():
+            h.update("\n".join(lines).encode() + b"\0")
+        return h.hexdigest()
 
     # --- pass 1: read files --------------------------------------------------------
 
@@ -148,7 +161,7 @@ class IntentReader:
             self.file_languages[src.file] = good
             self.languages += [lang for lang in good if lang not in self.languages]
         self.read_named(src, data, "slots", self.slots, "I131", "slot definition")
-        for section in ("rules", "skip_words"):
+        for section in ("rules", "skip_words", "none_examples"):
             value = data.get(section)
             if value is not None and self.expect(src, (section,), value, dict, f"'{section}'"):
                 for lang, entries in value.items():
@@ -171,11 +184,13 @@ class IntentReader:
 
     def read_language_section(self, src: Source, section: str, lang: str, entries: Any) -> None:
         path: Path_ = (section, lang)
-        if section == "skip_words":
-            if self.expect(src, path, entries, list, f"skip_words.{lang}"):
+        if section in ("skip_words", "none_examples"):
+            what = "a skip word" if section == "skip_words" else "an example sentence"
+            target = self.skip if section == "skip_words" else self.none_examples
+            if self.expect(src, path, entries, list, f"{section}.{lang}"):
                 words = [w for i, w in enumerate(entries)
-                         if self.expect(src, (*path, i), w, str, "a skip word")]
-                self.skip.setdefault(lang, []).extend(words)
+                         if self.expect(src, (*path, i), w, str, what)]
+                target.setdefault(lang, []).extend(words)
             return
         if not self.expect(src, path, entries, dict, f"rules.{lang}"):
             return

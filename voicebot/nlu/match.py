@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-MatcherKind = Literal["exact", "fuzzy", "llm"]
+MatcherKind = Literal["exact", "fuzzy", "statistical", "spotted", "llm"]
 
 
 @dataclass(slots=True)
@@ -22,6 +22,9 @@ class Match:
     confidence: float = 1.0
     matcher: MatcherKind = "exact"
     text: str = ""  # the normalized utterance that matched
+    # Values of slots the intent does not carry, said along with it ("no, Saturday" as a
+    # deny): a flow may take them as a correction.
+    mentioned: dict[str, Any] = field(default_factory=dict)
 
 
 class Matcher(ABC):

@@ -14,9 +14,12 @@ import re
 _NOUNS = {
     "en": ("people persons person guests guest adults adult kids kid children child "
            "friends friend colleagues colleague pax of us seniors teenagers babies baby "
-           "ladies gentlemen men women guys girls boys family members diners"),
+           "ladies gentlemen men women guys girls boys family members diners sons daughters "
+           "grandkids grandchildren cousins brothers sisters coworkers teammates parents "
+           "couples friends"),
     "de": ("personen person leute leuten gäste gästen gast erwachsene erwachsenen kinder kind "
-           "freunde freunden freundinnen kollegen kolleginnen leutchen mann"),
+           "freunde freunden freundinnen kollegen kolleginnen leutchen mann söhne töchter "
+           "enkel enkelkinder"),
 }
 # One person each ("my wife"); the possessive/article is optional.
 _ONE = {
@@ -48,7 +51,7 @@ _WORDS = {"en": {"one": 1, "a single": 1, "just one": 1, "a couple": 2, "a coupl
                  "a pair": 2, "both": 2, "the both": 2, "a dozen": 12, "half a dozen": 6},
           "de": {"ein": 1, "eine": 1, "einen": 1, "einer": 1, "beide": 2, "wir beide": 2,
                  "wir zwei": 2, "ein pärchen": 2, "ein dutzend": 12}}
-_LEAD = {"en": ("just ", "only ", "a party of ", "a group of ", "a family of ", "a table of ",
+_LEAD = {"en": ("its ", "it is ", "there is ", "there are ", "just ", "only ", "a party of ", "a group of ", "a family of ", "a table of ",
                 "party of ", "group of ", "family of ", "us ", "we are ", "were ", "we ",
                 "the ", "all ", "about ", "around ", "maybe ", "probably "),
          "de": ("nur ", "wir sind ", "wir ", "insgesamt ", "etwa ", "ungefähr ", "circa ",
@@ -63,7 +66,10 @@ def parse_count(text: str, language: str) -> int | None:
     if text.isdigit():
         return int(text)
     join = _JOIN.get(language)
-    parts = join.split(text) if join else [text]
+    chunks = join.split(text) if join else [text]
+    parts: list[str] = []
+    for chunk in chunks:  # "me my husband" (a comma, lost in normalising): two people
+        parts += _segments(chunk, language) if len(chunks) > 1 else [chunk]
     total = 0
     for part in parts:
         n = _part(part, language, multi=len(parts) > 1)
@@ -73,22 +79,43 @@ def parse_count(text: str, language: str) -> int | None:
     return total
 
 
-def _part(text: str, language: str, multi: bool) -> int | None:
-    lang_words = _WORDS.get(language, {})
-    if text in _SELF.get(language, ()):
-        return 1
-    for _ in range(3):  # strip up to three lead words ("just the 2 of us")
+def _segments(chunk: str, language: str) -> list[str]:
+    """Split a list of people said without "and" at each new person ("me my husband")."""
+    possessive = set(_POSSESSIVE.get(language, ()))
+    starts = possessive | _SELF_PART.get(language, set())
+    out: list[list[str]] = []
+    for word in _strip_leads(chunk, language).split():
+        if not out or (word in starts and out[-1][-1] not in possessive):
+            out.append([word])
+        else:
+            out[-1].append(word)
+    return [" ".join(w) for w in out]
+
+
+def _strip_leads(text: str, language: str) -> str:
+    for _ in range(3):  # up to three lead words ("just the 2 of us")
         for lead in _LEAD.get(language, ()):
             if text.startswith(lead) and len(text) > len(lead):
                 text = text[len(lead):]
                 break
         else:
             break
+    return text
+
+
+def _part(text: str, language: str, multi: bool) -> int | None:
+    lang_words = _WORDS.get(language, {})
+    if text in _SELF.get(language, ()):
+        return 1
+    text = _strip_leads(text, language)
     if text in _SELF.get(language, ()) or (multi and text in _SELF_PART.get(language, ())):
         return 1
     if language == "de" and text.startswith("zu ") and text[3:] in _ZU:
         return _ZU[text[3:]]
     words = text.split()
+    if len(words) > 1 and words[0] in _POSSESSIVE.get(language, ()) and words[1].isdigit():
+        words = words[1:]  # "our 3 kids"
+        text = " ".join(words)
     if not words:
         return None
     nouns = _NOUNS.get(language, "").split()
@@ -122,7 +149,7 @@ def _part(text: str, language: str, multi: bool) -> int | None:
 def _is_noun_phrase(text: str, language: str) -> bool:
     """ "of us", "people in total", "adults": words that only say what is counted."""
     nouns = set(_NOUNS.get(language, "").split()) | {"of", "us", "in", "total", "all",
-                                                      "insgesamt", "total", "altogether"}
+                                                      "insgesamt", "altogether"}
     return all(w in nouns for w in text.split())
 
 
@@ -133,9 +160,9 @@ def count_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
              for w in p.split()}
     words = {w for p in _WORDS.get(language, {}) for w in p.split()}
     persons = set(_ONE.get(language, "").split()) | set(_TWO.get(language, "").split())
-    first = {"#"} | leads | {p.split()[0] for p in _SELF.get(language, ())} | set(
-        _SELF_PART.get(language, ())) | {
-        p.split()[0] for p in _WORDS.get(language, {})} | set(_POSSESSIVE.get(language, ())) | persons
+    first = {"#"} | leads | {p.split()[0] for p in _SELF.get(language, ())}
+    first |= set(_SELF_PART.get(language, ())) | {p.split()[0] for p in _WORDS.get(language, {})}
+    first |= set(_POSSESSIVE.get(language, ())) | persons
     if language == "de":
         first.add("zu")
     every = first | selfs | words | persons | set(_NOUNS.get(language, "").split()) | {

@@ -83,17 +83,23 @@ _FIRST_EXTRA = {
 
 
 class DayValue(str):
-    """A weekday name (``"friday"``) that also knows the calendar date meant."""
+    """A weekday name (``"friday"``) that also knows the calendar date meant.
+
+    ``explicit``: the caller named the date ("the 19th", "tomorrow"), rather than a
+    weekday whose date is the next one."""
 
     date: dt.date | None
+    explicit: bool
 
-    def __new__(cls, weekday: str, date: dt.date | None = None) -> DayValue:
+    def __new__(cls, weekday: str, date: dt.date | None = None, explicit: bool = False
+                ) -> DayValue:
         value = super().__new__(cls, weekday)
         value.date = date
+        value.explicit = explicit
         return value
 
-    def __reduce__(self) -> tuple[type[DayValue], tuple[str, dt.date | None]]:
-        return (DayValue, (str(self), self.date))
+    def __reduce__(self) -> tuple[type[DayValue], tuple[str, dt.date | None, bool]]:
+        return (DayValue, (str(self), self.date, self.explicit))
 
 
 def parse_day(text: str, language: str, today: dt.date | None = None) -> DayValue | None:
@@ -113,7 +119,7 @@ def _core(text: str, language: str, today: dt.date) -> DayValue | None:
     relative = _RELATIVE.get(language, {})
     if text in relative:
         date = today + dt.timedelta(days=relative[text])
-        return DayValue(WEEKDAYS[date.weekday()], date)
+        return DayValue(WEEKDAYS[date.weekday()], date, explicit=True)
     holiday = _HOLIDAYS.get(language, {}).get(text)
     if holiday is not None:
         return _dated(_next_date(today, *holiday), None)
@@ -121,7 +127,7 @@ def _core(text: str, language: str, today: dt.date) -> DayValue | None:
         if text.endswith(suffix) and text[: -len(suffix)] in names:
             day = names[text[: -len(suffix)]]
             monday = today - dt.timedelta(days=today.weekday()) + dt.timedelta(days=7)
-            return DayValue(day, monday + dt.timedelta(days=WEEKDAYS.index(day)))
+            return DayValue(day, monday + dt.timedelta(days=WEEKDAYS.index(day)), explicit=True)
     for prefix in _NEXT.get(language, ()):
         if text.startswith(prefix) and text[len(prefix):] in names:
             day = names[text[len(prefix):]]
@@ -172,7 +178,7 @@ def _dated(date: dt.date | None, weekday: str | None) -> DayValue | None:
     actual = WEEKDAYS[date.weekday()]
     if weekday is not None and weekday != actual:
         return None
-    return DayValue(actual, date)
+    return DayValue(actual, date, explicit=True)
 
 
 def _ordinal(word: str, language: str, bare: bool) -> int | None:
@@ -262,11 +268,16 @@ def speak_day(day: str, language: str) -> str:
 
 
 def speak_date(date: dt.date | str, language: str) -> str:
-    """A date for prompts: "December 4th" / "4. Dezember" (the TTS reads it as words)."""
+    """A date for prompts, in words: "December fourth" / "vierten Dezember" (after "dem")."""
+    from unicode_rbnf import FormatPurpose
+
+    from voicebot.nlu.slot_time import rbnf
+
     if isinstance(date, str):
         date = dt.date.fromisoformat(date)
+    ordinals = rbnf(language).format_number(date.day, purpose=FormatPurpose.ORDINAL)
+    month = _MONTHS.get(language, _MONTHS["en"])[date.month - 1].capitalize()
     if language == "de":
-        return f"{date.day}. {_MONTHS['de'][date.month - 1].capitalize()}"
-    suffix = "th" if 11 <= date.day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(date.day % 10,
-                                                                               "th")
-    return f"{_MONTHS['en'][date.month - 1].capitalize()} {date.day}{suffix}"
+        day = ordinals.text_by_ruleset.get("spellout-ordinal-n", ordinals.text)
+        return f"{day} {month}".replace("-", " ")
+    return f"{month} {ordinals.text}".replace("-", " ")

@@ -48,6 +48,12 @@ TIME_WORDS: dict[str, frozenset[str]] = {
     ), strict=True)
 }
 
+# Words that announce a time right before it: "at 8" is a time, a bare "8" may be a count.
+TIME_CUES: dict[str, frozenset[str]] = {
+    "en": frozenset("at around about by until till before after from arriving".split()),
+    "de": frozenset("um gegen ab bis vor nach so circa".split()),
+}
+
 # Words a time phrase can start with besides a number.
 TIME_FIRST_WORDS: dict[str, frozenset[str]] = {
     "en": frozenset("a half quarter one noon midday midnight".split()),
@@ -158,7 +164,8 @@ _APPROX_TAIL = {"en": (" ish", " or so", " or thereabouts", " give or take"),
 _HOMOPHONES = {
     "en": {"won": "1", "to": "2", "too": "2", "tu": "2", "tree": "3", "free": "3",
            "for": "4", "fore": "4", "fife": "5", "sex": "6", "sick": "6", "sicks": "6",
-           "heaven": "7", "sevin": "7", "ate": "8", "ait": "8", "nein": "9", "tin": "10",
+           "heaven": "7", "sevin": "7", "leaven": "11", "seben": "7", "ate": "8", "ait": "8",
+           "nein": "9", "tin": "10",
            "elven": "11", "eleventh": "11", "twelf": "12"},
     "de": {"eis": "1", "zwo": "2", "drai": "3", "fier": "4", "fünfe": "5", "sex": "6",
            "sechse": "6", "siem": "7", "sieme": "7", "zehne": "10", "elfe": "11",
@@ -171,6 +178,14 @@ _REPAIR_SLOTS = {
     "de": (re.compile(r"^((?:halb|viertel nach|viertel vor|viertel|dreiviertel) )(\S+)$"),
            re.compile(r"^()(\S+)( uhr(?: \S+)?)$")),
 }
+
+
+for _lang in ("en", "de"):
+    _approx = {w for p in (*_APPROX_LEAD[_lang], *_APPROX_TAIL[_lang]) for w in p.split()}
+    _misheard = set(_HOMOPHONES[_lang])
+    TIME_WORDS[_lang] = TIME_WORDS[_lang] | _approx | _misheard
+    TIME_FIRST_WORDS[_lang] = TIME_FIRST_WORDS[_lang] | {
+        p.split()[0] for p in _APPROX_LEAD[_lang]} | _misheard
 
 
 def parse_time(text: str, language: str, prefer: Prefer = None) -> TimeValue | None:
@@ -324,12 +339,17 @@ def _twelve_hour(hour: int, meridiem: _Meridiem, prefer: Prefer) -> int:
 _ENGINES: dict[str, RbnfEngine] = {}
 
 
-def number_words(n: int, language: str, ruleset: str | None = None) -> str:
-    """Cardinal number words (unicode-rbnf); hyphens become spaces for TTS."""
+def rbnf(language: str) -> RbnfEngine:
+    """The CLDR number speller for ``language`` (one per process)."""
     engine = _ENGINES.get(language)
     if engine is None:
         engine = _ENGINES[language] = RbnfEngine.for_language(language)
-    result = engine.format_number(n)
+    return engine
+
+
+def number_words(n: int, language: str, ruleset: str | None = None) -> str:
+    """Cardinal number words (unicode-rbnf); hyphens become spaces for TTS."""
+    result = rbnf(language).format_number(n)
     text = result.text_by_ruleset.get(ruleset or "", result.text)
     return text.replace("-", " ")
 

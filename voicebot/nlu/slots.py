@@ -23,11 +23,12 @@ from voicebot.nlu.normalize import normalize
 from voicebot.nlu.slot_count import count_words, parse_count
 from voicebot.nlu.slot_day import WEEKDAYS, DayValue, day_words, parse_day, speak_date, speak_day
 from voicebot.nlu.slot_time import (
+    TIME_CUES,
     TIME_FIRST_WORDS,
     TIME_WORDS,
     Prefer,
-    number_words,
     TimeValue,
+    number_words,
     parse_time,
     speak_time,
 )
@@ -64,6 +65,10 @@ class SlotType(ABC):
     def lexicon(self, language: str) -> list[str] | None:
         """All normalised phrases this type accepts, when finite and small; else None."""
         return None
+
+    def cue_words(self, language: str) -> frozenset[str]:
+        """Words that announce a value of this type right before it ("at" 8 -> a time)."""
+        return frozenset()
 
     @property
     def open(self) -> bool:
@@ -266,6 +271,9 @@ class TimeSlot(SlotType):
 
     def describe(self) -> str:
         return "24-hour time HH:MM, e.g. 19:30"
+
+    def cue_words(self, language: str) -> frozenset[str]:
+        return TIME_CUES.get(language, frozenset())
 
     def words(self, language: str) -> frozenset[str] | None:
         return TIME_WORDS.get(language, frozenset()) | {"#"}

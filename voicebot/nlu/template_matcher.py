@@ -43,7 +43,14 @@ from voicebot.nlu.intent_compile import load_intents
 from voicebot.nlu.intent_file import IntentDef, IntentSet
 from voicebot.nlu.match import Match, Matcher
 from voicebot.nlu.normalize import normalize
-from voicebot.nlu.wordgraph import Entry, Template, first_values, match_exact
+from voicebot.nlu.wordgraph import (
+    Entry,
+    Inside,
+    Template,
+    first_values,
+    match_exact,
+    match_inside,
+)
 
 __all__ = ["IntentDef", "IntentSet", "TemplateMatcher", "load_intents"]
 
@@ -65,7 +72,7 @@ class TemplateMatcher(Matcher):
 
     def __init__(self, intent_set: IntentSet, language: str, *,
                  today: dt.date | Callable[[], dt.date] | None = None, fuzzy: bool = True,
-                 margin: float = AMBIGUITY_MARGIN) -> None:
+                 margin: float = AMBIGUITY_MARGIN, fuzzy_max_words: int | None = None) -> None:
         data = intent_set.compiled.get(language)
         if data is None:
             raise ValueError(f"the intents have no {language!r} templates "
@@ -74,6 +81,7 @@ class TemplateMatcher(Matcher):
         self.intent_set = intent_set
         self.fuzzy = fuzzy
         self.margin = margin
+        self.fuzzy_max_words = fuzzy_max_words  # longer utterances skip the fuzzy tier
         self._today = today
         self._graph = data.graph
         self._types = intent_set.slot_types
@@ -88,6 +96,7 @@ class TemplateMatcher(Matcher):
                               if len(w) >= 3 and not w.isdigit()})
         self._first_words = {name: t.first_words(language) for name, t in self._types.items()}
         type_words = {name: t.words(language) for name, t in self._types.items()}
+        self._inner_words = type_words
         self._slot_words: dict[int, frozenset[str] | None] = {}
         for t in self._graph.templates:
             sets = [type_words[name] for name in t.slot_types]
@@ -119,9 +128,29 @@ class TemplateMatcher(Matcher):
                 return None  # two intents fit equally well
             name, (_, _, slots) = ranked[0]
             return Match(name, first_values(slots), 1.0, "exact", norm)
-        if interim or not self.fuzzy:
+        if interim or not self.fuzzy or (
+                self.fuzzy_max_words is not None and len(words) > self.fuzzy_max_words):
             return None
         return self._fuzzy(norm, words, templates, spans)
+
+    def inside(self, words: list[str], allowed: Collection[str]) -> list[Inside]:
+        """Templates of ``allowed`` matched by a stretch of ``words`` (normalised)."""
+        entry, templates = self._candidates(allowed, False)
+        if not templates or not words:
+            return []
+        return match_inside(self._graph, entry, words, self._spans(words), self._skips(words))
+
+    def distinctive(self) -> dict[str, str]:
+        """Template words used by exactly one intent -> that intent."""
+        cached = getattr(self, "_distinctive", None)
+        if cached is None:
+            owners: dict[str, set[str]] = {}
+            for t in self._graph.templates:
+                for word in t.vocab:
+                    owners.setdefault(word, set()).add(t.intent)
+            cached = {w: next(iter(o)) for w, o in owners.items() if len(o) == 1}
+            self._distinctive = cached
+        return cached
 
     def _candidates(self, allowed: Collection[str] | None, interim: bool
                     ) -> tuple[Entry, list[Template]]:
@@ -143,7 +172,8 @@ class TemplateMatcher(Matcher):
         """Slot spans of this utterance: (end, value) per start, each span parsed once."""
         cache: dict[tuple[str, int], list[tuple[int, Any]]] = {}
         types, lang, today, n = self._types, self.language, self.today(), len(words)
-        starts = self._first_words
+        starts, inner = self._first_words, self._inner_words
+        tokens = ["#" if w[0].isdigit() else w for w in words]
 
         def spans(name: str, i: int) -> list[tuple[int, Any]]:
             found = cache.get((name, i))
@@ -151,10 +181,16 @@ class TemplateMatcher(Matcher):
                 slot = types[name]
                 found = cache[(name, i)] = []
                 first = starts[name]
-                if i >= n or (first is not None and (
-                        "#" if words[i][0].isdigit() else words[i]) not in first):
+                if i >= n or (first is not None and tokens[i] not in first):
                     return found
-                for j in range(i + 1, min(n, i + slot.max_words) + 1):
+                limit = min(n, i + slot.max_words)
+                allowed = inner[name]
+                if allowed is not None:  # a value only spans words its type may contain
+                    end = i + 1
+                    while end < limit and tokens[end] in allowed:
+                        end += 1
+                    limit = end
+                for j in range(i + 1, limit + 1):
                     value = slot.parse_normalized(" ".join(words[i:j]), lang, today)
                     if value is not None:
                         found.append((j, value))

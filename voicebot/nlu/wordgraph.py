@@ -272,3 +272,60 @@ def first_values(pairs: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     for slot, value in pairs:
         out.setdefault(slot, value)
     return out
+
+
+@dataclass(slots=True)
+class Inside:
+    """A template matched by a stretch of the utterance, not all of it."""
+
+    intent: str
+    start: int
+    end: int
+    literals: int
+    slots: tuple[tuple[str, Any], ...]
+
+
+def match_inside(g: WordGraph, entry: Entry, words: list[str], spans: Spans,
+                 skips: dict[int, list[int]]) -> list[Inside]:
+    """Every intent whose template matches some ``words[start:end]``: its best stretch
+    (most literal words, then the latest end - a goodbye closes an utterance)."""
+    n = len(words)
+    starts = entry.starts(words)
+    # per row: node -> (literals, start, slots)
+    rows: list[dict[int, tuple[int, int, tuple[tuple[str, Any], ...]]]] = [
+        {} for _ in range(n + 1)]
+    index, slot_edges = g.words, g.slots
+
+    def relax(row: dict[int, tuple[int, int, tuple[tuple[str, Any], ...]]], node: int,
+              state: tuple[int, int, tuple[tuple[str, Any], ...]]) -> None:
+        old = row.get(node)
+        if old is None or state[0] > old[0]:
+            row[node] = state
+
+    best: dict[str, Inside] = {}
+    for i in range(n + 1):
+        row = rows[i]
+        for node, (lits, start, found) in row.items():
+            intent = g.accept[node]
+            if intent is not None and lits > 0:
+                old = best.get(intent)
+                if old is None or (lits, i) > (old.literals, old.end):
+                    best[intent] = Inside(intent, start, i, lits, found)
+        if i == n:
+            break
+        for node in starts:
+            relax(row, node, (0, i, ()))
+        word = words[i]
+        nxt = rows[i + 1]
+        for node, state in list(row.items()):
+            lits, start, found = state
+            for to in index[node].get(word, ()):
+                relax(nxt, to, (lits + 1, start, found))
+            for name, slot, to in slot_edges[node]:
+                for j, value in spans(name, i):
+                    relax(rows[j], to, (lits, start, (*found, (slot, value))))
+        for j in skips.get(i, ()):
+            for node, state in list(row.items()):
+                if state[0] > 0:
+                    relax(rows[j], node, state)
+    return list(best.values())

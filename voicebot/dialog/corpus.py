@@ -1,0 +1,280 @@
+"""Understanding corpora: what callers say in each state, and whether the bot got it.
+
+A corpus file (``intents/corpus/*.yaml``) lists utterances with the dialog
+state they are said in and what a person would have understood::
+
+    language: en
+    today: 2026-12-01
+    written_by: "who wrote it and how (held-out sets: from the prompts only)"
+    items:
+      - state: confirm_booking
+        context: {party_size: 4, day: friday, time: "19:30"}   # what the bot holds
+        say: "No, sorry, could we make it Saturday instead?"
+        intent: inform            # or none: the bot should ask again, not act
+        slots: {day: saturday}    # day: weekday; date: YYYY-MM-DD when one was named
+
+``score_turn`` puts a ``Conversation`` in that state, lets it hear the
+utterance (or what a recogniser made of it), and runs a second conversation
+on the labelled reading; the two must end in the same state with the same
+values for a **turn success**. A turn that acts (matches an intent) but does
+something else than the labelled reading, or stores a wrong or spurious value,
+is a **wrong action**; a turn the bot answers with "sorry?" is a no-match.
+
+Codes: E601 not a corpus file, E602 unknown key, E603 unknown state, E604
+unknown intent, E605 unknown slot, E606 bad value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voicebot.dialog.bot import LoadedBot
+from voicebot.dialog.flow import Conversation
+from voicebot.dialog.outcomes import MemoryOutcomeStore
+from voicebot.dialog.yamlutil import did_you_mean
+from voicebot.nlu.match import Match, Matcher
+from voicebot.nlu.slot_day import DayValue, parse_day
+from voicebot.yamlsrc import ConfigError, load
+
+NONE = "none"
+TOP = ("language", "today", "written_by", "items")
+ITEM = ("state", "context", "say", "intent", "slots")
+
+
+@dataclass(slots=True)
+class Item:
+    state: str
+    say: str
+    intent: str  # NONE: nothing the bot can act on
+    slots: dict[str, Any]
+    context: dict[str, Any] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(slots=True)
+class Corpus:
+    path: str
+    language: str
+    today: dt.date
+    written_by: str
+    items: list[Item]
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).stem
+
+
+def load_corpus(path: str | Path, loaded: LoadedBot | None = None) -> Corpus:
+    """Read a corpus file; with ``loaded``, states, intents and slots are checked against
+    the bot. Raises ``ConfigError`` with every problem at file:line:col."""
+    src, diags = load(path)
+    data = src.data
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        raise ConfigError(diags or [src.diag((), "E601", "a corpus file is a mapping with "
+                                             "'language', 'today' and 'items'")])
+    for key in data:
+        if key not in TOP:
+            diags.append(src.diag((key,), "E602", f"unknown key {key!r}"
+                                  f"{did_you_mean(key, TOP)}", key=True))
+    today = data.get("today")
+    if not isinstance(today, dt.date):
+        diags.append(src.diag(("today",), "E606", "'today' must be a date (YYYY-MM-DD)"))
+        today = dt.date.today()
+    states = loaded.bot.flow.states if loaded else None
+    intents = loaded.intents.intents if loaded else None
+    slot_names = set(loaded.bot.collectors) | {"date"} if loaded else None
+    items = []
+    for i, node in enumerate(data["items"]):
+        at = ("items", i)
+        if not isinstance(node, dict):
+            diags.append(src.diag(at, "E601", "an item is a mapping (state, say, intent)"))
+            continue
+        for key in node:
+            if key not in ITEM:
+                diags.append(src.diag((*at, key), "E602", f"unknown key {key!r}"
+                                      f"{did_you_mean(key, ITEM)}", key=True))
+        state, say, intent = node.get("state"), node.get("say"), node.get("intent")
+        if states is not None and state not in states:
+            diags.append(src.diag((*at, "state"), "E603", f"unknown state {state!r}"
+                                  f"{did_you_mean(str(state), states)}"))
+        if intents is not None and intent != NONE and intent not in intents:
+            diags.append(src.diag((*at, "intent"), "E604", f"unknown intent {intent!r}"
+                                  f"{did_you_mean(str(intent), intents)}"))
+        if not isinstance(say, str) or not say.strip():
+            diags.append(src.diag((*at, "say"), "E606", "'say' must be the caller's words"))
+            continue
+        slots = node.get("slots") or {}
+        context = node.get("context") or {}
+        for section, values in (("slots", slots), ("context", context)):
+            if not isinstance(values, dict):
+                diags.append(src.diag((*at, section), "E606", f"{section!r} must be a mapping"))
+                continue
+            for name in values:
+                if slot_names is not None and name not in slot_names:
+                    diags.append(src.diag((*at, section, name), "E605", f"unknown slot {name!r}"
+                                          f"{did_you_mean(str(name), slot_names)}", key=True))
+        line, _ = src.at(at)
+        items.append(Item(str(state), say, str(intent), dict(slots), dict(context), line))
+    if [d for d in diags if d.severity == "error"]:
+        raise ConfigError(diags)
+    return Corpus(str(path), str(data.get("language", "")), today,
+                  str(data.get("written_by", "")), items)
+
+
+class _Gold(Matcher):
+    """A matcher that "hears" the labelled reading."""
+
+    def __init__(self, match: Match | None, language: str) -> None:
+        self.found = match
+        self.language = language
+
+    def match(self, text: str, allowed: Collection[str] | None = None, *,
+              interim: bool = False, expect: str | None = None) -> Match | None:
+        if self.found is None or (allowed is not None and self.found.intent not in allowed):
+            return None
+        return self.found
+
+
+@dataclass(slots=True)
+class TurnScore:
+    item: Item
+    heard: str  # what the matcher got (the text, or a recogniser's transcript)
+    intent: str  # what the bot matched (NONE: no match)
+    slots: dict[str, Any]
+    success: bool
+    intent_ok: bool
+    slots_right: int  # labelled slot values the bot stored correctly
+    slots_total: int
+    no_match: bool
+    wrong_action: bool
+    match_ms: float
+    state: str = ""  # where the conversation ended
+    expected_state: str = ""
+
+
+def gold_values(item: Item, today: dt.date) -> dict[str, Any]:
+    """The labelled slots as the values a matcher would produce (a day keeps its date)."""
+    values = {k: v for k, v in item.slots.items() if k != "date"}
+    if "day" in values:
+        date = item.slots.get("date")
+        if isinstance(date, str):
+            date = dt.date.fromisoformat(date)
+        if not isinstance(date, dt.date):
+            parsed = parse_day(str(values["day"]), "en", today)
+            date = parsed.date if parsed is not None else None
+        values["day"] = DayValue(str(values["day"]), date)
+    return values
+
+
+def _conversation(loaded: LoadedBot, matcher: Matcher, item: Item, language: str
+                  ) -> tuple[Conversation, list[dict[str, Any]]]:
+    events: list[dict[str, Any]] = []
+    conv = Conversation(loaded.bot, matcher, MemoryOutcomeStore(), call_id="corpus",
+                        emit=lambda type, **f: events.append({"type": type, **f}),
+                        language=language)
+    conv.state_name = item.state
+    conv._store(gold_values(Item(item.state, "", NONE, item.context), _today(matcher)))
+    return conv, events
+
+
+def _today(matcher: Matcher) -> dt.date:
+    today = getattr(matcher, "today", None)
+    return today() if callable(today) else dt.date.today()
+
+
+def _canon(values: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items() if v is not None}
+
+
+async def score_turn(loaded: LoadedBot, matcher: Matcher, item: Item, language: str,
+                     heard: str | None = None) -> TurnScore:
+    """Run ``item`` (or ``heard``, a transcript of it) and its labelled reading."""
+    text = item.say if heard is None else heard
+    today = _today(matcher)
+    conv, events = _conversation(loaded, matcher, item, language)
+    before = dict(conv.slots)
+    started = time.perf_counter()
+    await conv.hear(text)
+    match_ms = (time.perf_counter() - started) * 1000
+    gold_match = None if item.intent == NONE else Match(item.intent, gold_values(item, today))
+    gold, _ = _conversation(loaded, _Gold(gold_match, language), item, language)
+    await gold.hear(item.say)
+    matched = next((e for e in events if e["type"] == "intent"), None)
+    intent = matched["name"] if matched else NONE
+    got, want = _canon(conv.slots), _canon(gold.slots)
+    success = conv.state_name == gold.state_name and got == want and (
+        conv.ended == gold.ended)
+    accepted = item.intent in conv.accepts()
+    expected_action = loaded.bot.route(conv.flow.states[item.state], item.intent) \
+        if accepted else None
+    action = loaded.bot.route(conv.flow.states[item.state], intent) if matched else None
+    if matched:
+        intent_ok = accepted and (intent == item.intent or action == expected_action)
+    else:
+        intent_ok = not accepted
+    changed = {k: v for k, v in got.items() if _canon(before).get(k) != v}
+    labelled = _canon(gold_values(item, today))
+    if "date" in item.slots:
+        labelled["day_date"] = str(item.slots["date"])
+    right = sum(1 for k, v in labelled.items() if changed.get(k, _canon(before).get(k)) == v)
+    wrong_value = any(k in want and want[k] != v for k, v in changed.items()) or any(
+        k not in want for k in changed if not k.endswith("_date"))
+    wrong_action = bool(matched) and (not intent_ok or wrong_value)
+    return TurnScore(item, text, intent, changed, success, intent_ok, right, len(labelled),
+                     not matched and item.intent != NONE, wrong_action, match_ms,
+                     conv.state_name, gold.state_name)
+
+
+@dataclass
+class Summary:
+    turns: int = 0
+    success: int = 0
+    intent_ok: int = 0
+    slots_right: int = 0
+    slots_total: int = 0
+    no_match: int = 0
+    wrong_action: int = 0
+    match_ms: list[float] = field(default_factory=list)
+
+    def add(self, s: TurnScore) -> None:
+        self.turns += 1
+        self.success += s.success
+        self.intent_ok += s.intent_ok
+        self.slots_right += s.slots_right
+        self.slots_total += s.slots_total
+        self.no_match += s.no_match
+        self.wrong_action += s.wrong_action
+        self.match_ms.append(s.match_ms)
+
+    def rates(self) -> dict[str, float]:
+        """The shares (matching times are left to the benchmark's percentile)."""
+        n = max(self.turns, 1)
+        return {
+            "turns": self.turns,
+            "turn_success": self.success / n,
+            "intent_accuracy": self.intent_ok / n,
+            "slot_accuracy": self.slots_right / max(self.slots_total, 1),
+            "no_match_rate": self.no_match / n,
+            "wrong_action_rate": self.wrong_action / n,
+        }
+
+
+async def score_corpus(loaded: LoadedBot, matcher: Matcher, corpus: Corpus,
+                       heard: dict[int, str] | None = None) -> tuple[Summary, list[TurnScore]]:
+    """Every item (``heard``: item index -> a transcript to use instead of the text)."""
+    summary = Summary()
+    turns = []
+    for i, item in enumerate(corpus.items):
+        text = heard.get(i) if heard is not None else None
+        if heard is not None and text is None:
+            continue
+        score = await score_turn(loaded, matcher, item, corpus.language, text)
+        summary.add(score)
+        turns.append(score)
+    return summary, turns
+

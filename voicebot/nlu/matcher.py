@@ -1,0 +1,171 @@
+"""The bot's matcher: templates first, then the statistical tier, values found anywhere.
+
+``IntentMatcher.match`` decides in this order:
+
+1. **exact** - the templates over the whole utterance (``template_matcher``).
+2. **fuzzy and statistical** - the bounded edit alignment on the templates and
+   the classifiers trained from them (``statistical.py``) each propose a
+   reading; readings leading to the same action (``allowed`` may map intents to
+   what the bot does with them) agree, different ones must be ``margin``
+   apart or the answer is no match: two close readings -> ask, never guess.
+   The chosen intent keeps every slot that was understood; a value the caller
+   gave that could not be read is left for the flow to ask for.
+3. **spotted** - an intent marked ``spot: true`` (goodbye, human agent,
+   repeat) matched by a stretch of a longer utterance ("thanks so much, bye
+   bye").
+4. **the value asked for** - in a state that collects a slot, a value of that
+   slot among free words ("um, I guess around eight-ish", "Friday if that's
+   okay") fills it, unless the utterance reads as something else entirely.
+
+Confidence: 1.0 exact, the fuzzy tier's edit score, the classifier's
+probability. Partial transcripts only ever use the exact tier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from voicebot.nlu.intent_file import IntentSet
+from voicebot.nlu.match import Match, Matcher
+from voicebot.nlu.normalize import normalize
+from voicebot.nlu.spotting import Spotter
+from voicebot.nlu.statistical import NONE, StatisticalModel, load_model
+from voicebot.nlu.template_matcher import TemplateMatcher
+
+ACCEPT = 0.5  # a statistical reading needs at least this probability
+MARGIN = 0.2  # ... and this lead over the next different reading (or over "none")
+SLOT_ACCEPT = 0.5  # a spotted value fills a slot at this probability
+EXPECTED_ACCEPT = 0.6  # the value asked for, among free words
+NONE_VETO = 0.8  # an utterance this likely to be off-topic fills no slot it was asked for
+SPOT_CONFIDENCE = 0.8
+FUZZY_MAX_WORDS = 10
+
+
+class IntentMatcher(Matcher):
+    """Exact, fuzzy, statistical and spotting tiers over one intent set and language."""
+
+    def __init__(self, intent_set: IntentSet, language: str, *,
+                 today: dt.date | Callable[[], dt.date] | None = None, fuzzy: bool = True,
+                 statistical: bool = True, margin: float = MARGIN,
+                 model: StatisticalModel | None = None) -> None:
+        self.language = language
+        self.intent_set = intent_set
+        # The fuzzy tier aligns template-like utterances with a misheard word; longer
+        # ones are the statistical tier's (and would cost the fuzzy DP milliseconds).
+        self.templates = TemplateMatcher(intent_set, language, today=today, fuzzy=fuzzy,
+                                         fuzzy_max_words=FUZZY_MAX_WORDS if statistical else None)
+        self.margin = margin
+        self.model = model if model is not None or not statistical else load_model(
+            intent_set, language)
+        self._spot = frozenset(n for n, d in intent_set.intents.items() if d.spot)
+        self._slots_of = {n: frozenset(d.slots) for n, d in intent_set.intents.items()}
+
+    def today(self) -> dt.date:
+        return self.templates.today()
+
+    def match(self, text: str, allowed: Collection[str] | None = None, *,
+              interim: bool = False, expect: str | None = None) -> Match | None:
+        names = frozenset(self.intent_set.intents if allowed is None else allowed)
+        action = _actions(allowed)
+        found = self.templates.match(text, names, interim=interim, expect=expect)
+        if interim or self.model is None:
+            return found
+        if found is not None and found.matcher == "exact":
+            return found
+        words = normalize(text, self.language).split()
+        if not words:
+            return None
+        norm = " ".join(words)
+        today = self.today()
+        spans = self.model.spotter.find(words, today)
+        probs = self.model.intents(Spotter.tokens(words, spans))
+        chosen = self._choose(found, probs, names, action)
+        if chosen is not None:
+            intent, confidence, kind = chosen
+            slots = dict(found.slots) if found is not None and kind == "fuzzy" else {}
+            wanted = self._slots_of.get(intent, frozenset())
+            mentioned: dict[str, Any] = {}
+            for guess in self.model.slots(words, spans, expect, None, SLOT_ACCEPT):
+                if guess.slot in wanted:
+                    slots.setdefault(guess.slot, guess.span.value)
+                else:
+                    mentioned[guess.slot] = guess.span.value
+            return Match(intent, slots, confidence, kind, norm, mentioned)
+        spotted = self._spotted(words, names)
+        if spotted is not None:
+            return spotted
+        if expect is not None and probs.get(NONE, 0.0) < NONE_VETO:
+            return self._expected(words, spans, probs, names, expect, norm)
+        return None
+
+    def _choose(self, fuzzy: Match | None, probs: Mapping[str, float], names: frozenset[str],
+                action: Callable[[str], str]) -> tuple[str, float, str] | None:
+        """The reading to act on: (intent, confidence, tier), or None (no clear reading)."""
+        # Intents with the same action add up; "none" and intents this state cannot
+        # take add up against them.
+        total: dict[str, float] = {}
+        best: dict[str, tuple[float, str]] = {}
+        for intent, p in probs.items():
+            key = NONE if intent == NONE or intent not in names else action(intent)
+            total[key] = total.get(key, 0.0) + p
+            if key != NONE and (key not in best or p > best[key][0]):
+                best[key] = (p, intent)
+        readings = {key: (p, best[key][1] if key in best else NONE, "statistical")
+                    for key, p in total.items()}
+        if fuzzy is not None and fuzzy.intent in names:
+            key = action(fuzzy.intent)
+            old = readings.get(key)
+            if old is None or fuzzy.confidence >= old[0]:
+                readings[key] = (fuzzy.confidence, fuzzy.intent, "fuzzy")
+        ranked = sorted(readings.items(), key=lambda kv: -kv[1][0])
+        if not ranked or ranked[0][0] == NONE:
+            return None
+        key, (p, intent, tier) = ranked[0]
+        runner_up = ranked[1][1][0] if len(ranked) > 1 else 0.0
+        if tier == "statistical" and p < ACCEPT:
+            return None
+        if p - runner_up < self.margin:
+            return None
+        return intent, round(p, 3), tier
+
+    def _spotted(self, words: list[str], names: frozenset[str]) -> Match | None:
+        spot = self._spot & names
+        if not spot:
+            return None
+        distinctive = self.templates.distinctive()
+        found = []
+        for inside in self.templates.inside(words, spot):
+            stretch = words[inside.start:inside.end]
+            if inside.literals >= 2 or any(distinctive.get(w) == inside.intent for w in stretch):
+                found.append(inside)
+        if not found:
+            return None
+        found.sort(key=lambda m: (m.literals, m.end), reverse=True)
+        if len(found) > 1 and (found[0].literals, found[0].end) == (found[1].literals,
+                                                                      found[1].end):
+            return None
+        best = found[0]
+        return Match(best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words))
+
+    def _expected(self, words: list[str], spans: list[Any], probs: Mapping[str, float],
+                  names: frozenset[str], expect: str, norm: str) -> Match | None:
+        carriers = [n for n in names if expect in self._slots_of.get(n, ())]
+        if not carriers:
+            return None
+        guesses = self.model.slots(words, spans, expect, None, EXPECTED_ACCEPT) \
+            if self.model else []
+        value = next((g for g in guesses if g.slot == expect), None)
+        if value is None:
+            return None
+        intent = max(carriers, key=lambda n: probs.get(n, 0.0))
+        slots = {g.slot: g.span.value for g in guesses if g.slot in self._slots_of[intent]}
+        return Match(intent, slots, round(value.probability, 3), "statistical", norm)
+
+
+def _actions(allowed: Collection[str] | None) -> Callable[[str], str]:
+    """Intent -> what the bot does with it; intents with the same action are one reading."""
+    if isinstance(allowed, Mapping):
+        return lambda intent: str(allowed.get(intent, intent))
+    return lambda intent: intent

@@ -1,0 +1,102 @@
+"""Slot values wherever they stand in an utterance, found by their types alone.
+
+Templates only see a value at a template position; callers put values
+anywhere ("um, Friday, if that's okay"). ``Spotter.find`` runs every finite
+slot type's parser over the utterance and returns, per type and start, the
+longest span it accepts ("half past 7" rather than "7"), dropping spans that
+lie inside a longer span of the same type. Which *slot* a span fills ("8" is a
+party size after "for", a time after "at") is the statistical tier's question
+(``statistical.py``); ``Spotter.tokens`` gives it and the intent classifier a
+view of the utterance with each value replaced by its type ("a table for
+@party_size_time on @day").
+
+Free-text (wildcard) slots are never spotted: any words would do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from voicebot.nlu.slots import SlotType
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int  # exclusive, in words
+    definition: str  # the slot definition (type) that parsed it
+    value: Any
+
+
+class Spotter:
+    """Finds slot values of ``types`` (definition name -> type) in normalised words."""
+
+    def __init__(self, types: Mapping[str, SlotType], language: str) -> None:
+        self.language = language
+        self.types: dict[str, SlotType] = {}
+        self._first: dict[str, frozenset[str] | None] = {}
+        self._words: dict[str, frozenset[str]] = {}
+        for name, slot_type in types.items():
+            words = slot_type.words(language)
+            if words is None:
+                continue  # free text: not spottable
+            self.types[name] = slot_type
+            self._first[name] = slot_type.first_words(language)
+            self._words[name] = words
+
+    def find(self, words: list[str], today: dt.date | None = None) -> list[Span]:
+        """Every value found, in utterance order (spans of different types may overlap)."""
+        n = len(words)
+        tokens = ["#" if w[0].isdigit() else w for w in words]
+        found: list[Span] = []
+        for name, slot_type in self.types.items():
+            first, allowed = self._first[name], self._words[name]
+            longest_end = -1  # the end of the last span kept, to drop spans inside it
+            for i in range(n):
+                if first is not None and tokens[i] not in first:
+                    continue
+                limit = i
+                while limit < min(n, i + slot_type.max_words) and tokens[limit] in allowed:
+                    limit += 1
+                for j in range(limit, i, -1):
+                    value = slot_type.parse_normalized(" ".join(words[i:j]), self.language,
+                                                       today)
+                    if value is not None:
+                        if j > longest_end:
+                            found.append(Span(i, j, name, value))
+                            longest_end = j
+                        break
+        found.sort(key=lambda s: (s.start, -s.end, s.definition))
+        return found
+
+    @staticmethod
+    def tokens(words: list[str], spans: list[Span]) -> list[str]:
+        """The words with values replaced by ``@type`` tokens (longest spans first; a span
+        two types accept exactly gets both names: ``@party_size_time``)."""
+        by_extent: dict[tuple[int, int], set[str]] = {}
+        for span in spans:
+            by_extent.setdefault((span.start, span.end), set()).add(span.definition)
+        taken = [False] * len(words)
+        chosen: list[tuple[int, int, str]] = []
+        for (start, end), names in sorted(by_extent.items(),
+                                          key=lambda kv: (kv[0][0] - kv[0][1], kv[0][0])):
+            if any(taken[start:end]):
+                continue
+            for k in range(start, end):
+                taken[k] = True
+            chosen.append((start, end, "@" + "_".join(sorted(names))))
+        out: list[str] = []
+        marks = {start: (end, token) for start, end, token in chosen}
+        i = 0
+        while i < len(words):
+            if i in marks:
+                end, token = marks[i]
+                out.append(token)
+                i = end
+            else:
+                out.append(words[i])
+                i += 1
+        return out

@@ -1,0 +1,432 @@
+"""The statistical tier: an intent classifier and a slot filler trained from the templates.
+
+After Snips NLU: the deterministic template parser answers first; when it
+cannot, a probabilistic model trained on sentences generated from the same
+templates (``samples.py``) reads phrasings no template spells out and words
+the recogniser got wrong. Both models are scikit-learn logistic regressions
+(CPU, milliseconds to train per thousand sentences, well calibrated
+probabilities for a linear model):
+
+* **intent**: TF-IDF of word uni/bigrams and character 2-4-grams of the
+  utterance with every spotted value replaced by its type (``a table for
+  @party_size_time on @day``), so "Friday" and "Saturday" look alike and an
+  unseen value is no unseen word. Classes are the bot's intents plus the
+  none class (``out_of_scope.py`` and the intent file's ``none_examples``).
+* **slots**: every span the spotter found (``spotting.py``) is classified as
+  one of the slots its type can fill, or as none, from its neighbours, its
+  shape and the slot the bot asked for ("8" after "for" is a party size, after
+  "at" a time, alone after "At what time?" a time).
+
+Training takes a few seconds, so a model is built once per content of the
+intent files and cached (``$VOICEBOT_CACHE/nlu/<sha256>.pkl``); a changed file
+trains a new one at load time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import tempfile
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, make_pipeline
+
+from voicebot.cache_dir import cache_dir
+from voicebot.nlu.intent_file import IntentSet
+from voicebot.nlu.normalize import normalize
+from voicebot.nlu.out_of_scope import OUT_OF_SCOPE
+from voicebot.nlu.samples import Sample, augment, generate
+from voicebot.nlu.spotting import Span, Spotter
+
+log = logging.getLogger(__name__)
+
+NONE = ""  # the class of utterances that carry no intent of the bot
+OUTSIDE = "O"  # a spotted value that fills no slot
+MODEL_VERSION = 4  # bump when features or training change: old caches are then ignored
+
+
+@dataclass(slots=True)
+class SlotGuess:
+    slot: str
+    span: Span
+    probability: float
+
+
+class StatisticalModel:
+    """Both classifiers of one language, with the spotter they were trained against."""
+
+    def __init__(self, intent_set: IntentSet, language: str) -> None:
+        self.language = language
+        self.slot_definitions = slot_definitions(intent_set)
+        self.spotter = Spotter({d: intent_set.slot_types[d]
+                                for d in set(self.slot_definitions.values())}, language)
+        self.open_definitions = frozenset(d for d in set(self.slot_definitions.values())
+                                          if intent_set.slot_types[d].open)
+        self.cues = {d: intent_set.slot_types[d].cue_words(language)
+                     for d in self.open_definitions}
+        self.intent_model: Any = None
+        self.role_model: Any = None
+        self.classes: list[str] = []
+        self.train_seconds = 0.0
+        self.samples = 0
+
+    # --- inference ---------------------------------------------------------------
+    def intents(self, tokens: list[str]) -> dict[str, float]:
+        """Class -> probability for the typed tokens (``Spotter.tokens``); NONE included.
+
+        An utterance with no word the training sentences had is NONE outright: letter
+        groups alone ("grüne giraffen" ~ "grüezi") are no evidence of an intent."""
+        fast = self._fast()
+        if not any(t in fast.known_words for t in tokens):
+            return {c: float(c == NONE) for c in self.classes}
+        probs = fast.intent(" ".join(tokens))
+        return dict(zip(self.classes, (float(p) for p in probs), strict=True))
+
+    def _fast(self) -> _FastPaths:
+        fast = self.__dict__.get("_fast_paths")
+        if fast is None:
+            fast = self.__dict__["_fast_paths"] = _FastPaths(self)
+        return fast
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_fast_paths", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def slots(self, words: list[str], spans: list[Span], expect: str | None,
+              wanted: Collection[str] | None = None, threshold: float = 0.5
+              ) -> list[SlotGuess]:
+        """Which spotted spans fill which slot (``wanted``: the slots worth reporting).
+
+        Overlapping spans: the more probable wins. A slot given twice keeps the later
+        value ("for four, no, five of us")."""
+        extents = _extents(spans)
+        if not extents:
+            return []
+        keys = list(extents)
+        rows = [span_features(words, a, b, extents[(a, b)], expect) for a, b in keys]
+        fast = self._fast()
+        table = [fast.role(row) for row in rows]
+        labels = fast.role_labels
+        guesses: list[SlotGuess] = []
+        for (a, b), probs in zip(keys, table, strict=True):
+            by_definition = {s.definition: s for s in extents[(a, b)]}
+            best: SlotGuess | None = None
+            for label, p in zip(labels, probs, strict=True):
+                definition = self.slot_definitions.get(label)
+                if definition not in by_definition or (wanted is not None and label not in wanted):
+                    continue
+                if best is None or p > best.probability:
+                    best = SlotGuess(label, by_definition[definition], float(p))
+            if best is not None and best.probability >= threshold:
+                guesses.append(best)
+        taken: list[SlotGuess] = []
+        for guess in sorted(guesses, key=lambda g: -g.probability):
+            if all(guess.span.end <= t.span.start or guess.span.start >= t.span.end
+                   for t in taken):
+                taken.append(guess)
+        return _one_per_slot(words, taken, self.language)
+
+    # --- training ----------------------------------------------------------------
+    def _needs_asking(self, sample: Sample, a: int) -> frozenset[str]:
+        """Open definitions whose value at ``a`` has no cue word before it."""
+        left = sample.words[a - 1] if a > 0 else ""
+        return frozenset(d for d in self.open_definitions
+                         if left not in self.cues.get(d, frozenset()))
+
+    def fit(self, intent_set: IntentSet, seed: int = 0) -> StatisticalModel:
+        started = time.perf_counter()
+        lang = self.language
+        samples = generate(intent_set, lang, seed=seed)
+        samples += augment(samples, intent_set, lang, seed=seed)
+        none = [*OUT_OF_SCOPE.get(lang, ()), *intent_set.none_examples.get(lang, [])]
+        for text in none:
+            words = normalize(text, lang).split()
+            samples += [Sample(NONE, words)] * 3
+        texts, labels = [], []
+        role_rows, role_labels = [], []
+        for sample in samples:
+            spans = self.spotter.find(sample.words)
+            if sample.intent or not sample.slots:  # bare answers train the slot filler only
+                texts.append(" ".join(Spotter.tokens(sample.words, spans)))
+                labels.append(sample.intent)
+            for (a, b), group in _extents(spans).items():
+                slot = _gold_label(sample, a, b, group)
+                for expect in _expects(sample, slot, group, self._needs_asking(sample, a)):
+                    role_rows.append(span_features(sample.words, a, b, group, expect))
+                    role_labels.append(slot)
+        words = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True,
+                                token_pattern=r"\S+")
+        chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+        self.intent_model = make_pipeline(
+            FeatureUnion([("words", words), ("chars", chars)]),
+            LogisticRegression(C=8.0, max_iter=3000, class_weight="balanced"))
+        self.intent_model.fit(texts, labels)
+        self.classes = [str(c) for c in self.intent_model.classes_]
+        self.role_model = make_pipeline(
+            DictVectorizer(), LogisticRegression(C=4.0, max_iter=3000))
+        self.role_model.fit(role_rows, role_labels)
+        self.samples = len(texts)
+        self.train_seconds = time.perf_counter() - started
+        return self
+
+
+_NEGATIONS = {"en": frozenset({"not", "never"}), "de": frozenset({"nicht", "kein", "keine"})}
+_CHANGES = {"en": ("no", "sorry", "wait", "actually", "i mean", "i meant", "rather", "make it",
+                   "or", "oh"),
+            "de": ("nein", "nee", "doch", "moment", "lieber", "ich meine", "ich meinte", "oder",
+                   "ach")}
+
+
+def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> list[SlotGuess]:
+    """One value per slot, the way a listener resolves a slot said twice.
+
+    "five of us, not four": a value after "not" is the rejected one. "for four, no
+    wait, five": after a change-of-mind word the later value stands. "the 19th, that's
+    a Saturday": a named date beats a bare weekday it agrees with. Otherwise the value
+    the slot filler is surest of.
+    """
+    negations = _NEGATIONS.get(language, frozenset())
+    kept = [g for g in taken if not (g.span.start > 0 and words[g.span.start - 1] in negations)]
+    by_slot: dict[str, list[SlotGuess]] = {}
+    for guess in sorted(kept, key=lambda g: g.span.start):
+        by_slot.setdefault(guess.slot, []).append(guess)
+    out = []
+    for guesses in by_slot.values():
+        best = guesses[0]
+        for later in guesses[1:]:
+            between = " " + " ".join(words[best.span.end:later.span.start]) + " "
+            if _specific(best, later):
+                continue
+            if _specific(later, best) or any(f" {c} " in between
+                                             for c in _CHANGES.get(language, ())):
+                best = later
+            elif later.probability > best.probability:
+                best = later
+        out.append(best)
+    return out
+
+
+def _specific(a: SlotGuess, b: SlotGuess) -> bool:
+    """``a`` says more than ``b`` about the same thing (a date agreeing with a weekday)."""
+    va, vb = a.span.value, b.span.value
+    return bool(getattr(va, "explicit", False) and not getattr(vb, "explicit", False)
+                and str(va) == str(vb))
+
+
+class _FastPaths:
+    """The trained linear models evaluated directly on one utterance.
+
+    scikit-learn's ``predict_proba`` costs about 2 ms per call for a single sample
+    (pipeline and sparse-matrix overhead); the same arithmetic on the fitted
+    parameters - TF-IDF weights, L2 norm, ``softmax(x @ coef.T + intercept)`` -
+    takes a few tens of microseconds. ``tests/nlu`` checks both agree.
+    """
+
+    def __init__(self, model: StatisticalModel) -> None:
+        union, lr = model.intent_model.steps[0][1], model.intent_model.steps[-1][1]
+        self.text_parts = []
+        offset = 0
+        for _, vec in union.transformer_list:
+            self.text_parts.append((vec.build_analyzer(), vec.vocabulary_, vec.idf_, offset,
+                                    vec.sublinear_tf))
+            offset += len(vec.vocabulary_)
+        self.known_words = frozenset(union.transformer_list[0][1].vocabulary_)
+        self.known_words = frozenset(w for w in self.known_words if " " not in w)
+        self.intent_coef = np.ascontiguousarray(lr.coef_.T)  # features x classes
+        self.intent_bias = lr.intercept_
+        dv, rlr = model.role_model.steps[0][1], model.role_model.steps[-1][1]
+        self.role_vocab = dv.vocabulary_
+        self.role_coef = np.ascontiguousarray(rlr.coef_.T)
+        self.role_bias = rlr.intercept_
+        self.role_labels = [str(c) for c in rlr.classes_]
+
+    def intent(self, text: str) -> np.ndarray:
+        index: list[int] = []
+        values: list[float] = []
+        for analyze, vocab, idf, offset, sublinear in self.text_parts:
+            counts: dict[int, int] = {}
+            for gram in analyze(text):
+                j = vocab.get(gram)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            if not counts:
+                continue
+            cols = np.fromiter(counts, dtype=np.int64, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            if sublinear:
+                tf = np.log(tf) + 1.0
+            weights = tf * idf[cols]
+            norm = float(np.sqrt(weights @ weights)) or 1.0
+            index.extend((cols + offset).tolist())
+            values.extend((weights / norm).tolist())
+        scores = self.intent_bias.copy()
+        if index:
+            scores += np.asarray(values) @ self.intent_coef[index]
+        return _softmax(scores)
+
+    def role(self, row: dict[str, float]) -> np.ndarray:
+        scores = self.role_bias.copy()
+        for name, value in row.items():
+            j = self.role_vocab.get(name)
+            if j is not None:
+                scores += value * self.role_coef[j]
+        return _softmax(scores)
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    if scores.shape[0] == 1:  # two classes: sklearn's binary model has one score column
+        p = 1.0 / (1.0 + np.exp(-scores[0]))
+        return np.array([1.0 - p, p])
+    e = np.exp(scores - scores.max())
+    return e / e.sum()
+
+
+def _expects(sample: Sample, slot: str, group: list[Span], uncued: frozenset[str]
+             ) -> list[str | None]:
+    """The asked-for slots a training row is shown with: its own answer context, and
+    none - so the model learns what ``expect`` adds without relying on it.
+
+    A value two types accept ("make it 5") is an open-type slot (a time) without a
+    cue word before it ("at") only when the bot asked for it: shown without
+    ``expect`` it would teach the model to read bare numbers as times, where the
+    exact tier, and a person, read a count. ``uncued``: the definitions this
+    sample's span is such an uncued open value of.
+    """
+    if sample.expect is not None:
+        return [sample.expect]
+    if slot == OUTSIDE:
+        return [None]
+    gold = {d for _, _, s, d in sample.slots if s == slot}
+    if len(group) > 1 and gold & uncued:
+        return [slot]
+    return [None, slot]
+
+
+def _gold_label(sample: Sample, a: int, b: int, group: list[Span]) -> str:
+    """The slot a spotted extent fills in a generated sample: the slot whose value overlaps
+    it with the same type (the spotter's span may include a lead word the template has as
+    a literal, "for friday", or a noun after it, "4 of us"), else OUTSIDE."""
+    definitions = {s.definition for s in group}
+    for start, end, slot, definition in sample.slots:
+        if definition in definitions and start < b and a < end and (
+                (a <= start and end <= b) or (start <= a and b <= end)):
+            return slot
+    return OUTSIDE
+
+
+def _extents(spans: list[Span]) -> dict[tuple[int, int], list[Span]]:
+    out: dict[tuple[int, int], list[Span]] = {}
+    for span in spans:
+        out.setdefault((span.start, span.end), []).append(span)
+    return out
+
+
+def _shape(word: str) -> str:
+    return "#" if word[:1].isdigit() else word
+
+
+def span_features(words: list[str], a: int, b: int, group: list[Span],
+                  expect: str | None) -> dict[str, float]:
+    """What the slot filler sees of the span ``words[a:b]``."""
+    n = len(words)
+    left1 = words[a - 1] if a >= 1 else "<s>"
+    left2 = words[a - 2] if a >= 2 else "<s>"
+    right1 = words[b] if b < n else "</s>"
+    right2 = words[b + 1] if b + 1 < n else "</s>"
+    shape = " ".join(_shape(w) for w in words[a:b])
+    f: dict[str, float] = {
+        f"l1={left1}": 1.0, f"l2={left2}": 1.0, f"l12={left2}_{left1}": 1.0,
+        f"r1={right1}": 1.0, f"r2={right2}": 1.0, f"r12={right1}_{right2}": 1.0,
+        f"shape={shape}": 1.0, f"first={_shape(words[a])}": 1.0,
+        f"last={_shape(words[b - 1])}": 1.0, f"len={min(b - a, 4)}": 1.0,
+        f"expect={expect}": 1.0, "bare": float(a == 0 and b == n),
+    }
+    defs = sorted({s.definition for s in group})
+    for d in defs:
+        f[f"def={d}"] = 1.0
+        f[f"def={d}&expect={expect}"] = 1.0
+    f["defs=" + "_".join(defs)] = 1.0
+    return f
+
+
+def slot_definitions(intent_set: IntentSet) -> dict[str, str]:
+    """Slot name -> the definition (type) that fills it, over every intent."""
+    out: dict[str, str] = {}
+    for intent in intent_set.intents.values():
+        for slot, slot_type in intent.slots.items():
+            for name, definition in intent_set.slot_types.items():
+                if definition is slot_type:
+                    out.setdefault(slot, name)
+                    break
+    return out
+
+
+# --- the cache -----------------------------------------------------------------------
+
+_MODELS: dict[tuple[str, str], StatisticalModel] = {}
+
+
+def model_key(intent_set: IntentSet, language: str) -> str:
+    h = hashlib.sha256()
+    for part in (intent_set.digest, language, str(MODEL_VERSION), sklearn.__version__):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()
+
+
+def load_model(intent_set: IntentSet, language: str, *, cache: bool = True) -> StatisticalModel:
+    """The trained model for these intent files and ``language``: from this process, from
+    the disk cache, or trained now (and cached)."""
+    key = model_key(intent_set, language)
+    found = _MODELS.get((key, language))
+    if found is not None:
+        return found
+    path = cache_dir() / "nlu" / f"{key}.pkl"
+    model: StatisticalModel | None = None
+    if cache and intent_set.digest and path.is_file():
+        try:
+            with path.open("rb") as f:
+                model = pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            log.warning("ignoring unreadable NLU cache %s: %s", path, exc)
+            model = None
+    if model is None:
+        model = StatisticalModel(intent_set, language).fit(intent_set)
+        log.info("trained the statistical tier (%s): %d sentences in %.1f s", language,
+                 model.samples, model.train_seconds)
+        if cache and intent_set.digest:
+            _store(path, model)
+    _MODELS[(key, language)] = model
+    return model
+
+
+def _store(path: Path, model: StatisticalModel) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".nlu-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not cache the NLU model at %s: %s", path, exc)
+
+
+def probabilities_over(probs: Mapping[str, float], allowed: Collection[str]
+                       ) -> list[tuple[str, float]]:
+    """(class, probability) best first, for the allowed intents and NONE."""
+    keep = [(c, p) for c, p in probs.items() if c in allowed or c == NONE]
+    return sorted(keep, key=lambda cp: -cp[1])
