@@ -479,6 +479,7 @@ def test_a_failing_dialog_test_shows_a_diff(tmp_path):
     path = tmp_path / "wrong.yaml"
     path.write_text(
         f"pipeline: {ROOT / 'pipelines' / 'restaurant.yaml'}\n"
+        "today: 2025-06-02\n"
         "tests:\n"
         "  - name: wrong time\n"
         "    steps:\n"
@@ -495,17 +496,17 @@ def test_a_failing_dialog_test_shows_a_diff(tmp_path):
     proc = test_dialog(str(path))
     assert proc.returncode == 1
     assert proc.stdout.splitlines() == [
-        f"{path}:5:9: FAIL 'wrong time', step 1 (user: 'book a table for 2 on friday at 7 pm')",
+        f"{path}:6:9: FAIL 'wrong time', step 1 (user: 'book a table for 2 on friday at 7 pm')",
         "  slots:",
         "    - expected: {'day': 'friday', 'party_size': 2, 'time': '19:30'}",
         "    + got:      {'day': 'friday', 'party_size': 2, 'time': '19:00'}",
         "  bot:",
         "    - expected: 'A table for two on Friday at half past seven. Shall I book it?'",
-        "    + got:      'A table for two on Friday at seven p m. Shall I book it?'",
-        "  bot said: 'A table for two on Friday at seven p m. Shall I book it?'",
+        "    + got:      'A table for two on Friday, June sixth, at seven p m. Shall I book it?'",
+        "  bot said: 'A table for two on Friday, June sixth, at seven p m. Shall I book it?'",
         "  heard: book_table {'day': 'friday', 'party_size': 2, 'time': '19:00'} (exact); "
-        "now in state 'confirm_booking', collected {'day': 'friday', 'party_size': 2, "
-        "'time': '19:00'}",
+        "now in state 'confirm_booking', collected {'day': 'friday', 'day_date': "
+        "'2025-06-06', 'party_size': 2, 'time': '19:00'}",
         "  (1 later step not run)",
         f"{path}: 1 passed, 1 failed",
     ]

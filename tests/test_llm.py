@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from voicebot.nlu.llm import LlmMatcher
+from voicebot.nlu.matcher import IntentMatcher
 from voicebot.nlu.template_matcher import TemplateMatcher, load_intents
 
 RESTAURANT = Path(__file__).resolve().parents[1] / "intents" / "restaurant.yaml"
@@ -28,6 +29,9 @@ ANSWERS: dict[str, Any] = {
     "we will be a dozen folks tomorrow": {
         "intent": "book_table", "slots": {"party_size": "twelve", "day": "tomorrow"}},
     "gimme fifty chairs": {"intent": "book_table", "slots": {"party_size": 50}},
+    # nothing the templates or the statistical tier know: only the model understands it
+    "glorp florp zibber": {
+        "intent": "book_table", "slots": {"party_size": "twelve", "day": "tomorrow"}},
     "not allowed please": {"intent": "cancel_booking", "slots": {}},
     "nothing fits": {"intent": "none", "slots": {}},
 }
@@ -185,12 +189,12 @@ async def test_pipeline_llm_settings_wire_the_fallback(server: str, tmp_path: Pa
     matcher = dialog_stage(load_pipeline(pipeline)).matcher
     assert isinstance(matcher, LlmMatcher) and matcher.timeout_s == 0.3
     FakeChat.requests.clear()
-    match = await matcher.match_async("we will be a dozen folks tomorrow", ALLOWED)
+    match = await matcher.match_async("glorp florp zibber", ALLOWED)
     assert match is not None and match.matcher == "llm" and match.slots["party_size"] == 12
     assert FakeChat.requests[-1]["auth"] == f"Bearer {KEY}"
 
     pipeline.write_text(text + llm.replace("enabled: true", "enabled: false"))
-    assert isinstance(dialog_stage(load_pipeline(pipeline)).matcher, TemplateMatcher)
+    assert isinstance(dialog_stage(load_pipeline(pipeline)).matcher, IntentMatcher)
 
     pipeline.write_text(text + llm.replace("    model: tiny-test\n", ""))
     with pytest.raises(ConfigError, match=r"E103 missing required key 'model' \(llm enabled\)"):

@@ -77,6 +77,10 @@ class AsrSettings:
     model: str = _spec("", doc="local model: tiny.en, base, or a model directory; default by "
                               "language (with a remote engine: the fallback)")
     partial_interval_ms: int = _spec(300, lo=0, hi=5000, doc="0 disables partials")
+    context: Literal["none", "prompt"] = _spec(
+        "none", doc="dialog-aware recognition: prompt = the recogniser conditions on the "
+        "bot's last question (Whisper's initial prompt, a provider's prompt); measured with "
+        "voicebot bench understanding")
     beam_size: int = _spec(1, lo=1, hi=10)
     compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
     cpu_threads: int = _spec(2, lo=1, hi=64)

@@ -15,12 +15,15 @@ class CallState:
     """Mutable facts one stage learns and another needs, kept in one place.
 
     Playback owns ``bot_speaking`` and ``barge_in``; the VAD reads them to
-    decide whether caller speech is a barge-in.
+    decide whether caller speech is a barge-in. The dialog owns ``asr_context``.
     """
 
     bot_speaking: bool = False
     barge_in: bool = True
     turn: int = 0
+    # What the bot last asked, for the recogniser to read the answer in its light; the
+    # dialog stage writes it, the ASR stage reads it when a turn starts.
+    asr_context: str | None = None
 
 
 @dataclass

@@ -32,12 +32,15 @@ class FallbackAsrEngine(AsrEngine):
         self.name = f"{remote.name}+{local.name}" if local is not None else remote.name
         self.fallbacks = 0  # turns the local engine answered
 
-    def session(self, language: str | None = None) -> AsrSession:
-        local = self.local.session(language) if self.local is not None else None
-        return FallbackSession(self, self.remote.session(language), local)
+    def session(self, language: str | None = None, *, context: str | None = None
+                ) -> AsrSession:
+        local = (self.local.session(language, context=context)
+                 if self.local is not None else None)
+        return FallbackSession(self, self.remote.session(language, context=context), local)
 
-    async def transcribe(self, audio: np.ndarray, language: str | None = None) -> AsrResult:
-        session = self.session(language)
+    async def transcribe(self, audio: np.ndarray, language: str | None = None, *,
+                         context: str | None = None) -> AsrResult:
+        session = self.session(language, context=context)
         session.feed(audio)
         return await session.finish()
 

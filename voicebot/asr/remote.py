@@ -58,13 +58,17 @@ class OpenAiAsrEngine(AsrEngine):
     def provider(self) -> str:
         return self.client.settings.name
 
-    def session(self, language: str | None = None) -> OpenAiAsrSession:
-        return OpenAiAsrSession(self, language)
+    def session(self, language: str | None = None, *, context: str | None = None
+                ) -> OpenAiAsrSession:
+        return OpenAiAsrSession(self, language, context)
 
     async def transcribe(self, audio: np.ndarray, language: str | None = None, *,
-                         prompt: str | None = None, deadline: float | None = None,
-                         priority: Priority | None = None) -> AsrResult:
-        """One request (or a cache hit); ``deadline`` is ``time.monotonic()``-based."""
+                         context: str | None = None, prompt: str | None = None,
+                         deadline: float | None = None, priority: Priority | None = None
+                         ) -> AsrResult:
+        """One request (or a cache hit); ``deadline`` is ``time.monotonic()``-based.
+        ``context`` goes to the provider as the transcription ``prompt``."""
+        prompt = prompt or context
         start = time.perf_counter()
         body = wav_bytes(audio)
         seconds = len(audio) / SAMPLE_RATE
@@ -123,9 +127,11 @@ def _from_cache(raw: bytes) -> AsrResult:
 
 
 class OpenAiAsrSession(AsrSession):
-    def __init__(self, engine: OpenAiAsrEngine, language: str | None) -> None:
+    def __init__(self, engine: OpenAiAsrEngine, language: str | None,
+                 context: str | None = None) -> None:
         self.engine = engine
         self.language = language
+        self.context = context
         self._chunks: list[np.ndarray] = []
         self._samples = 0
 
@@ -145,9 +151,9 @@ class OpenAiAsrSession(AsrSession):
     async def partial(self) -> AsrResult:
         if not self.engine.partials or not self._samples:
             return AsrResult("")
-        return await self.engine.transcribe(self._audio(), self.language)
+        return await self.engine.transcribe(self._audio(), self.language, context=self.context)
 
     async def finish(self) -> AsrResult:
         if not self._samples:
             return AsrResult("")
-        return await self.engine.transcribe(self._audio(), self.language)
+        return await self.engine.transcribe(self._audio(), self.language, context=self.context)

@@ -29,10 +29,12 @@ class AsrStage(Stage):
 
     name = "asr"
 
-    def __init__(self, engine: AsrEngine, language: str | None, partial_interval_ms: int = 300):
+    def __init__(self, engine: AsrEngine, language: str | None, partial_interval_ms: int = 300,
+                 context: bool = False):
         super().__init__()
         self.engine = engine
         self.language = language
+        self.context = context  # pass the dialog's last question to the recogniser
         self.partial_interval = partial_interval_ms / 1000
         self._session: AsrSession | None = None
         self._turn = 0
@@ -47,7 +49,8 @@ class AsrStage(Stage):
                 self._feed(frame)
             return
         if isinstance(frame, SpeechStarted):
-            self._session = self.engine.session(self.language)
+            context = self.ctx.state.asr_context if self.context else None
+            self._session = self.engine.session(self.language, context=context)
             self._turn = frame.turn
             self._next_partial = self.partial_interval
             self._last_partial_text = ""

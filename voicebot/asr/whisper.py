@@ -38,6 +38,8 @@ _MAX_FRAMES = 3000  # the encoder's 30 s window
 _MIN_AUDIO_S = 0.3  # shorter input is padded with silence to this length
 _TOKENS_BASE, _TOKENS_PER_S = 8, 6.0  # token budget; speech here needed 3-6 tokens/s
 _MAX_NEW_TOKENS = 224  # CTranslate2 (like Whisper) never generates more in one window
+_MAX_CONTEXT_TOKENS = 64  # previous-text tokens a context may take (the last ones)
+_MAX_PROMPTS = 256  # decoder prompts kept per model (language x context)
 _NO_SPEECH_PROB, _LOGPROB_FLOOR = 0.6, -1.0  # Whisper's silence rule
 _SPLIT_SEARCH_S = 6.0  # how far back from a window's end to look for a quiet cut
 _INITIAL_BUFFER_S = 10.0
@@ -147,6 +149,9 @@ def _as_float32(audio: np.ndarray) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
+_Prompt = tuple[Tokenizer, list[int], list[int]]  # tokenizer, decoder prompt, suppressed
+
+
 @dataclass(eq=False)
 class SharedModel:
     """One loaded Whisper model and the single worker thread that runs it."""
@@ -160,9 +165,8 @@ class SharedModel:
     finals_pending: int = field(default=0, init=False)  # final decodes submitted, not done
     _count_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     partials_skipped: int = field(default=0, init=False)
-    _tokenizers: dict[str | None, tuple[Tokenizer, list[int], list[int]]] = field(
-        default_factory=dict, init=False
-    )
+    _tokenizers: dict[tuple[str | None, str | None], _Prompt] = field(default_factory=dict,
+                                                                       init=False)
 
     def __post_init__(self) -> None:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"whisper-{self.path.name}")
@@ -183,15 +187,25 @@ class SharedModel:
     def loaded(self) -> bool:
         return self._model is not None
 
-    def tokenizer(self, language: str | None) -> tuple[Tokenizer, list[int], list[int]]:
-        """(tokenizer, decoder prompt, suppressed tokens) for ``language``; worker only."""
-        cached = self._tokenizers.get(language)
+    def tokenizer(self, language: str | None, context: str | None = None
+                  ) -> tuple[Tokenizer, list[int], list[int]]:
+        """(tokenizer, decoder prompt, suppressed tokens) for ``language``; worker only.
+
+        ``context`` becomes Whisper's "previous text" (faster-whisper's ``initial_prompt``:
+        ``<|startofprev|>`` and its tokens before the start of the transcript)."""
+        key = (language, context or None)
+        cached = self._tokenizers.get(key)
         if cached is None:
             wm = self.load()
             tok = Tokenizer(wm.hf_tokenizer, wm.model.is_multilingual, "transcribe", language)
             prompt = [*tok.sot_sequence, tok.no_timestamps]
+            if context:
+                previous = tok.encode(" " + context.strip())[-_MAX_CONTEXT_TOKENS:]
+                prompt = [tok.sot_prev, *previous, *prompt]
             cached = (tok, prompt, list(get_suppressed_tokens(tok, [-1])))
-            self._tokenizers[language] = cached
+            if len(self._tokenizers) >= _MAX_PROMPTS:
+                self._tokenizers.clear()
+            self._tokenizers[key] = cached
         return cached
 
 
@@ -258,20 +272,23 @@ class WhisperEngine(AsrEngine):
         """Longest audio decoded in one piece (the encoder's 30 s less the tail pad)."""
         return (_MAX_FRAMES - 1) / _FRAMES_PER_S - self.tail_pad_s
 
-    def session(self, language: str | None = None) -> WhisperSession:
+    def session(self, language: str | None = None, *, context: str | None = None
+                ) -> WhisperSession:
         lang = normalize_language(language)
         if self._shared.loaded:
             self._check_language(lang)
-        return WhisperSession(self, lang)
+        return WhisperSession(self, lang, context)
 
-    async def transcribe(self, audio: np.ndarray, language: str | None = None) -> AsrResult:
-        return await self.run(_as_float32(audio), normalize_language(language))
+    async def transcribe(self, audio: np.ndarray, language: str | None = None, *,
+                         context: str | None = None) -> AsrResult:
+        return await self.run(_as_float32(audio), normalize_language(language),
+                              context=context)
 
     async def warm_up(self) -> None:
         await self.run(np.zeros(SAMPLE_RATE // 2, dtype=np.float32), None)
 
     async def run(self, audio: np.ndarray, language: str | None, *,
-                  partial: bool = False) -> AsrResult:
+                  partial: bool = False, context: str | None = None) -> AsrResult:
         """Decode float32 ``audio`` on the model's worker (``language`` already normalized).
 
         Finals go before partials: the worker is shared by every call, and a caller
@@ -282,22 +299,25 @@ class WhisperEngine(AsrEngine):
         loop = asyncio.get_running_loop()
         shared = self._shared
         if partial:
-            return await loop.run_in_executor(shared.executor, self._partial, audio, language)
+            return await loop.run_in_executor(shared.executor, self._partial, audio, language,
+                                              context)
         with shared._count_lock:
             shared.finals_pending += 1
         try:
-            return await loop.run_in_executor(shared.executor, self.decode, audio, language)
+            return await loop.run_in_executor(shared.executor, self.decode, audio, language,
+                                              context)
         finally:
             with shared._count_lock:
                 shared.finals_pending -= 1
 
-    def _partial(self, audio: np.ndarray, language: str | None) -> AsrResult:
+    def _partial(self, audio: np.ndarray, language: str | None, context: str | None = None
+                 ) -> AsrResult:
         shared = self._shared
         if shared.finals_pending:
             with shared._count_lock:
                 shared.partials_skipped += 1
             return AsrResult("", language or "")
-        return self.decode(audio, language)
+        return self.decode(audio, language, context)
 
     async def transcribe_segments(
         self, audio: np.ndarray, language: str | None = None, *, prompt: str | None = None,
@@ -321,7 +341,8 @@ class WhisperEngine(AsrEngine):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._shared.executor, work)
 
-    def decode(self, audio: np.ndarray, language: str | None) -> AsrResult:
+    def decode(self, audio: np.ndarray, language: str | None, context: str | None = None
+               ) -> AsrResult:
         """Blocking decode of a whole clip; ``run`` calls it on the model's worker thread."""
         wm = self._shared.load()
         self._check_language(language)
@@ -332,7 +353,7 @@ class WhisperEngine(AsrEngine):
             return AsrResult("", language or "", no_speech_prob=1.0)
         parts: list[_WindowResult] = []
         for window in split_windows(audio, self.max_window_s):
-            part = self._decode_window(wm, window, language)
+            part = self._decode_window(wm, window, language, context if not parts else None)
             language = part.language  # detected once, on the first window
             parts.append(part)
         tokens = sum(p.tokens for p in parts)
@@ -349,7 +370,8 @@ class WhisperEngine(AsrEngine):
             raise ValueError(f"{self.model_name} is English-only; cannot transcribe {language!r}")
 
     def _decode_window(
-        self, wm: WhisperModel, audio: np.ndarray, language: str | None
+        self, wm: WhisperModel, audio: np.ndarray, language: str | None,
+        context: str | None = None,
     ) -> _WindowResult:
         min_len = int(_MIN_AUDIO_S * SAMPLE_RATE)
         if len(audio) < min_len:
@@ -370,14 +392,16 @@ class WhisperEngine(AsrEngine):
         if language is None:
             language = wm.model.detect_language(encoded)[0][0][0][2:-2]
         tok, prompt, suppress = self._shared.tokenizer(
-            language if wm.model.is_multilingual else None
+            language if wm.model.is_multilingual else None, context
         )
         seconds = len(audio) / SAMPLE_RATE
         budget = min(int(_TOKENS_BASE + _TOKENS_PER_S * seconds), _MAX_NEW_TOKENS)
         result, text, looped = self._generate(wm, encoded, prompt, suppress, tok, budget)
         if not looped and len(result.sequences_ids[0]) >= budget < _MAX_NEW_TOKENS:
-            # Out of budget without a loop: fast or dense speech, not a hallucination.
-            result, text, _ = self._generate(wm, encoded, prompt, suppress, tok, _MAX_NEW_TOKENS)
+            # Out of budget without a loop: fast or dense speech, not a hallucination - but
+            # three times the budget is plenty (a loop the collapse missed stops there).
+            result, text, _ = self._generate(wm, encoded, prompt, suppress, tok,
+                                             min(3 * budget, _MAX_NEW_TOKENS))
         ids = result.sequences_ids[0]
         # CTranslate2 reports the length-normalised score; recover the sum, then average
         # over the tokens plus end-of-text as faster-whisper does.
@@ -424,9 +448,11 @@ class WhisperSession(AsrSession):
     is kept, so later partials skip the (full-window) detection.
     """
 
-    def __init__(self, engine: WhisperEngine, language: str | None) -> None:
+    def __init__(self, engine: WhisperEngine, language: str | None,
+                 context: str | None = None) -> None:
         self._engine = engine
         self.language = language
+        self.context = context
         self._buf = np.empty(int(_INITIAL_BUFFER_S * SAMPLE_RATE), dtype=np.float32)
         self._len = 0
         self._closed = False
@@ -464,7 +490,8 @@ class WhisperSession(AsrSession):
 
     async def _decode(self, partial: bool = False) -> AsrResult:
         samples = self._len
-        result = await self._engine.run(self._buf[:samples], self.language, partial=partial)
+        result = await self._engine.run(self._buf[:samples], self.language, partial=partial,
+                                        context=self.context)
         if self.language is None and result.text and samples >= _PIN_LANGUAGE_S * SAMPLE_RATE:
             self.language = result.language
         return result

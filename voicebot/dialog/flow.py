@@ -17,6 +17,7 @@ feeds it a test file's lines. Everything it decides is reported through an
 from __future__ import annotations
 
 import logging
+import re
 from collections import ChainMap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ HEARD_ENOUGH = 0.75  # share of a read-back the caller must have heard before a 
 MAX_HOPS = 64  # state entries per input; more means a loop of states that never wait
 
 Emit = Callable[..., None]
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass(slots=True)
@@ -192,6 +194,11 @@ class _Digression:
     entered: int = 0  # states entered since it began
 
 
+def _same(old: Any, new: Any) -> bool:
+    """Equal values, a day's calendar date included ("friday" the 4th is not the 18th)."""
+    return old == new and getattr(old, "date", None) == getattr(new, "date", None)
+
+
 class FlowError(RuntimeError):
     """The flow cannot go on (a hook or commit failed and the state has no ``on_error``)."""
 
@@ -232,6 +239,14 @@ class Conversation:
     def expected_slot(self) -> str | None:
         """The slot the current state asks for (it wins ambiguous readings)."""
         return self.state.collect if self.state_name else None
+
+    def asr_context(self) -> str | None:
+        """What the caller is answering, for the recogniser: the question of the state the
+        call waits in (its last sentence: "At what time?"), or None."""
+        if self.ended or not self.state_name or not self.last_prompt:
+            return None
+        sentences = [s for s in _SENTENCE.split(self.last_prompt) if s.strip()]
+        return sentences[-1].strip() if sentences else None
 
     def silence_timeout(self) -> float | None:
         """Seconds of caller silence (after the prompt) until ``silence()``; None: never."""
@@ -285,7 +300,7 @@ class Conversation:
         if kind == "confirm":  # "no, Saturday": a value said with the yes or no
             values.update({k: v for k, v in match.mentioned.items()
                            if v is not None and k in self.bot.collectors})
-        changed = [k for k, v in values.items() if self.slots.get(k) != v]
+        changed = [k for k, v in values.items() if not _same(self.slots.get(k), v)]
         corrected = [k for k in changed if self.slots.get(k) is not None]
         if kind == "confirm" and not changed and match.intent == CONFIRM_INTENTS[0] and (
                 not self._confirmable(match)):

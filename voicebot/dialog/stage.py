@@ -160,6 +160,7 @@ class FlowDialog(Stage):
         else:
             self.ctx.ledger.get(turn).reported = True  # a greeting or re-prompt: no latency record
         self.ctx.bus.emit("reply", t=now, text=step.text, turn=turn)
+        self.ctx.state.asr_context = self._conv.asr_context()
         self._pending += 1
         self._played = (None, None, 1.0)
         self._deadline = None

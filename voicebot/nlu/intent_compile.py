@@ -101,8 +101,11 @@ def _intent(r: IntentReader, name: str, d: _Def) -> tuple[IntentDef, dict[str, l
     if r.expect(src, (*path, "interim"), interim, bool, "'interim'"):
         intent.interim = interim
     spot = body.get("spot", False)
-    if r.expect(src, (*path, "spot"), spot, bool, "'spot'"):
-        intent.spot = spot
+    if spot not in (True, False, "start"):
+        r.err(src, (*path, "spot"), "I102", "'spot' must be true (anywhere in a longer "
+              f"utterance), start (opening one) or false, got {spot!r}")
+    else:
+        intent.spot = "anywhere" if spot is True else (spot or "")
     examples = body.get("examples", {})
     if r.expect(src, (*path, "examples"), examples, dict, "'examples'"):
         for lang, items in examples.items():

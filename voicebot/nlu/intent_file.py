@@ -59,7 +59,9 @@ class IntentDef:
     name: str
     slots: dict[str, SlotType] = field(default_factory=dict)  # slot name -> type
     interim: bool = False
-    spot: bool = False  # may be recognised inside a longer utterance ("..., bye bye")
+    # "anywhere": recognised inside a longer utterance ("..., bye bye"); "start": opening
+    # one ("yes, please cancel it"); "": only as the whole utterance
+    spot: str = ""
     languages: tuple[str, ...] = ()
     description: str = ""
     templates: dict[str, list[str]] = field(default_factory=dict)

@@ -30,7 +30,6 @@ from typing import Any
 from voicebot.nlu.intent_file import IntentSet
 from voicebot.nlu.match import Match, Matcher
 from voicebot.nlu.normalize import normalize
-from voicebot.nlu.spotting import Spotter
 from voicebot.nlu.statistical import NONE, StatisticalModel, load_model
 from voicebot.nlu.template_matcher import TemplateMatcher
 
@@ -59,7 +58,9 @@ class IntentMatcher(Matcher):
         self.margin = margin
         self.model = model if model is not None or not statistical else load_model(
             intent_set, language)
-        self._spot = frozenset(n for n, d in intent_set.intents.items() if d.spot)
+        self._spot = frozenset(n for n, d in intent_set.intents.items() if d.spot == "anywhere")
+        self._spot_start = frozenset(n for n, d in intent_set.intents.items()
+                                     if d.spot == "start")
         self._slots_of = {n: frozenset(d.slots) for n, d in intent_set.intents.items()}
 
     def today(self) -> dt.date:
@@ -80,7 +81,7 @@ class IntentMatcher(Matcher):
         norm = " ".join(words)
         today = self.today()
         spans = self.model.spotter.find(words, today)
-        probs = self.model.intents(Spotter.tokens(words, spans))
+        probs = self.model.intents(self.model.tokens(words, spans))
         chosen = self._choose(found, probs, names, action)
         if chosen is not None:
             intent, confidence, kind = chosen
@@ -93,7 +94,7 @@ class IntentMatcher(Matcher):
                 else:
                     mentioned[guess.slot] = guess.span.value
             return Match(intent, slots, confidence, kind, norm, mentioned)
-        spotted = self._spotted(words, names)
+        spotted = self._spotted(words, names) or self._opening(words, spans, names, expect)
         if spotted is not None:
             return spotted
         if expect is not None and probs.get(NONE, 0.0) < NONE_VETO:
@@ -149,6 +150,30 @@ class IntentMatcher(Matcher):
         best = found[0]
         return Match(best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words))
 
+    def _opening(self, words: list[str], spans: list[Any], names: frozenset[str],
+                 expect: str | None) -> Match | None:
+        """ "yes, please cancel it", "absolutely, thank you so much": an intent marked
+        ``spot: start`` opening the utterance, when the rest asks nothing and hedges
+        nothing ("okay, but is there parking?" is no yes)."""
+        spot = self._spot_start & names
+        if not spot or self.model is None:
+            return None
+        found = [m for m in self.templates.inside(words, spot) if m.start == 0]
+        if not found:
+            return None
+        best = max(found, key=lambda m: (m.literals, m.end))
+        if any(m.intent != best.intent and m.end >= best.end for m in found):
+            return None
+        rest = words[best.end:]
+        vetoes = _HEDGES.get(self.language, frozenset())
+        if any(w in vetoes for w in rest):
+            return None
+        mentioned = {g.slot: g.span.value
+                     for g in self.model.slots(words, spans, expect, None, SLOT_ACCEPT)
+                     if g.span.start >= best.end}
+        return Match(best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words),
+                     mentioned)
+
     def _expected(self, words: list[str], spans: list[Any], probs: Mapping[str, float],
                   names: frozenset[str], expect: str, norm: str) -> Match | None:
         carriers = [n for n in names if expect in self._slots_of.get(n, ())]
@@ -162,6 +187,17 @@ class IntentMatcher(Matcher):
         intent = max(carriers, key=lambda n: probs.get(n, 0.0))
         slots = {g.slot: g.span.value for g in guesses if g.slot in self._slots_of[intent]}
         return Match(intent, slots, round(value.probability, 3), "statistical", norm)
+
+
+# Words after an opening yes/no that make it no plain answer: a question, a hedge, a "but".
+_HEDGES = {
+    "en": frozenset("what when where how why which who is are do does can could would will "
+                    "should but wait hold hang question actually not sure maybe perhaps "
+                    "dont know think unless except only".split()),
+    "de": frozenset("was wann wo wie warum welche welcher wer ist sind haben hat können kann "
+                    "könnten gibt aber moment warten frage eigentlich nicht doch vielleicht "
+                    "weiss ausser nur".split()),
+}
 
 
 def _actions(allowed: Collection[str] | None) -> Callable[[str], str]:

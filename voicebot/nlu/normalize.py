@@ -45,20 +45,32 @@ _COLON_NOT_TIME = re.compile(r"(?<!\d):|:(?!\d)")
 _UH_HUH = re.compile(r"\b(?:uh[ -]?huh|mm+[ -]?hmm+|mhm+)\b")  # all mean "yes"
 _O_CLOCK = re.compile(r"\bo ?'? ?clock\b")
 _DIGITS = re.compile(r"^[\d:]+$")
+_PAUSE = re.compile(r"[,;!?]+|(?<!\d):|:(?!\d)")
 
 
 def normalize(text: str, language: str) -> str:
     """Normalised, space-separated words for matching; see the module docstring."""
-    words = _words(text, language)
     fillers = FILLERS.get(language, frozenset())
     out: list[str] = []
-    for word in words:
-        if word in fillers:
-            continue
-        if out and word == out[-1] and not _DIGITS.match(word):
-            continue  # stutter; digit repeats are meaningful ("4 4 2")
-        out.append(word)
+    for segment in _segments(text, language):
+        first = len(out)
+        for word in _words(segment, language):
+            if word in fillers:
+                continue
+            if len(out) > first and word == out[-1] and not _DIGITS.match(word):
+                continue  # stutter; digit repeats are meaningful ("4 4 2")
+            out.append(word)
     return " ".join(out)
+
+
+def _segments(text: str, language: str) -> list[str]:
+    """The text cut at commas and other pauses: a word said again after a pause ("not this
+    Friday, Friday the 18th") is no stutter, and number words never join across one
+    ("four, five" is not 45)."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = _DOT_TIME.sub(r"\1:\2", text)
+    text = _DIGIT_GROUP.sub("", text)
+    return [part for part in _PAUSE.split(text) if part.strip()]
 
 
 def normalize_chunk(text: str, language: str) -> str:
@@ -75,10 +87,7 @@ def normalize_chunk(text: str, language: str) -> str:
 
 
 def _words(text: str, language: str) -> list[str]:
-    text = unicodedata.normalize("NFKC", text).lower()
     text = text.replace("ß", "ss").replace("’", "'").replace("‘", "'").replace("`", "'")
-    text = _DOT_TIME.sub(r"\1:\2", text)
-    text = _DIGIT_GROUP.sub("", text)
     if language == "en":
         text = _ATTACHED_AMPM.sub(lambda m: f"{m.group(1)} {m.group(2)[0]}m", text)
         text = _ATTACHED_ISH.sub(r"\1 ish", text)

@@ -51,7 +51,8 @@ _WORDS = {"en": {"one": 1, "a single": 1, "just one": 1, "a couple": 2, "a coupl
                  "a pair": 2, "both": 2, "the both": 2, "a dozen": 12, "half a dozen": 6},
           "de": {"ein": 1, "eine": 1, "einen": 1, "einer": 1, "beide": 2, "wir beide": 2,
                  "wir zwei": 2, "ein pärchen": 2, "ein dutzend": 12}}
-_LEAD = {"en": ("its ", "it is ", "there is ", "there are ", "just ", "only ", "a party of ", "a group of ", "a family of ", "a table of ",
+_LEAD = {"en": ("its ", "it is ", "there is ", "there are ", "just ", "only ", "a party of ",
+                "a group of ", "a family of ", "a table of ",
                 "party of ", "group of ", "family of ", "us ", "we are ", "were ", "we ",
                 "the ", "all ", "about ", "around ", "maybe ", "probably "),
          "de": ("nur ", "wir sind ", "wir ", "insgesamt ", "etwa ", "ungefähr ", "circa ",

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 NONE = ""  # the class of utterances that carry no intent of the bot
 OUTSIDE = "O"  # a spotted value that fills no slot
-MODEL_VERSION = 4  # bump when features or training change: old caches are then ignored
+MODEL_VERSION = 6  # bump when features or training change: old caches are then ignored
 
 
 @dataclass(slots=True)
@@ -75,6 +75,11 @@ class StatisticalModel:
                                           if intent_set.slot_types[d].open)
         self.cues = {d: intent_set.slot_types[d].cue_words(language)
                      for d in self.open_definitions}
+        self.skip: dict[str, list[tuple[str, ...]]] = {}
+        data = intent_set.compiled.get(language)
+        for phrase in sorted(data.skip_words if data else [], key=lambda p: -len(p.split())):
+            words = tuple(phrase.split())
+            self.skip.setdefault(words[0], []).append(words)
         self.intent_model: Any = None
         self.role_model: Any = None
         self.classes: list[str] = []
@@ -82,6 +87,24 @@ class StatisticalModel:
         self.samples = 0
 
     # --- inference ---------------------------------------------------------------
+    def tokens(self, words: list[str], spans: list[Span]) -> list[str]:
+        """What the intent classifier reads: values as types, the intent file's skip words
+        ("please", "thank you") left out."""
+        tokens = Spotter.tokens(words, spans)
+        if not self.skip:
+            return tokens
+        out: list[str] = []
+        i = 0
+        while i < len(tokens):
+            for phrase in self.skip.get(tokens[i], ()):
+                if tuple(tokens[i:i + len(phrase)]) == phrase:
+                    i += len(phrase)
+                    break
+            else:
+                out.append(tokens[i])
+                i += 1
+        return out or tokens
+
     def intents(self, tokens: list[str]) -> dict[str, float]:
         """Class -> probability for the typed tokens (``Spotter.tokens``); NONE included.
 
@@ -154,15 +177,15 @@ class StatisticalModel:
         samples = generate(intent_set, lang, seed=seed)
         samples += augment(samples, intent_set, lang, seed=seed)
         none = [*OUT_OF_SCOPE.get(lang, ()), *intent_set.none_examples.get(lang, [])]
-        for text in none:
-            words = normalize(text, lang).split()
+        none_words = [normalize(text, lang).split() for text in none]
+        for words in none_words:
             samples += [Sample(NONE, words)] * 3
         texts, labels = [], []
         role_rows, role_labels = [], []
         for sample in samples:
             spans = self.spotter.find(sample.words)
             if sample.intent or not sample.slots:  # bare answers train the slot filler only
-                texts.append(" ".join(Spotter.tokens(sample.words, spans)))
+                texts.append(" ".join(self.tokens(sample.words, spans)))
                 labels.append(sample.intent)
             for (a, b), group in _extents(spans).items():
                 slot = _gold_label(sample, a, b, group)
@@ -185,7 +208,9 @@ class StatisticalModel:
         return self
 
 
-_NEGATIONS = {"en": frozenset({"not", "never"}), "de": frozenset({"nicht", "kein", "keine"})}
+# Words before a value that reject it: "five, not four", "Sonntag statt Samstag".
+_NEGATIONS = {"en": ("not", "never", "instead of", "rather than", "not on", "not at"),
+              "de": ("nicht", "kein", "keine", "statt", "anstatt", "nicht am", "nicht um")}
 _CHANGES = {"en": ("no", "sorry", "wait", "actually", "i mean", "i meant", "rather", "make it",
                    "or", "oh"),
             "de": ("nein", "nee", "doch", "moment", "lieber", "ich meine", "ich meinte", "oder",
@@ -200,8 +225,10 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
     a Saturday": a named date beats a bare weekday it agrees with. Otherwise the value
     the slot filler is surest of.
     """
-    negations = _NEGATIONS.get(language, frozenset())
-    kept = [g for g in taken if not (g.span.start > 0 and words[g.span.start - 1] in negations)]
+    negations = _NEGATIONS.get(language, ())
+    kept = [g for g in taken if not any(
+        " ".join(words[max(0, g.span.start - len(n.split())):g.span.start]) == n
+        for n in negations)]
     by_slot: dict[str, list[SlotGuess]] = {}
     for guess in sorted(kept, key=lambda g: g.span.start):
         by_slot.setdefault(guess.slot, []).append(guess)
