@@ -97,6 +97,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from voicebot.bench_calls import bench_calls_main
 
         return bench_calls_main(args)
+    if args.what == "understanding":
+        from voicebot.bench_understanding import bench_understanding_main
+
+        if args.json_path == "bench-loop.json":
+            args.json_path = "bench-understanding.json"
+        return bench_understanding_main(args)
     if args.what == "providers":
         from voicebot.bench_providers import bench_providers_main
 
@@ -169,10 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     caller.set_defaults(func=_cmd_make_caller)
 
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
-    bench.add_argument("what", choices=["loop", "match", "calls", "providers"],
+    bench.add_argument("what", choices=["loop", "match", "calls", "providers", "understanding"],
                        help="loop: the voice loop's figures; match: intent matching speed; "
                        "calls: WebRTC callers against a server; providers: speech provider "
-                       "latency, first byte, throughput, cost")
+                       "latency, first byte, throughput, cost; understanding: the corpora "
+                       "spoken through the audio paths, recognised and matched")
     bench.add_argument("--pipeline", default=None, help="pipeline YAML (default: echo)")
     bench.add_argument("--json", dest="json_path", default="bench-loop.json", help="JSON output")
     bench.add_argument("--repeat", type=int, default=5, help="repetitions per measurement")
@@ -182,11 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     from voicebot.batch import add_batch_parsers
     from voicebot.bench_calls import add_bench_calls_arguments
     from voicebot.bench_providers import add_bench_providers_arguments
+    from voicebot.bench_understanding import add_arguments as add_bench_understanding_arguments
     from voicebot.server.serve import add_serve_parser
     from voicebot.server.speech_server import add_speech_server_parser
 
     add_bench_calls_arguments(bench)
     add_bench_providers_arguments(bench)
+    add_bench_understanding_arguments(bench)
     add_serve_parser(sub)
     add_speech_server_parser(sub)
     add_batch_parsers(sub)

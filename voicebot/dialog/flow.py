@@ -161,6 +161,8 @@ class Bot:
             return "on", state.on[intent]
         if state.confirm and intent in state.confirm:
             return "confirm", state.confirm[intent]
+        if intent in self.flow.digressions:  # a question, whatever slots it carries
+            return "global", self.flow.handlers.get(intent)
         if state.collect and intent in self.collectors.get(state.collect, ()):
             return "collect", state.next
         return "global", self.flow.handlers.get(intent)
@@ -307,7 +309,8 @@ class Conversation:
             return await self._no_match(state, text, reason="unconfirmed")
         self.emit("intent", name=match.intent, slots=dict(match.slots),
                   confidence=round(match.confidence, 3), matcher=match.matcher, text=match.text,
-                  **({"interim": True} if interim else {}))
+                  **({"interim": True} if interim else {}),
+                  **({"mentioned": dict(match.mentioned)} if match.mentioned else {}))
         self.no_matches = self.silences = 0
         if kind == "global" and match.intent in self.flow.digressions and target != REPEAT:
             assert target is not None

@@ -1,0 +1,367 @@
+"""``voicebot bench understanding``: does the bot understand callers, through real audio?
+
+Every utterance of the restaurant corpora (``intents/corpus/``: English and
+German, the helper-written held-out sets reported apart from the dev sets) is
+spoken by a bundled voice (Piper en_US, espeak-ng en-us, en-gb-x-rp (British
+RP), en-gb-scotland; espeak-ng de at two pitches) at one of two speaking rates
+- rotated, so every voice and rate is heard; ``--full`` speaks every item with
+every voice at both rates - and passed through the audio paths a call takes:
+
+* ``16k``: the pipeline's own rate;
+* ``opus``: 48 kHz Opus at aiortc's bit rate, encoded and decoded with av (WebRTC);
+* ``ulaw``: 8 kHz G.711 μ-law (a phone line), resampled as the pipeline does;
+* each again ``+noise``: pink noise and reversed babble at 10 dB SNR.
+
+Then Whisper (each ``--models``, with and without the dialog context,
+``--contexts``) transcribes it, and the flow in the item's state hears the
+transcript (``dialog/corpus.py``). Reported per language, path, model, context
+and split: WER, intent and slot accuracy, turn success, no-match rate,
+wrong-action rate, matching p50/p99 (warm), ASR decode p50/p95.
+
+Audio and transcripts are cached under ``$VOICEBOT_CACHE/bench/understanding``
+(keyed by text, voice, rate, path, model, context), so a rerun after a matcher
+change only re-matches. ``--store-heard`` writes the transcripts of one
+configuration next to each corpus (``*.heard.yaml``): the test suite runs the
+matcher on them without audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicebot.bench import nearest_rank
+
+PATHS = ("16k", "opus", "ulaw", "16k+noise", "opus+noise", "ulaw+noise")
+VOICES = {
+    "en": (("piper", "en_US-joe-medium"), ("espeak", "en-us"), ("espeak", "en-gb-x-rp"),
+           ("espeak", "en-gb-scotland")),
+    "de": (("espeak", "de"), ("espeak", "de+m3")),
+}
+# A slower and a faster caller around each voice's own pace: Piper's speed factor; espeak-ng
+# at 165 words per minute times it (149 and 182 wpm, the range of conversational speech).
+RATES = (0.9, 1.1)
+SNR_DB = 10.0
+PIPELINES = {"en": "restaurant.yaml", "de": "restaurant_de.yaml"}
+DEFAULT_MODELS = {"en": ("tiny.en", "base"), "de": ("base",)}
+NOISE_SENTENCES = {
+    "en": ["The weather was fine all week and the market stayed open late on Thursday.",
+           "Could somebody pass the salt, and has anyone seen my blue umbrella?",
+           "We drove along the coast road until the lighthouse came into view."],
+    "de": ["Das Wetter war die ganze Woche schön und der Markt hatte lange offen.",
+           "Kann mir jemand das Salz geben, und hat wer meinen blauen Schirm gesehen?",
+           "Wir fuhren die Küstenstrasse entlang, bis der Leuchtturm auftauchte."],
+}
+
+
+def _root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def _cache() -> Path:
+    from voicebot.cache_dir import cache_dir
+
+    path = cache_dir() / "bench" / "understanding"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+# --- speech ---------------------------------------------------------------------------
+
+
+def speak(text: str, engine: str, voice: str, rate: float) -> np.ndarray:
+    """16 kHz int16 speech of ``text`` (cached)."""
+    path = _cache() / "audio" / f"{_key('speech', engine, voice, rate, text)}.npy"
+    if path.is_file():
+        return np.load(path)
+    from scipy.signal import resample_poly
+
+    if engine == "piper":
+        from voicebot.tts.piper import PiperEngine
+
+        tts: Any = PiperEngine(voice, speed=rate, deterministic=True)
+    else:
+        from voicebot.tts.espeak import EspeakEngine
+
+        tts = EspeakEngine(voice=voice, rate_wpm=round(165 * rate))
+    audio = tts.synthesize_sync(text)
+    if tts.sample_rate != 16000:
+        audio = resample_poly(audio.astype(np.float32), 16000, tts.sample_rate)
+    pcm = np.clip(audio, -32768, 32767).astype(np.int16)
+    pcm = np.concatenate([np.zeros(3200, np.int16), pcm, np.zeros(3200, np.int16)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, pcm)
+    return pcm
+
+
+def noise_bed(language: str) -> np.ndarray:
+    """Pink noise plus babble (bundled voices, time-reversed: speech-like, no words)."""
+    from voicebot.audio.channels import pink_noise
+
+    voice = VOICES[language][0]
+    babble = [speak(t, *voice, 1.0)[::-1] for t in NOISE_SENTENCES[language]]
+    n = max(len(b) for b in babble)
+    mix = np.zeros(n, np.float64)
+    for i, b in enumerate(babble):
+        mix += np.roll(np.pad(b.astype(np.float64), (0, n - len(b))), i * n // 3)
+    mix /= np.abs(mix).max() or 1.0
+    pink = pink_noise(n, seed=1).astype(np.float64) / 8000
+    return ((0.6 * mix + 0.4 * pink) * 8000).astype(np.int16)
+
+
+def through(pcm: np.ndarray, path: str, noise: np.ndarray) -> np.ndarray:
+    from voicebot.audio.channels import add_noise, mulaw_roundtrip, opus_roundtrip
+
+    channel, _, extra = path.partition("+")
+    if extra == "noise":
+        pcm = add_noise(pcm, noise, SNR_DB)
+    if channel == "opus":
+        return opus_roundtrip(pcm)
+    if channel == "ulaw":
+        return mulaw_roundtrip(pcm)
+    return pcm
+
+
+# --- recognition ----------------------------------------------------------------------
+
+
+class Transcripts:
+    """A persistent cache of transcripts (JSON lines)."""
+
+    def __init__(self) -> None:
+        self.path = _cache() / "transcripts.jsonl"
+        self.table: dict[str, tuple[str, float]] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                    self.table[row["k"]] = (row["t"], row["ms"])
+                except (ValueError, KeyError):
+                    continue
+        self._new: list[str] = []
+
+    def get(self, key: str) -> tuple[str, float] | None:
+        return self.table.get(key)
+
+    def put(self, key: str, text: str, ms: float) -> None:
+        self.table[key] = (text, ms)
+        self._new.append(json.dumps({"k": key, "t": text, "ms": round(ms, 1)}))
+        if len(self._new) >= 50:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._new:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write("\n".join(self._new) + "\n")
+            self._new = []
+
+
+def wer(reference: str, hypothesis: str, language: str) -> tuple[int, int]:
+    """(word edits, reference words) after the matcher's normalisation ("8" = "eight")."""
+    from rapidfuzz.distance import Levenshtein
+
+    from voicebot.nlu.normalize import normalize
+
+    ref = normalize(reference, language).split()
+    hyp = normalize(hypothesis, language).split()
+    return Levenshtein.distance(ref, hyp), len(ref)
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """One (language, path, model, context, split) row of the report."""
+
+    edits: int = 0
+    words: int = 0
+    asr_ms: list[float] = field(default_factory=list)
+    scores: list[Any] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        from voicebot.dialog.corpus import Summary
+
+        summary = Summary()
+        for score in self.scores:
+            summary.add(score)
+        rates = summary.rates()
+        ms = sorted(summary.match_ms) or [0.0]
+        asr = sorted(self.asr_ms) or [0.0]
+        return {**rates, "wer": self.edits / max(self.words, 1),
+                "match_p50_ms": round(statistics.median(ms), 3),
+                "match_p99_ms": round(nearest_rank(ms, 99), 3),
+                "asr_p50_ms": round(statistics.median(asr), 1),
+                "asr_p95_ms": round(nearest_rank(asr, 95), 1)}
+
+
+def _assignments(n: int, language: str, full: bool) -> list[list[tuple[str, str, float]]]:
+    """Per item, the (engine, voice, rate) renditions to speak."""
+    voices = VOICES[language]
+    combos = [(e, v, r) for e, v in voices for r in RATES]
+    if full:
+        return [combos for _ in range(n)]
+    return [[(*voices[i % len(voices)], RATES[(i // len(voices)) % len(RATES)])]
+            for i in range(n)]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from voicebot.asr.whisper import WhisperEngine
+    from voicebot.config import load_pipeline
+    from voicebot.dialog.bot import load_bot
+    from voicebot.dialog.corpus import load_corpus, score_turn
+    from voicebot.dialog.flow import Conversation
+    from voicebot.dialog.outcomes import MemoryOutcomeStore
+
+    corpus_dir = Path(args.corpus_dir) if args.corpus_dir else _root() / "intents" / "corpus"
+    cache = Transcripts()
+    report: dict[str, Any] = {"rows": [], "config": {
+        "paths": args.paths, "contexts": args.contexts, "full": args.full, "snr_db": SNR_DB}}
+    heard_out: dict[Path, dict[int, dict[str, str]]] = {}
+    for language in args.languages:
+        config = load_pipeline(_root() / "pipelines" / PIPELINES[language])
+        loaded = load_bot(config)
+        models = args.models or DEFAULT_MODELS[language]
+        noise = noise_bed(language)
+        corpora = sorted(corpus_dir.glob(f"restaurant_{language}_*.yaml"))
+        corpora = [c for c in corpora if not c.name.endswith(".heard.yaml")]
+        for corpus_path in corpora:
+            corpus = load_corpus(corpus_path, loaded)
+            split = "heldout" if "heldout" in corpus_path.stem else "dev"
+            matcher = loaded.matcher(language, corpus.today)
+            for item in corpus.items[:5]:  # warm the matcher's per-state tables
+                await score_turn(loaded, matcher, item, language)
+            items = corpus.items[: args.limit] if args.limit else corpus.items
+            plan = _assignments(len(items), language, args.full)
+            started = time.perf_counter()
+            for model in models:
+                engine = WhisperEngine(model)
+                for context_mode in args.contexts:
+                    cells = {path: Cell() for path in args.paths}
+                    by_voice: dict[tuple[str, str], Cell] = {}
+                    for i, item in enumerate(items):
+                        conv = Conversation(loaded.bot, matcher, MemoryOutcomeStore(),
+                                            call_id="bench", language=language)
+                        conv.state_name = item.state
+                        conv.slots.update(item.context)
+                        state = loaded.bot.flow.states[item.state]
+                        question = conv._text(state.ask) if state.ask else ""
+                        conv.last_prompt = question
+                        context = conv.asr_context() if context_mode == "prompt" else None
+                        for engine_name, voice, rate in plan[i]:
+                            speech = speak(item.say, engine_name, voice, rate)
+                            for path in args.paths:
+                                key = _key("asr", item.say, engine_name, voice, rate, path,
+                                           model, context)
+                                found = cache.get(key)
+                                if found is None:
+                                    audio = through(speech, path, noise)
+                                    result = await engine.transcribe(
+                                        audio.astype(np.float32) / 32768, language,
+                                        context=context)
+                                    found = (result.text, result.decode_ms)
+                                    cache.put(key, *found)
+                                text, ms = found
+                                cell = cells[path]
+                                edits, words = wer(item.say, text, language)
+                                cell.edits += edits
+                                cell.words += words
+                                cell.asr_ms.append(ms)
+                                score = await score_turn(loaded, matcher, item, language, text)
+                                cell.scores.append(score)
+                                voice_cell = by_voice.setdefault((path, f"{voice}@{rate}"),
+                                                                 Cell())
+                                voice_cell.edits += edits
+                                voice_cell.words += words
+                                voice_cell.asr_ms.append(ms)
+                                voice_cell.scores.append(score)
+                                if (args.store_heard and model == models[0]
+                                        and context_mode == args.contexts[-1]):
+                                    heard_out.setdefault(corpus_path, {}).setdefault(
+                                        i, {})[f"{path}/{voice}@{rate}"] = text
+                    for path, cell in cells.items():
+                        row = {"language": language, "split": split, "corpus": corpus.name,
+                               "path": path, "model": model, "context": context_mode,
+                               **cell.row()}
+                        report["rows"].append(row)
+                        _print_row(row)
+                    for (path, voice), cell in sorted(by_voice.items()):
+                        report.setdefault("voices", []).append(
+                            {"language": language, "split": split, "corpus": corpus.name,
+                             "path": path, "voice": voice, "model": model,
+                             "context": context_mode, **cell.row()})
+                    cache.flush()
+            print(f"  ({corpus.name}: {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    cache.flush()
+    if args.store_heard:
+        for corpus_path, by_item in heard_out.items():
+            _write_heard(corpus_path, by_item)
+    return report
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    print(f"{row['language']} {row['split']:7} {row['path']:11} {row['model']:7} "
+          f"{row['context']:6} n={row['turns']:4}  WER {row['wer']:.3f}  "
+          f"intent {row['intent_accuracy']:.3f}  slots {row['slot_accuracy']:.3f}  "
+          f"turn {row['turn_success']:.3f}  no-match {row['no_match_rate']:.3f}  "
+          f"wrong {row['wrong_action_rate']:.3f}  match p50/p99 {row['match_p50_ms']:.2f}/"
+          f"{row['match_p99_ms']:.2f} ms  asr p50 {row['asr_p50_ms']:.0f} ms", flush=True)
+
+
+def _write_heard(corpus_path: Path, by_item: dict[int, dict[str, str]]) -> None:
+    import yaml
+
+    from voicebot.dialog.corpus import load_corpus
+
+    corpus = load_corpus(corpus_path)
+    items = [{"say": corpus.items[i].say, "heard": heard} for i, heard in sorted(by_item.items())]
+    out = corpus_path.with_suffix(".heard.yaml")
+    header = ("# What Whisper heard of each item of " + corpus_path.name + ", spoken by the "
+              "bundled voices\n# through each audio path (written by `voicebot bench "
+              "understanding --store-heard`).\n")
+    out.write_text(header + yaml.safe_dump({"corpus": corpus_path.name, "items": items},
+                                           allow_unicode=True, sort_keys=False, width=100),
+                   encoding="utf-8")
+    print(f"transcripts: {out}")
+
+
+def add_arguments(bench: argparse.ArgumentParser) -> None:
+    group = bench.add_argument_group("understanding")
+    group.add_argument("--languages", type=lambda s: s.split(","), default=["en", "de"],
+                       help="understanding: en,de")
+    group.add_argument("--paths", type=lambda s: s.split(","), default=list(PATHS),
+                       help=f"understanding: audio paths ({','.join(PATHS)})")
+    group.add_argument("--models", type=lambda s: s.split(","), default=None,
+                       help="understanding: Whisper models (default: tiny.en,base for en; "
+                       "base for de)")
+    group.add_argument("--contexts", type=lambda s: s.split(","), default=["none", "prompt"],
+                       help="understanding: recogniser context modes (none,prompt)")
+    group.add_argument("--full", action="store_true",
+                       help="understanding: every voice at every rate for every item")
+    group.add_argument("--limit", type=int, default=0, help="understanding: first N items")
+    group.add_argument("--corpus-dir", default=None, help="understanding: corpus folder")
+    group.add_argument("--store-heard", action="store_true",
+                       help="understanding: write *.heard.yaml transcripts for the tests")
+
+
+def bench_understanding_main(args: argparse.Namespace) -> int:
+    report = asyncio.run(run(args))
+    path = Path(args.json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"JSON: {path}")
+    return 0
