@@ -138,7 +138,7 @@ class StatisticalModel:
         Overlapping spans: the more probable wins. A slot given twice keeps the later
         value ("for four, no, five of us")."""
         extents = _extents(spans)
-        if not extents:
+        if not extents or self.role_model is None:
             return []
         keys = list(extents)
         rows = [span_features(words, a, b, extents[(a, b)], expect) for a, b in keys]
@@ -200,9 +200,11 @@ class StatisticalModel:
             LogisticRegression(C=8.0, max_iter=3000, class_weight="balanced"))
         self.intent_model.fit(texts, labels)
         self.classes = [str(c) for c in self.intent_model.classes_]
-        self.role_model = make_pipeline(
-            DictVectorizer(), LogisticRegression(C=4.0, max_iter=3000))
-        self.role_model.fit(role_rows, role_labels)
+        self.role_model = None  # intents without slots: nothing to fill
+        if len(set(role_labels)) > 1:
+            self.role_model = make_pipeline(
+                DictVectorizer(), LogisticRegression(C=4.0, max_iter=3000))
+            self.role_model.fit(role_rows, role_labels)
         self.samples = len(texts)
         self.train_seconds = time.perf_counter() - started
         return self
@@ -276,11 +278,13 @@ class _FastPaths:
         self.known_words = frozenset(w for w in self.known_words if " " not in w)
         self.intent_coef = np.ascontiguousarray(lr.coef_.T)  # features x classes
         self.intent_bias = lr.intercept_
-        dv, rlr = model.role_model.steps[0][1], model.role_model.steps[-1][1]
-        self.role_vocab = dv.vocabulary_
-        self.role_coef = np.ascontiguousarray(rlr.coef_.T)
-        self.role_bias = rlr.intercept_
-        self.role_labels = [str(c) for c in rlr.classes_]
+        self.role_labels: list[str] = []
+        if model.role_model is not None:
+            dv, rlr = model.role_model.steps[0][1], model.role_model.steps[-1][1]
+            self.role_vocab = dv.vocabulary_
+            self.role_coef = np.ascontiguousarray(rlr.coef_.T)
+            self.role_bias = rlr.intercept_
+            self.role_labels = [str(c) for c in rlr.classes_]
 
     def intent(self, text: str) -> np.ndarray:
         index: list[int] = []
