@@ -37,6 +37,7 @@ class Sample:
     # (start, end, slot name, definition name) of every slot value in ``words``
     slots: list[tuple[int, int, str, str]] = field(default_factory=list)
     expect: str | None = None  # the slot the bot asked for, when the sample answers one
+    slots_known: bool = True  # False: an example sentence, its values not marked
 
 
 def generate(intent_set: IntentSet, language: str, seed: int = 0,
@@ -58,7 +59,7 @@ def generate(intent_set: IntentSet, language: str, seed: int = 0,
         for text in intent.examples.get(language, []):
             words = normalize(text, language).split()
             if words:
-                out.append(Sample(name, words))
+                out.append(Sample(name, words, slots_known=False))
     return out
 
 
@@ -162,8 +163,10 @@ def _wrap(sample: Sample, extra: list[str], before: bool) -> Sample:
     if before:
         shift = len(extra)
         slots = [(a + shift, b + shift, s, d) for a, b, s, d in sample.slots]
-        return Sample(sample.intent, [*extra, *sample.words], slots, sample.expect)
-    return Sample(sample.intent, [*sample.words, *extra], list(sample.slots), sample.expect)
+        return Sample(sample.intent, [*extra, *sample.words], slots, sample.expect,
+                      sample.slots_known)
+    return Sample(sample.intent, [*sample.words, *extra], list(sample.slots), sample.expect,
+                  sample.slots_known)
 
 
 def _inside_slot(sample: Sample, i: int) -> bool:
@@ -177,7 +180,7 @@ def _drop(sample: Sample, rng: random.Random) -> Sample:
     k = rng.choice(free)
     words = sample.words[:k] + sample.words[k + 1:]
     slots = [(a - (a > k), b - (b > k), s, d) for a, b, s, d in sample.slots]
-    return Sample(sample.intent, words, slots, sample.expect)
+    return Sample(sample.intent, words, slots, sample.expect, sample.slots_known)
 
 
 def _swap(sample: Sample, word: str, rng: random.Random) -> Sample:
@@ -187,7 +190,7 @@ def _swap(sample: Sample, word: str, rng: random.Random) -> Sample:
     k = rng.choice(free)
     words = list(sample.words)
     words[k] = word
-    return Sample(sample.intent, words, list(sample.slots), sample.expect)
+    return Sample(sample.intent, words, list(sample.slots), sample.expect, sample.slots_known)
 
 
 class ValueSampler:

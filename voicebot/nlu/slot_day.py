@@ -108,13 +108,13 @@ def parse_day(text: str, language: str, today: dt.date | None = None) -> DayValu
     text = text.strip()
     for lead in _LEAD.get(language, ()):  # longer leads come first in each list
         if text.startswith(lead):
-            found = _core(text[len(lead):], language, today)
+            found = _core(text[len(lead):], language, today, led=True)
             if found is not None:
                 return found
     return _core(text, language, today)
 
 
-def _core(text: str, language: str, today: dt.date) -> DayValue | None:
+def _core(text: str, language: str, today: dt.date, led: bool = False) -> DayValue | None:
     names = _weekday_names(language)
     relative = _RELATIVE.get(language, {})
     if text in relative:
@@ -137,10 +137,10 @@ def _core(text: str, language: str, today: dt.date) -> DayValue | None:
     plural = text[:-1] if text.endswith("s") else None
     if plural and plural in names:
         return DayValue(names[plural], _next_weekday(today, names[plural]))
-    return _date(text, language, today)
+    return _date(text, language, today, led)
 
 
-def _date(text: str, language: str, today: dt.date) -> DayValue | None:
+def _date(text: str, language: str, today: dt.date, led: bool = False) -> DayValue | None:
     words = text.split()
     names = _weekday_names(language)
     weekday = None
@@ -153,9 +153,10 @@ def _date(text: str, language: str, today: dt.date) -> DayValue | None:
         return None
     if words[0] in ("the", "den"):
         words = words[1:]
+        led = True
     day = month = None
     if len(words) == 1:
-        day = _ordinal(words[0], language, bare=weekday is not None)
+        day = _ordinal(words[0], language, bare=weekday is not None or led)
     elif len(words) == 2:
         a, b = words
         if _month(a, language):  # "december 3rd"
@@ -182,12 +183,13 @@ def _dated(date: dt.date | None, weekday: str | None) -> DayValue | None:
 
 
 def _ordinal(word: str, language: str, bare: bool) -> int | None:
-    """A day of the month: "3rd" (en); "3" only where it cannot be something else."""
+    """A day of the month: "3rd"; a bare "3" only after "on the", "am", a weekday or with a
+    month ("3 december"): alone it is a count or a time far more often than a date."""
     found = _ORDINAL.match(word)
     if found is None:
         return None
-    if language == "en" and word.isdigit() and not bare:
-        return None  # a bare "3" is a count or a time more often than a date
+    if word.isdigit() and not bare:
+        return None
     n = int(found.group(1))
     return n if 1 <= n <= 31 else None
 

@@ -174,7 +174,7 @@ _HOMOPHONES = {
 _REPAIR_SLOTS = {
     "en": (re.compile(r"^((?:a )?(?:half|quarter) (?:past|after|to|till|before|of) )(\S+)$"),
            re.compile(r"^(half )(\S+)$"),
-           re.compile(r"^()(\S+)( (?:pm|am|oclock))$")),
+           re.compile(r"^()(\S+)( (?:pm|am|oclock|in the (?:morning|afternoon|evening)))$")),
     "de": (re.compile(r"^((?:halb|viertel nach|viertel vor|viertel|dreiviertel) )(\S+)$"),
            re.compile(r"^()(\S+)( uhr(?: \S+)?)$")),
 }

@@ -187,6 +187,8 @@ class StatisticalModel:
             if sample.intent or not sample.slots:  # bare answers train the slot filler only
                 texts.append(" ".join(self.tokens(sample.words, spans)))
                 labels.append(sample.intent)
+            if not sample.slots_known or (not sample.intent and not sample.slots):
+                continue  # examples and off-topic sentences: which value fills what is unknown
             for (a, b), group in _extents(spans).items():
                 slot = _gold_label(sample, a, b, group)
                 for expect in _expects(sample, slot, group, self._needs_asking(sample, a)):
@@ -412,9 +414,27 @@ def slot_definitions(intent_set: IntentSet) -> dict[str, str]:
 _MODELS: dict[tuple[str, str], StatisticalModel] = {}
 
 
-def model_key(intent_set: IntentSet, language: str) -> str:
+# The modules whose code shapes a trained model: a change in any of them is a new model.
+_TRAINING_CODE = ("statistical", "samples", "spotting", "normalize", "out_of_scope", "slots",
+                  "slot_time", "slot_day", "slot_count", "wordgraph", "templates",
+                  "intent_compile")
+
+
+def _code_digest() -> str:
     h = hashlib.sha256()
-    for part in (intent_set.digest, language, str(MODEL_VERSION), sklearn.__version__):
+    for name in _TRAINING_CODE:
+        h.update((Path(__file__).with_name(f"{name}.py")).read_bytes())
+    return h.hexdigest()
+
+
+_CODE = _code_digest()
+
+
+def model_key(intent_set: IntentSet, language: str) -> str:
+    """The cache key: the intent files' content, the language, the training code, and
+    the scikit-learn version that pickled the model."""
+    h = hashlib.sha256()
+    for part in (intent_set.digest, language, str(MODEL_VERSION), _CODE, sklearn.__version__):
         h.update(part.encode() + b"\0")
     return h.hexdigest()
 
