@@ -55,7 +55,7 @@ def test_fast_path_agrees_with_scikit_learn(restaurant) -> None:  # type: ignore
         joined = " ".join(model.tokens(words, spans))
         assert np.allclose(model.intent_model.predict_proba([joined])[0], fast.intent(joined))
         for (a, b), group in statistical._extents(spans).items():
-            row = span_features(words, a, b, group, None)
+            row = span_features(words, a, b, group)
             assert np.allclose(model.role_model.predict_proba([row])[0], fast.role(row))
 
 

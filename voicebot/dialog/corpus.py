@@ -198,6 +198,7 @@ async def score_turn(loaded: LoadedBot, matcher: Matcher, item: Item, language: 
     today = _today(matcher)
     conv, events = _conversation(loaded, matcher, item, language)
     before = dict(conv.slots)
+    accepted = item.intent in conv.accepts()  # in the item's state, before it moves on
     started = time.perf_counter()
     await conv.hear(text)
     match_ms = (time.perf_counter() - started) * 1000
@@ -209,7 +210,6 @@ async def score_turn(loaded: LoadedBot, matcher: Matcher, item: Item, language: 
     got, want = _canon(conv.slots), _canon(gold.slots)
     success = conv.state_name == gold.state_name and got == want and (
         conv.ended == gold.ended)
-    accepted = item.intent in conv.accepts()
     expected_action = loaded.bot.route(conv.flow.states[item.state], item.intent) \
         if accepted else None
     action = loaded.bot.route(conv.flow.states[item.state], intent) if matched else None

@@ -70,6 +70,10 @@ _LEAD = {
     "de": ("am ", "an dem ", "an einem ", "für den ", "für ", "den ", "diesen ", "kommenden ",
            "diesem ", "kommender ", "am kommenden ", "diesen kommenden "),
 }
+# Leads after which a bare number is a day of the month ("on the 3", "am 3"); after "for"
+# it is a count ("a table for 3").
+_DATE_LEADS = {"en": ("on the ", "on ", "the ", "for the "),
+               "de": ("am ", "den ", "dem ", "an dem ", "für den ", "am kommenden ")}
 _NEXT = {"en": ("next ",), "de": ("nächsten ", "nächster ", "am nächsten ")}
 _NEXT_WEEK = {"en": (" next week",), "de": (" nächste woche", " nächster woche",
                                             " in der nächsten woche")}
@@ -108,7 +112,8 @@ def parse_day(text: str, language: str, today: dt.date | None = None) -> DayValu
     text = text.strip()
     for lead in _LEAD.get(language, ()):  # longer leads come first in each list
         if text.startswith(lead):
-            found = _core(text[len(lead):], language, today, led=True)
+            found = _core(text[len(lead):], language, today,
+                          led=lead in _DATE_LEADS.get(language, ()))
             if found is not None:
                 return found
     return _core(text, language, today)

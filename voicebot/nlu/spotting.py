@@ -69,6 +69,21 @@ class Spotter:
                             found.append(Span(i, j, name, value))
                             longest_end = j
                         break
+        # Every type that reads an extent exactly, even where its own longest reading
+        # from there is longer ("2" is a count and a time, though "2 tonight" is a time too).
+        extents = {(s.start, s.end) for s in found}
+        have = {(s.start, s.end, s.definition) for s in found}
+        for a, b in extents:
+            text = " ".join(words[a:b])
+            for name, slot_type in self.types.items():
+                if (a, b, name) in have or b - a > slot_type.max_words:
+                    continue
+                if not all(t in self._words[name] or i == 0
+                           for i, t in enumerate(tokens[a:b])):
+                    continue
+                value = slot_type.parse_normalized(text, self.language, today)
+                if value is not None:
+                    found.append(Span(a, b, name, value))
         found.sort(key=lambda s: (s.start, -s.end, s.definition))
         return found
 

@@ -135,16 +135,18 @@ class StatisticalModel:
               ) -> list[SlotGuess]:
         """Which spotted spans fill which slot (``wanted``: the slots worth reporting).
 
-        Overlapping spans: the more probable wins. A slot given twice keeps the later
-        value ("for four, no, five of us")."""
+        ``expect``, the slot the bot asked for, is a prior: its odds are multiplied by
+        ``EXPECT_ODDS`` (a bare "8" after "At what time?" is a time, "at 7" after "For how
+        many?" still a time). Overlapping spans: the most probable tiling wins; a slot
+        given twice, see ``_one_per_slot``."""
         extents = _extents(spans)
         if not extents or self.role_model is None:
             return []
         keys = list(extents)
-        rows = [span_features(words, a, b, extents[(a, b)], expect) for a, b in keys]
+        rows = [span_features(words, a, b, extents[(a, b)]) for a, b in keys]
         fast = self._fast()
-        table = [fast.role(row) for row in rows]
         labels = fast.role_labels
+        table = [_with_prior(fast.role(row), labels, expect) for row in rows]
         guesses: list[SlotGuess] = []
         for (a, b), probs in zip(keys, table, strict=True):
             by_definition = {s.definition: s for s in extents[(a, b)]}
@@ -157,12 +159,7 @@ class StatisticalModel:
                     best = SlotGuess(label, by_definition[definition], float(p))
             if best is not None and best.probability >= threshold:
                 guesses.append(best)
-        taken: list[SlotGuess] = []
-        for guess in sorted(guesses, key=lambda g: -g.probability):
-            if all(guess.span.end <= t.span.start or guess.span.start >= t.span.end
-                   for t in taken):
-                taken.append(guess)
-        return _one_per_slot(words, taken, self.language)
+        return _one_per_slot(words, _best_tiling(guesses), self.language)
 
     # --- training ----------------------------------------------------------------
     def _needs_asking(self, sample: Sample, a: int) -> frozenset[str]:
@@ -191,9 +188,10 @@ class StatisticalModel:
                 continue  # examples and off-topic sentences: which value fills what is unknown
             for (a, b), group in _extents(spans).items():
                 slot = _gold_label(sample, a, b, group)
-                for expect in _expects(sample, slot, group, self._needs_asking(sample, a)):
-                    role_rows.append(span_features(sample.words, a, b, group, expect))
-                    role_labels.append(slot)
+                if _asked_only(sample, slot, group, self._needs_asking(sample, a)):
+                    continue
+                role_rows.append(span_features(sample.words, a, b, group))
+                role_labels.append(slot)
         words = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True,
                                 token_pattern=r"\S+")
         chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
@@ -221,13 +219,29 @@ _CHANGES = {"en": ("no", "sorry", "wait", "actually", "i mean", "i meant", "rath
                    "ach")}
 
 
+def _best_tiling(guesses: list[SlotGuess]) -> list[SlotGuess]:
+    """The non-overlapping guesses with the largest summed probability (weighted interval
+    scheduling): "for 2 tonight" is a count and a day (0.9 + 0.9), not the time "2
+    tonight" (0.8) that swallows both."""
+    ordered = sorted(guesses, key=lambda g: g.span.end)
+    best: list[tuple[float, list[SlotGuess]]] = [(0.0, [])]  # over the first k guesses
+    for k, guess in enumerate(ordered):
+        j = k  # the last earlier guess ending at or before this one's start
+        while j > 0 and ordered[j - 1].span.end > guess.span.start:
+            j -= 1
+        take = (best[j][0] + guess.probability, [*best[j][1], guess])
+        best.append(take if take[0] > best[k][0] else best[k])
+    return best[-1][1]
+
+
 def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> list[SlotGuess]:
     """One value per slot, the way a listener resolves a slot said twice.
 
     "five of us, not four": a value after "not" is the rejected one. "for four, no
     wait, five": after a change-of-mind word the later value stands. "the 19th, that's
-    a Saturday": a named date beats a bare weekday it agrees with. Otherwise the value
-    the slot filler is surest of.
+    a Saturday": a named date beats a bare weekday it agrees with. Two different values
+    with nothing to tell them apart ("it's 14 now, 2 more people") are no value: the
+    bot asks rather than guesses.
     """
     negations = _NEGATIONS.get(language, ())
     kept = [g for g in taken if not any(
@@ -238,17 +252,21 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
         by_slot.setdefault(guess.slot, []).append(guess)
     out = []
     for guesses in by_slot.values():
-        best = guesses[0]
+        best: SlotGuess | None = guesses[0]
         for later in guesses[1:]:
+            if best is None:
+                best = later
+                continue
             between = " " + " ".join(words[best.span.end:later.span.start]) + " "
-            if _specific(best, later):
+            if _specific(best, later) or str(best.span.value) == str(later.span.value):
                 continue
             if _specific(later, best) or any(f" {c} " in between
                                              for c in _CHANGES.get(language, ())):
                 best = later
-            elif later.probability > best.probability:
-                best = later
-        out.append(best)
+            else:
+                best = None  # two readings, no way to choose: ask
+        if best is not None:
+            out.append(best)
     return out
 
 
@@ -329,25 +347,26 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def _expects(sample: Sample, slot: str, group: list[Span], uncued: frozenset[str]
-             ) -> list[str | None]:
-    """The asked-for slots a training row is shown with: its own answer context, and
-    none - so the model learns what ``expect`` adds without relying on it.
-
-    A value two types accept ("make it 5") is an open-type slot (a time) without a
-    cue word before it ("at") only when the bot asked for it: shown without
-    ``expect`` it would teach the model to read bare numbers as times, where the
-    exact tier, and a person, read a count. ``uncued``: the definitions this
-    sample's span is such an uncued open value of.
-    """
-    if sample.expect is not None:
-        return [sample.expect]
-    if slot == OUTSIDE:
-        return [None]
+def _asked_only(sample: Sample, slot: str, group: list[Span], uncued: frozenset[str]) -> bool:
+    """A value two types accept, filling the open one without a cue word ("make it 5" as a
+    time): true of the sentence only when the bot asked for that slot, which the slot
+    filler is not told (``expect`` is a prior at decision time). Learning from it would
+    make bare numbers times, where the exact tier, and a person, read a count."""
+    if sample.expect is not None or slot == OUTSIDE or len(group) < 2:
+        return False
     gold = {d for _, _, s, d in sample.slots if s == slot}
-    if len(group) > 1 and gold & uncued:
-        return [slot]
-    return [None, slot]
+    return bool(gold & uncued)
+
+
+EXPECT_ODDS = 20.0  # how much more likely a value fills the slot just asked for
+
+
+def _with_prior(probs: np.ndarray, labels: list[str], expect: str | None) -> np.ndarray:
+    if expect is None or expect not in labels:
+        return probs
+    boosted = probs.copy()
+    boosted[labels.index(expect)] *= EXPECT_ODDS
+    return boosted / boosted.sum()
 
 
 def _gold_label(sample: Sample, a: int, b: int, group: list[Span]) -> str:
@@ -373,8 +392,7 @@ def _shape(word: str) -> str:
     return "#" if word[:1].isdigit() else word
 
 
-def span_features(words: list[str], a: int, b: int, group: list[Span],
-                  expect: str | None) -> dict[str, float]:
+def span_features(words: list[str], a: int, b: int, group: list[Span]) -> dict[str, float]:
     """What the slot filler sees of the span ``words[a:b]``."""
     n = len(words)
     left1 = words[a - 1] if a >= 1 else "<s>"
@@ -387,12 +405,11 @@ def span_features(words: list[str], a: int, b: int, group: list[Span],
         f"r1={right1}": 1.0, f"r2={right2}": 1.0, f"r12={right1}_{right2}": 1.0,
         f"shape={shape}": 1.0, f"first={_shape(words[a])}": 1.0,
         f"last={_shape(words[b - 1])}": 1.0, f"len={min(b - a, 4)}": 1.0,
-        f"expect={expect}": 1.0, "bare": float(a == 0 and b == n),
+        "bare": float(a == 0 and b == n),
     }
     defs = sorted({s.definition for s in group})
     for d in defs:
         f[f"def={d}"] = 1.0
-        f[f"def={d}&expect={expect}"] = 1.0
     f["defs=" + "_".join(defs)] = 1.0
     return f
 
