@@ -43,6 +43,8 @@ _SELF = {"en": {"just me", "only me", "just myself", "me alone", "alone", "on my
                 "mich allein", "nur mich", "nur ich allein"}}
 # The caller, counted only beside others ("me and my wife"; a bare "i" is no count).
 _SELF_PART = {"en": {"me", "myself", "i", "yours truly"}, "de": {"ich", "mich", "mir"}}
+_PRONOUNS = {"en": ("the one", "that one", "this one", "one of them", "the other one"),
+             "de": ("der eine", "die eine", "das eine")}
 _JOIN = {"en": re.compile(r"\s+(?:and|plus|with|&|along with|together with)\s+"),
          "de": re.compile(r"\s+(?:und|plus|mit|sowie)\s+")}
 _ZU = {"zweit": 2, "dritt": 3, "viert": 4, "fünft": 5, "sechst": 6, "siebt": 7, "acht": 8,
@@ -66,6 +68,8 @@ def parse_count(text: str, language: str) -> int | None:
         return None
     if text.isdigit():
         return int(text)
+    if text in _PRONOUNS.get(language, ()):
+        return None  # "the one on Friday": which booking, not how many people
     join = _JOIN.get(language)
     chunks = join.split(text) if join else [text]
     parts: list[str] = []

@@ -61,6 +61,7 @@ class SlotGuess:
     slot: str
     span: Span
     probability: float
+    readings: tuple[tuple[str, Any], ...] = ()  # (slot, value) of the other ways to read it
 
 
 class StatisticalModel:
@@ -151,22 +152,28 @@ class StatisticalModel:
         for (a, b), probs in zip(keys, table, strict=True):
             by_definition = {s.definition: s for s in extents[(a, b)]}
             best: SlotGuess | None = None
+            readings = []
             for label, p in zip(labels, probs, strict=True):
                 definition = self.slot_definitions.get(label)
-                if definition not in by_definition or (wanted is not None and label not in wanted):
+                if definition not in by_definition:
+                    continue
+                readings.append((label, by_definition[definition].value))
+                if wanted is not None and label not in wanted:
                     continue
                 if best is None or p > best.probability:
                     best = SlotGuess(label, by_definition[definition], float(p))
             if best is not None and best.probability >= threshold:
+                best.readings = tuple(r for r in readings if r[0] != best.slot)
                 guesses.append(best)
         return _one_per_slot(words, _best_tiling(guesses), self.language)
 
     # --- training ----------------------------------------------------------------
     def _needs_asking(self, sample: Sample, a: int) -> frozenset[str]:
-        """Open definitions whose value at ``a`` has no cue word before it."""
-        left = sample.words[a - 1] if a > 0 else ""
+        """Open definitions whose value at ``a`` has no cue word before it or as its first
+        word (the spotter's span may start with it: "around 8")."""
+        near = {sample.words[a - 1] if a > 0 else "", sample.words[a]}
         return frozenset(d for d in self.open_definitions
-                         if left not in self.cues.get(d, frozenset()))
+                         if near.isdisjoint(self.cues.get(d, frozenset())))
 
     def fit(self, intent_set: IntentSet, seed: int = 0) -> StatisticalModel:
         started = time.perf_counter()
@@ -267,7 +274,11 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
                 best = None  # two readings, no way to choose: ask
         if best is not None:
             out.append(best)
-    return out
+    # "nine o'clock. Nine.": a value that also reads as one already given is that value
+    # said again, not a second slot
+    given = {(g.slot, str(g.span.value)) for g in out}
+    return [g for g in out if not any((slot, str(value)) in given and slot != g.slot
+                                      for slot, value in g.readings)]
 
 
 def _specific(a: SlotGuess, b: SlotGuess) -> bool:
