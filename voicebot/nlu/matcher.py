@@ -33,7 +33,7 @@ from voicebot.nlu.normalize import normalize
 from voicebot.nlu.statistical import NONE, StatisticalModel, load_model
 from voicebot.nlu.template_matcher import TemplateMatcher
 
-ACCEPT = 0.5  # a statistical reading needs at least this probability
+ACCEPT = 0.6  # a statistical reading needs at least this probability
 MARGIN = 0.2  # ... and this lead over the next different reading (or over "none")
 SLOT_ACCEPT = 0.5  # a spotted value fills a slot at this probability
 EXPECTED_ACCEPT = 0.6  # the value asked for, among free words
@@ -98,7 +98,7 @@ class IntentMatcher(Matcher):
         if spotted is not None:
             return spotted
         if expect is not None and probs.get(NONE, 0.0) < NONE_VETO:
-            return self._expected(words, spans, probs, names, expect, norm)
+            return self._expected(words, spans, probs, names, action, expect, norm)
         return None
 
     def _choose(self, fuzzy: Match | None, probs: Mapping[str, float], names: frozenset[str],
@@ -175,10 +175,17 @@ class IntentMatcher(Matcher):
                      mentioned)
 
     def _expected(self, words: list[str], spans: list[Any], probs: Mapping[str, float],
-                  names: frozenset[str], expect: str, norm: str) -> Match | None:
+                  names: frozenset[str], action: Callable[[str], str], expect: str,
+                  norm: str) -> Match | None:
         carriers = [n for n in names if expect in self._slots_of.get(n, ())]
         if not carriers:
             return None
+        # the state's own way of taking the value: the action most of its carriers share
+        # (collecting it), not a question that happens to carry the slot too
+        groups: dict[str, list[str]] = {}
+        for name in carriers:
+            groups.setdefault(action(name), []).append(name)
+        carriers = max(groups.values(), key=len)
         guesses = self.model.slots(words, spans, expect, None, EXPECTED_ACCEPT) \
             if self.model else []
         value = next((g for g in guesses if g.slot == expect), None)

@@ -63,6 +63,30 @@ def normalize(text: str, language: str) -> str:
     return " ".join(out)
 
 
+def _german_ordinals() -> dict[str, str]:
+    """ "zweiten" -> "2", "dritter" -> "3": every inflected ordinal 1-31 (CLDR spell-out);
+    text2num reads some forms and not others."""
+    from unicode_rbnf import FormatPurpose, RbnfEngine
+
+    engine = RbnfEngine.for_language("de")
+    table: dict[str, str] = {}
+    for n in range(1, 32):
+        result = engine.format_number(n, purpose=FormatPurpose.ORDINAL)
+        for text in result.text_by_ruleset.values():
+            table[text.replace("ß", "ss")] = str(n)
+    return table
+
+
+_ORDINALS: dict[str, dict[str, str]] = {}
+
+
+def _ordinal_words(language: str) -> dict[str, str]:
+    table = _ORDINALS.get(language)
+    if table is None:
+        table = _ORDINALS[language] = _german_ordinals() if language == "de" else {}
+    return table
+
+
 def _segments(text: str, language: str) -> list[str]:
     """The text cut at commas and other pauses: a word said again after a pause ("not this
     Friday, Friday the 18th") is no stutter, and number words never join across one
@@ -100,6 +124,9 @@ def _words(text: str, language: str) -> list[str]:
     text = _NON_WORD.sub(" ", text)
     text = _COLON_NOT_TIME.sub(" ", text).replace("'", "")
     text = " ".join(text.split())
+    if language == "de":
+        ordinals = _ordinal_words(language)
+        text = " ".join(ordinals.get(w, w) for w in text.split())
     if language in _TEXT2NUM and text:
         text = _ORDINAL_DOT.sub(r"\1", alpha2digit(text, language))
     small = _SMALL_NUMBERS.get(language)
