@@ -1,0 +1,119 @@
+"""The understanding corpora at text level: what callers say, and what Whisper made of it.
+
+The corpora (``intents/corpus/``) were written by helpers who saw only the bot's prompts
+and the restaurant's facts; the ``heldout`` ones are never used to tune anything. The
+``*.heard.yaml`` files hold what Whisper transcribed of each item spoken by the bundled
+voices through each audio path (``voicebot bench understanding --store-heard``), so the
+matcher is checked on real recognition errors without running any audio here.
+
+The bounds are regression guards a little below the figures measured when they were set
+(the README states the figures); the targets themselves live in the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+
+from voicebot.config import load_pipeline
+from voicebot.dialog.bot import LoadedBot, load_bot
+from voicebot.dialog.corpus import Summary, load_corpus, score_turn
+from voicebot.yamlsrc import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "intents" / "corpus"
+PIPELINES = {"en": "restaurant.yaml", "de": "restaurant_de.yaml"}
+
+# corpus -> (turn success at least, wrong-action rate at most) on the written text
+TEXT_BOUNDS = {
+    "restaurant_en_dev": (0.88, 0.04),
+    "restaurant_en_heldout": (0.88, 0.06),
+    "restaurant_de_dev": (0.90, 0.05),
+    "restaurant_de_heldout": (0.92, 0.03),
+}
+# (corpus, path) -> (turn success at least, wrong-action rate at most) on what Whisper heard
+HEARD_BOUNDS = {
+    ("restaurant_en_dev", "16k"): (0.58, 0.13),
+    ("restaurant_en_dev", "ulaw"): (0.42, 0.12),
+    ("restaurant_en_heldout", "16k"): (0.55, 0.14),
+    ("restaurant_en_heldout", "ulaw"): (0.42, 0.12),
+}
+
+
+def _bot(language: str) -> LoadedBot:
+    return load_bot(load_pipeline(ROOT / "pipelines" / PIPELINES[language]))
+
+
+def _score(name: str, heard_path: str | None = None) -> dict[str, float]:
+    corpus = load_corpus(CORPUS / f"{name}.yaml")
+    loaded = _bot(corpus.language)
+    corpus = load_corpus(CORPUS / f"{name}.yaml", loaded)
+    matcher = loaded.matcher(corpus.language, corpus.today)
+    texts: list[tuple[int, str]] = [(i, item.say) for i, item in enumerate(corpus.items)]
+    if heard_path is not None:
+        heard = yaml.safe_load((CORPUS / f"{name}.heard.yaml").read_text(encoding="utf-8"))
+        texts = []
+        for i, row in enumerate(heard["items"]):
+            assert row["say"] == corpus.items[i].say, "the heard file is stale: rerun the bench"
+            texts += [(i, text) for key, text in row["heard"].items()
+                      if key.split("/")[0] == heard_path]
+    summary = Summary()
+
+    async def run() -> None:
+        for i, text in texts:
+            summary.add(await score_turn(loaded, matcher, corpus.items[i], corpus.language,
+                                         text))
+
+    asyncio.run(run())
+    return summary.rates()
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_BOUNDS))
+def test_corpus_text(name: str) -> None:
+    success, wrong = TEXT_BOUNDS[name]
+    rates = _score(name)
+    assert rates["turns"] >= (150 if "_en_" in name else 80)
+    assert rates["turn_success"] >= success, rates
+    assert rates["wrong_action_rate"] <= wrong, rates
+
+
+@pytest.mark.parametrize(("name", "path"), sorted(HEARD_BOUNDS))
+def test_corpus_as_recognised(name: str, path: str) -> None:
+    success, wrong = HEARD_BOUNDS[(name, path)]
+    rates = _score(name, path)
+    assert rates["turns"] >= 150
+    assert rates["turn_success"] >= success, rates
+    assert rates["wrong_action_rate"] <= wrong, rates
+
+
+def test_corpora_are_big_enough_and_held_out_sets_are_a_third() -> None:
+    sizes: dict[str, dict[str, int]] = {}
+    for path in CORPUS.glob("restaurant_*.yaml"):
+        if path.name.endswith(".heard.yaml"):
+            continue
+        corpus = load_corpus(path, _bot("en" if "_en_" in path.name else "de"))
+        split = "heldout" if "heldout" in path.stem else "dev"
+        sizes.setdefault(corpus.language, {})[split] = len(corpus.items)
+        assert corpus.written_by, path
+    for language, least in (("en", 300), ("de", 150)):
+        total = sum(sizes[language].values())
+        assert total >= least and sizes[language]["heldout"] >= total / 3, sizes
+
+
+def test_a_corpus_mistake_is_reported_at_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("language: en\ntoday: 2026-12-01\nitems:\n"
+                   "  - state: ask_tme\n    say: eight\n    intent: inform\n"
+                   "    slots: {tiem: '20:00'}\n    extra: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_corpus(bad, _bot("en"))
+    lines = [str(d) for d in info.value.diagnostics]
+    assert any(f"{bad}:4:12: E603 unknown state 'ask_tme' (did you mean 'ask_time'?)" in line
+               for line in lines), lines
+    assert any(":7:13: E605 unknown slot 'tiem' (did you mean 'time'?)" in line
+               for line in lines), lines
+    assert any(":8:5: E602 unknown key 'extra'" in line for line in lines), lines
+
