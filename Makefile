@@ -49,3 +49,4 @@ bench: setup
 	$(VENV)/bin/voicebot bench match --json out/bench-match.json
 	$(VENV)/bin/voicebot bench calls --calls 4 --calls-json out/bench-calls.json
 	$(VENV)/bin/voicebot bench providers --engine node --json out/bench-providers.json
+	$(VENV)/bin/voicebot bench understanding --json out/bench-understanding.json

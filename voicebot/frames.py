@@ -13,8 +13,8 @@ audio); an ``Interrupt`` discards them wherever they are queued.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -104,14 +104,6 @@ class Transcript(Frame):
     turn: int
     language: str = ""
     confidence: float = 1.0
-
-
-@dataclass(slots=True)
-class Intent(Frame):
-    name: str
-    slots: dict[str, Any] = field(default_factory=dict)
-    confidence: float = 1.0
-    turn: int = 0
 
 
 @dataclass(slots=True)
