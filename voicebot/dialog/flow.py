@@ -311,6 +311,7 @@ class Conversation:
                   confidence=round(match.confidence, 3), matcher=match.matcher, text=match.text,
                   **({"interim": True} if interim else {}),
                   **({"mentioned": dict(match.mentioned)} if match.mentioned else {}))
+        missing = self.no_matches + 1  # if this answer, too, lacks the slot asked for
         self.no_matches = self.silences = 0
         if kind == "global" and match.intent in self.flow.digressions and target != REPEAT:
             assert target is not None
@@ -330,8 +331,14 @@ class Conversation:
             step = Step(self.last_prompt, self.last_barge_in, state.name)
         elif kind == "collect" and self.slots.get(state.collect or "") is None and (
                 target == state.next):
-            # a collect state heard other slots than the one it asks for
-            step = Step(self._text(state.reprompt or state.ask), state.barge_in, state.name)
+            # a collect state heard other slots than the one it asks for: ask again, and
+            # count it like a no-match - a caller who never gives it is not asked forever
+            self.no_matches = missing
+            if missing > state.no_match.reprompts and state.no_match.exit:
+                step = await self._enter(state.no_match.exit)
+            else:
+                step = Step(self._text(state.reprompt or state.ask), state.barge_in,
+                            state.name)
         else:
             assert target is not None
             step = await self._enter(target)
