@@ -213,8 +213,10 @@ async def score_turn(loaded: LoadedBot, matcher: Matcher, item: Item, language: 
     expected_action = loaded.bot.route(conv.flow.states[item.state], item.intent) \
         if accepted else None
     action = loaded.bot.route(conv.flow.states[item.state], intent) if matched else None
-    if matched:
-        intent_ok = accepted and (intent == item.intent or action == expected_action)
+    if matched:  # the same intent, or one the state sends to the same place
+        intent_ok = accepted and (intent == item.intent or (
+            action is not None and expected_action is not None
+            and action[1] == expected_action[1] and action[1] is not None))
     else:
         intent_ok = not accepted
     changed = {k: v for k, v in got.items() if _canon(before).get(k) != v}

@@ -94,7 +94,8 @@ class IntentMatcher(Matcher):
                 else:
                     mentioned[guess.slot] = guess.span.value
             return Match(intent, slots, confidence, kind, norm, mentioned)
-        spotted = self._spotted(words, names) or self._opening(words, spans, names, expect)
+        # an opening yes or no decides before a goodbye at the end ("yes great, bye")
+        spotted = self._opening(words, spans, names, expect) or self._spotted(words, names)
         if spotted is not None:
             return spotted
         if expect is not None and probs.get(NONE, 0.0) < NONE_VETO:
