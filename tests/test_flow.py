@@ -465,9 +465,15 @@ def test_bundled_dialog_tests_pass():
     en, de = "intents/tests/restaurant_en.yaml", "intents/tests/restaurant_de.yaml"
     proc = test_dialog(en, de, "--list")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"{en}: 18 passed, 0 failed" in proc.stdout
-    assert f"{de}: 11 passed, 0 failed" in proc.stdout
+    assert f"{en}: 36 passed, 0 failed" in proc.stdout
+    assert f"{de}: 19 passed, 0 failed" in proc.stdout
     for name in ("silence re-prompts, then the bot says goodbye",
+                 "a question about the opening hours mid-booking is answered, then the bot "
+                 "returns",
+                 "a correction at the confirmation changes that value and confirms again",
+                 "a yes said over the read-back books nothing; the bot reads it back again",
+                 "a goodbye inside a longer sentence ends the call",
+                 "a slot word that cannot be read is asked for, the rest is kept",
                  "three misunderstandings transfer to a human",
                  "repeat says the last prompt again",
                  "asking for a human transfers with what is known so far",

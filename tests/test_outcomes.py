@@ -120,5 +120,9 @@ def test_booking_survives_kill_9_right_after_the_confirmation_starts(tmp_path):
     assert "call_ended" not in types  # killed mid-call
     outcome = next(e for e in seen if e["type"] == "outcome")
     listed = json.loads(outcomes_cli(db, "--json").stdout)
+    from voicebot.nlu.slot_day import parse_day
+
+    saturday = parse_day("saturday", "en").date.isoformat()  # type: ignore[union-attr]
     assert [(o["kind"], o["slots"], o["call_id"]) for o in listed] == [
-        ("booking", {"party_size": 2, "day": "saturday", "time": "20:00"}, outcome["call_id"])]
+        ("booking", {"party_size": 2, "day": "saturday", "day_date": saturday, "time": "20:00"},
+         outcome["call_id"])]

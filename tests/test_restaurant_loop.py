@@ -17,8 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from voicebot.nlu.slot_day import parse_day, speak_date
 from voicebot.samples import speak
 from voicebot.transports.file import write_wav
+
+FRIDAY = parse_day("friday", "en").date  # what the bot takes "Friday" for today
+assert FRIDAY is not None
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "pipelines" / "restaurant.yaml"
@@ -62,7 +66,8 @@ def of(events: list[dict[str, Any]], type: str) -> list[dict[str, Any]]:
 BOOKING = [
     ("Hi, I would like to book a table for four people on Friday.", "At what time?"),
     ("Half past seven, please.",
-     "A table for four on Friday at half past seven. Shall I book it?"),
+     f"A table for four on Friday, {speak_date(FRIDAY, 'en')}, at half past seven. "
+     "Shall I book it?"),
     ("Yes, please.", "Done! Your table for four on Friday at half past seven is booked. "
                      "Is there anything else I can do for you?"),
     ("No, thank you.", ""),
@@ -93,7 +98,7 @@ def test_booking_turn_by_turn(booking_call):
     assert replies == [
         (0, GREETING),
         (1, "At what time?"),
-        (2, "A table for four on Friday at half past seven. Shall I book it?"),
+        (2, BOOKING[1][1]),
         (3, BOOKING[2][1]),
         (4, "Thank you for calling. Goodbye!"),
     ]
@@ -107,7 +112,8 @@ def test_booking_is_committed_before_the_bot_says_so(booking_call):
     tmp, _, events = booking_call
     (outcome,) = of(events, "outcome")
     assert outcome["kind"] == "booking" and outcome["turn"] == 3
-    assert outcome["slots"] == {"party_size": 4, "day": "friday", "time": "19:30"}
+    assert outcome["slots"] == {"party_size": 4, "day": "friday",
+                                "day_date": FRIDAY.isoformat(), "time": "19:30"}
     done = next(e for e in of(events, "reply") if e["turn"] == 3)
     assert events.index(outcome) < events.index(done)
     listed = subprocess.run(

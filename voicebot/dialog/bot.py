@@ -118,7 +118,11 @@ class LoadedBot:
 
         key = (language, today)
         if key not in self._matchers:
-            self._matchers[key] = IntentMatcher(self.intents, language, today=today)
+            matcher = IntentMatcher(self.intents, language, today=today)
+            # each state's candidate tables, built now rather than in a call's first turn
+            matcher.warm(self.bot.actions(state) for state in self.bot.flow.states.values()
+                         if state.waits)
+            self._matchers[key] = matcher
         return self._matchers[key]
 
 

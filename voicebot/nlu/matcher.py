@@ -24,7 +24,7 @@ probability. Partial transcripts only ever use the exact tier.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from voicebot.nlu.intent_file import IntentSet
@@ -65,6 +65,11 @@ class IntentMatcher(Matcher):
 
     def today(self) -> dt.date:
         return self.templates.today()
+
+    def warm(self, allowed_sets: Iterable[Collection[str]]) -> None:
+        """Build the per-state tables now (a flow's states), not in a call's first turn."""
+        for allowed in allowed_sets:
+            self.match("hello", allowed)
 
     def match(self, text: str, allowed: Collection[str] | None = None, *,
               interim: bool = False, expect: str | None = None) -> Match | None:
