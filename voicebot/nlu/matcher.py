@@ -40,6 +40,7 @@ EXPECTED_ACCEPT = 0.6  # the value asked for, among free words
 NONE_VETO = 0.8  # an utterance this likely to be off-topic fills no slot it was asked for
 SPOT_CONFIDENCE = 0.8
 FUZZY_MAX_WORDS = 10
+KNOWN_SHARE = 0.5  # fewer known words than this: a garbled transcript, no reading
 
 
 class IntentMatcher(Matcher):
@@ -86,8 +87,12 @@ class IntentMatcher(Matcher):
         norm = " ".join(words)
         today = self.today()
         spans = self.model.spotter.find(words, today)
-        probs = self.model.intents(self.model.tokens(words, spans))
-        chosen = self._choose(found, probs, names, action)
+        tokens = self.model.tokens(words, spans)
+        # mostly words no sentence of this bot has: a garbled transcript - only a clear
+        # stretch of it may still be taken ("... bye bye")
+        garbled = self.model.known_share(tokens) < KNOWN_SHARE
+        probs = self.model.intents(tokens)
+        chosen = None if garbled else self._choose(found, probs, names, action)
         if chosen is not None:
             intent, confidence, kind = chosen
             slots = dict(found.slots) if found is not None and kind == "fuzzy" else {}
@@ -103,7 +108,7 @@ class IntentMatcher(Matcher):
         spotted = self._opening(words, spans, names, expect) or self._spotted(words, names)
         if spotted is not None:
             return spotted
-        if expect is not None and probs.get(NONE, 0.0) < NONE_VETO:
+        if expect is not None and not garbled and probs.get(NONE, 0.0) < NONE_VETO:
             return self._expected(words, spans, probs, names, action, expect, norm)
         return None
 

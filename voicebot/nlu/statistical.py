@@ -117,6 +117,14 @@ class StatisticalModel:
         probs = fast.intent(" ".join(tokens))
         return dict(zip(self.classes, (float(p) for p in probs), strict=True))
 
+    def known_share(self, tokens: list[str]) -> float:
+        """The share of the utterance's words any training sentence had (values count as
+        known): low for a garbled transcript ("ich muss die Fufreiterkinen Tisch, Fufi")."""
+        if not tokens:
+            return 0.0
+        known = self._fast().known_words
+        return sum(1 for t in tokens if t.startswith("@") or t in known) / len(tokens)
+
     def _fast(self) -> _FastPaths:
         fast = self.__dict__.get("_fast_paths")
         if fast is None:
