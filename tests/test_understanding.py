@@ -40,6 +40,10 @@ HEARD_BOUNDS = {
     ("restaurant_en_dev", "ulaw"): (0.42, 0.12),
     ("restaurant_en_heldout", "16k"): (0.55, 0.14),
     ("restaurant_en_heldout", "ulaw"): (0.42, 0.12),
+    # German: espeak-ng through Whisper base is hard to recognise (WER ~0.6): the
+    # recogniser, not the matcher, is the limit here
+    ("restaurant_de_dev", "16k"): (0.28, 0.15),
+    ("restaurant_de_heldout", "16k"): (0.28, 0.12),
 }
 
 
@@ -84,7 +88,7 @@ def test_corpus_text(name: str) -> None:
 def test_corpus_as_recognised(name: str, path: str) -> None:
     success, wrong = HEARD_BOUNDS[(name, path)]
     rates = _score(name, path)
-    assert rates["turns"] >= 150
+    assert rates["turns"] >= (150 if "_en_" in name else 80)
     assert rates["turn_success"] >= success, rates
     assert rates["wrong_action_rate"] <= wrong, rates
 
