@@ -40,6 +40,8 @@ EXPECTED_ACCEPT = 0.6  # the value asked for, among free words
 NONE_VETO = 0.8  # an utterance this likely to be off-topic fills no slot it was asked for
 SPOT_CONFIDENCE = 0.8
 FUZZY_MAX_WORDS = 10
+MAX_WORDS = 60  # a longer turn is a recogniser's loop ("19.19.19..."): the rest is not read
+SURE = 0.9  # a classifier this sure needs no fuzzy alignment beside it
 KNOWN_SHARE = 0.5  # fewer known words than this: a garbled transcript, no reading
 
 
@@ -76,12 +78,12 @@ class IntentMatcher(Matcher):
               interim: bool = False, expect: str | None = None) -> Match | None:
         names = frozenset(self.intent_set.intents if allowed is None else allowed)
         action = _actions(allowed)
-        found = self.templates.match(text, names, interim=interim, expect=expect)
         if interim or self.model is None:
+            return self.templates.match(text, names, interim=interim, expect=expect)
+        found = self.templates.match(text, names, expect=expect, fuzzy=False)
+        if found is not None:
             return found
-        if found is not None and found.matcher == "exact":
-            return found
-        words = normalize(text, self.language).split()
+        words = normalize(text, self.language).split()[:MAX_WORDS]
         if not words:
             return None
         norm = " ".join(words)
@@ -92,6 +94,9 @@ class IntentMatcher(Matcher):
         # stretch of it may still be taken ("... bye bye")
         garbled = self.model.known_share(tokens) < KNOWN_SHARE
         probs = self.model.intents(tokens)
+        # the fuzzy tier only where the classifier is unsure (its DP costs milliseconds)
+        if not garbled and max((p for c, p in probs.items() if c in names), default=0.0) < SURE:
+            found = self.templates.match_fuzzy(text, names)
         chosen = None if garbled else self._choose(found, probs, names, action)
         if chosen is not None:
             intent, confidence, kind = chosen

@@ -111,7 +111,9 @@ class TemplateMatcher(Matcher):
         return self._today() if callable(self._today) else self._today
 
     def match(self, text: str, allowed: Collection[str] | None = None, *,
-              interim: bool = False, expect: str | None = None) -> Match | None:
+              interim: bool = False, expect: str | None = None, fuzzy: bool | None = None
+              ) -> Match | None:
+        """The exact tier, then (``fuzzy``, default: as constructed) the fuzzy tier."""
         norm = normalize(text, self.language)
         words = norm.split()
         if not words:
@@ -128,10 +130,20 @@ class TemplateMatcher(Matcher):
                 return None  # two intents fit equally well
             name, (_, _, slots) = ranked[0]
             return Match(name, first_values(slots), 1.0, "exact", norm)
-        if interim or not self.fuzzy or (
+        if interim or not (self.fuzzy if fuzzy is None else fuzzy) or (
                 self.fuzzy_max_words is not None and len(words) > self.fuzzy_max_words):
             return None
         return self._fuzzy(norm, words, templates, spans)
+
+    def match_fuzzy(self, text: str, allowed: Collection[str] | None = None) -> Match | None:
+        """The fuzzy tier alone (the exact tier found nothing)."""
+        norm = normalize(text, self.language)
+        words = norm.split()
+        _, templates = self._candidates(allowed, False)
+        if not words or not templates or (
+                self.fuzzy_max_words is not None and len(words) > self.fuzzy_max_words):
+            return None
+        return self._fuzzy(norm, words, templates, self._spans(words))
 
     def inside(self, words: list[str], allowed: Collection[str]) -> list[Inside]:
         """Templates of ``allowed`` matched by a stretch of ``words`` (normalised)."""
