@@ -181,7 +181,7 @@ async def test_pipeline_llm_settings_wire_the_fallback(server: str, tmp_path: Pa
     monkeypatch.setenv("TEST_LLM_KEY", KEY)
     root = RESTAURANT.parents[1]
     text = (root / "pipelines" / "restaurant.yaml").read_text().replace("../", f"{root}/")
-    text = text.replace(f"outcomes: {root}/var/outcomes.db", f"outcomes: {tmp_path}/o.db")
+    text += f"  outcomes: {tmp_path}/o.db\n"
     llm = (f"  llm:\n    enabled: true\n    base_url: {server}\n    model: tiny-test\n"
            "    api_key_env: TEST_LLM_KEY\n    timeout_ms: 300\n")
     pipeline = tmp_path / "p.yaml"

@@ -24,13 +24,14 @@ from scipy.signal import resample_poly
 
 from voicebot import runtime
 from voicebot.audio.stages import ResampleStage, VadStage
+from voicebot.bundled import pipeline
 from voicebot.clock import FastClock
 from voicebot.config import PipelineConfig, load_pipeline
 from voicebot.context import CallContext
 from voicebot.frames import AudioFrame, Frame
 from voicebot.graph import Pipeline, Policy, Source, Stage
 
-DEFAULT_PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "echo.yaml"
+DEFAULT_PIPELINE = pipeline("echo")
 
 # Utterances of roughly 1, 2, 3, 4, 5 and 6 seconds in the bundled voice.
 UTTERANCES = (

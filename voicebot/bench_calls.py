@@ -33,9 +33,10 @@ import httpx
 import numpy as np
 
 from voicebot import runtime
+from voicebot.bundled import pipeline
 from voicebot.transports.webrtc_client import Caller
 
-DEFAULT_PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "echo.yaml"
+DEFAULT_PIPELINE = pipeline("echo")
 UTTERANCES = (
     "A table for four people.",
     "I would like to book a table for tonight.",

@@ -52,7 +52,7 @@ VOICES = {
 # at 165 words per minute times it (149 and 182 wpm, the range of conversational speech).
 RATES = (0.9, 1.1)
 SNR_DB = 10.0
-PIPELINES = {"en": "restaurant.yaml", "de": "restaurant_de.yaml"}
+PIPELINES = {"en": "restaurant", "de": "restaurant_de"}
 DEFAULT_MODELS = {"en": ("tiny.en", "base"), "de": ("base",)}
 NOISE_SENTENCES = {
     "en": ["The weather was fine all week and the market stayed open late on Thursday.",
@@ -64,8 +64,6 @@ NOISE_SENTENCES = {
 }
 
 
-def _root() -> Path:
-    return Path(__file__).resolve().parents[1]
 
 
 def _cache() -> Path:
@@ -221,19 +219,20 @@ def _assignments(n: int, language: str, full: bool) -> list[list[tuple[str, str,
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from voicebot.asr.whisper import WhisperEngine
+    from voicebot.bundled import bundled, pipeline
     from voicebot.config import load_pipeline
     from voicebot.dialog.bot import load_bot
     from voicebot.dialog.corpus import load_corpus, score_turn
     from voicebot.dialog.flow import Conversation
     from voicebot.dialog.outcomes import MemoryOutcomeStore
 
-    corpus_dir = Path(args.corpus_dir) if args.corpus_dir else _root() / "intents" / "corpus"
+    corpus_dir = Path(args.corpus_dir) if args.corpus_dir else bundled("intents") / "corpus"
     cache = Transcripts()
     report: dict[str, Any] = {"rows": [], "config": {
         "paths": args.paths, "contexts": args.contexts, "full": args.full, "snr_db": SNR_DB}}
     heard_out: dict[Path, dict[int, dict[str, str]]] = {}
     for language in args.languages:
-        config = load_pipeline(_root() / "pipelines" / PIPELINES[language])
+        config = load_pipeline(pipeline(PIPELINES[language]))
         loaded = load_bot(config)
         models = args.models or DEFAULT_MODELS[language]
         noise = noise_bed(language)

@@ -79,6 +79,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.reason in ("completed", "bot_hangup", "transfer") else 1
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    import shutil
+
+    from voicebot.bundled import bundled
+
+    target = Path(args.directory)
+    clash = [name for name in ("pipelines", "intents") if (target / name).exists()]
+    if clash and not args.force:
+        print(f"error: {target} already has {', '.join(clash)} (use --force to overwrite)",
+              file=sys.stderr)
+        return 2
+    for name in ("pipelines", "intents"):
+        shutil.copytree(bundled(name), target / name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    print(f"the reference bot is in {target}: edit {target / 'intents'} (intents and flow), "
+          f"then run\n  voicebot check {target / 'pipelines' / 'restaurant.yaml'}\n"
+          f"  voicebot serve {target / 'pipelines' / 'restaurant.yaml'}")
+    return 0
+
+
 def _cmd_make_caller(args: argparse.Namespace) -> int:
     from voicebot.samples import write_caller
 
@@ -132,7 +152,9 @@ def _bench_match(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voicebot", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="voicebot", description="voicebot: a real-time voice-bot pipeline engine. Bots "
+        "and pipelines are YAML; everything runs offline unless a pipeline names a provider.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -165,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mix", help="also write a stereo WAV: caller left, bot right")
     run.add_argument("--outcomes-db", help="outcome store for this run (overrides the pipeline)")
     run.set_defaults(func=_cmd_run)
+
+    init = sub.add_parser("init", help="copy the reference bot (pipelines, intents, flow, "
+                          "tests) into a folder to edit")
+    init.add_argument("directory", metavar="DIR")
+    init.add_argument("--force", action="store_true", help="overwrite what is there")
+    init.set_defaults(func=_cmd_init)
 
     caller = sub.add_parser("make-caller", help="synthesize a caller WAV with the bundled voices")
     caller.add_argument("output", metavar="OUT.wav")

@@ -19,9 +19,10 @@ from typing import Any
 
 import yaml
 
+from voicebot.bundled import bundled
 from voicebot.nlu.template_matcher import TemplateMatcher, load_intents
 
-RESTAURANT = Path(__file__).resolve().parents[2] / "intents" / "restaurant.yaml"
+RESTAURANT = bundled("intents") / "restaurant.yaml"
 
 _TOPICS = [  # (en, de) FAQ topics for synthetic intents
     ("parking", "parkplätze"), ("the menu", "die speisekarte"), ("vegan dishes", "vegane gerichte"),

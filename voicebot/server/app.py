@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from voicebot.bundled import bundled
 from voicebot.call import warm_up
 from voicebot.config import PipelineConfig
 from voicebot.server.calls import Busy, CallManager, OfferError, ServerSettings
@@ -44,7 +45,7 @@ from voicebot.server.speech_api import SpeechApi, SpeechApiSettings
 
 log = logging.getLogger(__name__)
 
-DEMO_WEB = Path(__file__).resolve().parent.parent.parent / "demo_web"
+DEMO_WEB = bundled("demo_web")
 MAX_OFFER_BYTES = 64 * 1024  # SDP offers are a few kilobytes
 
 

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from voicebot.bundled import pipeline
 from voicebot.server.calls import IceServer, ServerSettings
 from voicebot.yamlsrc import ConfigError
 
-PIPELINES = Path(__file__).resolve().parent.parent.parent / "pipelines"
-DEFAULT_PIPELINE = PIPELINES / "restaurant.yaml"
+DEFAULT_PIPELINE = pipeline("restaurant")
 TOKEN_ENV = "VOICEBOT_TOKEN"
 TURN_CREDENTIAL_ENV = "VOICEBOT_TURN_CREDENTIAL"
 
