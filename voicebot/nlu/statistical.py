@@ -30,7 +30,7 @@ import os
 import pickle
 import tempfile
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -510,10 +510,3 @@ def _store(path: Path, model: StatisticalModel) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("could not cache the NLU model at %s: %s", path, exc)
-
-
-def probabilities_over(probs: Mapping[str, float], allowed: Collection[str]
-                       ) -> list[tuple[str, float]]:
-    """(class, probability) best first, for the allowed intents and NONE."""
-    keep = [(c, p) for c, p in probs.items() if c in allowed or c == NONE]
-    return sorted(keep, key=lambda cp: -cp[1])
