@@ -222,7 +222,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from voicebot.bundled import bundled, pipeline
     from voicebot.config import load_pipeline
     from voicebot.dialog.bot import load_bot
-    from voicebot.dialog.corpus import load_corpus, score_turn
+    from voicebot.dialog.corpus import Item, gold_values, load_corpus, score_turn
     from voicebot.dialog.flow import Conversation
     from voicebot.dialog.outcomes import MemoryOutcomeStore
 
@@ -255,11 +255,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     for i, item in enumerate(items):
                         conv = Conversation(loaded.bot, matcher, MemoryOutcomeStore(),
                                             call_id="bench", language=language)
-                        conv.state_name = item.state
-                        conv.slots.update(item.context)
-                        state = loaded.bot.flow.states[item.state]
-                        question = conv._text(state.ask) if state.ask else ""
-                        conv.last_prompt = question
+                        conv.place(item.state, gold_values(
+                            Item(item.state, "", "none", item.context), corpus.today))
                         context = conv.asr_context() if context_mode == "prompt" else None
                         for engine_name, voice, rate in plan[i]:
                             speech = speak(item.say, engine_name, voice, rate)

@@ -11,6 +11,7 @@ turn event, transcript, reply or reply audio is ever lost.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -58,7 +59,8 @@ async def warm_up(config: PipelineConfig) -> None:
         from voicebot.dialog.bot import load_bot
 
         loaded = load_bot(config)
-        loaded.matcher(config.language)
+        # the statistical tier may train here (seconds of CPU): not on the event loop
+        await asyncio.to_thread(loaded.matcher, config.language)
         if config.tts.is_remote:
             await prefetch_prompts(tts_engine(config), fixed_prompts(loaded.bot.flow,
                                                                      config.language))

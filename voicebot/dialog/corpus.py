@@ -177,8 +177,8 @@ def _conversation(loaded: LoadedBot, matcher: Matcher, item: Item, language: str
     conv = Conversation(loaded.bot, matcher, MemoryOutcomeStore(), call_id="corpus",
                         emit=lambda type, **f: events.append({"type": type, **f}),
                         language=language)
-    conv.state_name = item.state
-    conv._store(gold_values(Item(item.state, "", NONE, item.context), _today(matcher)))
+    conv.place(item.state, gold_values(Item(item.state, "", NONE, item.context),
+                                       _today(matcher)))
     return conv, events
 
 

@@ -259,6 +259,13 @@ class Conversation:
             return None
         return policy.timeout
 
+    def place(self, state: str, values: Mapping[str, Any]) -> None:
+        """Put the conversation in ``state`` holding ``values``, as if the bot had just asked
+        its question there (corpora and benchmarks score one turn in a given state)."""
+        self.state_name = state
+        self._store(values)
+        self.last_prompt = self._text(self.state.ask)
+
     # --- inputs --------------------------------------------------------------
     async def start(self) -> Step:
         return await self._enter(self.flow.start)

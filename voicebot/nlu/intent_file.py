@@ -89,6 +89,18 @@ class IntentSet:
     none_examples: dict[str, list[str]] = field(default_factory=dict)  # no intent of the bot
     digest: str = ""  # sha256 of everything read: keys the trained statistical tier
 
+    def slot_definitions(self, intent: str | None = None) -> dict[str, str]:
+        """Slot name -> the definition (type) that fills it, for ``intent`` or over every
+        intent (the first binding wins)."""
+        out: dict[str, str] = {}
+        intents = self.intents.values() if intent is None else [self.intents[intent]]
+        for definition_of in intents:
+            for slot, slot_type in definition_of.slots.items():
+                name = next((n for n, t in self.slot_types.items() if t is slot_type), None)
+                if name is not None:
+                    out.setdefault(slot, name)
+        return out
+
 
 @dataclass
 class _Def:

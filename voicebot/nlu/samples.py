@@ -131,8 +131,8 @@ def augment(samples: list[Sample], intent_set: IntentSet, language: str, seed: i
         elif vocab:
             out.append(_swap(sample, rng.choice(vocab), rng))
     values = ValueSampler(intent_set.slot_types, language)
-    carriers = {slot: definition for intent in intent_set.intents.values()
-                for slot, definition in _definitions(intent_set, intent.name).items()}
+    carriers = {slot: definition for intent in intent_set.intents
+                for slot, definition in intent_set.slot_definitions(intent).items()}
     for slot, definition in sorted(carriers.items()):
         if intent_set.slot_types[definition].words(language) is None:
             continue  # free text cannot be answered bare
@@ -145,17 +145,6 @@ def augment(samples: list[Sample], intent_set: IntentSet, language: str, seed: i
             words = [*before, *phrase, *after]
             out.append(Sample("", words, [(len(before), len(before) + len(phrase), slot,
                                            definition)], expect=slot))
-    return out
-
-
-def _definitions(intent_set: IntentSet, intent: str) -> dict[str, str]:
-    """Slot name -> definition name, for the slots of ``intent``."""
-    out = {}
-    for slot, slot_type in intent_set.intents[intent].slots.items():
-        for name, definition in intent_set.slot_types.items():
-            if definition is slot_type:
-                out[slot] = name
-                break
     return out
 
 

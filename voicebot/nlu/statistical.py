@@ -69,7 +69,7 @@ class StatisticalModel:
 
     def __init__(self, intent_set: IntentSet, language: str) -> None:
         self.language = language
-        self.slot_definitions = slot_definitions(intent_set)
+        self.slot_definitions = intent_set.slot_definitions()
         self.spotter = Spotter({d: intent_set.slot_types[d]
                                 for d in set(self.slot_definitions.values())}, language)
         self.open_definitions = frozenset(d for d in set(self.slot_definitions.values())
@@ -431,18 +431,6 @@ def span_features(words: list[str], a: int, b: int, group: list[Span]) -> dict[s
         f[f"def={d}"] = 1.0
     f["defs=" + "_".join(defs)] = 1.0
     return f
-
-
-def slot_definitions(intent_set: IntentSet) -> dict[str, str]:
-    """Slot name -> the definition (type) that fills it, over every intent."""
-    out: dict[str, str] = {}
-    for intent in intent_set.intents.values():
-        for slot, slot_type in intent.slots.items():
-            for name, definition in intent_set.slot_types.items():
-                if definition is slot_type:
-                    out.setdefault(slot, name)
-                    break
-    return out
 
 
 # --- the cache -----------------------------------------------------------------------
