@@ -41,7 +41,8 @@ demo: setup
 	  --output out/bot.wav --events out/events.jsonl --mix out/call.wav
 
 test: setup browser redis
-	$(VENV)/bin/ruff check voicebot tests
+	$(VENV)/bin/ruff check voicebot tests setup.py
+	$(VENV)/bin/ruff format --check voicebot tests setup.py
 	$(VENV)/bin/pytest -q -rs
 
 bench: setup

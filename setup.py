@@ -20,8 +20,12 @@ class BuildWithBundled(build_py):
         root = Path(__file__).resolve().parent
         for name in BUNDLED:
             target = Path(self.build_lib) / "voicebot" / "_data" / name
-            shutil.copytree(root / name, target, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                root / name,
+                target,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
 
 
 setup(cmdclass={"build_py": BuildWithBundled})

@@ -75,14 +75,21 @@ def _wav_header(data_bytes: int) -> bytes:
     """A 44-byte RIFF header for 24 kHz mono s16le."""
     import struct
 
-    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt "
-            + struct.pack("<IHHIIHH", 16, 1, 1, RATE, RATE * 2, 2, 16)
-            + b"data" + struct.pack("<I", data_bytes))
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, RATE, RATE * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "server_error",
-                                   "param": None, "code": str(status)}}, status)
+    return JSONResponse(
+        {"error": {"message": message, "type": "server_error", "param": None, "code": str(status)}},
+        status,
+    )
 
 
 @dataclass
@@ -120,14 +127,22 @@ class FaultServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        app = Starlette(routes=[
-            Route("/v1/audio/transcriptions", self._transcribe, methods=["POST"]),
-            Route("/v1/audio/speech", self._speech, methods=["POST"]),
-            Route("/v1/models", self._models, methods=["GET"]),
-            WebSocketRoute("/v1/tts/stream", self._ws),
-        ])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
-                                lifespan="off", ws="websockets-sansio")
+        app = Starlette(
+            routes=[
+                Route("/v1/audio/transcriptions", self._transcribe, methods=["POST"]),
+                Route("/v1/audio/speech", self._speech, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+                WebSocketRoute("/v1/tts/stream", self._ws),
+            ]
+        )
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="error",
+            lifespan="off",
+            ws="websockets-sansio",
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
@@ -147,21 +162,43 @@ class FaultServer:
 
     async def _record(self, request: Request) -> Recorded:
         body = await request.body()
-        rec = Recorded(time.monotonic(), request.url.path, dict(request.headers), body,
-                       request.client.port if request.client else 0)
+        rec = Recorded(
+            time.monotonic(),
+            request.url.path,
+            dict(request.headers),
+            body,
+            request.client.port if request.client else 0,
+        )
         self.requests.append(rec)
         return rec
 
     async def _common(self, fault: str) -> Response | None:
         if fault == "429":
-            return JSONResponse({"error": {"message": "slow down", "type": "rate_limit_error",
-                                           "param": None, "code": "rate_limit_exceeded"}},
-                                429, headers={"retry-after": f"{self.retry_after_s:g}"})
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "slow down",
+                        "type": "rate_limit_error",
+                        "param": None,
+                        "code": "rate_limit_exceeded",
+                    }
+                },
+                429,
+                headers={"retry-after": f"{self.retry_after_s:g}"},
+            )
         if fault == "429ms":
-            return JSONResponse({"error": {"message": "slow down", "type": "rate_limit_error",
-                                           "param": None, "code": "rate_limit_exceeded"}},
-                                429, headers={"retry-after-ms":
-                                              f"{round(self.retry_after_s * 1000)}"})
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "slow down",
+                        "type": "rate_limit_error",
+                        "param": None,
+                        "code": "rate_limit_exceeded",
+                    }
+                },
+                429,
+                headers={"retry-after-ms": f"{round(self.retry_after_s * 1000)}"},
+            )
         if fault in ("400", "500", "503"):
             return _error(int(fault), f"injected {fault}")
         if fault == "timeout":
@@ -182,8 +219,14 @@ class FaultServer:
 
     async def _models(self, request: Request) -> Response:
         await self._record(request)
-        return JSONResponse({"object": "list", "data": [
-            {"id": "whisper-1", "object": "model", "created": 0, "owned_by": "faults"}]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": "whisper-1", "object": "model", "created": 0, "owned_by": "faults"}
+                ],
+            }
+        )
 
     def _pcm(self) -> list[bytes]:
         n = RATE * self.chunk_ms // 1000
@@ -219,8 +262,9 @@ class FaultServer:
                     await asyncio.sleep(0.01)
                 raise ConnectionError("injected truncation")
 
-            return StreamingResponse(cut(), media_type=media_type,
-                                     headers={"content-length": str(total)})
+            return StreamingResponse(
+                cut(), media_type=media_type, headers={"content-length": str(total)}
+            )
 
         async def body() -> Any:
             for i, c in enumerate(chunks):
@@ -238,22 +282,43 @@ class FaultServer:
         with contextlib.suppress(WebSocketDisconnect):
             while True:
                 message = await ws.receive_text()
-                self.requests.append(Recorded(time.monotonic(), "/v1/tts/stream",
-                                              dict(ws.headers), message.encode()))
+                self.requests.append(
+                    Recorded(time.monotonic(), "/v1/tts/stream", dict(ws.headers), message.encode())
+                )
                 fault = self._next()
                 if fault == "slow":
                     await asyncio.sleep(self.slow_s)
                 elif fault == "timeout":
                     await asyncio.sleep(self.hang_s)
                 if fault == "error":
-                    await ws.send_text(json.dumps({"type": "error", "error": {
-                        "message": "injected", "type": "server_error", "param": None,
-                        "code": "500"}}))
+                    await ws.send_text(
+                        json.dumps(
+                            {
+                                "type": "error",
+                                "error": {
+                                    "message": "injected",
+                                    "type": "server_error",
+                                    "param": None,
+                                    "code": "500",
+                                },
+                            }
+                        )
+                    )
                     continue
                 if fault in ("429", "503", "500", "400"):
-                    await ws.send_text(json.dumps({"type": "error", "error": {
-                        "message": f"injected {fault}", "type": "server_error",
-                        "param": None, "code": fault}}))
+                    await ws.send_text(
+                        json.dumps(
+                            {
+                                "type": "error",
+                                "error": {
+                                    "message": f"injected {fault}",
+                                    "type": "server_error",
+                                    "param": None,
+                                    "code": fault,
+                                },
+                            }
+                        )
+                    )
                     continue
                 chunks = self._pcm()
                 for i, c in enumerate(chunks):
@@ -268,6 +333,12 @@ class FaultServer:
                     chars = len(text.get("input") or text.get("text") or "")
                 except (ValueError, AttributeError):
                     chars = 0
-                await ws.send_text(json.dumps({
-                    "type": "done", "characters": chars,
-                    "audio_seconds": sum(len(c) for c in chunks) / 2 / RATE}))
+                await ws.send_text(
+                    json.dumps(
+                        {
+                            "type": "done",
+                            "characters": chars,
+                            "audio_seconds": sum(len(c) for c in chunks) / 2 / RATE,
+                        }
+                    )
+                )

@@ -20,13 +20,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def speech_node(*args: str, env: dict[str, str] | None = None,
-                start_timeout: float = 120.0) -> Iterator[str]:
+def speech_node(
+    *args: str, env: dict[str, str] | None = None, start_timeout: float = 120.0
+) -> Iterator[str]:
     """Yields the node's base URL (ending in ``/v1``) once ``/healthz`` answers."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "voicebot", "speech-server", "--port", str(port), *args],
-        env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + start_timeout

@@ -27,13 +27,13 @@ class Recording(AsrEngine):
     def __init__(self) -> None:
         self.contexts: list[str | None] = []
 
-    def session(self, language: str | None = None, *, context: str | None = None
-                ) -> AsrSession:
+    def session(self, language: str | None = None, *, context: str | None = None) -> AsrSession:
         self.contexts.append(context)
         return _Session(context)
 
-    async def transcribe(self, audio: np.ndarray, language: str | None = None, *,
-                         context: str | None = None) -> AsrResult:
+    async def transcribe(
+        self, audio: np.ndarray, language: str | None = None, *, context: str | None = None
+    ) -> AsrResult:
         return AsrResult(context or "")
 
 
@@ -110,8 +110,8 @@ def test_whisper_puts_the_context_before_the_transcript() -> None:
     _, prompted, _ = shared.tokenizer(None, "At what time?")
     assert tok.sot_prev not in plain
     assert prompted[0] == tok.sot_prev
-    assert prompted[-len(plain):] == plain  # then the usual start of transcript
-    assert tok.decode(prompted[1:-len(plain)]).strip() == "At what time?"
+    assert prompted[-len(plain) :] == plain  # then the usual start of transcript
+    assert tok.decode(prompted[1 : -len(plain)]).strip() == "At what time?"
 
 
 async def test_context_helps_whisper_read_an_answer_in_its_light() -> None:

@@ -441,8 +441,9 @@ def test_base_model_cache_is_atomic_and_idempotent(
 async def test_finals_go_before_queued_partials(tiny):
     """Calls share the model's one worker: a partial that would run while a final waits
     is skipped, so no caller waits for an answer behind other calls' previews."""
-    audio = say("I would like to book a table for four people on Friday.").astype(
-        np.float32) / 32768
+    audio = (
+        say("I would like to book a table for four people on Friday.").astype(np.float32) / 32768
+    )
     skipped = tiny.shared.partials_skipped
     running = asyncio.ensure_future(tiny.run(audio, "en", partial=True))
     await asyncio.sleep(0.02)  # on the worker now (its decode takes ~100 ms)

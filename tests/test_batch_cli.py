@@ -14,11 +14,18 @@ import pytest
 from speech_node import speech_node
 
 
-def voicebot(*args: str, env: dict[str, str] | None = None, check: bool = True,
-             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "voicebot", *args], capture_output=True,
-                          text=True, check=check, env={**os.environ, **(env or {})},
-                          cwd=cwd, timeout=600)
+def voicebot(
+    *args: str, env: dict[str, str] | None = None, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "voicebot", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def words(text: str) -> str:
@@ -34,8 +41,9 @@ def node() -> Iterator[str]:
 def test_speak_then_transcribe_locally(tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_text("# prompts of the bot\nGood evening.\n\nA table for two, please.\n")
-    result = voicebot("speak", "--batch", str(texts), "--out", str(tmp_path / "audio"),
-                      "--format", "flac")
+    result = voicebot(
+        "speak", "--batch", str(texts), "--out", str(tmp_path / "audio"), "--format", "flac"
+    )
     assert "2/2" in result.stderr  # a progress bar for more than one item
     files = sorted((tmp_path / "audio").glob("*.flac"))
     assert [f.name for f in files] == ["0001-good-evening.flac", "0002-a-table-for-two-please.flac"]
@@ -45,8 +53,15 @@ def test_speak_then_transcribe_locally(tmp_path):
 
     with wave.open(str(single)) as w:  # a file, not a stream: real sizes in the header
         assert w.getframerate() == 24000 and 0.8 < w.getnframes() / 24000 < 3
-    out = voicebot("transcribe", *map(str, files), str(single), "--format", "vtt",
-                   "--out", str(tmp_path / "text")).stdout
+    out = voicebot(
+        "transcribe",
+        *map(str, files),
+        str(single),
+        "--format",
+        "vtt",
+        "--out",
+        str(tmp_path / "text"),
+    ).stdout
     assert out == ""
     vtts = {p.name: p.read_text() for p in (tmp_path / "text").glob("*.vtt")}
     assert set(vtts) == {"0001-good-evening.vtt", "0002-a-table-for-two-please.vtt", "one.vtt"}
@@ -74,15 +89,27 @@ def test_provider_engines_bill_the_ledger(node, tmp_path):
     audio = tmp_path / "audio"
     texts = tmp_path / "texts.txt"
     texts.write_text("Your booking is confirmed.\nSee you on Friday.\n")
-    voicebot("speak", "--batch", str(texts), "--out", str(audio), "--engine", spec,
-             "--concurrency", "2", env=env)
+    voicebot(
+        "speak",
+        "--batch",
+        str(texts),
+        "--out",
+        str(audio),
+        "--engine",
+        spec,
+        "--concurrency",
+        "2",
+        env=env,
+    )
     files = sorted(audio.glob("*.wav"))
     assert len(files) == 2
-    srt = voicebot("transcribe", str(files[0]), "--engine", spec, "--format", "srt",
-                   env=env).stdout
+    srt = voicebot("transcribe", str(files[0]), "--engine", spec, "--format", "srt", env=env).stdout
     assert srt.startswith("1\n00:00:00,") and "booking is confirmed" in words(srt)
-    verbose = json.loads(voicebot("transcribe", str(files[1]), "--engine", spec, "--format",
-                                  "verbose_json", env=env).stdout)
+    verbose = json.loads(
+        voicebot(
+            "transcribe", str(files[1]), "--engine", spec, "--format", "verbose_json", env=env
+        ).stdout
+    )
     assert "friday" in words(verbose["text"]) and verbose["segments"]
     report = json.loads(voicebot("costs", "--json", env=env).stdout)
     rows = {(r["provider"], r["kind"]): r for r in report["rows"]}
@@ -93,9 +120,26 @@ def test_provider_engines_bill_the_ledger(node, tmp_path):
 
 def test_bench_providers_on_a_speech_node(node, tmp_path):
     out = tmp_path / "bench.json"
-    table = voicebot("bench", "providers", "--engine", f"voicebot={node}", "--sizes", "3",
-                     "--requests", "2", "--concurrency", "2", "--tts-requests", "2",
-                     "--throughput-requests", "2", "--chars", "120", "--json", str(out)).stdout
+    table = voicebot(
+        "bench",
+        "providers",
+        "--engine",
+        f"voicebot={node}",
+        "--sizes",
+        "3",
+        "--requests",
+        "2",
+        "--concurrency",
+        "2",
+        "--tts-requests",
+        "2",
+        "--throughput-requests",
+        "2",
+        "--chars",
+        "120",
+        "--json",
+        str(out),
+    ).stdout
     assert "TTS first byte" in table and "streaming" in table
     result = json.loads(out.read_text())
     assert result["transcription_ms"]["3s"]["n"] == 2

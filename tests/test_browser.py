@@ -37,10 +37,10 @@ BOOKING = "Hi, I would like to book a table for four people on Friday."
 
 if not CHROMIUM.exists():
     if os.environ.get("CI") == "true":
-        pytest.fail("/usr/bin/chromium is missing (apt-get install -y chromium)",
-                    pytrace=False)
-    pytest.skip("/usr/bin/chromium is missing (apt-get install -y chromium)",
-                allow_module_level=True)
+        pytest.fail("/usr/bin/chromium is missing (apt-get install -y chromium)", pytrace=False)
+    pytest.skip(
+        "/usr/bin/chromium is missing (apt-get install -y chromium)", allow_module_level=True
+    )
 
 
 def wer(ref: str, hyp: str) -> float:
@@ -51,8 +51,9 @@ def wer(ref: str, hyp: str) -> float:
 def fake_microphone(path: Path, text: str, lead: float) -> Path:
     """``lead`` s of silence, ``text``, then a minute of silence (Chromium loops the file)."""
     rate = 48000
-    audio = np.concatenate([np.zeros(round(lead * rate), np.int16), say(text, rate),
-                            np.zeros(60 * rate, np.int16)])
+    audio = np.concatenate(
+        [np.zeros(round(lead * rate), np.int16), say(text, rate), np.zeros(60 * rate, np.int16)]
+    )
     write_wav(path, audio, rate)
     return path
 
@@ -61,14 +62,20 @@ def fake_microphone(path: Path, text: str, lead: float) -> Path:
 async def chromium_page(microphone: Path) -> AsyncIterator[Page]:
     """A page in headless Chromium whose microphone plays ``microphone``."""
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={microphone}",
-            "--autoplay-policy=no-user-gesture-required",
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync",
-        ])
+        browser = await p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={microphone}",
+                "--autoplay-policy=no-user-gesture-required",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 800})
             errors: list[str] = []
@@ -89,15 +96,19 @@ async def released(url: str) -> None:
 
 async def transcript_has(page: Page, text: str, within_ms: float = 30000) -> None:
     await page.wait_for_function(
-        "text => document.querySelector('#transcript').innerText.includes(text)", arg=text,
-        timeout=within_ms)
+        "text => document.querySelector('#transcript').innerText.includes(text)",
+        arg=text,
+        timeout=within_ms,
+    )
 
 
 async def bot_finished(page: Page, replies: int, within_ms: float = 30000) -> None:
     """Wait until the bot has finished speaking its first ``replies`` replies."""
     await page.wait_for_function(
-        "n => document.querySelectorAll('.msg.bot[data-done]').length >= n", arg=replies,
-        timeout=within_ms)
+        "n => document.querySelectorAll('.msg.bot[data-done]').length >= n",
+        arg=replies,
+        timeout=within_ms,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +129,8 @@ async def test_demo_page_call(echo_server: ServerProcess, tmp_path: Path) -> Non
     async with chromium_page(fake_microphone(tmp_path / "caller.wav", SENTENCE, 1.0)) as page:
         await page.goto(echo_server.url + "/")
         await page.wait_for_function(
-            "document.querySelector('#pipeline').textContent.includes('echo')")
+            "document.querySelector('#pipeline').textContent.includes('echo')"
+        )
         assert await page.is_disabled("#hangup")
         await page.click("#call")
         await page.wait_for_selector("#status.live", timeout=15000)
@@ -146,8 +158,9 @@ async def test_demo_page_call(echo_server: ServerProcess, tmp_path: Path) -> Non
     await released(echo_server.url)
 
 
-async def test_demo_page_restaurant_booking(restaurant_server: ServerProcess,
-                                            tmp_path: Path) -> None:
+async def test_demo_page_restaurant_booking(
+    restaurant_server: ServerProcess, tmp_path: Path
+) -> None:
     """The default bot: greeting, a spoken request, typed answers, the booking on screen."""
     ARTIFACTS.mkdir(exist_ok=True)
     # The caller speaks once the ~3.5 s greeting is over.

@@ -85,9 +85,11 @@ async def test_hit_rate_is_hits_per_lookup():
 def test_keys_cover_the_parameters():
     audio = b"\x00\x01" * 100
     assert transcript_key(audio, model="whisper-1", language="en") == transcript_key(
-        audio, language="en", model="whisper-1")
+        audio, language="en", model="whisper-1"
+    )
     assert transcript_key(audio, model="whisper-1", language="en") != transcript_key(
-        audio, model="whisper-1", language="de")
+        audio, model="whisper-1", language="de"
+    )
     assert transcript_key(audio) != transcript_key(audio + b"\x00")
     assert speech_key("Hello.", "alloy", speed=1.0) != speech_key("Hello.", "nova", speed=1.0)
     assert speech_key("Hello.", "alloy", speed=1.0) != speech_key("Hello.", "alloy", speed=1.5)

@@ -13,8 +13,13 @@ FLOW = ROOT / "intents" / "restaurant_flow.yaml"
 
 
 def check(*paths: Path) -> tuple[int, list[str], str]:
-    proc = subprocess.run([sys.executable, "-m", "voicebot", "check", *map(str, paths)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicebot", "check", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     return proc.returncode, proc.stderr.splitlines(), proc.stdout
 
 
@@ -24,8 +29,9 @@ def rel(lines: list[str], path: Path) -> list[str]:
 
 def test_reference_bots_are_clean():
     """No errors; no warnings about the flow or pipelines (the intent files have their own)."""
-    code, errs, out = check(ROOT / "pipelines" / "restaurant.yaml",
-                            ROOT / "pipelines" / "restaurant_de.yaml")
+    code, errs, out = check(
+        ROOT / "pipelines" / "restaurant.yaml", ROOT / "pipelines" / "restaurant_de.yaml"
+    )
     assert code == 0 and not [e for e in errs if not e.startswith(str(INTENTS))], errs
     assert "restaurant.yaml: ok" in out and "restaurant_de.yaml: ok" in out
     code, errs, out = check(FLOW, INTENTS)  # the files directly, checked as one bot
@@ -144,11 +150,7 @@ def test_pipeline_references_and_language(tmp_path):
     shutil.copy(FLOW, tmp_path / "flow.yaml")
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text(
-        "language: de\n"
-        "dialog:\n"
-        "  type: flow\n"
-        "  flow: flow.yaml\n"
-        "  intents: [intentz.yaml]\n"
+        "language: de\ndialog:\n  type: flow\n  flow: flow.yaml\n  intents: [intentz.yaml]\n"
     )
     code, errs, _ = check(pipeline)
     assert code == 1
@@ -163,11 +165,13 @@ def test_pipeline_references_and_language(tmp_path):
 
 def test_missing_language_variant_for_the_pipeline(tmp_path):
     flow = tmp_path / "en_flow.yaml"
-    flow.write_text("flow: x\nlanguages: [en]\nstart: a\nstates:\n  a:\n    say: Hi.\n"
-                    "    end: true\n")
+    flow.write_text(
+        "flow: x\nlanguages: [en]\nstart: a\nstates:\n  a:\n    say: Hi.\n    end: true\n"
+    )
     pipeline = tmp_path / "p.yaml"
-    pipeline.write_text(f"language: de\ndialog:\n  type: flow\n  flow: {flow.name}\n"
-                        f"  intents: [{INTENTS}]\n")
+    pipeline.write_text(
+        f"language: de\ndialog:\n  type: flow\n  flow: {flow.name}\n  intents: [{INTENTS}]\n"
+    )
     code, errs, _ = check(pipeline)
     assert code == 1
     assert rel(errs, pipeline) == ["1:11: E415 the flow has no 'de' prompts (it speaks en)"]
@@ -175,8 +179,10 @@ def test_missing_language_variant_for_the_pipeline(tmp_path):
 
 def test_duplicate_states_across_flow_files(tmp_path):
     one = tmp_path / "one.yaml"
-    one.write_text("flow: x\nlanguages: [en]\nstart: a\nstates:\n  a:\n    say: Hi.\n"
-                   "    next: b\n  b:\n    say: Bye.\n    end: true\n")
+    one.write_text(
+        "flow: x\nlanguages: [en]\nstart: a\nstates:\n  a:\n    say: Hi.\n"
+        "    next: b\n  b:\n    say: Bye.\n    end: true\n"
+    )
     two = tmp_path / "two.yaml"
     two.write_text("states:\n  b:\n    say: Ciao.\n    end: true\n")
     code, errs, _ = check(one, two, INTENTS)

@@ -40,18 +40,21 @@ def test_defaults_follow_the_language(tmp_path):
 
 
 def test_unknown_keys_wrong_types_ranges_and_choices(tmp_path):
-    assert errors(tmp_path, (
-        "name: demo\n"
-        "language: fr\n"
-        "vad:\n"
-        "  aggresiveness: 2\n"
-        "  end_of_turn_ms: 50\n"
-        "asr:\n"
-        "  partial_interval_ms: often\n"
-        "  beam_size: true\n"
-        "tts:\n"
-        "  speed: 9\n"
-    )) == [
+    assert errors(
+        tmp_path,
+        (
+            "name: demo\n"
+            "language: fr\n"
+            "vad:\n"
+            "  aggresiveness: 2\n"
+            "  end_of_turn_ms: 50\n"
+            "asr:\n"
+            "  partial_interval_ms: often\n"
+            "  beam_size: true\n"
+            "tts:\n"
+            "  speed: 9\n"
+        ),
+    ) == [
         "2:11: E105 must be one of 'en' | 'de', got 'fr'",
         "4:3: E102 unknown key 'aggresiveness' (did you mean 'aggressiveness'?)",
         "5:19: E107 50 is out of range [100, 5000]",
@@ -68,14 +71,17 @@ def test_duplicate_keys_are_errors_not_silently_overwritten(tmp_path):
 
 
 def test_missing_files_models_and_voices(tmp_path):
-    assert errors(tmp_path, (
-        "language: de\n"
-        "asr:\n"
-        "  model: tiny.en\n"
-        "tts:\n"
-        "  engine: piper\n"
-        "  voice: voices/nobody.onnx\n"
-    )) == [
+    assert errors(
+        tmp_path,
+        (
+            "language: de\n"
+            "asr:\n"
+            "  model: tiny.en\n"
+            "tts:\n"
+            "  engine: piper\n"
+            "  voice: voices/nobody.onnx\n"
+        ),
+    ) == [
         "3:10: E202 tiny.en is English-only but language is 'de'; use 'base'",
         "6:10: E203 piper voice 'voices/nobody.onnx' not found: use one of en_US-joe-medium "
         "or a path to an .onnx model",
@@ -102,11 +108,19 @@ def test_yaml_syntax_errors_and_non_mappings(tmp_path):
 def test_voicebot_check_exit_codes(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("asr:\n  modle: base\n")
-    ok = subprocess.run([sys.executable, "-m", "voicebot", "check", str(ROOT / "pipelines" /
-                         "echo.yaml")], capture_output=True, text=True, cwd=ROOT)
+    ok = subprocess.run(
+        [sys.executable, "-m", "voicebot", "check", str(ROOT / "pipelines" / "echo.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert ok.returncode == 0 and "echo.yaml: ok" in ok.stdout
-    proc = subprocess.run([sys.executable, "-m", "voicebot", "check", str(bad)],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicebot", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"{bad}:2:3: E102 unknown key 'modle' (did you mean 'model'?)"
 
@@ -130,18 +144,24 @@ def test_remote_engines_keep_a_local_fallback(tmp_path):
     path.write_text("language: de\ntts:\n  engine: openai\n")
     config = load_pipeline(path)
     assert (config.tts.engine, config.tts.local_engine, config.tts.voice) == (
-        "openai", "espeak", "de")
+        "openai",
+        "espeak",
+        "de",
+    )
 
 
 def test_remote_settings_mistakes(tmp_path):
-    assert errors(tmp_path, (
-        "asr:\n"
-        "  engine: opneai\n"
-        "  remote:\n"
-        "    preset: holysheap\n"
-        "    hedge_ms: -5\n"
-        "    api_key: sk-123\n"
-    )) == [
+    assert errors(
+        tmp_path,
+        (
+            "asr:\n"
+            "  engine: opneai\n"
+            "  remote:\n"
+            "    preset: holysheap\n"
+            "    hedge_ms: -5\n"
+            "    api_key: sk-123\n"
+        ),
+    ) == [
         "2:11: E105 must be one of 'whisper' | 'openai', got 'opneai' (did you mean 'openai'?)",
         "4:13: E105 must be one of 'openai' | 'holysheep' | 'voicebot', got 'holysheap' "
         "(did you mean 'holysheep'?)",

@@ -42,14 +42,12 @@ def test_presets():
 
 
 def fill(ledger: CostLedger) -> None:
-    ledger.record(provider="openai", kind="asr", units=10.0, cost=0.001, cached=False,
-                  call_id="c1")
-    ledger.record(provider="openai", kind="asr", units=10.0, cost=0.001, cached=True,
-                  call_id="c1")
-    ledger.record(provider="openai", kind="tts", units=500, cost=0.0075, cached=False,
-                  call_id="c2")
-    ledger.record(provider="openai", kind="tts", units=500, cost=0.0, cached=False,
-                  call_id="c2", ok=False)
+    ledger.record(provider="openai", kind="asr", units=10.0, cost=0.001, cached=False, call_id="c1")
+    ledger.record(provider="openai", kind="asr", units=10.0, cost=0.001, cached=True, call_id="c1")
+    ledger.record(provider="openai", kind="tts", units=500, cost=0.0075, cached=False, call_id="c2")
+    ledger.record(
+        provider="openai", kind="tts", units=500, cost=0.0, cached=False, call_id="c2", ok=False
+    )
 
 
 def test_totals_and_per_call(tmp_path):
@@ -74,8 +72,9 @@ def test_totals_and_per_call(tmp_path):
 def test_per_call_totals_are_bounded_in_memory():
     ledger = CostLedger(None, max_calls=3)
     for n in range(5):
-        ledger.record(provider="p", kind="tts", units=10, cost=0.1, cached=False,
-                      call_id=f"call{n}")
+        ledger.record(
+            provider="p", kind="tts", units=10, cost=0.1, cached=False, call_id=f"call{n}"
+        )
     assert ledger.per_call("call0")["tts"]["requests"] == 0  # forgotten: the oldest
     assert ledger.per_call("call4")["tts"]["requests"] == 1
     assert ledger.totals()["requests"] == 5  # the totals keep everything
@@ -148,11 +147,19 @@ def test_default_ledger_follows_the_environment(tmp_path, monkeypatch):
 def test_costs_command(tmp_path):
     path = tmp_path / "c.db"
     fill(CostLedger(path))
-    out = subprocess.run([sys.executable, "-m", "voicebot", "costs", "--db", str(path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "voicebot", "costs", "--db", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "openai" in out and "avoided" in out
-    data = subprocess.run([sys.executable, "-m", "voicebot", "costs", "--db", str(path),
-                           "--json"], capture_output=True, text=True, check=True).stdout
+    data = subprocess.run(
+        [sys.executable, "-m", "voicebot", "costs", "--db", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     import json
 
     assert json.loads(data)["total"]["requests"] == 2 and json.loads(data)["total"]["lookups"] == 4

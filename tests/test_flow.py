@@ -115,8 +115,14 @@ class KeywordMatcher(Matcher):
     def __init__(self) -> None:
         self.allowed: list[frozenset[str]] = []
 
-    def match(self, text: str, allowed: Collection[str] | None = None, *,
-              interim: bool = False, expect: str | None = None) -> Match | None:
+    def match(
+        self,
+        text: str,
+        allowed: Collection[str] | None = None,
+        *,
+        interim: bool = False,
+        expect: str | None = None,
+    ) -> Match | None:
         self.allowed.append(frozenset(allowed or ()))
         words = text.lower().replace(",", " ").split()
         slots: dict[str, Any] = {}
@@ -173,10 +179,19 @@ async def test_slots_given_early_skip_their_questions(conv):
     assert step.text == "four on Friday, right?" and step.state == "confirm"
     assert step.barge_in is False
     assert [(e["from"], e["to"]) for e in rec.of("state")] == [
-        (None, "hello"), ("hello", "ask_day"), ("ask_day", "confirm")]
+        (None, "hello"),
+        ("hello", "ask_day"),
+        ("ask_day", "confirm"),
+    ]
     intents = rec.of("intent")
-    assert intents[0] == {"type": "intent", "name": "order", "slots": {"qty": 4},
-                          "confidence": 1.0, "matcher": "exact", "text": "order qty=4"}
+    assert intents[0] == {
+        "type": "intent",
+        "name": "order",
+        "slots": {"qty": 4},
+        "confidence": 1.0,
+        "matcher": "exact",
+        "text": "order qty=4",
+    }
     assert intents[1]["matcher"] == "fuzzy" and intents[1]["name"] == "inform"
 
 
@@ -237,8 +252,7 @@ async def test_silence_reprompts_then_exits(conv):
 
 async def test_silence_without_exit_stops_reprompting(tmp_path):
     text = SHOP.replace("reprompts: 1, exit: bye_silent, ", "reprompts: 1, ")
-    c = Conversation(make_bot(tmp_path, text), KeywordMatcher(), MemoryOutcomeStore(),
-                     call_id="c")
+    c = Conversation(make_bot(tmp_path, text), KeywordMatcher(), MemoryOutcomeStore(), call_id="c")
     await c.start()
     assert (await c.silence()).text == "Hello? What do you want?"
     assert c.silence_timeout() is None
@@ -361,8 +375,7 @@ class Speaker(Stage):
         self.ctx.state.bot_speaking = False
 
 
-async def run_graph(bot: Bot, lines: list[tuple[float, str]], end: float,
-                    per_word: float = 0.1):
+async def run_graph(bot: Bot, lines: list[tuple[float, str]], end: float, per_word: float = 0.1):
     clock = FastClock()
     ctx = CallContext(clock)
     dialog = FlowDialog(bot, KeywordMatcher(), MemoryOutcomeStore())
@@ -380,8 +393,11 @@ async def test_stage_times_silence_from_the_end_of_the_prompt_and_hangs_up(tmp_p
     bot = make_bot(tmp_path)
     reason, events, said = await run_graph(bot, [], end=60.0)
     # "Hi. What do you want?" plays 0.5 s; 5 s of silence; re-prompt (0.5 s); 5 s; goodbye.
-    assert [text for _, text in said] == ["Hi. What do you want?", "Hello? What do you want?",
-                                          "Hanging up."]
+    assert [text for _, text in said] == [
+        "Hi. What do you want?",
+        "Hello? What do you want?",
+        "Hanging up.",
+    ]
     assert said[1][0] == pytest.approx(5.5, abs=0.05)
     assert said[2][0] == pytest.approx(11.0, abs=0.05)
     assert reason == "bot_hangup"
@@ -401,7 +417,11 @@ async def test_stage_caller_speech_resets_the_silence_timer(tmp_path):
     intent = next(e for e in events if e["type"] == "intent")
     assert intent["turn"] == 1 and intent["name"] == "order"
     assert [e["type"] for e in events if e["type"] in ("intent", "state", "reply")][:4] == [
-        "state", "reply", "intent", "state"]
+        "state",
+        "reply",
+        "intent",
+        "state",
+    ]
 
 
 async def test_stage_interim_intent_interrupts_the_prompt(tmp_path):
@@ -410,8 +430,11 @@ async def test_stage_interim_intent_interrupts_the_prompt(tmp_path):
     # 0.5 s a word: the greeting plays 0-2.5 s, the confirmation 3.5-5.5 s.
     lines = [(3.0, "order qty=2 day=friday"), (4.0, "agent now please")]
     reason, events, said = await run_graph(bot, lines, 30.0, per_word=0.5)
-    assert [text for _, text in said] == ["Hi. What do you want?", "two on Friday, right?",
-                                          "Connecting."]
+    assert [text for _, text in said] == [
+        "Hi. What do you want?",
+        "two on Friday, right?",
+        "Connecting.",
+    ]
     assert said[2][0] == pytest.approx(4.2, abs=0.05)  # at the partial, not the final
     (interrupted,) = [e for e in events if e["type"] == "interrupted"]
     assert interrupted["t"] == pytest.approx(4.2, abs=0.05)
@@ -441,10 +464,18 @@ def test_reference_flow_is_clean():
 
 def test_check_cli_on_a_flow_without_intents_warns(tmp_path):
     path = tmp_path / "shop_flow.yaml"
-    path.write_text(SHOP.replace("function: shop_hours", "function: lookup")
-                    .replace('"test_flow:slow_hook"', "lookup"))
-    proc = subprocess.run([sys.executable, "-m", "voicebot", "check", str(path)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    path.write_text(
+        SHOP.replace("function: shop_hours", "function: lookup").replace(
+            '"test_flow:slow_hook"', "lookup"
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicebot", "check", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "W404 warning: no intent files given" in proc.stderr
     assert json.dumps(str(path))[1:-1] + ": ok (1 warning)" in proc.stdout
@@ -454,8 +485,13 @@ def test_check_cli_on_a_flow_without_intents_warns(tmp_path):
 
 
 def test_dialog(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "voicebot", "test-dialog", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "voicebot", "test-dialog", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 test_dialog.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
@@ -467,17 +503,18 @@ def test_bundled_dialog_tests_pass():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{en}: 36 passed, 0 failed" in proc.stdout
     assert f"{de}: 19 passed, 0 failed" in proc.stdout
-    for name in ("silence re-prompts, then the bot says goodbye",
-                 "a question about the opening hours mid-booking is answered, then the bot "
-                 "returns",
-                 "a correction at the confirmation changes that value and confirms again",
-                 "a yes said over the read-back books nothing; the bot reads it back again",
-                 "a goodbye inside a longer sentence ends the call",
-                 "a slot word that cannot be read is asked for, the rest is kept",
-                 "three misunderstandings transfer to a human",
-                 "repeat says the last prompt again",
-                 "asking for a human transfers with what is known so far",
-                 "deny and change the day"):
+    for name in (
+        "silence re-prompts, then the bot says goodbye",
+        "a question about the opening hours mid-booking is answered, then the bot returns",
+        "a correction at the confirmation changes that value and confirms again",
+        "a yes said over the read-back books nothing; the bot reads it back again",
+        "a goodbye inside a longer sentence ends the call",
+        "a slot word that cannot be read is asked for, the rest is kept",
+        "three misunderstandings transfer to a human",
+        "repeat says the last prompt again",
+        "asking for a human transfers with what is known so far",
+        "deny and change the day",
+    ):
         assert f"ok   {name}" in proc.stdout
 
 

@@ -64,8 +64,14 @@ class Scripted(Matcher):
     def __init__(self, table: dict[str, Match | None]) -> None:
         self.table = table
 
-    def match(self, text: str, allowed: Collection[str] | None = None, *,
-              interim: bool = False, expect: str | None = None) -> Match | None:
+    def match(
+        self,
+        text: str,
+        allowed: Collection[str] | None = None,
+        *,
+        interim: bool = False,
+        expect: str | None = None,
+    ) -> Match | None:
         found = self.table.get(text)
         return found if found is None or allowed is None or found.intent in allowed else None
 
@@ -85,8 +91,9 @@ FRIDAY = DayValue("friday", dt.date(2026, 12, 4))
 MONDAY = DayValue("monday", dt.date(2026, 12, 7))
 
 
-def _conv(tmp_path: Path, table: dict[str, Match | None]) -> tuple[Conversation,
-                                                                     MemoryOutcomeStore]:
+def _conv(
+    tmp_path: Path, table: dict[str, Match | None]
+) -> tuple[Conversation, MemoryOutcomeStore]:
     store = MemoryOutcomeStore()
     return Conversation(_bot(tmp_path), Scripted(table), store, call_id="t"), store
 
@@ -94,8 +101,10 @@ def _conv(tmp_path: Path, table: dict[str, Match | None]) -> tuple[Conversation,
 async def test_within_picks_the_reading_inside_the_flows_hours(tmp_path: Path) -> None:
     eight = parse_time("8", "en", "evening")  # a person would say 8 pm, the clinic 8 am
     assert eight == "20:00"
-    conv, _ = _conv(tmp_path, {"friday": Match("inform", {"day": FRIDAY}),
-                               "at eight": Match("inform", {"time": eight})})
+    conv, _ = _conv(
+        tmp_path,
+        {"friday": Match("inform", {"day": FRIDAY}), "at eight": Match("inform", {"time": eight})},
+    )
     await conv.start()
     await conv.hear("friday")
     step = await conv.hear("at eight")
@@ -104,10 +113,13 @@ async def test_within_picks_the_reading_inside_the_flows_hours(tmp_path: Path) -
 
 
 async def test_a_digression_keeps_the_calls_values_and_returns(tmp_path: Path) -> None:
-    conv, _ = _conv(tmp_path, {
-        "friday": Match("inform", {"day": FRIDAY}),
-        "are you open on monday": Match("hours", {"day": MONDAY}),
-    })
+    conv, _ = _conv(
+        tmp_path,
+        {
+            "friday": Match("inform", {"day": FRIDAY}),
+            "are you open on monday": Match("hours", {"day": MONDAY}),
+        },
+    )
     await conv.start()
     await conv.hear("friday")
     step = await conv.hear("are you open on monday")
@@ -117,12 +129,15 @@ async def test_a_digression_keeps_the_calls_values_and_returns(tmp_path: Path) -
 
 async def test_a_deny_with_a_value_is_a_correction(tmp_path: Path) -> None:
     nine = parse_time("9 am", "en")
-    conv, store = _conv(tmp_path, {
-        "friday": Match("inform", {"day": FRIDAY}),
-        "nine": Match("inform", {"time": nine}),
-        "no monday": Match("deny", {}, mentioned={"day": MONDAY}),
-        "yes": Match("affirm", {}),
-    })
+    conv, store = _conv(
+        tmp_path,
+        {
+            "friday": Match("inform", {"day": FRIDAY}),
+            "nine": Match("inform", {"time": nine}),
+            "no monday": Match("deny", {}, mentioned={"day": MONDAY}),
+            "yes": Match("affirm", {}),
+        },
+    )
     await conv.start()
     await conv.hear("friday")
     await conv.hear("nine")
@@ -134,12 +149,15 @@ async def test_a_deny_with_a_value_is_a_correction(tmp_path: Path) -> None:
 
 
 async def test_a_yes_that_did_not_hear_the_read_back_books_nothing(tmp_path: Path) -> None:
-    conv, store = _conv(tmp_path, {
-        "friday": Match("inform", {"day": FRIDAY}),
-        "nine": Match("inform", {"time": parse_time("9 am", "en")}),
-        "yes": Match("affirm", {}),
-        "yes i guess": Match("affirm", {}, confidence=0.6, matcher="statistical"),
-    })
+    conv, store = _conv(
+        tmp_path,
+        {
+            "friday": Match("inform", {"day": FRIDAY}),
+            "nine": Match("inform", {"time": parse_time("9 am", "en")}),
+            "yes": Match("affirm", {}),
+            "yes i guess": Match("affirm", {}, confidence=0.6, matcher="statistical"),
+        },
+    )
     await conv.start()
     await conv.hear("friday")
     await conv.hear("nine")
@@ -162,29 +180,46 @@ def _check(tmp_path: Path, flow: str) -> list[str]:
         "  hours: {templates: {en: ['hours']}}\n"
         "  bye: {templates: {en: ['bye']}}\n"
         "  affirm: {templates: {en: ['yes']}}\n"
-        "  deny: {templates: {en: ['no']}}\n")
+        "  deny: {templates: {en: ['no']}}\n"
+    )
     _, _, diags = check_files([path], [intents])
     return [str(d).replace(str(tmp_path) + "/", "") for d in diags]
 
 
-@pytest.mark.parametrize(("edit", "expected"), [
-    (("  hours: {goto: hours, return: true}", "  hours: {goto: hourz, return: true}"),
-     "flow.yaml:5:17: E404 unknown state 'hourz' (did you mean 'hours'?)"),
-    (("  hours: {goto: hours, return: true}", "  hours: {goto: hours, return: yes please}"),
-     "flow.yaml:5:32: E402 expected true or false, got 'yes please'"),
-    (("  hours: {goto: hours, return: true}", "  hours: {goto: hours, retrun: true}"),
-     "flow.yaml:5:24: E401 unknown key 'retrun' in global handler 'hours' (did you mean "
-     "'return'?)"),
-    (("  hours: {goto: hours, return: true}", "  hours: {return: true}"),
-     "flow.yaml:5:3: E403 global handler 'hours' needs 'goto' (the state that answers it)"),
-    (("    within: [opens, closes]", "    within: [opens]"),
-     "flow.yaml:17:13: E402 'within' must be a list of two value names, e.g. [open, close]"),
-    (("    within: [opens, closes]", "    within: [opens, shuts]"),
-     "flow.yaml:17:21: E406 undeclared slot 'shuts' (slots come from the intent files, "
-     "values from a hook's 'returns')"),
-])
-def test_check_reports_digression_and_within_mistakes(tmp_path: Path, edit: tuple[str, str],
-                                                      expected: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            ("  hours: {goto: hours, return: true}", "  hours: {goto: hourz, return: true}"),
+            "flow.yaml:5:17: E404 unknown state 'hourz' (did you mean 'hours'?)",
+        ),
+        (
+            ("  hours: {goto: hours, return: true}", "  hours: {goto: hours, return: yes please}"),
+            "flow.yaml:5:32: E402 expected true or false, got 'yes please'",
+        ),
+        (
+            ("  hours: {goto: hours, return: true}", "  hours: {goto: hours, retrun: true}"),
+            "flow.yaml:5:24: E401 unknown key 'retrun' in global handler 'hours' (did you mean "
+            "'return'?)",
+        ),
+        (
+            ("  hours: {goto: hours, return: true}", "  hours: {return: true}"),
+            "flow.yaml:5:3: E403 global handler 'hours' needs 'goto' (the state that answers it)",
+        ),
+        (
+            ("    within: [opens, closes]", "    within: [opens]"),
+            "flow.yaml:17:13: E402 'within' must be a list of two value names, e.g. [open, close]",
+        ),
+        (
+            ("    within: [opens, closes]", "    within: [opens, shuts]"),
+            "flow.yaml:17:21: E406 undeclared slot 'shuts' (slots come from the intent files, "
+            "values from a hook's 'returns')",
+        ),
+    ],
+)
+def test_check_reports_digression_and_within_mistakes(
+    tmp_path: Path, edit: tuple[str, str], expected: str
+) -> None:
     assert edit[0] in FLOW
     diags = _check(tmp_path, FLOW.replace(*edit))
     assert expected in diags, diags

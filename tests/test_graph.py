@@ -230,8 +230,11 @@ class RecordingOutput:
 async def test_interrupt_stops_playback_within_one_frame():
     """Playback of a long reply: an interrupt leaves at most one more 20 ms frame out."""
     out = RecordingOutput()
-    reply = [ReplyText("long", 1), *[BotAudioFrame(np.ones(1600, np.int16), 16000, 1, 1)
-                                     for _ in range(50)], ReplyDone(1)]
+    reply = [
+        ReplyText("long", 1),
+        *[BotAudioFrame(np.ones(1600, np.int16), 16000, 1, 1) for _ in range(50)],
+        ReplyDone(1),
+    ]
     playback = PlaybackStage(out)
     pipeline, events = _pipeline(ListSource(reply), Stage(), playback)
     run = asyncio.ensure_future(pipeline.run())

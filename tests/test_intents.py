@@ -81,37 +81,48 @@ def shop(tmp_path: Path) -> TemplateMatcher:
     return TemplateMatcher(load_ok(write(tmp_path, "shop.yaml", SHOP)), "en", today=WEDNESDAY)
 
 
-@pytest.mark.parametrize(("text", "intent", "slots"), [
-    ("coffee", "order_coffee", {}),  # optional parts left out
-    ("I would like a latte.", "order_coffee", {}),  # alternatives in a rule
-    ("a tiny espresso", "order_coffee", {"size": "small"}),  # list synonym
-    ("a big latte", "order_coffee", {"size": "large"}),
-    ("a large latte", "order_coffee", {"size": "large"}),  # the value itself
-    ("an espresso to go with oat milk", "order_coffee", {"note": "oat milk"}),
-    ("an espresso with oat milk to go", "order_coffee", {"note": "oat milk"}),  # permutation
-    ("a latte, please, thank you", "order_coffee", {}),  # skip words
-    ("please a please latte", "order_coffee", {}),
-    ("3 coffee", "order_coffee", {"count": 3}),
-    ("three coffee", "order_coffee", {"count": 3}),
-    ("Where is my order number four two one three?", "track", {"order": "4213"}),
-    ("track 42 13 55", "track", {"order": "421355"}),
-    ("come on Saturday", "visit", {"when": "saturday"}),  # {definition:slot}
-    ("visit tomorrow", "visit", {"when": "thursday"}),
-])
-def test_template_syntax_and_slots(shop: TemplateMatcher, text: str, intent: str,
-                                   slots: dict) -> None:
+@pytest.mark.parametrize(
+    ("text", "intent", "slots"),
+    [
+        ("coffee", "order_coffee", {}),  # optional parts left out
+        ("I would like a latte.", "order_coffee", {}),  # alternatives in a rule
+        ("a tiny espresso", "order_coffee", {"size": "small"}),  # list synonym
+        ("a big latte", "order_coffee", {"size": "large"}),
+        ("a large latte", "order_coffee", {"size": "large"}),  # the value itself
+        ("an espresso to go with oat milk", "order_coffee", {"note": "oat milk"}),
+        ("an espresso with oat milk to go", "order_coffee", {"note": "oat milk"}),  # permutation
+        ("a latte, please, thank you", "order_coffee", {}),  # skip words
+        ("please a please latte", "order_coffee", {}),
+        ("3 coffee", "order_coffee", {"count": 3}),
+        ("three coffee", "order_coffee", {"count": 3}),
+        ("Where is my order number four two one three?", "track", {"order": "4213"}),
+        ("track 42 13 55", "track", {"order": "421355"}),
+        ("come on Saturday", "visit", {"when": "saturday"}),  # {definition:slot}
+        ("visit tomorrow", "visit", {"when": "thursday"}),
+    ],
+)
+def test_template_syntax_and_slots(
+    shop: TemplateMatcher, text: str, intent: str, slots: dict
+) -> None:
     found = shop.match(text)
     assert found is not None
     assert (found.intent, found.slots, found.matcher, found.confidence) == (
-        intent, slots, "exact", 1.0)
+        intent,
+        slots,
+        "exact",
+        1.0,
+    )
 
 
-@pytest.mark.parametrize("text", [
-    "an espresso with a lot of oat milk to go",  # wildcard longer than max_words
-    "12 coffee",  # integer out of range: the parse fails, it is not clamped
-    "track 42",  # too few digits
-    "coffee coffee tea",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "an espresso with a lot of oat milk to go",  # wildcard longer than max_words
+        "12 coffee",  # integer out of range: the parse fails, it is not clamped
+        "track 42",  # too few digits
+        "coffee coffee tea",
+    ],
+)
 def test_invalid_slot_values_do_not_match(shop: TemplateMatcher, text: str) -> None:
     assert shop.match(text) is None
 
@@ -152,21 +163,42 @@ EN_CASES = [
     ("I want to speak to a human.", "human_agent", {}),
     ("Agent.", "human_agent", {}),
     ("Can I talk to a real person, please?", "human_agent", {}),
-    ("I'd like to book a table for four people on Friday at half past seven.", "book_table",
-     {"party_size": 4, "day": "friday", "time": "19:30"}),
-    ("Hi, can I make a reservation for tomorrow at 8 p.m.?", "book_table",
-     {"day": "thursday", "time": "20:00"}),
-    ("A table for two tonight at 7.30 pm, please.", "book_table",
-     {"party_size": 2, "day": "wednesday", "time": "19:30"}),
-    ("I want to reserve a table for 6 on Saturday at 19:30.", "book_table",
-     {"party_size": 6, "day": "saturday", "time": "19:30"}),
-    ("Do you have a table for 3 at 8 tomorrow?", "book_table",
-     {"party_size": 3, "time": "20:00", "day": "thursday"}),
+    (
+        "I'd like to book a table for four people on Friday at half past seven.",
+        "book_table",
+        {"party_size": 4, "day": "friday", "time": "19:30"},
+    ),
+    (
+        "Hi, can I make a reservation for tomorrow at 8 p.m.?",
+        "book_table",
+        {"day": "thursday", "time": "20:00"},
+    ),
+    (
+        "A table for two tonight at 7.30 pm, please.",
+        "book_table",
+        {"party_size": 2, "day": "wednesday", "time": "19:30"},
+    ),
+    (
+        "I want to reserve a table for 6 on Saturday at 19:30.",
+        "book_table",
+        {"party_size": 6, "day": "saturday", "time": "19:30"},
+    ),
+    (
+        "Do you have a table for 3 at 8 tomorrow?",
+        "book_table",
+        {"party_size": 3, "time": "20:00", "day": "thursday"},
+    ),
     ("Book a table.", "book_table", {}),
-    ("Uh, we'd like to book, um, on Sunday for five people.", "book_table",
-     {"day": "sunday", "party_size": 5}),
-    ("for 4 people on Friday at half past 7.", "inform",
-     {"party_size": 4, "day": "friday", "time": "19:30"}),
+    (
+        "Uh, we'd like to book, um, on Sunday for five people.",
+        "book_table",
+        {"day": "sunday", "party_size": 5},
+    ),
+    (
+        "for 4 people on Friday at half past 7.",
+        "inform",
+        {"party_size": 4, "day": "friday", "time": "19:30"},
+    ),
     ("Three people.", "inform", {"party_size": 3}),
     ("On Saturday.", "inform", {"day": "saturday"}),
     ("At eight p.m.", "inform", {"time": "20:00"}),
@@ -201,12 +233,21 @@ DE_CASES = [
     ("Können Sie das bitte wiederholen?", "repeat", {}),
     ("Ich möchte mit einem Mitarbeiter sprechen.", "human_agent", {}),
     ("Mitarbeiter.", "human_agent", {}),
-    ("Ich möchte einen Tisch für vier Personen am Freitag um halb acht reservieren.",
-     "book_table", {"party_size": 4, "day": "friday", "time": "19:30"}),
-    ("Hallo, ich hätte gerne einen Tisch für morgen um 20 Uhr.", "book_table",
-     {"day": "thursday", "time": "20:00"}),
-    ("Ich möchte reservieren für Samstag, für zwei Personen.", "book_table",
-     {"day": "saturday", "party_size": 2}),
+    (
+        "Ich möchte einen Tisch für vier Personen am Freitag um halb acht reservieren.",
+        "book_table",
+        {"party_size": 4, "day": "friday", "time": "19:30"},
+    ),
+    (
+        "Hallo, ich hätte gerne einen Tisch für morgen um 20 Uhr.",
+        "book_table",
+        {"day": "thursday", "time": "20:00"},
+    ),
+    (
+        "Ich möchte reservieren für Samstag, für zwei Personen.",
+        "book_table",
+        {"day": "saturday", "party_size": 2},
+    ),
     ("Haben Sie heute Abend noch einen Tisch frei?", "book_table", {"day": "wednesday"}),
     ("Für zwei Personen, bitte.", "inform", {"party_size": 2}),
     ("Am Samstag.", "inform", {"day": "saturday"}),
@@ -218,8 +259,11 @@ DE_CASES = [
     ("Wann haben Sie am Sonntag geöffnet?", "opening_hours", {"day": "sunday"}),
     ("Wie sind Ihre Öffnungszeiten?", "opening_hours", {}),
     ("Haben Sie morgen offen?", "opening_hours", {"day": "thursday"}),
-    ("Haben Sie am Samstag um 22 Uhr noch auf?", "opening_hours",
-     {"day": "saturday", "time": "22:00"}),
+    (
+        "Haben Sie am Samstag um 22 Uhr noch auf?",
+        "opening_hours",
+        {"day": "saturday", "time": "22:00"},
+    ),
     ("Ich möchte meine Reservierung stornieren.", "cancel_booking", {}),
     ("Ich möchte meine Reservierung für Freitag absagen.", "cancel_booking", {"day": "friday"}),
 ]
@@ -241,27 +285,43 @@ def test_restaurant_de(de: TemplateMatcher, text: str, intent: str, slots: dict)
     assert found.matcher == "exact"
 
 
-@pytest.mark.parametrize(("lang", "text", "intent", "slots"), [
-    ("en", "when I open on sunday", "opening_hours", {"day": "sunday"}),
-    ("en", "when are you opened on sunday", "opening_hours", {"day": "sunday"}),
-    ("en", "I like to book a table for four people", "book_table", {"party_size": 4}),
-    ("en", "could I make a reservations for tomorrow", "book_table", {"day": "thursday"}),
-    ("de", "Wann haben die am Sonntag geöffnet?", "opening_hours", {"day": "sunday"}),
-    ("de", "Ich möchte einen Tisch für vier Personen am Freitag reservierten.", "book_table",
-     {"party_size": 4, "day": "friday"}),
-])
-def test_fuzzy_tier(en: TemplateMatcher, de: TemplateMatcher, lang: str, text: str,
-                    intent: str, slots: dict) -> None:
+@pytest.mark.parametrize(
+    ("lang", "text", "intent", "slots"),
+    [
+        ("en", "when I open on sunday", "opening_hours", {"day": "sunday"}),
+        ("en", "when are you opened on sunday", "opening_hours", {"day": "sunday"}),
+        ("en", "I like to book a table for four people", "book_table", {"party_size": 4}),
+        ("en", "could I make a reservations for tomorrow", "book_table", {"day": "thursday"}),
+        ("de", "Wann haben die am Sonntag geöffnet?", "opening_hours", {"day": "sunday"}),
+        (
+            "de",
+            "Ich möchte einen Tisch für vier Personen am Freitag reservierten.",
+            "book_table",
+            {"party_size": 4, "day": "friday"},
+        ),
+    ],
+)
+def test_fuzzy_tier(
+    en: TemplateMatcher, de: TemplateMatcher, lang: str, text: str, intent: str, slots: dict
+) -> None:
     found = (en if lang == "en" else de).match(text)
     assert found is not None
     assert (found.intent, found.slots, found.matcher) == (intent, slots, "fuzzy")
     assert 0.5 < found.confidence < 1
 
 
-@pytest.mark.parametrize("text", [
-    "What's the weather like in Berlin?", "Play some music.", "a table for 50 people",
-    "I want", "uh", "", "...",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What's the weather like in Berlin?",
+        "Play some music.",
+        "a table for 50 people",
+        "I want",
+        "uh",
+        "",
+        "...",
+    ],
+)
 def test_no_wild_guesses(en: TemplateMatcher, text: str) -> None:
     assert en.match(text) is None
 
@@ -310,9 +370,18 @@ def test_intent_set_api(restaurant: IntentSet) -> None:
     assert isinstance(book.slots["time"], TimeSlot) and book.slots["time"].prefer == "evening"
     assert restaurant.intents["human_agent"].interim is True
     assert restaurant.intents["greet"].interim is False
-    assert set(restaurant.intents) == {"greet", "goodbye", "affirm", "deny", "repeat",
-                                       "human_agent", "book_table", "inform",
-                                       "opening_hours", "cancel_booking"}
+    assert set(restaurant.intents) == {
+        "greet",
+        "goodbye",
+        "affirm",
+        "deny",
+        "repeat",
+        "human_agent",
+        "book_table",
+        "inform",
+        "opening_hours",
+        "cancel_booking",
+    }
     assert all(i.languages == ("en", "de") for i in restaurant.intents.values())
     assert restaurant.intents["inform"].slots.keys() == {"party_size", "day", "time"}
     assert book.line > 0 and book.file.endswith("restaurant.yaml")
@@ -374,31 +443,35 @@ def test_diagnostics(tmp_path: Path) -> None:
         f"{f}:6:30: I141 prefer must be evening, morning or null, got 'noon'",
         f"{f}:9:12: I113 rule <loop> refers to itself through <loop>",
         f"{f}:14:18: I110 intent 'a': unclosed '(' (expected ')')",
-        f"{f}:16:3: I120 intent 'b' has no 'de' templates (the file declares languages "
-        "[en, de])",
+        f"{f}:16:3: I120 intent 'b' has no 'de' templates (the file declares languages [en, de])",
         f"{f}:17:14: I102 'interim' must be true or false, got str 'yes'",
-        f"{f}:19:16: I111 undeclared slot {{dya}}: add it under 'slots' (did you mean "
-        "{day}?)",
+        f"{f}:19:16: I111 undeclared slot {{dya}}: add it under 'slots' (did you mean {{day}}?)",
         f"{f}:22:17: I112 unknown rule <nope> for language 'en'",
         f"{f}:23:15: I112 unknown rule <ok> for language 'de'",
         f"{f}:24:7: I121 intent 'c': language 'fr' is not in this file's languages [en, de]",
-        f"{f}:27:31: I114 slot 't' of intent 'd' is filled from 'when' elsewhere, here from "
-        "'day'",
+        f"{f}:27:31: I114 slot 't' of intent 'd' is filled from 'when' elsewhere, here from 'day'",
         f"{f}:29:3: I103 intent 'e' has no 'templates'",
         f"{f}:30:5: I101 unknown intent key 'templatez' (did you mean 'templates'?)",
     ]
 
 
 def test_diagnostics_across_files(tmp_path: Path) -> None:
-    one = write(tmp_path, "one.yaml", """
+    one = write(
+        tmp_path,
+        "one.yaml",
+        """
         slots:
           n: {type: integer, max: 5}
         intents:
           hello:
             templates:
               en: ["hello"]
-    """)
-    two = write(tmp_path, "two.yaml", """
+    """,
+    )
+    two = write(
+        tmp_path,
+        "two.yaml",
+        """
         slots:
           n: {type: integer, max: 9}
         intents:
@@ -416,7 +489,8 @@ def test_diagnostics_across_files(tmp_path: Path) -> None:
             templates:
               en: ["at {n}"]
               de: ["um"]
-    """)
+    """,
+    )
     intents, diags = load_intents([one, two])
     assert [str(d) for d in diags] == [
         f"{two}:2:3: I131 slot definition 'n' already defined at {one}:2:3",
@@ -431,7 +505,10 @@ def test_diagnostics_across_files(tmp_path: Path) -> None:
 
 
 def test_template_error_points_into_the_template(tmp_path: Path) -> None:
-    path = write(tmp_path, "e.yaml", """
+    path = write(
+        tmp_path,
+        "e.yaml",
+        """
         intents:
           x:
             templates:
@@ -440,7 +517,8 @@ def test_template_error_points_into_the_template(tmp_path: Path) -> None:
                 - plain ) text
                 - 'a {b:c:d}'
                 - "<>"
-    """)
+    """,
+    )
     _, diags = load_intents([path])
     assert [str(d) for d in diags] == [
         f"{path}:5:15: I110 intent 'x': unclosed '[' (expected ']')",
@@ -468,16 +546,19 @@ def test_bench_reports_percentiles() -> None:
     assert result["tiers"] == {"exact": 1, "fuzzy": 1, "llm": 0, "none": 0}
 
 
-@pytest.mark.parametrize(("lang", "text", "expect", "slots"), [
-    ("en", "eight", None, {"party_size": 8}),
-    ("en", "eight", "time", {"time": "20:00"}),
-    ("en", "eight", "party_size", {"party_size": 8}),
-    ("de", "acht", "time", {"time": "20:00"}),
-    ("de", "acht", None, {"party_size": 8}),
-])
-def test_expected_slot_wins_ambiguous_readings(en: TemplateMatcher, de: TemplateMatcher,
-                                               lang: str, text: str, expect: str | None,
-                                               slots: dict) -> None:
+@pytest.mark.parametrize(
+    ("lang", "text", "expect", "slots"),
+    [
+        ("en", "eight", None, {"party_size": 8}),
+        ("en", "eight", "time", {"time": "20:00"}),
+        ("en", "eight", "party_size", {"party_size": 8}),
+        ("de", "acht", "time", {"time": "20:00"}),
+        ("de", "acht", None, {"party_size": 8}),
+    ],
+)
+def test_expected_slot_wins_ambiguous_readings(
+    en: TemplateMatcher, de: TemplateMatcher, lang: str, text: str, expect: str | None, slots: dict
+) -> None:
     """A bare number after "At what time?" is a time, after "How many?" a party size."""
     match = (en if lang == "en" else de).match(text, {"inform"}, expect=expect)
     assert match is not None and match.intent == "inform" and match.slots == slots

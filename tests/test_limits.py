@@ -126,8 +126,12 @@ async def test_fifo_within_a_priority_and_live_first():
         order.append(tag)
 
     tasks = []
-    for tag, priority in (("b1", Priority.BATCH), ("b2", Priority.BATCH),
-                          ("l1", Priority.LIVE), ("l2", Priority.LIVE)):
+    for tag, priority in (
+        ("b1", Priority.BATCH),
+        ("b2", Priority.BATCH),
+        ("l1", Priority.LIVE),
+        ("l2", Priority.LIVE),
+    ):
         tasks.append(asyncio.ensure_future(one(tag, priority)))
         await settle()
     await advance(bucket, clock, 0.1)
@@ -173,8 +177,7 @@ async def test_deadline_refuses_at_once_without_taking_tokens():
 
 async def test_live_arrival_refuses_a_batch_waiter_it_pushes_past_its_deadline():
     bucket, clock = empty_bucket(rate=1.0)
-    batch = asyncio.ensure_future(bucket.acquire(priority=Priority.BATCH,
-                                                 deadline=clock.now + 1.5))
+    batch = asyncio.ensure_future(bucket.acquire(priority=Priority.BATCH, deadline=clock.now + 1.5))
     await settle()
     assert not batch.done()  # its token is due at +1.0: fine so far
     live = asyncio.ensure_future(bucket.acquire(priority=Priority.LIVE))

@@ -25,13 +25,18 @@ KEY = "sk-test-not-a-real-key-1234"
 ANSWERS: dict[str, Any] = {
     "I'd fancy a spot at yours for four on friday around half seven": {
         "intent": "book_table",
-        "slots": {"party_size": 4, "day": "Friday", "time": "half past seven", "bogus": 1}},
+        "slots": {"party_size": 4, "day": "Friday", "time": "half past seven", "bogus": 1},
+    },
     "we will be a dozen folks tomorrow": {
-        "intent": "book_table", "slots": {"party_size": "twelve", "day": "tomorrow"}},
+        "intent": "book_table",
+        "slots": {"party_size": "twelve", "day": "tomorrow"},
+    },
     "gimme fifty chairs": {"intent": "book_table", "slots": {"party_size": 50}},
     # nothing the templates or the statistical tier know: only the model understands it
     "glorp florp zibber": {
-        "intent": "book_table", "slots": {"party_size": "twelve", "day": "tomorrow"}},
+        "intent": "book_table",
+        "slots": {"party_size": "twelve", "day": "tomorrow"},
+    },
     "not allowed please": {"intent": "cancel_booking", "slots": {}},
     "nothing fits": {"intent": "none", "slots": {}},
 }
@@ -45,8 +50,9 @@ class FakeChat(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeChat.requests.append({"path": self.path, "body": body,
-                                  "auth": self.headers.get("Authorization")})
+        FakeChat.requests.append(
+            {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
+        )
         text = body["messages"][-1]["content"]
         if text == "slow":
             time.sleep(1.0)
@@ -54,10 +60,14 @@ class FakeChat(BaseHTTPRequestHandler):
             self.send_response(500)
             self.end_headers()
             return
-        content = "this is { not json" if text == "garbage" else json.dumps(
-            ANSWERS.get(text, {"intent": "none"}))
-        payload = json.dumps({"choices": [{"message": {"role": "assistant",
-                                                        "content": content}}]}).encode()
+        content = (
+            "this is { not json"
+            if text == "garbage"
+            else json.dumps(ANSWERS.get(text, {"intent": "none"}))
+        )
+        payload = json.dumps(
+            {"choices": [{"message": {"role": "assistant", "content": content}}]}
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -82,8 +92,14 @@ async def matcher(server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
     intents, _ = load_intents([RESTAURANT])
     base = TemplateMatcher(intents, "en", today=dt.date(2025, 6, 4))
     FakeChat.requests.clear()
-    llm = LlmMatcher(base, base_url=server, model="tiny-test", api_key_env="TEST_LLM_KEY",
-                     timeout_s=0.3, today=dt.date(2025, 6, 4))
+    llm = LlmMatcher(
+        base,
+        base_url=server,
+        model="tiny-test",
+        api_key_env="TEST_LLM_KEY",
+        timeout_s=0.3,
+        today=dt.date(2025, 6, 4),
+    )
     yield llm
     await llm.aclose()
 
@@ -96,7 +112,10 @@ async def test_answer_is_validated_and_typed(matcher: LlmMatcher) -> None:
     found = await matcher.match_async(text, ALLOWED)
     assert found is not None
     assert (found.intent, found.slots, found.matcher) == (
-        "book_table", {"party_size": 4, "day": "friday", "time": "19:30"}, "llm")
+        "book_table",
+        {"party_size": 4, "day": "friday", "time": "19:30"},
+        "llm",
+    )
     assert found.confidence < 1
     [request] = FakeChat.requests
     assert request["path"] == "/v1/chat/completions"
@@ -137,10 +156,12 @@ async def test_sync_match_does_not_call_the_llm(matcher: LlmMatcher) -> None:
     assert FakeChat.requests == []
 
 
-@pytest.mark.parametrize("text", ["slow", "garbage", "not allowed please", "nothing fits",
-                                  "server error"])
-async def test_failures_become_no_match(matcher: LlmMatcher, text: str,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "text", ["slow", "garbage", "not allowed please", "nothing fits", "server error"]
+)
+async def test_failures_become_no_match(
+    matcher: LlmMatcher, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="voicebot.nlu.llm")
     started = time.perf_counter()
     assert await matcher.match_async(text, ALLOWED) is None
@@ -150,29 +171,41 @@ async def test_failures_become_no_match(matcher: LlmMatcher, text: str,
         assert caplog.records, "failures are logged"
 
 
-async def test_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_unreachable_endpoint(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("TEST_LLM_KEY", KEY)
     intents, _ = load_intents([RESTAURANT])
-    llm = LlmMatcher(TemplateMatcher(intents, "en"), base_url="http://127.0.0.1:9",
-                     model="m", api_key_env="TEST_LLM_KEY", timeout_s=0.5)
+    llm = LlmMatcher(
+        TemplateMatcher(intents, "en"),
+        base_url="http://127.0.0.1:9",
+        model="m",
+        api_key_env="TEST_LLM_KEY",
+        timeout_s=0.5,
+    )
     assert await llm.match_async("gimme fifty chairs") is None
     assert "LLM fallback failed" in caplog.text and KEY not in caplog.text
     assert KEY not in repr(llm)
     await llm.aclose()
 
 
-def test_missing_key_is_reported_without_failing(monkeypatch: pytest.MonkeyPatch,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_key_is_reported_without_failing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     intents, _ = load_intents([RESTAURANT])
-    LlmMatcher(TemplateMatcher(intents, "en"), base_url="http://x", model="m",
-               api_key_env="NO_SUCH_KEY_VAR")
+    LlmMatcher(
+        TemplateMatcher(intents, "en"),
+        base_url="http://x",
+        model="m",
+        api_key_env="NO_SUCH_KEY_VAR",
+    )
     assert "NO_SUCH_KEY_VAR is not set" in caplog.text
 
 
-async def test_pipeline_llm_settings_wire_the_fallback(server: str, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_pipeline_llm_settings_wire_the_fallback(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``dialog.llm`` in a pipeline YAML puts the fallback behind the flow's matcher."""
     from voicebot.call import dialog_stage
     from voicebot.config import load_pipeline
@@ -182,8 +215,10 @@ async def test_pipeline_llm_settings_wire_the_fallback(server: str, tmp_path: Pa
     root = RESTAURANT.parents[1]
     text = (root / "pipelines" / "restaurant.yaml").read_text().replace("../", f"{root}/")
     text += f"  outcomes: {tmp_path}/o.db\n"
-    llm = (f"  llm:\n    enabled: true\n    base_url: {server}\n    model: tiny-test\n"
-           "    api_key_env: TEST_LLM_KEY\n    timeout_ms: 300\n")
+    llm = (
+        f"  llm:\n    enabled: true\n    base_url: {server}\n    model: tiny-test\n"
+        "    api_key_env: TEST_LLM_KEY\n    timeout_ms: 300\n"
+    )
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text(text + llm)
     matcher = dialog_stage(load_pipeline(pipeline)).matcher

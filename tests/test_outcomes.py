@@ -19,8 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def outcomes_cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "voicebot", "outcomes", "--db", str(db), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "voicebot", "outcomes", "--db", str(db), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
 
 
 class ThreadRecordingStore(SqliteOutcomeStore):
@@ -36,9 +41,14 @@ class ThreadRecordingStore(SqliteOutcomeStore):
 async def test_commits_are_durable_wal_and_off_the_loop(tmp_path):
     store = ThreadRecordingStore(tmp_path / "var" / "outcomes.db")
     try:
-        results = await asyncio.gather(*(
-            store.commit(Outcome(f"call{i}", "booking", {"party_size": i, "day": "friday"}, "r"))
-            for i in range(20)))
+        results = await asyncio.gather(
+            *(
+                store.commit(
+                    Outcome(f"call{i}", "booking", {"party_size": i, "day": "friday"}, "r")
+                )
+                for i in range(20)
+            )
+        )
         assert sorted(o.id for o in results) == list(range(1, 21))
         assert store.pragmas() == {"journal_mode": "wal", "synchronous": 2}  # 2 = FULL
         assert store.threads and threading.main_thread().name not in store.threads
@@ -52,17 +62,37 @@ async def test_commits_are_durable_wal_and_off_the_loop(tmp_path):
 def test_outcomes_cli_table_and_json(tmp_path):
     db = tmp_path / "o.db"
     store = SqliteOutcomeStore(db)
-    store.commit_sync(Outcome("abc123", "booking", {"party_size": 4, "time": "19:30"}, "r",
-                              created_at="2025-06-06T10:00:00.000+00:00"))
+    store.commit_sync(
+        Outcome(
+            "abc123",
+            "booking",
+            {"party_size": 4, "time": "19:30"},
+            "r",
+            created_at="2025-06-06T10:00:00.000+00:00",
+        )
+    )
     store.close()
     table = outcomes_cli(db)
     assert table.returncode == 0
-    assert table.stdout.split() == ["1", "2025-06-06T10:00:00.000+00:00", "abc123", "booking",
-                                    "party_size=4", "time=19:30"]
+    assert table.stdout.split() == [
+        "1",
+        "2025-06-06T10:00:00.000+00:00",
+        "abc123",
+        "booking",
+        "party_size=4",
+        "time=19:30",
+    ]
     data = json.loads(outcomes_cli(db, "--json").stdout)
-    assert data == [{"id": 1, "call_id": "abc123", "kind": "booking", "flow": "r",
-                     "slots": {"party_size": 4, "time": "19:30"},
-                     "created_at": "2025-06-06T10:00:00.000+00:00"}]
+    assert data == [
+        {
+            "id": 1,
+            "call_id": "abc123",
+            "kind": "booking",
+            "flow": "r",
+            "slots": {"party_size": 4, "time": "19:30"},
+            "created_at": "2025-06-06T10:00:00.000+00:00",
+        }
+    ]
     assert json.loads(outcomes_cli(tmp_path / "none.db", "--json").stdout) == []
 
 
@@ -90,14 +120,32 @@ def test_booking_survives_kill_9_right_after_the_confirmation_starts(tmp_path):
 
     caller = tmp_path / "caller.wav"
     # The booking request barges into the greeting (allowed); "yes" follows the confirmation.
-    write_caller(caller, ["I would like to book a table for two people on Saturday at eight pm.",
-                          "Yes, please."], pause=7.0)
+    write_caller(
+        caller,
+        ["I would like to book a table for two people on Saturday at eight pm.", "Yes, please."],
+        pause=7.0,
+    )
     db, events_path = tmp_path / "outcomes.db", tmp_path / "events.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voicebot", "run", str(ROOT / "pipelines" / "restaurant.yaml"),
-         "-i", str(caller), "-o", str(tmp_path / "bot.wav"), "-e", str(events_path),
-         "--outcomes-db", str(db)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "voicebot",
+            "run",
+            str(ROOT / "pipelines" / "restaurant.yaml"),
+            "-i",
+            str(caller),
+            "-o",
+            str(tmp_path / "bot.wav"),
+            "-e",
+            str(events_path),
+            "--outcomes-db",
+            str(db),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     seen: list[dict] = []
     try:
@@ -106,7 +154,7 @@ def test_booking_survives_kill_9_right_after_the_confirmation_starts(tmp_path):
             lines = events_path.read_text().splitlines() if events_path.exists() else []
             seen = [json.loads(line) for line in lines if line.endswith("}")]
             types = [e["type"] for e in seen]
-            if "outcome" in types and "reply" in types[types.index("outcome"):]:
+            if "outcome" in types and "reply" in types[types.index("outcome") :]:
                 proc.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.01)
@@ -124,5 +172,9 @@ def test_booking_survives_kill_9_right_after_the_confirmation_starts(tmp_path):
 
     saturday = parse_day("saturday", "en").date.isoformat()  # type: ignore[union-attr]
     assert [(o["kind"], o["slots"], o["call_id"]) for o in listed] == [
-        ("booking", {"party_size": 2, "day": "saturday", "day_date": saturday, "time": "20:00"},
-         outcome["call_id"])]
+        (
+            "booking",
+            {"party_size": 2, "day": "saturday", "day_date": saturday, "time": "20:00"},
+            outcome["call_id"],
+        )
+    ]

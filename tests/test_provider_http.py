@@ -37,8 +37,14 @@ def client(base_url: str, **kw: object) -> ProviderClient:
     """A fresh shared client (a unique name keeps tests from sharing counters)."""
     global _n
     _n += 1
-    settings = {"name": f"http{_n}", "base_url": base_url, "read_timeout_s": 2.0,
-                "requests_per_minute": 60000.0, "retry": FAST, **kw}
+    settings = {
+        "name": f"http{_n}",
+        "base_url": base_url,
+        "read_timeout_s": 2.0,
+        "requests_per_minute": 60000.0,
+        "retry": FAST,
+        **kw,
+    }
     return ProviderClient.shared(ProviderSettings(**settings))  # type: ignore[arg-type]
 
 
@@ -47,8 +53,13 @@ def transcriptions(fault: FaultServer) -> list[float]:
 
 
 async def post(c: ProviderClient, **kw: object):
-    return await c.request("POST", "/audio/transcriptions", data={"model": "whisper-1"},
-                           files={"file": ("a.wav", b"RIFF....", "audio/wav")}, **kw)
+    return await c.request(
+        "POST",
+        "/audio/transcriptions",
+        data={"model": "whisper-1"},
+        files={"file": ("a.wav", b"RIFF....", "audio/wav")},
+        **kw,
+    )
 
 
 def free_port() -> int:
@@ -65,10 +76,12 @@ def test_retry_after_parsing():
     assert retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25  # ms first
     assert retry_after({"retry-after": "3"}) == 3.0
     assert retry_after({"retry-after": "1.5"}) == 1.5
-    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"},
-                       now=1445412480.0) == pytest.approx(10.0)
-    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"},
-                       now=1445412500.0) == 0.0  # in the past: at once
+    assert retry_after(
+        {"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412480.0
+    ) == pytest.approx(10.0)
+    assert (
+        retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412500.0) == 0.0
+    )  # in the past: at once
     assert retry_after({"retry-after": "-4"}) == 0.0
     for junk in ("soon", "inf", "nan", ""):
         assert retry_after({"retry-after": junk}) is None
@@ -247,8 +260,12 @@ async def test_streamed_speech_arrives_in_chunks(fault):
     fault.chunks, fault.chunk_ms, fault.chunk_gap_s = 4, 50, 0.05
     c = client(fault.base_url)
     sizes: list[int] = []
-    async with c.stream("POST", "/audio/speech", json={"input": "x", "response_format": "pcm"},
-                        priority=Priority.BATCH) as response:
+    async with c.stream(
+        "POST",
+        "/audio/speech",
+        json={"input": "x", "response_format": "pcm"},
+        priority=Priority.BATCH,
+    ) as response:
         assert response.status_code == 200
         async for chunk in iter_bytes(response):
             sizes.append(len(chunk))

@@ -70,22 +70,38 @@ def client_for(base_url: str, **overrides: object) -> ProviderClient:
     """A fresh client per test (shared() keys by settings; a unique name keeps tests apart)."""
     global _clients
     _clients += 1
-    settings = dict(name=f"test{_clients}", base_url=base_url, read_timeout_s=5.0,
-                    requests_per_minute=6000.0, retry=FAST_RETRY)
+    settings = dict(
+        name=f"test{_clients}",
+        base_url=base_url,
+        read_timeout_s=5.0,
+        requests_per_minute=6000.0,
+        retry=FAST_RETRY,
+    )
     settings.update(overrides)
     return ProviderClient.shared(ProviderSettings(**settings))  # type: ignore[arg-type]
 
 
 def asr(base_url: str, tmp_path: Path, **kw: object) -> OpenAiAsrEngine:
-    return OpenAiAsrEngine(client_for(base_url), "whisper-1",
-                           prices=PriceTable(asr_per_second=0.0001), cache=MemoryCache(),
-                           ledger=CostLedger(tmp_path / "costs.db"), **kw)  # type: ignore[arg-type]
+    return OpenAiAsrEngine(
+        client_for(base_url),
+        "whisper-1",
+        prices=PriceTable(asr_per_second=0.0001),
+        cache=MemoryCache(),
+        ledger=CostLedger(tmp_path / "costs.db"),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def tts(cls: type, base_url: str, tmp_path: Path, **kw: object) -> OpenAiTtsEngine:
-    return cls(client_for(base_url), "tts-1", "alloy",
-               prices=PriceTable(tts_per_1k_chars=0.015), cache=MemoryCache(),
-               ledger=CostLedger(tmp_path / "costs.db"), **kw)
+    return cls(
+        client_for(base_url),
+        "tts-1",
+        "alloy",
+        prices=PriceTable(tts_per_1k_chars=0.015),
+        cache=MemoryCache(),
+        ledger=CostLedger(tmp_path / "costs.db"),
+        **kw,
+    )
 
 
 async def collect(chunks) -> np.ndarray:
@@ -125,8 +141,11 @@ async def test_asr_cache_avoids_the_second_request_and_counts_it(fault, tmp_path
 
 async def test_asr_error_is_not_retried_and_never_shows_the_key(fault, tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_PROVIDER_KEY", "sk-secret-999")
-    engine = OpenAiAsrEngine(client_for(fault.base_url, api_key_env="TEST_PROVIDER_KEY"),
-                             "whisper-1", prices=PriceTable())
+    engine = OpenAiAsrEngine(
+        client_for(fault.base_url, api_key_env="TEST_PROVIDER_KEY"),
+        "whisper-1",
+        prices=PriceTable(),
+    )
     fault.script("400")
     with pytest.raises(ProviderError) as info:
         await engine.transcribe(float_audio("hello"), "en")
@@ -137,8 +156,7 @@ async def test_asr_error_is_not_retried_and_never_shows_the_key(fault, tmp_path,
 
 async def test_asr_falls_back_to_local_when_the_provider_hangs(fault, tmp_path):
     fault.default = "timeout"
-    engine = FallbackAsrEngine(asr(fault.base_url, tmp_path), local_asr("tiny.en"),
-                               timeout_s=0.5)
+    engine = FallbackAsrEngine(asr(fault.base_url, tmp_path), local_asr("tiny.en"), timeout_s=0.5)
     await engine.local.warm_up()
     start = time.perf_counter()
     result = await engine.transcribe(float_audio(UTTERANCE), "en")
@@ -150,8 +168,7 @@ async def test_asr_falls_back_to_local_when_the_provider_hangs(fault, tmp_path):
 
 async def test_asr_falls_back_at_once_on_a_provider_error(fault, tmp_path):
     fault.default = "400"
-    engine = FallbackAsrEngine(asr(fault.base_url, tmp_path), local_asr("tiny.en"),
-                               timeout_s=10.0)
+    engine = FallbackAsrEngine(asr(fault.base_url, tmp_path), local_asr("tiny.en"), timeout_s=10.0)
     await engine.local.warm_up()
     start = time.perf_counter()
     result = await engine.transcribe(float_audio(UTTERANCE), "en")
@@ -160,8 +177,9 @@ async def test_asr_falls_back_at_once_on_a_provider_error(fault, tmp_path):
 
 async def test_asr_hedge_takes_the_first_transcript(fault, tmp_path):
     fault.default, fault.slow_s = "slow", 3.0
-    engine = FallbackAsrEngine(asr(fault.base_url, tmp_path), local_asr("tiny.en"),
-                               timeout_s=8.0, hedge_s=0.1)
+    engine = FallbackAsrEngine(
+        asr(fault.base_url, tmp_path), local_asr("tiny.en"), timeout_s=8.0, hedge_s=0.1
+    )
     await engine.local.warm_up()
     start = time.perf_counter()
     result = await engine.transcribe(float_audio(UTTERANCE), "en")
@@ -177,8 +195,7 @@ async def test_without_fallback_a_failed_turn_is_lost_not_the_call(fault, tmp_pa
     engine = FallbackAsrEngine(asr(fault.base_url, tmp_path), None, timeout_s=1.0)
     result = await engine.transcribe(float_audio("hello"), "en")
     assert result.text == "" and result.engine == "openai"
-    speech = FallbackTtsEngine(tts(OpenAiTtsEngine, fault.base_url, tmp_path), None,
-                               timeout_s=1.0)
+    speech = FallbackTtsEngine(tts(OpenAiTtsEngine, fault.base_url, tmp_path), None, timeout_s=1.0)
     assert len(await collect(speech.synthesize("Hello."))) == 0
     fault.default = "ok"
     assert len(await collect(speech.synthesize("Hello."))) == 0  # resting after the failure
@@ -225,8 +242,7 @@ async def test_tts_falls_back_when_first_audio_is_late(fault, tmp_path):
     fault.default, fault.slow_s = "slow", 3.0
     local = local_tts("piper", "en_US-joe-medium")
     await local.warm_up()
-    engine = FallbackTtsEngine(tts(OpenAiTtsEngine, fault.base_url, tmp_path), local,
-                               timeout_s=0.3)
+    engine = FallbackTtsEngine(tts(OpenAiTtsEngine, fault.base_url, tmp_path), local, timeout_s=0.3)
     start = time.perf_counter()
     chunks = engine.synthesize("Your table is booked.")
     first = await anext(chunks)
@@ -240,8 +256,9 @@ async def test_tts_falls_back_when_first_audio_is_late(fault, tmp_path):
 async def test_tts_broken_stream_ends_the_clause_and_rests_the_provider(fault, tmp_path):
     fault.chunks, fault.chunk_ms = 6, 100
     local = local_tts("piper", "en_US-joe-medium")
-    engine = FallbackTtsEngine(tts(OpenAiTtsEngine, fault.base_url, tmp_path), local,
-                               timeout_s=1.0, cooldown_s=30.0)
+    engine = FallbackTtsEngine(
+        tts(OpenAiTtsEngine, fault.base_url, tmp_path), local, timeout_s=1.0, cooldown_s=30.0
+    )
     fault.script("truncate")
     cut = await collect(engine.synthesize("A clause cut short."))
     assert 0 < len(cut) < 6 * PCM_RATE // 10
@@ -287,22 +304,25 @@ def _to_16k(pcm: np.ndarray) -> np.ndarray:
 # --- whole calls ---------------------------------------------------------------------
 
 
-def remote_pipeline(tmp_path: Path, base_url: str, *, tts_engine: str = "openai",
-                    flow: bool = False) -> Path:
+def remote_pipeline(
+    tmp_path: Path, base_url: str, *, tts_engine: str = "openai", flow: bool = False
+) -> Path:
     dialog = (
         "dialog:\n  type: flow\n"
         f"  flow: {ROOT / 'intents' / 'restaurant_flow.yaml'}\n"
         f"  intents: [{ROOT / 'intents' / 'restaurant.yaml'}]\n"
         f"  outcomes: {tmp_path / 'outcomes.db'}\n"
-        if flow else "dialog:\n  type: echo\n")
+        if flow
+        else "dialog:\n  type: echo\n"
+    )
     path = tmp_path / "remote.yaml"
     path.write_text(
         f"name: remote-test\nlanguage: en\nlatency_budget_ms: 1200\n"
         f"asr:\n  engine: openai\n  remote:\n    preset: voicebot\n    base_url: {base_url}\n"
         f"    timeout_ms: 600\n    max_attempts: 2\n"
         f"tts:\n  engine: {tts_engine}\n  remote:\n    preset: voicebot\n"
-        f"    base_url: {base_url}\n    timeout_ms: 400\n    max_attempts: 2\n"
-        + dialog)
+        f"    base_url: {base_url}\n    timeout_ms: 400\n    max_attempts: 2\n" + dialog
+    )
     return path
 
 
@@ -312,8 +332,7 @@ async def test_a_call_completes_while_the_provider_is_down(fault, tmp_path):
     fault.default = "503"
     config = load_pipeline(remote_pipeline(tmp_path, fault.base_url))
     caller = tmp_path / "caller.wav"
-    write_caller(caller, ["Hello, I would like a table.", "For four people on Friday."],
-                 pause=4.0)
+    write_caller(caller, ["Hello, I would like a table.", "For four people on Friday."], pause=4.0)
     result = await run_file(config, caller, tmp_path / "bot.wav", fast=True)
     finals = [e for e in result.of_type("transcript") if e["final"]]
     assert len(finals) == 2 and all(e["engine"] == "whisper" for e in finals)

@@ -34,8 +34,7 @@ GAP = 2.0  # the caller answers this long after the bot has finished
 
 def build_caller(path: Path, turns: list[tuple[str, str]], tail: float = 2.0) -> list[float]:
     """Caller audio: each (utterance, the bot's expected answer); returns utterance starts."""
-    parts = [np.zeros(int((len(speak(GREETING)) / RATE + ANSWER_LATENCY + GAP) * RATE),
-                      np.int16)]
+    parts = [np.zeros(int((len(speak(GREETING)) / RATE + ANSWER_LATENCY + GAP) * RATE), np.int16)]
     starts = []
     t = len(parts[0]) / RATE
     for said, answer in turns:
@@ -51,9 +50,26 @@ def build_caller(path: Path, turns: list[tuple[str, str]], tail: float = 2.0) ->
 def run_bot(tmp: Path, caller: Path, db: Path, *extra: str) -> tuple[int, list[dict[str, Any]]]:
     events = tmp / "events.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "voicebot", "run", str(PIPELINE), "-i", str(caller),
-         "-o", str(tmp / "bot.wav"), "-e", str(events), "--outcomes-db", str(db), *extra],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "voicebot",
+            "run",
+            str(PIPELINE),
+            "-i",
+            str(caller),
+            "-o",
+            str(tmp / "bot.wav"),
+            "-e",
+            str(events),
+            "--outcomes-db",
+            str(db),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert not proc.stderr.strip() or proc.returncode == 0, proc.stderr
     return proc.returncode, [json.loads(line) for line in events.read_text().splitlines()]
@@ -65,11 +81,16 @@ def of(events: list[dict[str, Any]], type: str) -> list[dict[str, Any]]:
 
 BOOKING = [
     ("Hi, I would like to book a table for four people on Friday.", "At what time?"),
-    ("Half past seven, please.",
-     f"A table for four on Friday, {speak_date(FRIDAY, 'en')}, at half past seven. "
-     "Shall I book it?"),
-    ("Yes, please.", "Done! Your table for four on Friday at half past seven is booked. "
-                     "Is there anything else I can do for you?"),
+    (
+        "Half past seven, please.",
+        f"A table for four on Friday, {speak_date(FRIDAY, 'en')}, at half past seven. "
+        "Shall I book it?",
+    ),
+    (
+        "Yes, please.",
+        "Done! Your table for four on Friday at half past seven is booked. "
+        "Is there anything else I can do for you?",
+    ),
     ("No, thank you.", ""),
 ]
 
@@ -104,24 +125,40 @@ def test_booking_turn_by_turn(booking_call):
     ]
     states = [e["to"] for e in of(events, "state")]
     # ask_party_size and ask_day were skipped: the caller said both in the first turn
-    assert states == ["welcome", "check_day", "ask_time", "confirm_booking", "booked",
-                      "anything_else", "goodbye"]
+    assert states == [
+        "welcome",
+        "check_day",
+        "ask_time",
+        "confirm_booking",
+        "booked",
+        "anything_else",
+        "goodbye",
+    ]
 
 
 def test_booking_is_committed_before_the_bot_says_so(booking_call):
     tmp, _, events = booking_call
     (outcome,) = of(events, "outcome")
     assert outcome["kind"] == "booking" and outcome["turn"] == 3
-    assert outcome["slots"] == {"party_size": 4, "day": "friday",
-                                "day_date": FRIDAY.isoformat(), "time": "19:30"}
+    assert outcome["slots"] == {
+        "party_size": 4,
+        "day": "friday",
+        "day_date": FRIDAY.isoformat(),
+        "time": "19:30",
+    }
     done = next(e for e in of(events, "reply") if e["turn"] == 3)
     assert events.index(outcome) < events.index(done)
     listed = subprocess.run(
-        [sys.executable, "-m", "voicebot", "outcomes", "--json", "--db",
-         str(tmp / "outcomes.db")], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        [sys.executable, "-m", "voicebot", "outcomes", "--json", "--db", str(tmp / "outcomes.db")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     rows = json.loads(listed.stdout)
     assert [(r["kind"], r["slots"], r["call_id"]) for r in rows] == [
-        ("booking", outcome["slots"], events[0]["call_id"])]
+        ("booking", outcome["slots"], events[0]["call_id"])
+    ]
 
 
 def test_the_bot_hangs_up_after_its_goodbye_is_played(booking_call):
@@ -137,16 +174,19 @@ def test_the_bot_hangs_up_after_its_goodbye_is_played(booking_call):
 def test_silence_reprompts_then_hangs_up(tmp_path):
     """Opening hours, then the caller goes quiet: re-prompt after 7 s, then goodbye."""
     caller = tmp_path / "caller.wav"
-    answer = ("On Monday we are closed. Is there anything else I can do for you?")
+    answer = "On Monday we are closed. Is there anything else I can do for you?"
     build_caller(caller, [("Are you open on Monday?", "")], tail=40.0)
     code, events = run_bot(tmp_path, caller, tmp_path / "o.db", "--fast")
     assert code == 0
     (intent,) = of(events, "intent")
     assert intent["name"] == "opening_hours" and intent["slots"] == {"day": "monday"}
     replies = [e["text"] for e in of(events, "reply")]
-    assert replies == [GREETING, answer,
-                       "Are you still there? Is there anything else I can do for you?",
-                       "I cannot hear you, so I will hang up now. Please call again. Goodbye!"]
+    assert replies == [
+        GREETING,
+        answer,
+        "Are you still there? Is there anything else I can do for you?",
+        "I cannot hear you, so I will hang up now. Please call again. Goodbye!",
+    ]
     stops = of(events, "playback_stopped")
     timeouts = of(events, "silence_timeout")
     assert [e["count"] for e in timeouts] == [1, 2]

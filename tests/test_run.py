@@ -44,9 +44,24 @@ def cli_run(caller, tmp_path_factory):
     """``voicebot run --fast`` as a user types it."""
     out = tmp_path_factory.mktemp("run")
     proc = subprocess.run(
-        [sys.executable, "-m", "voicebot", "run", str(ECHO), "--input", str(caller[0]),
-         "--output", str(out / "bot.wav"), "--events", str(out / "events.jsonl"), "--fast"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "voicebot",
+            "run",
+            str(ECHO),
+            "--input",
+            str(caller[0]),
+            "--output",
+            str(out / "bot.wav"),
+            "--events",
+            str(out / "events.jsonl"),
+            "--fast",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
@@ -96,8 +111,9 @@ def test_turn_events_account_for_the_latency(cli_run):
         stopped = next(
             e["t"] for e in events if e["type"] == "speech_stopped" and e["turn"] == turn
         )
-        partials = [e for e in events if e["type"] == "transcript" and not e["final"]
-                    and e["turn"] == turn]
+        partials = [
+            e for e in events if e["type"] == "transcript" and not e["final"] and e["turn"] == turn
+        ]
         assert partials and all(p["t"] < stopped for p in partials)
 
 
@@ -112,9 +128,9 @@ def test_bot_audio_is_aligned_with_the_caller_timeline(cli_run, caller):
     assert len(started) == len(stopped) == 3
     loud = np.abs(bot.astype(np.int32)) > 200
     for a, b in zip(started, stopped, strict=True):
-        first = np.argmax(loud[round(a["t"] * rate):]) / rate + a["t"]
+        first = np.argmax(loud[round(a["t"] * rate) :]) / rate + a["t"]
         assert first - a["t"] < 0.3  # reply audio starts where playback says it did
-        gap_before = loud[round((a["t"] - 0.5) * rate): round(a["t"] * rate)]
+        gap_before = loud[round((a["t"] - 0.5) * rate) : round(a["t"] * rate)]
         assert not gap_before.any()  # and nothing is written before it
         assert b["played_ms"] > 500
 
@@ -130,7 +146,7 @@ async def test_bot_reply_audio_says_the_reply(cli_run):
     stops = [e for e in events if e["type"] == "playback_stopped"]
     replies = [e["text"] for e in events if e["type"] == "reply"]
     for a, b, reply in zip(starts, stops, replies, strict=True):
-        clip = bot[round(a["t"] * rate): round(b["t"] * rate)].astype(np.float32) / 32768
+        clip = bot[round(a["t"] * rate) : round(b["t"] * rate)].astype(np.float32) / 32768
         heard = (await engine.transcribe(clip, "en")).text
         assert wer(reply, heard) <= 0.25, (reply, heard)
 
@@ -142,6 +158,7 @@ async def test_fast_and_real_time_runs_line_up(caller, tmp_path):
     write_caller(path, UTTERANCES[:1], pause=3.0)
     real = await run_file(config, path, tmp_path / "real.wav")
     fast = await run_file(config, path, tmp_path / "fast.wav", fast=True)
+
     # Model work takes its real time in both runs, so on a loaded machine the runs differ
     # by how much longer the models took in one of them (the turn event measures it).
     def model_s(result) -> float:
@@ -172,7 +189,7 @@ async def test_caller_speaking_over_the_bot_interrupts_it(tmp_path):
     assert 0 < interrupted[0]["heard_ms"]
     cut = interrupted[0]["t"]
     bot, rate, _ = read_audio(tmp_path / "bot.wav")
-    after = bot[round((cut + 0.04) * rate): round((cut + 1.0) * rate)]
+    after = bot[round((cut + 0.04) * rate) : round((cut + 1.0) * rate)]
     assert np.abs(after).max() < 200  # silent right after the cut (next reply comes later)
     finals = [e["text"] for e in result.of_type("transcript") if e["final"]]
     assert len(finals) == 2 and "stop" in finals[1].lower()
@@ -184,12 +201,18 @@ def test_cli_reports_bad_config_with_position(tmp_path):
     bad.write_text("name: x\nvad:\n  end_of_turn_ms: fast\n")
     proc = subprocess.run(
         [sys.executable, "-m", "voicebot", "run", str(bad), "-i", "x.wav", "-o", "y.wav"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert proc.returncode == 2
     assert f"{bad}:3:19: E106 expected int, got str 'fast'" in proc.stderr
     proc = subprocess.run(
         [sys.executable, "-m", "voicebot", "run", str(ECHO), "-i", "missing.wav", "-o", "y.wav"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert proc.returncode == 2 and "missing.wav does not exist" in proc.stderr

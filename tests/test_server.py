@@ -73,15 +73,26 @@ async def test_health_metrics_and_page(serve: Serve) -> None:
     url = await serve(ServerSettings())
     async with httpx.AsyncClient() as http:
         health = (await http.get(f"{url}/healthz")).json()
-        assert health == {"status": "ok", "pipeline": "echo", "language": "en",
-                          "latency_budget_ms": 1200, "calls_active": 0, "max_calls": 4,
-                          "auth": False}
+        assert health == {
+            "status": "ok",
+            "pipeline": "echo",
+            "language": "en",
+            "latency_budget_ms": 1200,
+            "calls_active": 0,
+            "max_calls": 4,
+            "auth": False,
+        }
         metrics = await http.get(f"{url}/metrics")
         assert metrics.status_code == 200
         assert metrics.headers["content-type"].startswith("text/plain")
-        for name in ("voicebot_calls_active", "voicebot_calls_max", "voicebot_loop_lag_seconds",
-                     "voicebot_turn_stage_seconds", "voicebot_frame_drops",
-                     "process_resident_memory_bytes"):
+        for name in (
+            "voicebot_calls_active",
+            "voicebot_calls_max",
+            "voicebot_loop_lag_seconds",
+            "voicebot_turn_stage_seconds",
+            "voicebot_frame_drops",
+            "process_resident_memory_bytes",
+        ):
             assert name in metrics.text
         page = await http.get(f"{url}/")
         assert page.status_code == 200 and 'id="call"' in page.text
@@ -105,9 +116,14 @@ async def raw_get(url: str, path: str) -> tuple[int, bytes]:
 
 async def test_static_files_stay_inside_demo_web(serve: Serve) -> None:
     url = await serve(ServerSettings())
-    for path in ("/../pyproject.toml", "/%2e%2e/pyproject.toml", "/..%2fpyproject.toml",
-                 "/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/../../../../etc/passwd",
-                 "/static/../../voicebot/server/app.py"):
+    for path in (
+        "/../pyproject.toml",
+        "/%2e%2e/pyproject.toml",
+        "/..%2fpyproject.toml",
+        "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/../../../../etc/passwd",
+        "/static/../../voicebot/server/app.py",
+    ):
         status, body = await raw_get(url, path)
         assert status in (400, 404), (path, status)
         assert b"[project]" not in body and b"root:" not in body and b"create_app" not in body
@@ -121,23 +137,28 @@ async def test_malformed_offers_get_400_and_the_server_keeps_serving(serve: Serv
         ('{"type": "offer"}', "application/json", 400),
         ('{"sdp": "v=0\\r\\n", "type": "answer"}', "application/json", 400),
         ('{"sdp": "hello", "type": "offer"}', "application/json", 400),
-        ('{"sdp": "v=0\\r\\no=- 1 1 IN IP4 0.0.0.0\\r\\nm=audio x", "type": "offer"}',
-         "application/json", 400),
+        (
+            '{"sdp": "v=0\\r\\no=- 1 1 IN IP4 0.0.0.0\\r\\nm=audio x", "type": "offer"}',
+            "application/json",
+            400,
+        ),
         ('{"sdp": "v=0", "type": "offer"}', "text/plain", 415),
         ('{"sdp": "v=0' + "x" * 70000 + '", "type": "offer"}', "application/json", 413),
     ]
     async with httpx.AsyncClient() as http:
         for body, content_type, status in cases:
-            response = await http.post(f"{url}/offer", content=body,
-                                       headers={"Content-Type": content_type})
+            response = await http.post(
+                f"{url}/offer", content=body, headers={"Content-Type": content_type}
+            )
             assert response.status_code == status, (body[:60], response.text)
             assert isinstance(response.json()["error"], str)
         # An offer without audio (only a data channel) cannot become a call.
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.createDataChannel("events")
         await pc.setLocalDescription(await pc.createOffer())
-        response = await http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp,
-                                                          "type": "offer"})
+        response = await http.post(
+            f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}
+        )
         await pc.close()
         assert response.status_code == 400 and "audio" in response.json()["error"]
         await wait_idle(http, url)
@@ -154,15 +175,23 @@ async def test_bearer_token(serve: Serve) -> None:
     url = await serve(ServerSettings(token="s3cret-token"))
     async with httpx.AsyncClient() as http:
         assert (await http.get(f"{url}/healthz")).json()["auth"] is True
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"},
-                        {"Authorization": "Basic s3cret-token"}):
-            response = await http.post(f"{url}/offer", json={"sdp": "v=0", "type": "offer"},
-                                       headers=headers)
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "s3cret-token"},
+            {"Authorization": "Basic s3cret-token"},
+        ):
+            response = await http.post(
+                f"{url}/offer", json={"sdp": "v=0", "type": "offer"}, headers=headers
+            )
             assert response.status_code == 401, headers
             assert response.headers["www-authenticate"].startswith("Bearer")
             assert "token" in response.json()["error"]
-        response = await http.post(f"{url}/offer", content="{", headers={
-            "Authorization": "Bearer s3cret-token", "Content-Type": "application/json"})
+        response = await http.post(
+            f"{url}/offer",
+            content="{",
+            headers={"Authorization": "Bearer s3cret-token", "Content-Type": "application/json"},
+        )
         assert response.status_code == 400  # past the token check
     with pytest.raises(OfferRejected) as refused:
         async with Caller(url) as caller:
@@ -196,8 +225,11 @@ async def test_call_limit_answers_503(serve: Serve) -> None:
 
 
 async def test_cors_is_closed_unless_configured(serve: Serve) -> None:
-    preflight = {"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "content-type"}
+    preflight = {
+        "Origin": "http://elsewhere.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
     closed = await serve(ServerSettings())
     opened = await serve(ServerSettings(cors_origins=["http://elsewhere.example"]))
     async with httpx.AsyncClient() as http:

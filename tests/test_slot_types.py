@@ -20,21 +20,40 @@ def time_of(text: str, lang: str = "en", prefer: str | None = "evening") -> Time
     return parse_time(normalize(text, lang), lang, prefer)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("text", "lang", "expected"), [
-    ("quarter to nine", "en", "20:45"), ("a quarter past seven", "en", "19:15"),
-    ("half eight", "en", "20:30"),  # British: half past eight
-    ("half past seven", "en", "19:30"), ("seven thirty", "en", "19:30"),
-    ("noon", "en", "12:00"), ("midnight", "en", "00:00"), ("eight-ish", "en", "20:00"),
-    ("8ish", "en", "20:00"), ("8 pm", "en", "20:00"), ("eight p.m.", "en", "20:00"),
-    ("8 p m m", "en", "20:00"),  # "p m" misrecognised with an extra letter
-    ("20:00", "en", "20:00"), ("7 in the morning", "en", "07:00"), ("1", "en", "13:00"),
-    ("around eight", "en", "20:00"), ("ten past seven", "en", "19:10"),
-    ("nineteen hundred", "en", "19:00"), ("twenty five to eight", "en", "19:35"),
-    ("Viertel vor neun", "de", "20:45"), ("halb acht", "de", "19:30"),
-    ("viertel nach sieben", "de", "19:15"), ("dreiviertel acht", "de", "19:45"),
-    ("acht Uhr abends", "de", "20:00"), ("20 Uhr", "de", "20:00"), ("gegen acht", "de", "20:00"),
-    ("19:30", "de", "19:30"), ("sieben Uhr dreißig", "de", "19:30"), ("Mitternacht", "de", "00:00"),
-])
+@pytest.mark.parametrize(
+    ("text", "lang", "expected"),
+    [
+        ("quarter to nine", "en", "20:45"),
+        ("a quarter past seven", "en", "19:15"),
+        ("half eight", "en", "20:30"),  # British: half past eight
+        ("half past seven", "en", "19:30"),
+        ("seven thirty", "en", "19:30"),
+        ("noon", "en", "12:00"),
+        ("midnight", "en", "00:00"),
+        ("eight-ish", "en", "20:00"),
+        ("8ish", "en", "20:00"),
+        ("8 pm", "en", "20:00"),
+        ("eight p.m.", "en", "20:00"),
+        ("8 p m m", "en", "20:00"),  # "p m" misrecognised with an extra letter
+        ("20:00", "en", "20:00"),
+        ("7 in the morning", "en", "07:00"),
+        ("1", "en", "13:00"),
+        ("around eight", "en", "20:00"),
+        ("ten past seven", "en", "19:10"),
+        ("nineteen hundred", "en", "19:00"),
+        ("twenty five to eight", "en", "19:35"),
+        ("Viertel vor neun", "de", "20:45"),
+        ("halb acht", "de", "19:30"),
+        ("viertel nach sieben", "de", "19:15"),
+        ("dreiviertel acht", "de", "19:45"),
+        ("acht Uhr abends", "de", "20:00"),
+        ("20 Uhr", "de", "20:00"),
+        ("gegen acht", "de", "20:00"),
+        ("19:30", "de", "19:30"),
+        ("sieben Uhr dreißig", "de", "19:30"),
+        ("Mitternacht", "de", "00:00"),
+    ],
+)
 def test_times(text: str, lang: str, expected: str) -> None:
     assert time_of(text, lang) == expected
 
@@ -64,27 +83,34 @@ def test_pick_reading_by_what_the_flow_knows() -> None:
     assert pick_reading("19:30", "12:00", "22:00") == "19:30"  # a plain string is kept
 
 
-@pytest.mark.parametrize(("text", "lang", "weekday", "date"), [
-    ("friday", "en", "friday", "2026-12-04"), ("Tuesday", "en", "tuesday", "2026-12-01"),
-    ("next Friday", "en", "friday", "2026-12-04"), ("next Tuesday", "en", "tuesday", "2026-12-08"),
-    ("this Saturday", "en", "saturday", "2026-12-05"),
-    ("the day after tomorrow", "en", "thursday", "2026-12-03"),
-    ("tomorrow", "en", "wednesday", "2026-12-02"), ("tonight", "en", "tuesday", "2026-12-01"),
-    ("December 3rd", "en", "thursday", "2026-12-03"), ("the 3rd", "en", "thursday", "2026-12-03"),
-    ("the third of December", "en", "thursday", "2026-12-03"),
-    ("on the 19th", "en", "saturday", "2026-12-19"),
-    ("Friday the 18th", "en", "friday", "2026-12-18"),
-    ("friday next week", "en", "friday", "2026-12-11"),
-    ("Christmas Eve", "en", "thursday", "2026-12-24"),
-    ("the 2nd of January", "en", "saturday", "2027-01-02"),  # past this year: next year's
-    ("übermorgen", "de", "thursday", "2026-12-03"), ("nächsten Freitag", "de", "friday",
-                                                    "2026-12-04"),
-    ("am dritten Dezember", "de", "thursday", "2026-12-03"), ("Heiligabend", "de", "thursday",
-                                                              "2026-12-24"),
-    ("morgen abend", "de", "wednesday", "2026-12-02"), ("Sonnabend", "de", "saturday",
-                                                        "2026-12-05"),
-    ("freitags", "de", "friday", "2026-12-04"),
-])
+@pytest.mark.parametrize(
+    ("text", "lang", "weekday", "date"),
+    [
+        ("friday", "en", "friday", "2026-12-04"),
+        ("Tuesday", "en", "tuesday", "2026-12-01"),
+        ("next Friday", "en", "friday", "2026-12-04"),
+        ("next Tuesday", "en", "tuesday", "2026-12-08"),
+        ("this Saturday", "en", "saturday", "2026-12-05"),
+        ("the day after tomorrow", "en", "thursday", "2026-12-03"),
+        ("tomorrow", "en", "wednesday", "2026-12-02"),
+        ("tonight", "en", "tuesday", "2026-12-01"),
+        ("December 3rd", "en", "thursday", "2026-12-03"),
+        ("the 3rd", "en", "thursday", "2026-12-03"),
+        ("the third of December", "en", "thursday", "2026-12-03"),
+        ("on the 19th", "en", "saturday", "2026-12-19"),
+        ("Friday the 18th", "en", "friday", "2026-12-18"),
+        ("friday next week", "en", "friday", "2026-12-11"),
+        ("Christmas Eve", "en", "thursday", "2026-12-24"),
+        ("the 2nd of January", "en", "saturday", "2027-01-02"),  # past this year: next year's
+        ("übermorgen", "de", "thursday", "2026-12-03"),
+        ("nächsten Freitag", "de", "friday", "2026-12-04"),
+        ("am dritten Dezember", "de", "thursday", "2026-12-03"),
+        ("Heiligabend", "de", "thursday", "2026-12-24"),
+        ("morgen abend", "de", "wednesday", "2026-12-02"),
+        ("Sonnabend", "de", "saturday", "2026-12-05"),
+        ("freitags", "de", "friday", "2026-12-04"),
+    ],
+)
 def test_days_and_dates(text: str, lang: str, weekday: str, date: str) -> None:
     value = parse_day(normalize(text, lang), lang, TUESDAY)
     assert value == weekday
@@ -112,24 +138,48 @@ def test_day_value_is_a_weekday_that_knows_its_date() -> None:
     assert speak_date("2026-12-04", "de") == "vierten Dezember"
 
 
-@pytest.mark.parametrize(("text", "lang", "expected"), [
-    ("six of us", "en", 6), ("just me", "en", 1), ("me and my wife", "en", 2),
-    ("my wife and I", "en", 2), ("a couple of us", "en", 2), ("the two of us", "en", 2),
-    ("myself and three friends", "en", 4), ("two adults and two kids", "en", 4),
-    ("a family of five", "en", 5), ("four people", "en", 4), ("we are six", "en", 6),
-    ("it's me, my husband and our three kids", "en", 5), ("4", "en", 4),
-    ("zu zweit", "de", 2), ("wir sind zu dritt", "de", 3), ("ich und meine Frau", "de", 2),
-    ("mein Mann und ich", "de", 2), ("zwei Erwachsene und zwei Kinder", "de", 4),
-    ("nur ich", "de", 1), ("vier Personen", "de", 4), ("wir beide", "de", 2),
-])
+@pytest.mark.parametrize(
+    ("text", "lang", "expected"),
+    [
+        ("six of us", "en", 6),
+        ("just me", "en", 1),
+        ("me and my wife", "en", 2),
+        ("my wife and I", "en", 2),
+        ("a couple of us", "en", 2),
+        ("the two of us", "en", 2),
+        ("myself and three friends", "en", 4),
+        ("two adults and two kids", "en", 4),
+        ("a family of five", "en", 5),
+        ("four people", "en", 4),
+        ("we are six", "en", 6),
+        ("it's me, my husband and our three kids", "en", 5),
+        ("4", "en", 4),
+        ("zu zweit", "de", 2),
+        ("wir sind zu dritt", "de", 3),
+        ("ich und meine Frau", "de", 2),
+        ("mein Mann und ich", "de", 2),
+        ("zwei Erwachsene und zwei Kinder", "de", 4),
+        ("nur ich", "de", 1),
+        ("vier Personen", "de", 4),
+        ("wir beide", "de", 2),
+    ],
+)
 def test_counts(text: str, lang: str, expected: int) -> None:
     assert parse_count(normalize(text, lang), lang) == expected
 
 
-@pytest.mark.parametrize(("text", "lang"), [
-    ("a few of us", "en"), ("i", "en"), ("me", "en"), ("my wife", "en"), ("some friends", "en"),
-    ("ein paar", "de"), ("ich", "de"),
-])
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("a few of us", "en"),
+        ("i", "en"),
+        ("me", "en"),
+        ("my wife", "en"),
+        ("some friends", "en"),
+        ("ein paar", "de"),
+        ("ich", "de"),
+    ],
+)
 def test_not_counts(text: str, lang: str) -> None:
     assert parse_count(normalize(text, lang), lang) is None
 

@@ -28,9 +28,11 @@ from voicebot.samples import speak
 
 KEY = "sk-node-test-key"
 SENTENCE = "Please book a table for four people on Friday evening."
-LONG = ("Thank you for calling. Our restaurant is open from noon until eleven at night, "
-        "every day except Monday. We take bookings for up to twelve people, and for larger "
-        "groups we can reserve the whole terrace. Is there anything else I can help with?")
+LONG = (
+    "Thank you for calling. Our restaurant is open from noon until eleven at night, "
+    "every day except Monday. We take bookings for up to twelve people, and for larger "
+    "groups we can reserve the whole terrace. Is there anything else I can help with?"
+)
 
 
 def words(text: str) -> str:
@@ -39,8 +41,13 @@ def words(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[str]:
-    with speech_node("--requests-per-minute", "6000", "--max-concurrency", "2",
-                     env={"VOICEBOT_API_KEYS": f"other-key,{KEY}"}) as url:
+    with speech_node(
+        "--requests-per-minute",
+        "6000",
+        "--max-concurrency",
+        "2",
+        env={"VOICEBOT_API_KEYS": f"other-key,{KEY}"},
+    ) as url:
         yield url
 
 
@@ -85,34 +92,46 @@ def test_transcription_formats(client, wav_file):
         result = client.audio.transcriptions.create(model="whisper-1", file=f)
     assert jiwer.wer(words(SENTENCE), words(result.text)) <= 0.2
     with wav_file.open("rb") as f:
-        text = client.audio.transcriptions.create(model="whisper-1", file=f,
-                                                  response_format="text")
+        text = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="text")
     assert isinstance(text, str) and jiwer.wer(words(SENTENCE), words(text)) <= 0.2
     with wav_file.open("rb") as f:
-        srt = client.audio.transcriptions.create(model="whisper-1", file=f,
-                                                 response_format="srt")
+        srt = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="srt")
     assert re.match(r"1\n00:00:00,\d{3} --> 00:00:0\d,\d{3}\n\S", srt)
     with wav_file.open("rb") as f:
-        vtt = client.audio.transcriptions.create(model="whisper-1", file=f,
-                                                 response_format="vtt")
+        vtt = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="vtt")
     assert vtt.startswith("WEBVTT\n\n00:00:00.") and "-->" in vtt
     with wav_file.open("rb") as f:
         verbose = client.audio.transcriptions.create(
-            model="whisper-1", file=f, response_format="verbose_json",
-            timestamp_granularities=["word", "segment"])
+            model="whisper-1",
+            file=f,
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+        )
     data = verbose.model_dump()
     assert data["language"] == "en" and 2.5 < data["duration"] < 5.0
     seg = data["segments"][0]
-    for key in ("id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob",
-                "compression_ratio", "no_speech_prob"):
+    for key in (
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+    ):
         assert key in seg, key
     assert seg["id"] == 0 and 0 <= seg["start"] < seg["end"] <= data["duration"] + 0.5
     assert seg["tokens"] and 0 <= seg["no_speech_prob"] <= 1
     assert [w["word"] for w in data["words"]][:2] == ["Please", "book"]
 
 
-@pytest.mark.parametrize(("fmt", "codec"), [("mp3", "libmp3lame"), ("ogg", "libopus"),
-                                            ("flac", "flac"), ("webm", "libopus")])
+@pytest.mark.parametrize(
+    ("fmt", "codec"),
+    [("mp3", "libmp3lame"), ("ogg", "libopus"), ("flac", "flac"), ("webm", "libopus")],
+)
 def test_compressed_uploads(client, wav_file, fmt, codec):
     path = convert(wav_file, fmt, codec)
     with path.open("rb") as f:
@@ -125,23 +144,31 @@ def test_transcription_errors(client, node, wav_file):
         client.audio.transcriptions.create(model="whisper-9", file=wav_file.open("rb"))
     assert info.value.body["param"] == "model"
     with pytest.raises(openai.BadRequestError) as info:
-        client.audio.transcriptions.create(model="whisper-1",
-                                           file=("noise.wav", b"RIFF not audio at all"))
+        client.audio.transcriptions.create(
+            model="whisper-1", file=("noise.wav", b"RIFF not audio at all")
+        )
     assert info.value.body["param"] == "file"
     with pytest.raises(openai.BadRequestError) as info:
-        client.audio.transcriptions.create(model="tiny.en", file=wav_file.open("rb"),
-                                           language="de")
+        client.audio.transcriptions.create(model="tiny.en", file=wav_file.open("rb"), language="de")
     assert info.value.body["param"] == "language"
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=node, api_key="wrong", max_retries=0).models.list()
     r = httpx.post(node + "/audio/transcriptions", data={"model": "whisper-1"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
-    r = httpx.post(node + "/audio/transcriptions", data={"model": "whisper-1"},
-                   headers={"authorization": f"Bearer {KEY}"})
+    r = httpx.post(
+        node + "/audio/transcriptions",
+        data={"model": "whisper-1"},
+        headers={"authorization": f"Bearer {KEY}"},
+    )
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     big = b"\0" * (26 * 1024 * 1024)
-    r = httpx.post(node + "/audio/transcriptions", headers={"authorization": f"Bearer {KEY}"},
-                   files={"file": ("big.wav", big)}, data={"model": "whisper-1"}, timeout=60)
+    r = httpx.post(
+        node + "/audio/transcriptions",
+        headers={"authorization": f"Bearer {KEY}"},
+        files={"file": ("big.wav", big)},
+        data={"model": "whisper-1"},
+        timeout=60,
+    )
     assert r.status_code == 413 and set(r.json()["error"]) == {"message", "type", "param", "code"}
     r = httpx.get(node + "/nothing-here", headers={"authorization": f"Bearer {KEY}"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
@@ -158,7 +185,8 @@ def test_speech_streams_before_synthesis_ends(client):
     arrivals = []
     pcm = bytearray()
     with client.audio.speech.with_streaming_response.create(
-            model="tts-1", voice="alloy", input=LONG, response_format="pcm") as response:
+        model="tts-1", voice="alloy", input=LONG, response_format="pcm"
+    ) as response:
         assert response.headers["content-type"].startswith("audio/pcm")
         for chunk in response.iter_bytes():
             arrivals.append(time.perf_counter() - start)
@@ -173,8 +201,8 @@ def test_speech_streams_before_synthesis_ends(client):
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "opus", "flac", "aac", "pcm"])
 def test_speech_formats_decode(client, fmt):
     with client.audio.speech.with_streaming_response.create(
-            model="tts-1", voice="nova", input=SENTENCE, response_format=fmt,
-            speed=1.0) as response:
+        model="tts-1", voice="nova", input=SENTENCE, response_format=fmt, speed=1.0
+    ) as response:
         data = response.read()
     if fmt == "pcm":
         seconds = len(data) / 2 / 24000
@@ -185,15 +213,15 @@ def test_speech_formats_decode(client, fmt):
 
 def test_speech_round_trip_and_speed(client):
     with client.audio.speech.with_streaming_response.create(
-            model="tts-1", voice="alloy", input=SENTENCE, response_format="wav") as response:
+        model="tts-1", voice="alloy", input=SENTENCE, response_format="wav"
+    ) as response:
         normal = response.read()
     with client.audio.speech.with_streaming_response.create(
-            model="tts-1", voice="alloy", input=SENTENCE, response_format="wav",
-            speed=1.5) as response:
+        model="tts-1", voice="alloy", input=SENTENCE, response_format="wav", speed=1.5
+    ) as response:
         fast = response.read()
     assert len(decode_audio(fast)) < 0.8 * len(decode_audio(normal))
-    heard = client.audio.transcriptions.create(model="whisper-1",
-                                               file=("speech.wav", normal))
+    heard = client.audio.transcriptions.create(model="whisper-1", file=("speech.wav", normal))
     assert jiwer.wer(words(SENTENCE), words(heard.text)) <= 0.2
 
 
@@ -201,7 +229,8 @@ def test_espeak_voices(client):
     """espeak-ng voices by name, and the espeak model with an OpenAI voice name."""
     for model, voice in [("tts-1", "de"), ("espeak", "alloy")]:
         with client.audio.speech.with_streaming_response.create(
-                model=model, voice=voice, input="Guten Tag.", response_format="wav") as r:
+            model=model, voice=voice, input="Guten Tag.", response_format="wav"
+        ) as r:
             seconds = len(decode_audio(r.read())) / 16000
         assert 0.4 < seconds < 3.0, (model, voice, seconds)
 
@@ -224,6 +253,7 @@ def _cpu_busy(node: str, seconds: float = 1.5, settle: float = 1.5) -> float:
 
     An engine stops between clauses, so the clause in flight may finish while we settle.
     """
+
     def cpu() -> float:
         text = httpx.get(node.removesuffix("/v1") + "/metrics").text
         return float(re.search(r"^process_cpu_seconds_total (\S+)$", text, re.M).group(1))
@@ -251,10 +281,14 @@ def test_client_disconnect_stops_synthesis(node):
     The rest of the text is many seconds of synthesis: had it gone on, the node would
     keep burning about a core.
     """
-    with httpx.Client(headers={"authorization": f"Bearer {KEY}"}, timeout=60) as http, \
-            http.stream("POST", node + "/audio/speech",
-                        json={"model": "tts-1", "voice": "alloy", "input": TEXT_x4,
-                              "response_format": "mp3"}) as r:
+    with (
+        httpx.Client(headers={"authorization": f"Bearer {KEY}"}, timeout=60) as http,
+        http.stream(
+            "POST",
+            node + "/audio/speech",
+            json={"model": "tts-1", "voice": "alloy", "input": TEXT_x4, "response_format": "mp3"},
+        ) as r,
+    ):
         assert r.status_code == 200
         chunks = r.iter_bytes()  # held: a dropped iterator would close the connection
         next(chunks)
@@ -272,9 +306,13 @@ async def test_websocket_disconnect_stops_synthesis(node):
 
 
 def test_speech_errors(client):
-    for kwargs, param in [({"voice": "nobody"}, "voice"), ({"model": "tts-9"}, "model"),
-                          ({"input": "x" * 4097}, "input"), ({"speed": 5.0}, "speed"),
-                          ({"response_format": "ogg"}, "response_format")]:
+    for kwargs, param in [
+        ({"voice": "nobody"}, "voice"),
+        ({"model": "tts-9"}, "model"),
+        ({"input": "x" * 4097}, "input"),
+        ({"speed": 5.0}, "speed"),
+        ({"response_format": "ogg"}, "response_format"),
+    ]:
         args = {"model": "tts-1", "voice": "alloy", "input": "Hello.", **kwargs}
         with pytest.raises(openai.BadRequestError) as info:
             client.audio.speech.create(**args)
@@ -289,8 +327,9 @@ def test_models_list(client):
 def test_metrics_count_speech_requests(client, node):
     client.models.list()
     text = httpx.get(node.removesuffix("/v1") + "/metrics").text
-    assert re.search(r'voicebot_speech_api_requests_total\{route="models",status="200"\} [1-9]',
-                     text)
+    assert re.search(
+        r'voicebot_speech_api_requests_total\{route="models",status="200"\} [1-9]', text
+    )
     assert 'voicebot_speech_api_seconds_count{route="models"}' in text
 
 
@@ -300,9 +339,12 @@ def test_overload_answers_503(node):
     lock = threading.Lock()
 
     def one() -> None:
-        r = httpx.post(node + "/audio/speech", headers={"authorization": f"Bearer {KEY}"},
-                       json={"model": "tts-1", "voice": "alloy", "input": LONG,
-                             "response_format": "pcm"}, timeout=120)
+        r = httpx.post(
+            node + "/audio/speech",
+            headers={"authorization": f"Bearer {KEY}"},
+            json={"model": "tts-1", "voice": "alloy", "input": LONG, "response_format": "pcm"},
+            timeout=120,
+        )
         with lock:
             statuses.append(r.status_code)
             if r.status_code == 503:
@@ -342,9 +384,16 @@ async def test_websocket_protocol(node):
     headers = {"Authorization": f"Bearer {KEY}"}
     async with websockets.connect(ws_url(node), additional_headers=headers) as ws:
         for text in ("Hello there.", "A second request on the same connection."):
-            await ws.send(json.dumps({"input": text, "voice": "alloy",
-                                      "voice_settings": {"speed": 1.0},
-                                      "response_format": "pcm"}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "input": text,
+                        "voice": "alloy",
+                        "voice_settings": {"speed": 1.0},
+                        "response_format": "pcm",
+                    }
+                )
+            )
             audio = bytearray()
             while True:
                 message = await asyncio.wait_for(ws.recv(), 30)
@@ -393,7 +442,9 @@ def test_serve_mounts_the_speech_api(tmp_path):
     with TestClient(create_app(config, warm=False)) as http:
         models = http.get("/v1/models").json()
         assert models["voices"]["default"] == "en_US-joe-medium"
-        r = http.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy",
-                                                "input": "Hi.", "response_format": "wav"})
+        r = http.post(
+            "/v1/audio/speech",
+            json={"model": "tts-1", "voice": "alloy", "input": "Hi.", "response_format": "wav"},
+        )
         assert r.status_code == 200 and r.content[:4] == b"RIFF"
         assert len(decode_audio(r.content)) > 0.2 * 16000

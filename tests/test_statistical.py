@@ -38,8 +38,12 @@ def test_samples_come_from_the_templates_with_their_slots(restaurant) -> None:  
     assert booking
     for sample in booking[:50]:
         for start, end, slot, _ in sample.slots:
-            assert restaurant.intents["book_table"].slots[slot].parse_normalized(
-                " ".join(sample.words[start:end]), "en", TUESDAY) is not None
+            assert (
+                restaurant.intents["book_table"]
+                .slots[slot]
+                .parse_normalized(" ".join(sample.words[start:end]), "en", TUESDAY)
+                is not None
+            )
     assert generate(restaurant, "en", seed=3)[:20] == samples[:20]  # deterministic
     bare = [s for s in augment(samples, restaurant, "en") if s.expect]
     assert {s.expect for s in bare} == {"party_size", "day", "time"}
@@ -48,8 +52,13 @@ def test_samples_come_from_the_templates_with_their_slots(restaurant) -> None:  
 def test_fast_path_agrees_with_scikit_learn(restaurant) -> None:  # type: ignore[no-untyped-def]
     model = load_model(restaurant, "en")
     fast = model._fast()
-    for text in ("a table for four on friday at half past heaven", "yes please",
-                 "could we do sunday instead", "is there parking", "glorp"):
+    for text in (
+        "a table for four on friday at half past heaven",
+        "yes please",
+        "could we do sunday instead",
+        "is there parking",
+        "glorp",
+    ):
         words = normalize(text, "en").split()
         spans = model.spotter.find(words, TUESDAY)
         joined = " ".join(model.tokens(words, spans))
@@ -60,7 +69,8 @@ def test_fast_path_agrees_with_scikit_learn(restaurant) -> None:  # type: ignore
 
 
 def test_trained_once_per_content_then_read_from_the_cache(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VOICEBOT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(statistical, "_MODELS", {})
     text = RESTAURANT.read_text(encoding="utf-8")
@@ -81,8 +91,9 @@ def test_trained_once_per_content_then_read_from_the_cache(
     moved.write_text(text, encoding="utf-8")
     assert model_key(load_intents([moved])[0], "en") == model_key(intents, "en")
     changed = tmp_path / "c.yaml"
-    changed.write_text(text.replace("(hello|hi|hey|howdy", "(hello|hi|hey|hiya|howdy"),
-                       encoding="utf-8")
+    changed.write_text(
+        text.replace("(hello|hi|hey|howdy", "(hello|hi|hey|hiya|howdy"), encoding="utf-8"
+    )
     assert model_key(load_intents([changed])[0], "en") != model_key(intents, "en")
 
 
@@ -91,8 +102,7 @@ def test_tiers_in_order(restaurant) -> None:  # type: ignore[no-untyped-def]
     allowed = {"book_table", "inform", "opening_hours", "goodbye", "human_agent", "repeat"}
     exact = m.match("a table for 4 on friday at 8 pm", allowed)
     assert exact is not None and exact.matcher == "exact" and exact.confidence == 1.0
-    stat = m.match("hiya, any chance of squeezing four of us in on friday around eight?",
-                   allowed)
+    stat = m.match("hiya, any chance of squeezing four of us in on friday around eight?", allowed)
     assert stat is not None and stat.matcher == "statistical"
     assert stat.intent in ("book_table", "inform")  # both book here
     assert stat.slots == {"party_size": 4, "day": "friday", "time": "20:00"}
@@ -129,8 +139,7 @@ def test_two_close_readings_ask_instead_of_guessing(restaurant) -> None:  # type
     assert m._choose(None, split, names, lambda i: i) is None
     assert m._choose(None, split, names, same) == ("book_table", 0.75, "statistical")
     # an intent the state does not take counts against the others, like "none"
-    assert m._choose(None, {"book_table": 0.5, "greet": 0.45, "": 0.05}, names,
-                     lambda i: i) is None
+    assert m._choose(None, {"book_table": 0.5, "greet": 0.45, "": 0.05}, names, lambda i: i) is None
     weak = {"book_table": 0.45, "": 0.2, "cancel_booking": 0.2, "inform": 0.15}
     assert m._choose(None, weak, names, lambda i: i) is None  # below the acceptance level
 
@@ -138,8 +147,10 @@ def test_two_close_readings_ask_instead_of_guessing(restaurant) -> None:  # type
 def test_confidence_is_calibrated_on_the_dev_corpora() -> None:
     """Expected calibration error of the statistical tier's intents, on sentences nobody
     wrote templates for: ~0.07 (en) and ~0.11 (de) when measured; must stay below 0.15."""
-    for pipeline, corpus in (("restaurant.yaml", "restaurant_en_dev.yaml"),
-                             ("restaurant_de.yaml", "restaurant_de_dev.yaml")):
+    for pipeline, corpus in (
+        ("restaurant.yaml", "restaurant_en_dev.yaml"),
+        ("restaurant_de.yaml", "restaurant_de_dev.yaml"),
+    ):
         loaded = load_bot(load_pipeline(ROOT / "pipelines" / pipeline))
         items = load_corpus(ROOT / "intents" / "corpus" / corpus, loaded)
         matcher = loaded.matcher(items.language, items.today)
@@ -153,8 +164,10 @@ def test_confidence_is_calibrated_on_the_dev_corpora() -> None:
         bins: dict[int, list[tuple[float, bool]]] = {}
         for confidence, ok in points:
             bins.setdefault(min(4, int((confidence - 0.5) / 0.1)), []).append((confidence, ok))
-        ece = sum(abs(sum(ok for _, ok in b) / len(b) - sum(c for c, _ in b) / len(b)) * len(b)
-                  for b in bins.values()) / len(points)
+        ece = sum(
+            abs(sum(ok for _, ok in b) / len(b) - sum(c for c, _ in b) / len(b)) * len(b)
+            for b in bins.values()
+        ) / len(points)
         assert ece < 0.15, (corpus, ece)
 
 
@@ -163,8 +176,10 @@ def test_matching_stays_off_the_loop_budget(restaurant) -> None:  # type: ignore
     that went quadratic: 200 long utterances in well under a second each."""
     m = IntentMatcher(restaurant, "en", today=TUESDAY)
     allowed = {"book_table", "inform", "opening_hours", "goodbye", "human_agent", "repeat"}
-    text = ("hello yes um I was wondering if I could maybe reserve a table for friday evening "
-            "for four of us at around half past seven if that's okay with you thanks")
+    text = (
+        "hello yes um I was wondering if I could maybe reserve a table for friday evening "
+        "for four of us at around half past seven if that's okay with you thanks"
+    )
 
     async def many() -> None:
         for _ in range(200):

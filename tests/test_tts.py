@@ -113,8 +113,10 @@ def test_split_first_clause_is_short_but_more_than_a_word() -> None:
 
 
 def test_split_cuts_a_long_first_sentence_without_punctuation_at_a_conjunction() -> None:
-    text = ("I have checked the availability for tomorrow evening and there is a table "
-            "for four at eight o'clock near the window.")
+    text = (
+        "I have checked the availability for tomorrow evening and there is a table "
+        "for four at eight o'clock near the window."
+    )
     assert split_clauses(text) == [
         "I have checked the availability for tomorrow evening",
         "and there is a table for four at eight o'clock near the window.",
@@ -128,9 +130,11 @@ def test_split_merges_short_fragments() -> None:
 
 
 def test_split_keeps_numbers_and_abbreviations_whole() -> None:
-    text = ("Mr. Brown, Mrs. Green and Dr. White met at 19:30 on St. John's street, "
-            "e.g. near No. 7.30 and i.e. close to the bridge. Der Preis ist 3,5 Euro, "
-            "z.B. für Nr. 12 am 3. Oktober. Danke!")
+    text = (
+        "Mr. Brown, Mrs. Green and Dr. White met at 19:30 on St. John's street, "
+        "e.g. near No. 7.30 and i.e. close to the bridge. Der Preis ist 3,5 Euro, "
+        "z.B. für Nr. 12 am 3. Oktober. Danke!"
+    )
     clauses = split_clauses(text)
     ends = ("Mr.", "Mrs.", "Dr.", "St.", "e.g.", "i.e.", "z.B.", "Nr.", "3.", "19:", "3,", "7.")
     assert not any(c.endswith(ends) for c in clauses), clauses
@@ -169,9 +173,12 @@ def german() -> EspeakEngine:
 async def test_piper_audio_is_plausible(piper: PiperEngine) -> None:
     assert piper.sample_rate == 22050
     short = await _collect(piper.synthesize("The table is booked."))
-    long = await _collect(piper.synthesize(
-        "The table is booked for four people at eight o'clock tomorrow evening, "
-        "and we will keep it for you until a quarter past eight."))
+    long = await _collect(
+        piper.synthesize(
+            "The table is booked for four people at eight o'clock tomorrow evening, "
+            "and we will keep it for you until a quarter past eight."
+        )
+    )
     for audio in (short, long):
         assert audio.dtype == np.int16 and audio.ndim == 1
         assert _rms(audio) > 1000
@@ -254,8 +261,9 @@ async def test_espeak_unknown_voice_fails(german: EspeakEngine) -> None:
 
 
 @pytest.mark.parametrize("engine_name", ["piper", "espeak"])
-async def test_stopping_iteration_stops_the_work(engine_name: str, piper: PiperEngine,
-                                                  german: EspeakEngine) -> None:
+async def test_stopping_iteration_stops_the_work(
+    engine_name: str, piper: PiperEngine, german: EspeakEngine
+) -> None:
     """After aclose / cancel, the rest of a long text is not synthesized: the next request
     on the same (single) worker starts at once instead of queueing behind it."""
     engine: TtsEngine = piper if engine_name == "piper" else german

@@ -62,14 +62,14 @@ def _score(name: str, heard_path: str | None = None) -> dict[str, float]:
         texts = []
         for i, row in enumerate(heard["items"]):
             assert row["say"] == corpus.items[i].say, "the heard file is stale: rerun the bench"
-            texts += [(i, text) for key, text in row["heard"].items()
-                      if key.split("/")[0] == heard_path]
+            texts += [
+                (i, text) for key, text in row["heard"].items() if key.split("/")[0] == heard_path
+            ]
     summary = Summary()
 
     async def run() -> None:
         for i, text in texts:
-            summary.add(await score_turn(loaded, matcher, corpus.items[i], corpus.language,
-                                         text))
+            summary.add(await score_turn(loaded, matcher, corpus.items[i], corpus.language, text))
 
     asyncio.run(run())
     return summary.rates()
@@ -109,15 +109,20 @@ def test_corpora_are_big_enough_and_held_out_sets_are_a_third() -> None:
 
 def test_a_corpus_mistake_is_reported_at_its_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("language: en\ntoday: 2026-12-01\nitems:\n"
-                   "  - state: ask_tme\n    say: eight\n    intent: inform\n"
-                   "    slots: {tiem: '20:00'}\n    extra: 1\n", encoding="utf-8")
+    bad.write_text(
+        "language: en\ntoday: 2026-12-01\nitems:\n"
+        "  - state: ask_tme\n    say: eight\n    intent: inform\n"
+        "    slots: {tiem: '20:00'}\n    extra: 1\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigError) as info:
         load_corpus(bad, _bot("en"))
     lines = [str(d) for d in info.value.diagnostics]
-    assert any(f"{bad}:4:12: E603 unknown state 'ask_tme' (did you mean 'ask_time'?)" in line
-               for line in lines), lines
-    assert any(":7:13: E605 unknown slot 'tiem' (did you mean 'time'?)" in line
-               for line in lines), lines
+    assert any(
+        f"{bad}:4:12: E603 unknown state 'ask_tme' (did you mean 'ask_time'?)" in line
+        for line in lines
+    ), lines
+    assert any(
+        ":7:13: E605 unknown slot 'tiem' (did you mean 'time'?)" in line for line in lines
+    ), lines
     assert any(":8:5: E602 unknown key 'extra'" in line for line in lines), lines
-

@@ -51,8 +51,7 @@ def normalize(text: str) -> str:
     offline, no call involved, and failed the restaurant call test that way.
     """
     text = re.sub(r"(\d)(am|pm)\b", r"\1 \2", text.lower())
-    text = re.sub(r"\b(\d{1,2})\b", lambda m: NUMBERS[int(m[1])] if int(m[1]) < 13 else m[1],
-                  text)
+    text = re.sub(r"\b(\d{1,2})\b", lambda m: NUMBERS[int(m[1])] if int(m[1]) < 13 else m[1], text)
     text = re.sub(r"\b([ap])\.? ?m\b\.?", r"\1m", text)
     text = re.sub(r"\b(?:good ?)?bye(?:[ -]bye)?\b", "goodbye", text)
     return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text).split())
@@ -97,8 +96,9 @@ async def test_output_track_paces_exact_frames_without_drift() -> None:
         frames.append(await track.recv())
     elapsed = time.monotonic() - start
     assert [f.pts for f in frames] == [k * 960 for k in range(100)]
-    assert all(f.samples == 960 and f.sample_rate == 48000 and f.layout.name == "mono"
-               for f in frames)
+    assert all(
+        f.samples == 960 and f.sample_rate == 48000 and f.layout.name == "mono" for f in frames
+    )
     # Paced against the start, never early; lateness does not accumulate (a loaded box
     # may delay the last wake-up a little, not 100 x a little).
     assert -0.005 < elapsed - 99 * 0.02 < 0.05, elapsed
@@ -185,8 +185,7 @@ def _feed(buffer: JitterBuffer | AudioJitterBuffer, seqs: list[int]) -> list[int
     """Packets (one per 20 ms frame) in arrival order -> what ``add`` released for each."""
     released: list[int | None] = []
     for seq in seqs:
-        packet = RtpPacket(sequence_number=seq % 65536, timestamp=seq * 960 % 2**32,
-                           payload=b"x")
+        packet = RtpPacket(sequence_number=seq % 65536, timestamp=seq * 960 % 2**32, payload=b"x")
         packet._data = seq.to_bytes(4)  # type: ignore[attr-defined]  # set by the receiver
         _, frame = buffer.add(packet)
         released.append(None if frame is None else int.from_bytes(frame.data))
@@ -205,8 +204,11 @@ def test_a_lost_packet_costs_one_frame_not_the_rest_of_the_call() -> None:
     """aiortc's buffer waits for a lost packet until it overflows and then stays 14 frames
     behind for good; ours counts a packet more than ``prefetch`` frames late as lost."""
     seqs = [s for s in range(60) if s != 10]
-    lag = [seq - out for seq, out in zip(seqs, _feed(JitterBuffer(16, prefetch=1), seqs),
-                                         strict=True) if out is not None]
+    lag = [
+        seq - out
+        for seq, out in zip(seqs, _feed(JitterBuffer(16, prefetch=1), seqs), strict=True)
+        if out is not None
+    ]
     assert lag[-1] == 14
     ours = AudioJitterBuffer(1)
     released = _feed(ours, seqs)
@@ -218,8 +220,7 @@ def test_a_lost_packet_costs_one_frame_not_the_rest_of_the_call() -> None:
     # sequence numbers wrap around.
     ours = AudioJitterBuffer(2)
     arrivals = [65534, 65536, 65535, 65537, 65539, 65540, 65541, 65538, 65542]
-    assert _feed(ours, arrivals) == [None, None, 65534, 65535, 65536, 65537, 65539, None,
-                                     65540]
+    assert _feed(ours, arrivals) == [None, None, 65534, 65535, 65536, 65537, 65539, None, 65540]
     assert ours.late == 1
     assert _feed(ours, [65542]) == [None]  # a duplicate
     assert _feed(ours, [64000]) == [None]  # far behind: the sender restarted; start over
@@ -277,18 +278,23 @@ async def test_echo_call_end_to_end(echo_server: ServerProcess) -> None:
     assert [t["turn"] for t in turns] == [1, 2]
     assert all(t["voice_to_voice_ms"] is not None for t in turns)
     assert caller.events[0]["type"] == "hello" and caller.events[-1]["type"] == "call_ended"
-    print(f"voice-to-voice at the caller: {[round(x * 1000) for x in latencies]} ms; "
-          f"server: {[t['voice_to_voice_ms'] for t in turns]} ms")
+    print(
+        f"voice-to-voice at the caller: {[round(x * 1000) for x in latencies]} ms; "
+        f"server: {[t['voice_to_voice_ms'] for t in turns]} ms"
+    )
     assert all(0.3 < x < 3.0 for x in latencies)
 
 
-LONG = ("I would like to book a table for six people on Saturday evening at eight o'clock, "
-        "near the window if possible, and we will bring a birthday cake.")
+LONG = (
+    "I would like to book a table for six people on Saturday evening at eight o'clock, "
+    "near the window if possible, and we will bring a birthday cake."
+)
 OVER = "Actually, make it Sunday."
 
 
 async def test_barge_in_stops_playback_and_the_new_turn_is_answered(
-        echo_server: ServerProcess) -> None:
+    echo_server: ServerProcess,
+) -> None:
     async with Caller(echo_server.url) as caller:
         await caller.connect()
         await caller.wait_event("call_started", 10)
@@ -398,8 +404,11 @@ def next_friday() -> str:
 GREETING = "Hello, thank you for calling Luigi's. How can I help you?"
 BOOKING = [
     # (what the caller says, intent and slots the bot should recognise)
-    ("Hi, I would like to book a table for four people on Friday.",
-     "book_table", {"party_size": 4, "day": "friday"}),
+    (
+        "Hi, I would like to book a table for four people on Friday.",
+        "book_table",
+        {"party_size": 4, "day": "friday"},
+    ),
     ("At seven in the evening.", "inform", {"time": "19:00"}),
     ("Yes, please.", "affirm", {}),
     ("No, thank you.", "deny", {}),
@@ -427,15 +436,20 @@ async def test_restaurant_booking_call(restaurant_server: ServerProcess) -> None
 
     intents = caller.of_type("intent")
     assert [(i["turn"], i["name"]) for i in intents] == [
-        (turn, name) for turn, (_, name, _) in enumerate(BOOKING, 1)]
+        (turn, name) for turn, (_, name, _) in enumerate(BOOKING, 1)
+    ]
     for intent, (_, _, slots) in zip(intents, BOOKING, strict=True):
         assert intent["slots"] == slots, intent
     states = [s["to"] for s in caller.of_type("state")]
     assert states[0] == "welcome" and "confirm_booking" in states and "goodbye" in states
     (outcome,) = caller.of_type("outcome")
     assert outcome["kind"] == "booking"
-    assert outcome["slots"] == {"party_size": 4, "day": "friday", "day_date": next_friday(),
-                                "time": "19:00"}
+    assert outcome["slots"] == {
+        "party_size": 4,
+        "day": "friday",
+        "day_date": next_friday(),
+        "time": "19:00",
+    }
 
     # What the caller heard is what the bot said, in order, and all of it (tiny.en
     # now and then drops a short last sentence, so the length is checked too). Lengths
@@ -470,7 +484,8 @@ def booked_ids(db: Path) -> set[int | None]:
 
 
 async def test_natural_caller_with_a_misheard_word_books_over_webrtc(
-        restaurant_server: ServerProcess, restaurant_db: Path) -> None:
+    restaurant_server: ServerProcess, restaurant_db: Path
+) -> None:
     from voicebot.dialog.outcomes import read_outcomes
 
     before = booked_ids(restaurant_db)
@@ -488,12 +503,19 @@ async def test_natural_caller_with_a_misheard_word_books_over_webrtc(
     assert "heaven" in finals[0].lower(), finals  # the slot word really was misheard
     first = caller.of_type("intent")[0]
     assert first["name"] in ("book_table", "inform") and first["slots"] == {
-        "party_size": 4, "day": "friday", "time": "19:30"}, first
+        "party_size": 4,
+        "day": "friday",
+        "time": "19:30",
+    }, first
     replies = [r["text"] for r in caller.of_type("reply")]
     assert "at half past seven. Shall I book it?" in replies[1], replies
     assert replies[2].startswith("Done!") and replies[3] == "Thank you for calling. Goodbye!"
     assert [i["name"] for i in caller.of_type("intent")][1:] == ["affirm", "goodbye"]
     (booking,) = [o for o in read_outcomes(restaurant_db) if o.id not in before]
     assert booking.kind == "booking" and booking.call_id == first["call_id"]
-    assert booking.slots == {"party_size": 4, "day": "friday", "day_date": next_friday(),
-                             "time": "19:30"}
+    assert booking.slots == {
+        "party_size": 4,
+        "day": "friday",
+        "day_date": next_friday(),
+        "time": "19:30",
+    }

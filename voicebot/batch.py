@@ -25,14 +25,14 @@ T = TypeVar("T")
 EXTENSIONS = {"text": "txt", "json": "json", "verbose_json": "json", "srt": "srt", "vtt": "vtt"}
 
 
-async def run_all(items: list[Any], work: Callable[[Any], Awaitable[T]], concurrency: int,
-                  label: str) -> list[T | BaseException]:
+async def run_all(
+    items: list[Any], work: Callable[[Any], Awaitable[T]], concurrency: int, label: str
+) -> list[T | BaseException]:
     """``work`` on every item, ``concurrency`` at a time, with a progress bar for several."""
     from tqdm import tqdm
 
     gate = asyncio.Semaphore(max(1, concurrency))
-    bar = tqdm(total=len(items), desc=label, unit="item", disable=len(items) <= 1,
-               file=sys.stderr)
+    bar = tqdm(total=len(items), desc=label, unit="item", disable=len(items) <= 1, file=sys.stderr)
 
     async def one(item: Any) -> T | BaseException:
         async with gate:
@@ -83,9 +83,11 @@ class Transcriber:
             return formats.srt(segments)
         if fmt == "vtt":
             return formats.vtt(segments)
-        return json.dumps(formats.verbose_json(segments, language=info.language,
-                                               duration=len(audio) / 16000),
-                          ensure_ascii=False, indent=2)
+        return json.dumps(
+            formats.verbose_json(segments, language=info.language, duration=len(audio) / 16000),
+            ensure_ascii=False,
+            indent=2,
+        )
 
     async def _remote(self, name: str, data: bytes, fmt: str) -> str:
         """The file as it is to the provider, in the format asked for (cached, billed)."""
@@ -100,27 +102,44 @@ class Transcriber:
         cache, ledger = provider_cache(self.provider), default_ledger()
         seconds = len(await asyncio.to_thread(decode_audio, data)) / 16000
         cost = PriceTable(asr_per_second=self.provider.price).asr_cost(seconds)
-        key = transcript_key(data, model=self.provider.model, language=self.language or "",
-                             format=fmt)
+        key = transcript_key(
+            data, model=self.provider.model, language=self.language or "", format=fmt
+        )
         start = time.perf_counter()
         if cache is not None and (hit := await cache.get(key)) is not None:
-            await ledger.arecord(provider=self.provider.name, kind="asr", units=seconds,
-                                 cost=cost, cached=True)
+            await ledger.arecord(
+                provider=self.provider.name, kind="asr", units=seconds, cost=cost, cached=True
+            )
             return hit.decode()
         fields = {"model": self.provider.model, "response_format": fmt}
         if self.language:
             fields["language"] = self.language
         try:
             response = await client.request(
-                "POST", "/audio/transcriptions", data=fields,
+                "POST",
+                "/audio/transcriptions",
+                data=fields,
                 files={"file": (name, data, "application/octet-stream")},
-                priority=Priority.BATCH)
+                priority=Priority.BATCH,
+            )
         except Exception:
-            await ledger.arecord(provider=self.provider.name, kind="asr", units=seconds,
-                                 cost=0.0, cached=False, ok=False)
+            await ledger.arecord(
+                provider=self.provider.name,
+                kind="asr",
+                units=seconds,
+                cost=0.0,
+                cached=False,
+                ok=False,
+            )
             raise
-        await ledger.arecord(provider=self.provider.name, kind="asr", units=seconds, cost=cost,
-                             cached=False, latency_ms=(time.perf_counter() - start) * 1000)
+        await ledger.arecord(
+            provider=self.provider.name,
+            kind="asr",
+            units=seconds,
+            cost=cost,
+            cached=False,
+            latency_ms=(time.perf_counter() - start) * 1000,
+        )
         text = response.text
         if cache is not None:
             await cache.set(key, text.encode())
@@ -181,8 +200,9 @@ class Speaker:
 
         remote = spec_remote(spec, cache=cache)
         if remote is None:
-            engine = "piper" if voice.startswith("en_US-") or voice.endswith(".onnx") else (
-                "espeak")
+            engine = (
+                "piper" if voice.startswith("en_US-") or voice.endswith(".onnx") else ("espeak")
+            )
             self.engine = local_tts(engine, voice, speed)
         else:
             provider = resolve(remote, "tts")
@@ -269,18 +289,26 @@ def _cmd_costs(args: argparse.Namespace) -> int:
 
 
 def add_batch_parsers(sub: Any) -> None:
-    engine_help = ("local, or a provider preset: openai, holysheep, voicebot "
-                   "(optionally =BASE_URL, e.g. voicebot=http://10.0.0.5:8000/v1)")
+    engine_help = (
+        "local, or a provider preset: openai, holysheep, voicebot "
+        "(optionally =BASE_URL, e.g. voicebot=http://10.0.0.5:8000/v1)"
+    )
     t = sub.add_parser("transcribe", help="transcribe audio files (any format av reads)")
     t.add_argument("files", nargs="+", metavar="FILE")
-    t.add_argument("--format", default="text", choices=list(EXTENSIONS),
-                   help="output format (default text)")
+    t.add_argument(
+        "--format", default="text", choices=list(EXTENSIONS), help="output format (default text)"
+    )
     t.add_argument("--engine", default="local", help=engine_help)
-    t.add_argument("--model", default="tiny.en", choices=["tiny.en", "base"],
-                   help="local model (default tiny.en; base for other languages)")
+    t.add_argument(
+        "--model",
+        default="tiny.en",
+        choices=["tiny.en", "base"],
+        help="local model (default tiny.en; base for other languages)",
+    )
     t.add_argument("--language", default=None, help="language code; default: detect")
-    t.add_argument("--out", default=None, metavar="DIR",
-                   help="write FILE.<ext> there instead of printing")
+    t.add_argument(
+        "--out", default=None, metavar="DIR", help="write FILE.<ext> there instead of printing"
+    )
     t.add_argument("--concurrency", type=int, default=4, help="files in flight (providers)")
     t.add_argument("--cache", default="memory", choices=["none", "memory", "redis"])
     t.set_defaults(func=_cmd_transcribe)
@@ -288,21 +316,26 @@ def add_batch_parsers(sub: Any) -> None:
     s = sub.add_parser("speak", help="synthesize text to audio files")
     s.add_argument("text", nargs="?", default=None, metavar="TEXT")
     s.add_argument("--batch", metavar="FILE", help="one text per line (# comments)")
-    s.add_argument("--out", required=True, metavar="DIR|FILE",
-                   help="output directory (a file name for a single text)")
-    s.add_argument("--format", default="wav", choices=["wav", "mp3", "opus", "flac", "aac",
-                                                       "pcm"])
+    s.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR|FILE",
+        help="output directory (a file name for a single text)",
+    )
+    s.add_argument("--format", default="wav", choices=["wav", "mp3", "opus", "flac", "aac", "pcm"])
     s.add_argument("--engine", default="local", help=engine_help)
-    s.add_argument("--voice", default="en_US-joe-medium",
-                   help="local voice (Piper name/.onnx or espeak-ng voice)")
+    s.add_argument(
+        "--voice",
+        default="en_US-joe-medium",
+        help="local voice (Piper name/.onnx or espeak-ng voice)",
+    )
     s.add_argument("--speed", type=float, default=1.0)
     s.add_argument("--concurrency", type=int, default=4, help="texts in flight (providers)")
     s.add_argument("--cache", default="memory", choices=["none", "memory", "redis"])
     s.set_defaults(func=_cmd_speak)
 
     c = sub.add_parser("costs", help="provider cost report: requests, cache hit rate, cost")
-    c.add_argument("--db", default=None, help="ledger (default var/costs.db or "
-                   "$VOICEBOT_COSTS_DB)")
+    c.add_argument("--db", default=None, help="ledger (default var/costs.db or $VOICEBOT_COSTS_DB)")
     c.add_argument("--hours", type=float, default=None, help="only the last N hours")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=_cmd_costs)

@@ -223,8 +223,10 @@ async def bench_loop(config: PipelineConfig, repeat: int, fast: bool) -> dict[st
 def report(result: dict[str, Any]) -> str:
     lines = ["frame path (models excluded), per 20 ms frame:"]
     fp = result["frame_path"]
-    lines.append(f"  total through the graph: {fp['total_us_per_frame']} us "
-                 f"({fp['frames']} frames, {fp['drops']} drops)")
+    lines.append(
+        f"  total through the graph: {fp['total_us_per_frame']} us "
+        f"({fp['frames']} frames, {fp['drops']} drops)"
+    )
     for name, s in fp["stages_us"].items():
         lines.append(f"  {name:12s} p50 {s['p50']:7.1f} us  p99 {s['p99']:7.1f} us")
     lines.append("components (us per 20 ms frame):")

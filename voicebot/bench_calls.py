@@ -57,12 +57,26 @@ class ServerProcess:
     benchmark leaves nothing behind.
     """
 
-    def __init__(self, pipeline: str | Path, *args: str, env: dict[str, str] | None = None,
-                 startup_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        pipeline: str | Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 120.0,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [sys.executable, "-m", "voicebot.server.serve", str(pipeline),
-                        "--host", "127.0.0.1", "--port", str(self.port), *args]
+        self.command = [
+            sys.executable,
+            "-m",
+            "voicebot.server.serve",
+            str(pipeline),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *args,
+        ]
         self.env = {**os.environ, **(env or {})}
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
@@ -124,9 +138,16 @@ class CallerResult:
     server_lag_ms: float | None = None  # the server loop's worst lag during the call
 
 
-async def talk(url: str, speech: list[np.ndarray], rate: int, turns: int, delay: float = 0.0,
-               token: str | None = None, reply_timeout: float = 20.0,
-               jitter_ms: int | None = None) -> CallerResult:
+async def talk(
+    url: str,
+    speech: list[np.ndarray],
+    rate: int,
+    turns: int,
+    delay: float = 0.0,
+    token: str | None = None,
+    reply_timeout: float = 20.0,
+    jitter_ms: int | None = None,
+) -> CallerResult:
     """One call: (hear out a greeting), then ``turns`` utterances, each after the last reply."""
     result = CallerResult()
     await asyncio.sleep(delay)
@@ -172,8 +193,13 @@ def summarize(latencies: list[float]) -> dict[str, Any]:
     if not latencies:
         return {"n": 0}
     ms = [x * 1000 for x in latencies]
-    return {"n": len(ms), "p50": round(percentile(ms, 50), 1), "p95": round(percentile(ms, 95), 1),
-            "p99": round(percentile(ms, 99), 1), "max": round(max(ms), 1)}
+    return {
+        "n": len(ms),
+        "p50": round(percentile(ms, 50), 1),
+        "p95": round(percentile(ms, 95), 1),
+        "p99": round(percentile(ms, 99), 1),
+        "max": round(max(ms), 1),
+    }
 
 
 STAGES = ("endpoint_ms", "asr_ms", "dialog_ms", "tts_ms", "playback_ms", "voice_to_voice_ms")
@@ -185,14 +211,21 @@ def server_side(turns: list[dict[str, Any]]) -> dict[str, Any]:
     for key in STAGES:
         values = [t[key] for t in turns if t.get(key) is not None]
         if values:
-            out[key] = {"p50": round(percentile(values, 50), 1),
-                        "p95": round(percentile(values, 95), 1)}
+            out[key] = {
+                "p50": round(percentile(values, 50), 1),
+                "p95": round(percentile(values, 95), 1),
+            }
     return out
 
 
-async def bench_calls(url: str, levels: list[int], turns: int, token: str | None = None,
-                      stop_over_budget: bool = True,
-                      caller_jitter_ms: int | None = None) -> dict[str, Any]:
+async def bench_calls(
+    url: str,
+    levels: list[int],
+    turns: int,
+    token: str | None = None,
+    stop_over_budget: bool = True,
+    caller_jitter_ms: int | None = None,
+) -> dict[str, Any]:
     """Run each concurrency level in ``levels`` (ascending) and summarize it."""
     from voicebot.samples import speak
 
@@ -207,19 +240,36 @@ async def bench_calls(url: str, levels: list[int], turns: int, token: str | None
         lag = runtime.LoopLagMonitor()  # the callers' own loop: late here is late at the caller
         lag.start()
         # Spread the callers over one turn's length, as independent callers would be.
-        results = await asyncio.gather(*(
-            talk(url, speech, rate, turns, delay=i * spacing / n, token=token,
-                 jitter_ms=caller_jitter_ms)
-            for i in range(n)))
+        results = await asyncio.gather(
+            *(
+                talk(
+                    url,
+                    speech,
+                    rate,
+                    turns,
+                    delay=i * spacing / n,
+                    token=token,
+                    jitter_ms=caller_jitter_ms,
+                )
+                for i in range(n)
+            )
+        )
         await lag.stop()
         latencies = [x for r in results for x in r.latencies]
         errors = [e for r in results for e in r.errors]
-        level = {"calls": n, **summarize(latencies), "errors": errors,
-                 "server": server_side([t for r in results for t in r.turns]),
-                 "caller_loop_lag_ms": {"worst": round(lag.worst * 1000, 1),
-                                        "mean": round(lag.mean * 1000, 2)},
-                 "server_loop_lag_ms": max((r.server_lag_ms for r in results
-                                            if r.server_lag_ms is not None), default=None)}
+        level = {
+            "calls": n,
+            **summarize(latencies),
+            "errors": errors,
+            "server": server_side([t for r in results for t in r.turns]),
+            "caller_loop_lag_ms": {
+                "worst": round(lag.worst * 1000, 1),
+                "mean": round(lag.mean * 1000, 2),
+            },
+            "server_loop_lag_ms": max(
+                (r.server_lag_ms for r in results if r.server_lag_ms is not None), default=None
+            ),
+        }
         level["within_budget"] = bool(latencies) and not errors and level["p95"] <= budget
         done.append(level)
         print(_row(level, budget), flush=True)
@@ -230,9 +280,14 @@ async def bench_calls(url: str, levels: list[int], turns: int, token: str | None
         if not level["within_budget"]:
             break
         best = level["calls"]
-    return {"pipeline": info.get("pipeline"), "budget_ms": budget, "turns_per_call": turns,
-            "caller_jitter_ms": caller_jitter_ms, "levels": done,
-            "max_calls_within_budget": best}
+    return {
+        "pipeline": info.get("pipeline"),
+        "budget_ms": budget,
+        "turns_per_call": turns,
+        "caller_jitter_ms": caller_jitter_ms,
+        "levels": done,
+        "max_calls_within_budget": best,
+    }
 
 
 def _row(level: dict[str, Any], budget: int) -> str:
@@ -242,8 +297,10 @@ def _row(level: dict[str, Any], budget: int) -> str:
     errors = f"  errors: {len(level['errors'])}" if level["errors"] else ""
     v2v = level.get("server", {}).get("voice_to_voice_ms")
     server = f"  server {v2v['p50']:.0f}/{v2v['p95']:.0f}" if v2v else ""
-    return (f"{level['calls']:>5}  {level['n']:>5}  {level['p50']:>7.0f}  {level['p95']:>7.0f}  "
-            f"{level['p99']:>7.0f}  {level['max']:>7.0f}  {mark} (budget {budget}){server}{errors}")
+    return (
+        f"{level['calls']:>5}  {level['n']:>5}  {level['p50']:>7.0f}  {level['p95']:>7.0f}  "
+        f"{level['p99']:>7.0f}  {level['max']:>7.0f}  {mark} (budget {budget}){server}{errors}"
+    )
 
 
 def add_bench_calls_arguments(parser: argparse.ArgumentParser) -> None:
@@ -255,47 +312,84 @@ def add_bench_calls_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, **kwargs)
 
     add("--calls", type=int, default=4, help="calls: most concurrent callers to try (1..N)")
-    add("--levels", default=None, metavar="N,N,...",
-        help="calls: the concurrency levels to try instead of 1..--calls (e.g. 1,3,4,5)")
+    add(
+        "--levels",
+        default=None,
+        metavar="N,N,...",
+        help="calls: the concurrency levels to try instead of 1..--calls (e.g. 1,3,4,5)",
+    )
     add("--turns", type=int, default=3, help="calls: utterances per caller")
     add("--url", default=None, help="calls: server to dial (default: start one on loopback)")
     add("--pipeline", default=None, help="pipeline YAML for the started server (default: echo)")
     add("--calls-json", default="bench-calls.json", help="calls: JSON output")
-    add("--keep-going", action="store_true",
-        help="calls: try every level even after one goes over budget")
-    add("--jitter-ms", type=int, default=None,
-        help="calls: the started server's inbound jitter buffer (its --jitter-ms)")
-    add("--caller-jitter-ms", type=int, default=None,
+    add(
+        "--keep-going",
+        action="store_true",
+        help="calls: try every level even after one goes over budget",
+    )
+    add(
+        "--jitter-ms",
+        type=int,
+        default=None,
+        help="calls: the started server's inbound jitter buffer (its --jitter-ms)",
+    )
+    add(
+        "--caller-jitter-ms",
+        type=int,
+        default=None,
         help="calls: the callers' jitter buffer (default: aiortc's fixed 80 ms; a browser "
-        "adapts its own, about 20-60 ms on a clean LAN)")
+        "adapts its own, about 20-60 ms on a clean LAN)",
+    )
 
 
 def bench_calls_main(args: argparse.Namespace) -> int:
     """Run ``voicebot bench calls``: print the table, write JSON."""
     token = os.environ.get("VOICEBOT_TOKEN")
-    levels = (sorted({int(n) for n in args.levels.split(",")}) if args.levels
-              else list(range(1, max(1, args.calls) + 1)))
+    levels = (
+        sorted({int(n) for n in args.levels.split(",")})
+        if args.levels
+        else list(range(1, max(1, args.calls) + 1))
+    )
     if levels[0] < 1:
         raise SystemExit("--levels: concurrency levels start at 1")
     max_calls = levels[-1]
-    print("calls  turns      p50      p95      p99      max  (ms, end of caller's voice -> first "
-          "reply audio at the caller; server: its own p50/p95)", flush=True)
+    print(
+        "calls  turns      p50      p95      p99      max  (ms, end of caller's voice -> first "
+        "reply audio at the caller; server: its own p50/p95)",
+        flush=True,
+    )
     with contextlib.ExitStack() as stack:
         url = args.url
         if url is None:
             pipeline = getattr(args, "pipeline", None) or DEFAULT_PIPELINE
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             extra = [] if args.jitter_ms is None else ["--jitter-ms", str(args.jitter_ms)]
-            server = stack.enter_context(ServerProcess(  # bookings made by the bench go nowhere
-                pipeline, "--max-calls", str(max_calls), "--outcomes-db",
-                str(scratch / "outcomes.db"), *extra))
+            server = stack.enter_context(
+                ServerProcess(  # bookings made by the bench go nowhere
+                    pipeline,
+                    "--max-calls",
+                    str(max_calls),
+                    "--outcomes-db",
+                    str(scratch / "outcomes.db"),
+                    *extra,
+                )
+            )
             url = server.url
-        result = runtime.run(bench_calls(url.rstrip("/"), levels, args.turns, token,
-                                         stop_over_budget=not args.keep_going,
-                                         caller_jitter_ms=args.caller_jitter_ms))
+        result = runtime.run(
+            bench_calls(
+                url.rstrip("/"),
+                levels,
+                args.turns,
+                token,
+                stop_over_budget=not args.keep_going,
+                caller_jitter_ms=args.caller_jitter_ms,
+            )
+        )
     single = next((lv for lv in result["levels"] if lv["calls"] == 1), {})
-    print(f"single call p50 {single.get('p50')} ms; {result['max_calls_within_budget']} "
-          f"concurrent call(s) keep p95 within {result['budget_ms']} ms")
+    print(
+        f"single call p50 {single.get('p50')} ms; {result['max_calls_within_budget']} "
+        f"concurrent call(s) keep p95 within {result['budget_ms']} ms"
+    )
     out = Path(args.calls_json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -45,10 +45,13 @@ def summary(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
     ordered = sorted(values)
-    return {"n": len(values), "avg": round(statistics.fmean(values), 1),
-            "p50": round(statistics.median(values), 1),
-            "p95": round(nearest_rank(ordered, 95), 1),
-            "p99": round(nearest_rank(ordered, 99), 1)}
+    return {
+        "n": len(values),
+        "avg": round(statistics.fmean(values), 1),
+        "p50": round(statistics.median(values), 1),
+        "p95": round(nearest_rank(ordered, 95), 1),
+        "p99": round(nearest_rank(ordered, 99), 1),
+    }
 
 
 def speech_wav(seconds: float) -> bytes:
@@ -80,8 +83,9 @@ def text_of(chars: int) -> str:
     return text[:chars].rsplit(" ", 1)[0] + "."
 
 
-async def timed(n: int, concurrency: int, one: Callable[[int], Awaitable[float]]
-                ) -> tuple[list[float], float, list[str]]:
+async def timed(
+    n: int, concurrency: int, one: Callable[[int], Awaitable[float]]
+) -> tuple[list[float], float, list[str]]:
     """Run ``one(i)`` n times, ``concurrency`` at once: (per-request ms of the successes,
     wall seconds, errors). A failed request is reported, not fatal to the benchmark."""
     from voicebot.providers.errors import ProviderError
@@ -131,9 +135,12 @@ class Target:
             from voicebot.engines import provider_client
 
             await provider_client(self.provider).request(
-                "POST", "/audio/transcriptions", files={"file": ("a.wav", wav, "audio/wav")},
+                "POST",
+                "/audio/transcriptions",
+                files={"file": ("a.wav", wav, "audio/wav")},
                 data={"model": self.provider.model, "response_format": "json"},
-                priority=Priority.BATCH)
+                priority=Priority.BATCH,
+            )
         return (time.perf_counter() - start) * 1000
 
     async def tts_ms(self, text: str, protocol: str) -> tuple[float, float]:
@@ -158,15 +165,27 @@ class Target:
         return first * 1000, (time.perf_counter() - start) * 1000
 
 
-async def measure(target: Target, sizes: list[float], requests: int, concurrency: int,
-                  tts_requests: int, throughput_requests: int, chars: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"engine": target.spec, "concurrency": concurrency,
-                           "transcription_ms": {}, "tts_first_byte_ms": {}}
+async def measure(
+    target: Target,
+    sizes: list[float],
+    requests: int,
+    concurrency: int,
+    tts_requests: int,
+    throughput_requests: int,
+    chars: int,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "engine": target.spec,
+        "concurrency": concurrency,
+        "transcription_ms": {},
+        "tts_first_byte_ms": {},
+    }
     audio_s = busy_s = 0.0
     for seconds in sizes:
         wav = await asyncio.to_thread(speech_wav, seconds)
-        values, wall, errors = await timed(requests, concurrency, lambda _i, w=wav: (
-            target.transcribe_ms(w)))
+        values, wall, errors = await timed(
+            requests, concurrency, lambda _i, w=wav: target.transcribe_ms(w)
+        )
         out["transcription_ms"][f"{seconds:g}s"] = {**summary(values), "errors": len(errors)}
         audio_s += seconds * requests
         busy_s += wall
@@ -177,13 +196,17 @@ async def measure(target: Target, sizes: list[float], requests: int, concurrency
         name = {"openai": "standard", "websocket": "streaming"}.get(protocol, "local")
         out["tts_first_byte_ms"][name] = summary(firsts)
     text = text_of(chars)
-    done, wall, errors = await timed(throughput_requests, concurrency,
-                                     lambda _i: _last(target.tts_ms(text, protocols[0])))
-    out["tts_throughput"] = {"requests": len(done), "errors": len(errors),
-                             "chars_each": len(text),
-                             "seconds": round(wall, 2),
-                             "requests_per_s": round(len(done) / wall, 2),
-                             "chars_per_s": round(len(done) * len(text) / wall)}
+    done, wall, errors = await timed(
+        throughput_requests, concurrency, lambda _i: _last(target.tts_ms(text, protocols[0]))
+    )
+    out["tts_throughput"] = {
+        "requests": len(done),
+        "errors": len(errors),
+        "chars_each": len(text),
+        "seconds": round(wall, 2),
+        "requests_per_s": round(len(done) / wall, 2),
+        "chars_per_s": round(len(done) * len(text) / wall),
+    }
     out["cost_per_audio_hour_usd"] = round(target.price_per_audio_hour, 4)
     return out
 
@@ -193,24 +216,37 @@ async def _last(pair: Awaitable[tuple[float, float]]) -> float:
 
 
 def format_table(r: dict[str, Any]) -> str:
-    lines = [f"engine {r['engine']}, concurrency {r['concurrency']}", "",
-             "transcription  |  avg ms |  p50 ms |  p95 ms |  p99 ms",
-             "---------------|---------|---------|---------|--------"]
+    lines = [
+        f"engine {r['engine']}, concurrency {r['concurrency']}",
+        "",
+        "transcription  |  avg ms |  p50 ms |  p95 ms |  p99 ms",
+        "---------------|---------|---------|---------|--------",
+    ]
     for size, s in r["transcription_ms"].items():
         if not s.get("n"):
             lines.append(f"{size:>14} | all {s.get('errors', 0)} requests failed")
             continue
         failed = f"  ({s['errors']} failed)" if s.get("errors") else ""
-        lines.append(f"{size:>14} | {s['avg']:7.0f} | {s['p50']:7.0f} | {s['p95']:7.0f} | "
-                     f"{s['p99']:7.0f}{failed}")
-    lines += ["", f"ASR real-time factor: {r['asr_real_time_factor']}x", "",
-              "TTS first byte | p50 ms | p95 ms", "---------------|--------|-------"]
+        lines.append(
+            f"{size:>14} | {s['avg']:7.0f} | {s['p50']:7.0f} | {s['p95']:7.0f} | "
+            f"{s['p99']:7.0f}{failed}"
+        )
+    lines += [
+        "",
+        f"ASR real-time factor: {r['asr_real_time_factor']}x",
+        "",
+        "TTS first byte | p50 ms | p95 ms",
+        "---------------|--------|-------",
+    ]
     for name, s in r["tts_first_byte_ms"].items():
         lines.append(f"{name:>14} | {s['p50']:6.0f} | {s['p95']:6.0f}")
     t = r["tts_throughput"]
-    lines += ["", f"TTS throughput: {t['requests']} × {t['chars_each']} chars in "
-              f"{t['seconds']} s = {t['requests_per_s']} req/s, {t['chars_per_s']} chars/s",
-              f"cost per hour of audio (ASR): ${r['cost_per_audio_hour_usd']}"]
+    lines += [
+        "",
+        f"TTS throughput: {t['requests']} × {t['chars_each']} chars in "
+        f"{t['seconds']} s = {t['requests_per_s']} req/s, {t['chars_per_s']} chars/s",
+        f"cost per hour of audio (ASR): ${r['cost_per_audio_hour_usd']}",
+    ]
     return "\n".join(lines)
 
 
@@ -229,9 +265,20 @@ def _maybe_node(spec: str) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "voicebot", "speech-server", "--port",
-                             str(port), "--requests-per-minute", "100000",
-                             "--max-concurrency", "16"])  # the engines queue; no 503s
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voicebot",
+            "speech-server",
+            "--port",
+            str(port),
+            "--requests-per-minute",
+            "100000",
+            "--max-concurrency",
+            "16",
+        ]
+    )  # the engines queue; no 503s
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -249,12 +296,14 @@ def _maybe_node(spec: str) -> Iterator[str]:
 
 def add_bench_providers_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("providers")
-    g.add_argument("--engine", default="local",
-                   help="providers: local, node (start a local speech node), or a preset "
-                   "(openai, holysheep, voicebot) with optional =BASE_URL")
+    g.add_argument(
+        "--engine",
+        default="local",
+        help="providers: local, node (start a local speech node), or a preset "
+        "(openai, holysheep, voicebot) with optional =BASE_URL",
+    )
     g.add_argument("--sizes", default="10,30,60,120", help="providers: audio lengths, seconds")
-    g.add_argument("--requests", type=int, default=10,
-                   help="providers: transcriptions per size")
+    g.add_argument("--requests", type=int, default=10, help="providers: transcriptions per size")
     g.add_argument("--concurrency", type=int, default=10)
     g.add_argument("--tts-requests", type=int, default=10, help="providers: TTFB samples")
     g.add_argument("--throughput-requests", type=int, default=20)
@@ -267,8 +316,17 @@ def bench_providers_main(args: argparse.Namespace) -> int:
     sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
     with _maybe_node(args.engine) as spec:
         target = Target(spec)
-        result = runtime.run(measure(target, sizes, args.requests, args.concurrency,
-                                     args.tts_requests, args.throughput_requests, args.chars))
+        result = runtime.run(
+            measure(
+                target,
+                sizes,
+                args.requests,
+                args.concurrency,
+                args.tts_requests,
+                args.throughput_requests,
+                args.chars,
+            )
+        )
     result["engine"] = args.engine
     print(format_table(result))
     if args.json_path:

@@ -44,8 +44,12 @@ from voicebot.bench import nearest_rank
 
 PATHS = ("16k", "opus", "ulaw", "16k+noise", "opus+noise", "ulaw+noise")
 VOICES = {
-    "en": (("piper", "en_US-joe-medium"), ("espeak", "en-us"), ("espeak", "en-gb-x-rp"),
-           ("espeak", "en-gb-scotland")),
+    "en": (
+        ("piper", "en_US-joe-medium"),
+        ("espeak", "en-us"),
+        ("espeak", "en-gb-x-rp"),
+        ("espeak", "en-gb-scotland"),
+    ),
     "de": (("espeak", "de"), ("espeak", "de+m3")),
 }
 # A slower and a faster caller around each voice's own pace: Piper's speed factor; espeak-ng
@@ -55,15 +59,17 @@ SNR_DB = 10.0
 PIPELINES = {"en": "restaurant", "de": "restaurant_de"}
 DEFAULT_MODELS = {"en": ("tiny.en", "base"), "de": ("base",)}
 NOISE_SENTENCES = {
-    "en": ["The weather was fine all week and the market stayed open late on Thursday.",
-           "Could somebody pass the salt, and has anyone seen my blue umbrella?",
-           "We drove along the coast road until the lighthouse came into view."],
-    "de": ["Das Wetter war die ganze Woche schön und der Markt hatte lange offen.",
-           "Kann mir jemand das Salz geben, und hat wer meinen blauen Schirm gesehen?",
-           "Wir fuhren die Küstenstrasse entlang, bis der Leuchtturm auftauchte."],
+    "en": [
+        "The weather was fine all week and the market stayed open late on Thursday.",
+        "Could somebody pass the salt, and has anyone seen my blue umbrella?",
+        "We drove along the coast road until the lighthouse came into view.",
+    ],
+    "de": [
+        "Das Wetter war die ganze Woche schön und der Markt hatte lange offen.",
+        "Kann mir jemand das Salz geben, und hat wer meinen blauen Schirm gesehen?",
+        "Wir fuhren die Küstenstrasse entlang, bis der Leuchtturm auftauchte.",
+    ],
 }
-
-
 
 
 def _cache() -> Path:
@@ -200,11 +206,14 @@ class Cell:
         rates = summary.rates()
         ms = sorted(summary.match_ms) or [0.0]
         asr = sorted(self.asr_ms) or [0.0]
-        return {**rates, "wer": self.edits / max(self.words, 1),
-                "match_p50_ms": round(statistics.median(ms), 3),
-                "match_p99_ms": round(nearest_rank(ms, 99), 3),
-                "asr_p50_ms": round(statistics.median(asr), 1),
-                "asr_p95_ms": round(nearest_rank(asr, 95), 1)}
+        return {
+            **rates,
+            "wer": self.edits / max(self.words, 1),
+            "match_p50_ms": round(statistics.median(ms), 3),
+            "match_p99_ms": round(nearest_rank(ms, 99), 3),
+            "asr_p50_ms": round(statistics.median(asr), 1),
+            "asr_p95_ms": round(nearest_rank(asr, 95), 1),
+        }
 
 
 def _assignments(n: int, language: str, full: bool) -> list[list[tuple[str, str, float]]]:
@@ -213,8 +222,7 @@ def _assignments(n: int, language: str, full: bool) -> list[list[tuple[str, str,
     combos = [(e, v, r) for e, v in voices for r in RATES]
     if full:
         return [combos for _ in range(n)]
-    return [[(*voices[i % len(voices)], RATES[(i // len(voices)) % len(RATES)])]
-            for i in range(n)]
+    return [[(*voices[i % len(voices)], RATES[(i // len(voices)) % len(RATES)])] for i in range(n)]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -228,8 +236,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     corpus_dir = Path(args.corpus_dir) if args.corpus_dir else bundled("intents") / "corpus"
     cache = Transcripts()
-    report: dict[str, Any] = {"rows": [], "config": {
-        "paths": args.paths, "contexts": args.contexts, "full": args.full, "snr_db": SNR_DB}}
+    report: dict[str, Any] = {
+        "rows": [],
+        "config": {
+            "paths": args.paths,
+            "contexts": args.contexts,
+            "full": args.full,
+            "snr_db": SNR_DB,
+        },
+    }
     heard_out: dict[Path, dict[int, dict[str, str]]] = {}
     for language in args.languages:
         config = load_pipeline(pipeline(PIPELINES[language]))
@@ -253,22 +268,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     cells = {path: Cell() for path in args.paths}
                     by_voice: dict[tuple[str, str], Cell] = {}
                     for i, item in enumerate(items):
-                        conv = Conversation(loaded.bot, matcher, MemoryOutcomeStore(),
-                                            call_id="bench", language=language)
-                        conv.place(item.state, gold_values(
-                            Item(item.state, "", "none", item.context), corpus.today))
+                        conv = Conversation(
+                            loaded.bot,
+                            matcher,
+                            MemoryOutcomeStore(),
+                            call_id="bench",
+                            language=language,
+                        )
+                        conv.place(
+                            item.state,
+                            gold_values(Item(item.state, "", "none", item.context), corpus.today),
+                        )
                         context = conv.asr_context() if context_mode == "prompt" else None
                         for engine_name, voice, rate in plan[i]:
                             speech = speak(item.say, engine_name, voice, rate)
                             for path in args.paths:
-                                key = _key("asr", item.say, engine_name, voice, rate, path,
-                                           model, context)
+                                key = _key(
+                                    "asr", item.say, engine_name, voice, rate, path, model, context
+                                )
                                 found = cache.get(key)
                                 if found is None:
                                     audio = through(speech, path, noise)
                                     result = await engine.transcribe(
-                                        audio.astype(np.float32) / 32768, language,
-                                        context=context)
+                                        audio.astype(np.float32) / 32768, language, context=context
+                                    )
                                     found = (result.text, result.decode_ms)
                                     cache.put(key, *found)
                                 text, ms = found
@@ -279,27 +302,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 cell.asr_ms.append(ms)
                                 score = await score_turn(loaded, matcher, item, language, text)
                                 cell.scores.append(score)
-                                voice_cell = by_voice.setdefault((path, f"{voice}@{rate}"),
-                                                                 Cell())
+                                voice_cell = by_voice.setdefault((path, f"{voice}@{rate}"), Cell())
                                 voice_cell.edits += edits
                                 voice_cell.words += words
                                 voice_cell.asr_ms.append(ms)
                                 voice_cell.scores.append(score)
-                                if (args.store_heard and model == models[0]
-                                        and context_mode == args.contexts[-1]):
-                                    heard_out.setdefault(corpus_path, {}).setdefault(
-                                        i, {})[f"{path}/{voice}@{rate}"] = text
+                                if (
+                                    args.store_heard
+                                    and model == models[0]
+                                    and context_mode == args.contexts[-1]
+                                ):
+                                    heard_out.setdefault(corpus_path, {}).setdefault(i, {})[
+                                        f"{path}/{voice}@{rate}"
+                                    ] = text
                     for path, cell in cells.items():
-                        row = {"language": language, "split": split, "corpus": corpus.name,
-                               "path": path, "model": model, "context": context_mode,
-                               **cell.row()}
+                        row = {
+                            "language": language,
+                            "split": split,
+                            "corpus": corpus.name,
+                            "path": path,
+                            "model": model,
+                            "context": context_mode,
+                            **cell.row(),
+                        }
                         report["rows"].append(row)
                         _print_row(row)
                     for (path, voice), cell in sorted(by_voice.items()):
                         report.setdefault("voices", []).append(
-                            {"language": language, "split": split, "corpus": corpus.name,
-                             "path": path, "voice": voice, "model": model,
-                             "context": context_mode, **cell.row()})
+                            {
+                                "language": language,
+                                "split": split,
+                                "corpus": corpus.name,
+                                "path": path,
+                                "voice": voice,
+                                "model": model,
+                                "context": context_mode,
+                                **cell.row(),
+                            }
+                        )
                     cache.flush()
             print(f"  ({corpus.name}: {time.perf_counter() - started:.0f} s)", file=sys.stderr)
     cache.flush()
@@ -310,12 +350,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_row(row: dict[str, Any]) -> None:
-    print(f"{row['language']} {row['split']:7} {row['path']:11} {row['model']:7} "
-          f"{row['context']:6} n={row['turns']:4}  WER {row['wer']:.3f}  "
-          f"intent {row['intent_accuracy']:.3f}  slots {row['slot_accuracy']:.3f}  "
-          f"turn {row['turn_success']:.3f}  no-match {row['no_match_rate']:.3f}  "
-          f"wrong {row['wrong_action_rate']:.3f}  match p50/p99 {row['match_p50_ms']:.2f}/"
-          f"{row['match_p99_ms']:.2f} ms  asr p50 {row['asr_p50_ms']:.0f} ms", flush=True)
+    print(
+        f"{row['language']} {row['split']:7} {row['path']:11} {row['model']:7} "
+        f"{row['context']:6} n={row['turns']:4}  WER {row['wer']:.3f}  "
+        f"intent {row['intent_accuracy']:.3f}  slots {row['slot_accuracy']:.3f}  "
+        f"turn {row['turn_success']:.3f}  no-match {row['no_match_rate']:.3f}  "
+        f"wrong {row['wrong_action_rate']:.3f}  match p50/p99 {row['match_p50_ms']:.2f}/"
+        f"{row['match_p99_ms']:.2f} ms  asr p50 {row['asr_p50_ms']:.0f} ms",
+        flush=True,
+    )
 
 
 def _write_heard(corpus_path: Path, by_item: dict[int, dict[str, str]]) -> None:
@@ -326,32 +369,62 @@ def _write_heard(corpus_path: Path, by_item: dict[int, dict[str, str]]) -> None:
     corpus = load_corpus(corpus_path)
     items = [{"say": corpus.items[i].say, "heard": heard} for i, heard in sorted(by_item.items())]
     out = corpus_path.with_suffix(".heard.yaml")
-    header = ("# What Whisper heard of each item of " + corpus_path.name + ", spoken by the "
-              "bundled voices\n# through each audio path (written by `voicebot bench "
-              "understanding --store-heard`).\n")
-    out.write_text(header + yaml.safe_dump({"corpus": corpus_path.name, "items": items},
-                                           allow_unicode=True, sort_keys=False, width=100),
-                   encoding="utf-8")
+    header = (
+        "# What Whisper heard of each item of " + corpus_path.name + ", spoken by the "
+        "bundled voices\n# through each audio path (written by `voicebot bench "
+        "understanding --store-heard`).\n"
+    )
+    out.write_text(
+        header
+        + yaml.safe_dump(
+            {"corpus": corpus_path.name, "items": items},
+            allow_unicode=True,
+            sort_keys=False,
+            width=100,
+        ),
+        encoding="utf-8",
+    )
     print(f"transcripts: {out}")
 
 
 def add_arguments(bench: argparse.ArgumentParser) -> None:
     group = bench.add_argument_group("understanding")
-    group.add_argument("--languages", type=lambda s: s.split(","), default=["en", "de"],
-                       help="understanding: en,de")
-    group.add_argument("--paths", type=lambda s: s.split(","), default=list(PATHS),
-                       help=f"understanding: audio paths ({','.join(PATHS)})")
-    group.add_argument("--models", type=lambda s: s.split(","), default=None,
-                       help="understanding: Whisper models (default: tiny.en,base for en; "
-                       "base for de)")
-    group.add_argument("--contexts", type=lambda s: s.split(","), default=["none", "prompt"],
-                       help="understanding: recogniser context modes (none,prompt)")
-    group.add_argument("--full", action="store_true",
-                       help="understanding: every voice at every rate for every item")
+    group.add_argument(
+        "--languages",
+        type=lambda s: s.split(","),
+        default=["en", "de"],
+        help="understanding: en,de",
+    )
+    group.add_argument(
+        "--paths",
+        type=lambda s: s.split(","),
+        default=list(PATHS),
+        help=f"understanding: audio paths ({','.join(PATHS)})",
+    )
+    group.add_argument(
+        "--models",
+        type=lambda s: s.split(","),
+        default=None,
+        help="understanding: Whisper models (default: tiny.en,base for en; base for de)",
+    )
+    group.add_argument(
+        "--contexts",
+        type=lambda s: s.split(","),
+        default=["none", "prompt"],
+        help="understanding: recogniser context modes (none,prompt)",
+    )
+    group.add_argument(
+        "--full",
+        action="store_true",
+        help="understanding: every voice at every rate for every item",
+    )
     group.add_argument("--limit", type=int, default=0, help="understanding: first N items")
     group.add_argument("--corpus-dir", default=None, help="understanding: corpus folder")
-    group.add_argument("--store-heard", action="store_true",
-                       help="understanding: write *.heard.yaml transcripts for the tests")
+    group.add_argument(
+        "--store-heard",
+        action="store_true",
+        help="understanding: write *.heard.yaml transcripts for the tests",
+    )
 
 
 def bench_understanding_main(args: argparse.Namespace) -> int:

@@ -62,8 +62,9 @@ async def warm_up(config: PipelineConfig) -> None:
         # the statistical tier may train here (seconds of CPU): not on the event loop
         await asyncio.to_thread(loaded.matcher, config.language)
         if config.tts.is_remote:
-            await prefetch_prompts(tts_engine(config), fixed_prompts(loaded.bot.flow,
-                                                                     config.language))
+            await prefetch_prompts(
+                tts_engine(config), fixed_prompts(loaded.bot.flow, config.language)
+            )
 
 
 def fixed_prompts(flow: Flow, language: str) -> list[str]:
@@ -71,8 +72,11 @@ def fixed_prompts(flow: Flow, language: str) -> list[str]:
     prompts: list[Prompt | None] = []
     for state in flow.states.values():
         prompts += [state.say, state.ask, state.reprompt, state.silence.say, state.no_match.say]
-    texts = {p.texts[language] for p in prompts
-             if p is not None and not p.placeholders() and language in p.texts}
+    texts = {
+        p.texts[language]
+        for p in prompts
+        if p is not None and not p.placeholders() and language in p.texts
+    }
     return sorted(texts)
 
 
@@ -93,8 +97,9 @@ async def prefetch_prompts(engine: TtsEngine, texts: list[str]) -> int:
     for text in texts:
         for clause in split_clauses(text, FIRST_MIN_CHARS, first_max_chars=FIRST_MAX_CHARS):
             try:
-                chunks = remote.synthesize_with(clause, priority=Priority.BATCH,
-                                                deadline=time.monotonic() + 5.0)
+                chunks = remote.synthesize_with(
+                    clause, priority=Priority.BATCH, deadline=time.monotonic() + 5.0
+                )
                 samples = sum([len(chunk) async for chunk in chunks])  # lands in the cache
                 fetched += samples > 0
             except ProviderError as exc:
@@ -122,13 +127,15 @@ def dialog_stage(config: PipelineConfig) -> Stage:
 
 
 @functools.cache
-def _llm_matcher(base: Matcher, base_url: str, model: str, key_env: str,
-                 timeout_ms: int) -> Matcher:
+def _llm_matcher(
+    base: Matcher, base_url: str, model: str, key_env: str, timeout_ms: int
+) -> Matcher:
     """One fallback matcher (and so one pooled HTTP client) per process and settings."""
     from voicebot.nlu.llm import LlmMatcher
 
-    return LlmMatcher(base, base_url=base_url, model=model, api_key_env=key_env,
-                      timeout_s=timeout_ms / 1000)
+    return LlmMatcher(
+        base, base_url=base_url, model=model, api_key_env=key_env, timeout_s=timeout_ms / 1000
+    )
 
 
 def build_call(
@@ -150,15 +157,21 @@ def build_call(
         stages.append(DenoiseStage(config.audio.denoise_level, config.audio.auto_gain_dbfs))
         edges.append(AUDIO_EDGE)
     stages += [
-        VadStage(VadConfig(
-            aggressiveness=vad.aggressiveness,
-            frame_ms=vad.frame_ms,
-            preroll_ms=vad.preroll_ms,
-            min_speech_ms=vad.min_speech_ms,
-            end_of_turn_ms=vad.end_of_turn_ms,
-        )),
-        AsrStage(asr_engine(config), config.language, config.asr.partial_interval_ms,
-                 context=config.asr.context == "prompt"),
+        VadStage(
+            VadConfig(
+                aggressiveness=vad.aggressiveness,
+                frame_ms=vad.frame_ms,
+                preroll_ms=vad.preroll_ms,
+                min_speech_ms=vad.min_speech_ms,
+                end_of_turn_ms=vad.end_of_turn_ms,
+            )
+        ),
+        AsrStage(
+            asr_engine(config),
+            config.language,
+            config.asr.partial_interval_ms,
+            context=config.asr.context == "prompt",
+        ),
         dialog := dialog_stage(config),
         TtsStage(tts_engine(config)),
         ResampleStage(output.sample_rate, output.channels, bot=True),

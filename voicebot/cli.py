@@ -70,8 +70,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"error: input file {args.input} does not exist", file=sys.stderr)
         return 2
     result = runtime.run(
-        run_file(config, args.input, args.output, args.events, fast=args.fast, tail=args.tail,
-                 mix=args.mix)
+        run_file(
+            config,
+            args.input,
+            args.output,
+            args.events,
+            fast=args.fast,
+            tail=args.tail,
+            mix=args.mix,
+        )
     )
     print(summary(result))
     print(f"bot audio: {args.output}" + (f", events: {args.events}" if args.events else ""))
@@ -87,23 +94,32 @@ def _cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.directory)
     clash = [name for name in ("pipelines", "intents") if (target / name).exists()]
     if clash and not args.force:
-        print(f"error: {target} already has {', '.join(clash)} (use --force to overwrite)",
-              file=sys.stderr)
+        print(
+            f"error: {target} already has {', '.join(clash)} (use --force to overwrite)",
+            file=sys.stderr,
+        )
         return 2
     for name in ("pipelines", "intents"):
-        shutil.copytree(bundled(name), target / name, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    print(f"the reference bot is in {target}: edit {target / 'intents'} (intents and flow), "
-          f"then run\n  voicebot check {target / 'pipelines' / 'restaurant.yaml'}\n"
-          f"  voicebot serve {target / 'pipelines' / 'restaurant.yaml'}")
+        shutil.copytree(
+            bundled(name),
+            target / name,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+    print(
+        f"the reference bot is in {target}: edit {target / 'intents'} (intents and flow), "
+        f"then run\n  voicebot check {target / 'pipelines' / 'restaurant.yaml'}\n"
+        f"  voicebot serve {target / 'pipelines' / 'restaurant.yaml'}"
+    )
     return 0
 
 
 def _cmd_make_caller(args: argparse.Namespace) -> int:
     from voicebot.samples import write_caller
 
-    spans = write_caller(args.output, args.utterances, pause=args.pause, language=args.language,
-                         rate=args.rate)
+    spans = write_caller(
+        args.output, args.utterances, pause=args.pause, language=args.language, rate=args.rate
+    )
     for (start, end), text in zip(spans, args.utterances, strict=True):
         print(f"{start:6.2f}-{end:6.2f}s  {text}")
     print(f"caller audio: {args.output}")
@@ -140,10 +156,12 @@ def _bench_match(args: argparse.Namespace) -> int:
     from voicebot.nlu.match_bench import bench
 
     result = bench(n_intents=50, rounds=args.repeat)
-    print(f"intent matching, 50 intents x 2 languages, {result.get('samples', '?')} samples: "
-          f"p50 {result['p50_ms']:.3f} ms  p90 {result['p90_ms']:.3f} ms  "
-          f"p99 {result['p99_ms']:.3f} ms  max {result['max_ms']:.3f} ms "
-          f"(load {result['load_ms']:.0f} ms)")
+    print(
+        f"intent matching, 50 intents x 2 languages, {result.get('samples', '?')} samples: "
+        f"p50 {result['p50_ms']:.3f} ms  p90 {result['p90_ms']:.3f} ms  "
+        f"p99 {result['p99_ms']:.3f} ms  max {result['max_ms']:.3f} ms "
+        f"(load {result['load_ms']:.0f} ms)"
+    )
     path = Path(args.json_path if args.json_path != "bench-loop.json" else "bench-match.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
@@ -153,21 +171,26 @@ def _bench_match(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="voicebot", description="voicebot: a real-time voice-bot pipeline engine. Bots "
-        "and pipelines are YAML; everything runs offline unless a pipeline names a provider.")
+        prog="voicebot",
+        description="voicebot: a real-time voice-bot pipeline engine. Bots "
+        "and pipelines are YAML; everything runs offline unless a pipeline names a provider.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser(
-        "check", help="validate pipelines (with their flows and intents), or flow and intent "
-        "files given directly")
+        "check",
+        help="validate pipelines (with their flows and intents), or flow and intent "
+        "files given directly",
+    )
     check.add_argument("files", nargs="+", metavar="FILE.yaml")
     check.set_defaults(func=_cmd_check)
 
     test = sub.add_parser("test-dialog", help="run conversation tests against a flow (text only)")
     test.add_argument("files", nargs="+", metavar="TESTS.yaml")
-    test.add_argument("--list", dest="verbose_tests", action="store_true",
-                      help="also list the tests that passed")
+    test.add_argument(
+        "--list", dest="verbose_tests", action="store_true", help="also list the tests that passed"
+    )
     test.set_defaults(func=_cmd_test_dialog)
 
     outcomes = sub.add_parser("outcomes", help="list committed outcomes (bookings)")
@@ -188,8 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--outcomes-db", help="outcome store for this run (overrides the pipeline)")
     run.set_defaults(func=_cmd_run)
 
-    init = sub.add_parser("init", help="copy the reference bot (pipelines, intents, flow, "
-                          "tests) into a folder to edit")
+    init = sub.add_parser(
+        "init",
+        help="copy the reference bot (pipelines, intents, flow, tests) into a folder to edit",
+    )
     init.add_argument("directory", metavar="DIR")
     init.add_argument("--force", action="store_true", help="overwrite what is there")
     init.set_defaults(func=_cmd_init)
@@ -203,11 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     caller.set_defaults(func=_cmd_make_caller)
 
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
-    bench.add_argument("what", choices=["loop", "match", "calls", "providers", "understanding"],
-                       help="loop: the voice loop's figures; match: intent matching speed; "
-                       "calls: WebRTC callers against a server; providers: speech provider "
-                       "latency, first byte, throughput, cost; understanding: the corpora "
-                       "spoken through the audio paths, recognised and matched")
+    bench.add_argument(
+        "what",
+        choices=["loop", "match", "calls", "providers", "understanding"],
+        help="loop: the voice loop's figures; match: intent matching speed; "
+        "calls: WebRTC callers against a server; providers: speech provider "
+        "latency, first byte, throughput, cost; understanding: the corpora "
+        "spoken through the audio paths, recognised and matched",
+    )
     bench.add_argument("--pipeline", default=None, help="pipeline YAML (default: echo)")
     bench.add_argument("--json", dest="json_path", default="bench-loop.json", help="JSON output")
     bench.add_argument("--repeat", type=int, default=5, help="repetitions per measurement")

@@ -19,8 +19,13 @@ from typing import Any, Literal
 from voicebot.yamlsrc import ConfigError, Diagnostic, Path_, Source, load
 
 
-def _spec(default: Any = dataclasses.MISSING, *, lo: float | None = None,
-          hi: float | None = None, doc: str = "") -> Any:
+def _spec(
+    default: Any = dataclasses.MISSING,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    doc: str = "",
+) -> Any:
     return field(default=default, metadata={"lo": lo, "hi": hi, "doc": doc})
 
 
@@ -45,42 +50,68 @@ class RemoteSettings:
     """An OpenAI-compatible speech provider (engines ``openai`` / ``websocket``)."""
 
     preset: Literal["openai", "holysheep", "voicebot"] = _spec(
-        "voicebot", doc="provider defaults: URL, key variable, model, voice, prices, rate")
+        "voicebot", doc="provider defaults: URL, key variable, model, voice, prices, rate"
+    )
     base_url: str = _spec("", doc="e.g. https://api.openai.com/v1; default: the preset's")
-    api_key_env: str = _spec("", doc="environment variable holding the key; default: the "
-                                     "preset's (the key itself never goes into YAML or logs)")
+    api_key_env: str = _spec(
+        "",
+        doc="environment variable holding the key; default: the "
+        "preset's (the key itself never goes into YAML or logs)",
+    )
     model: str = _spec("", doc="the provider's model, e.g. whisper-1 / tts-1; default: preset's")
     voice: str = _spec("", doc="TTS: the provider's voice, e.g. alloy; default: the preset's")
-    timeout_ms: int = _spec(0, lo=0, hi=60000, doc="the provider's share of the latency budget "
-                            "(ASR: final transcript, TTS: first audio of a clause); 0 = 40% "
-                            "(ASR) / 25% (TTS) of latency_budget_ms")
+    timeout_ms: int = _spec(
+        0,
+        lo=0,
+        hi=60000,
+        doc="the provider's share of the latency budget "
+        "(ASR: final transcript, TTS: first audio of a clause); 0 = 40% "
+        "(ASR) / 25% (TTS) of latency_budget_ms",
+    )
     fallback: Literal["local", "none"] = _spec(
-        "local", doc="past timeout_ms or on failure, use the local engine for that turn/clause")
-    hedge_ms: int | None = _spec(None, lo=0, hi=60000, doc="start the local engine after this "
-                                 "many ms anyway and take the first answer; unset = no hedge")
+        "local", doc="past timeout_ms or on failure, use the local engine for that turn/clause"
+    )
+    hedge_ms: int | None = _spec(
+        None,
+        lo=0,
+        hi=60000,
+        doc="start the local engine after this "
+        "many ms anyway and take the first answer; unset = no hedge",
+    )
     requests_per_minute: float = _spec(0.0, lo=0.0, hi=1e6, doc="0 = the preset's")
     max_concurrency: int = _spec(10, lo=1, hi=1000, doc="requests in flight to this provider")
     max_attempts: int = _spec(3, lo=1, hi=10, doc="tries per request (within the deadline)")
     cache: Literal["none", "memory", "redis"] = _spec(
-        "memory", doc="transcripts by audio hash, speech by text + voice")
+        "memory", doc="transcripts by audio hash, speech by text + voice"
+    )
     redis_url: str = _spec("redis://127.0.0.1:6379/0", doc="cache: redis")
     cache_ttl_s: int = _spec(86400, lo=1, hi=30 * 86400)
-    price: float | None = _spec(None, lo=0.0, hi=1000.0, doc="USD per audio second (ASR) or "
-                                "per 1000 characters (TTS); default: the preset's")
+    price: float | None = _spec(
+        None,
+        lo=0.0,
+        hi=1000.0,
+        doc="USD per audio second (ASR) or per 1000 characters (TTS); default: the preset's",
+    )
     partials: bool = _spec(False, doc="ASR: remote partial transcripts (each a billed request)")
 
 
 @dataclass
 class AsrSettings:
     engine: Literal["whisper", "openai"] = _spec(
-        "whisper", doc="whisper (local) or openai (any OpenAI-compatible provider, see remote)")
-    model: str = _spec("", doc="local model: tiny.en, base, or a model directory; default by "
-                              "language (with a remote engine: the fallback)")
+        "whisper", doc="whisper (local) or openai (any OpenAI-compatible provider, see remote)"
+    )
+    model: str = _spec(
+        "",
+        doc="local model: tiny.en, base, or a model directory; default by "
+        "language (with a remote engine: the fallback)",
+    )
     partial_interval_ms: int = _spec(300, lo=0, hi=5000, doc="0 disables partials")
     context: Literal["none", "prompt"] = _spec(
-        "none", doc="dialog-aware recognition: prompt = the recogniser conditions on the "
+        "none",
+        doc="dialog-aware recognition: prompt = the recogniser conditions on the "
         "bot's last question (Whisper's initial prompt, a provider's prompt); measured with "
-        "voicebot bench understanding")
+        "voicebot bench understanding",
+    )
     beam_size: int = _spec(1, lo=1, hi=10)
     compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
     cpu_threads: int = _spec(2, lo=1, hi=64)
@@ -90,13 +121,19 @@ class AsrSettings:
 @dataclass
 class TtsSettings:
     engine: Literal["piper", "espeak", "openai", "websocket"] = _spec(
-        "piper", doc="piper, espeak (local); openai (REST, streamed) or websocket (streaming "
-        "protocol) on a provider, see remote")
-    voice: str = _spec("", doc="local voice: piper voice name or .onnx path, espeak voice; "
-                              "default by language (with a remote engine: the fallback's)")
+        "piper",
+        doc="piper, espeak (local); openai (REST, streamed) or websocket (streaming "
+        "protocol) on a provider, see remote",
+    )
+    voice: str = _spec(
+        "",
+        doc="local voice: piper voice name or .onnx path, espeak voice; "
+        "default by language (with a remote engine: the fallback's)",
+    )
     speed: float = _spec(1.0, lo=0.25, hi=4.0)
     local_engine: Literal["", "piper", "espeak"] = _spec(
-        "", doc="the local engine (fallback of a remote one); default: piper for en, else espeak")
+        "", doc="the local engine (fallback of a remote one); default: piper for en, else espeak"
+    )
     remote: RemoteSettings = field(default_factory=RemoteSettings)
 
     @property
@@ -119,12 +156,15 @@ class LlmSettings:
 class DialogSettings:
     type: Literal["echo", "flow"] = "echo"
     template: str = _spec("You said: {text}", doc="echo reply; {text} is the final transcript")
-    flow: list[str] = field(default_factory=list, metadata={
-        "doc": "flow files (type flow), relative to this file"})
-    intents: list[str] = field(default_factory=list, metadata={
-        "doc": "intent files (type flow), relative to this file"})
-    outcomes: str = _spec("", doc="outcome store (SQLite); default var/outcomes.db in the "
-                              "working directory")
+    flow: list[str] = field(
+        default_factory=list, metadata={"doc": "flow files (type flow), relative to this file"}
+    )
+    intents: list[str] = field(
+        default_factory=list, metadata={"doc": "intent files (type flow), relative to this file"}
+    )
+    outcomes: str = _spec(
+        "", doc="outcome store (SQLite); default var/outcomes.db in the working directory"
+    )
     llm: LlmSettings = field(default_factory=LlmSettings)
 
 
@@ -188,8 +228,10 @@ class _Builder:
             if checked is not _BAD:
                 kwargs[key] = checked
         for name, f in fields.items():
-            if name not in data and f.default is dataclasses.MISSING and (
-                f.default_factory is dataclasses.MISSING
+            if (
+                name not in data
+                and f.default is dataclasses.MISSING
+                and (f.default_factory is dataclasses.MISSING)
             ):
                 self.error(path, "E103", f"missing required key {name!r}")
         try:
@@ -219,8 +261,12 @@ class _Builder:
             items = [value] if isinstance(value, str) else value  # one name: a one-item list
             (item_tp,) = typing.get_args(tp)
             if not isinstance(items, list):
-                self.error(path, "E106", f"expected a list of {_type_name(item_tp)}, got "
-                           f"{type(value).__name__} {value!r}")
+                self.error(
+                    path,
+                    "E106",
+                    f"expected a list of {_type_name(item_tp)}, got "
+                    f"{type(value).__name__} {value!r}",
+                )
                 return _BAD
             out = [self.value(item_tp, f, item, (*path, i)) for i, item in enumerate(items)]
             return _BAD if any(v is _BAD for v in out) else out
@@ -231,8 +277,9 @@ class _Builder:
             or (tp is str and isinstance(value, str))
         )
         if not ok:
-            self.error(path, "E106", f"expected {_type_name(tp)}, got {type(value).__name__}"
-                       f" {value!r}")
+            self.error(
+                path, "E106", f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
+            )
             return _BAD
         lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -271,12 +318,18 @@ def _check_engines(config: PipelineConfig, b: _Builder) -> None:
     if model not in KNOWN_MODELS and _relative(b.src, model).is_dir():
         config.asr.model = str(_relative(b.src, model).resolve())  # engines see absolute paths
     elif model not in KNOWN_MODELS:
-        b.error(("asr", "model"), "E201",
-                f"unknown ASR model {model!r}: use one of {', '.join(KNOWN_MODELS)} "
-                "or a model directory")
+        b.error(
+            ("asr", "model"),
+            "E201",
+            f"unknown ASR model {model!r}: use one of {', '.join(KNOWN_MODELS)} "
+            "or a model directory",
+        )
     elif model == "tiny.en" and config.language != "en":
-        b.error(("asr", "model"), "E202", f"tiny.en is English-only but language is "
-                f"{config.language!r}; use 'base'")
+        b.error(
+            ("asr", "model"),
+            "E202",
+            f"tiny.en is English-only but language is {config.language!r}; use 'base'",
+        )
     problem = voice_error(config.tts.local_engine, config.tts.voice, base=_relative(b.src, "."))
     if problem:
         b.error(("tts", "voice"), "E203", problem)
@@ -306,10 +359,14 @@ def _check_dialog(config: PipelineConfig, b: _Builder) -> None:
         for i, value in enumerate(paths):
             path = _relative(b.src, value)
             if not path.is_file():
-                at = ("dialog", key, i) if ("dialog", key, i) in b.src.positions else (
-                    "dialog", key)
-                b.error(at, "E204", f"{key} file {value!r} not found (looked in "
-                        f"{path.parent.resolve()})")
+                at = (
+                    ("dialog", key, i) if ("dialog", key, i) in b.src.positions else ("dialog", key)
+                )
+                b.error(
+                    at,
+                    "E204",
+                    f"{key} file {value!r} not found (looked in {path.parent.resolve()})",
+                )
             resolved.append(str(path.resolve()))
         setattr(dialog, key, resolved)
     if dialog.outcomes:

@@ -29,12 +29,14 @@ ASR_SHARE, TTS_SHARE = 0.4, 0.25  # default budget shares: final transcript, fir
 
 
 @functools.cache
-def local_asr(model: str, compute_type: str = "int8", cpu_threads: int = 2,
-              beam_size: int = 1) -> AsrEngine:
+def local_asr(
+    model: str, compute_type: str = "int8", cpu_threads: int = 2, beam_size: int = 1
+) -> AsrEngine:
     from voicebot.asr.whisper import WhisperEngine
 
-    return WhisperEngine(model, compute_type=compute_type, cpu_threads=cpu_threads,
-                         beam_size=beam_size)
+    return WhisperEngine(
+        model, compute_type=compute_type, cpu_threads=cpu_threads, beam_size=beam_size
+    )
 
 
 @functools.cache
@@ -99,11 +101,16 @@ def provider_client(provider: Provider) -> Any:
     from voicebot.providers.http import ProviderClient, ProviderSettings
     from voicebot.providers.retry import RetryPolicy
 
-    return ProviderClient.shared(ProviderSettings(
-        name=provider.name, base_url=provider.base_url, api_key_env=provider.api_key_env,
-        max_concurrency=provider.max_concurrency,
-        requests_per_minute=provider.requests_per_minute,
-        retry=RetryPolicy(max_attempts=provider.max_attempts)))
+    return ProviderClient.shared(
+        ProviderSettings(
+            name=provider.name,
+            base_url=provider.base_url,
+            api_key_env=provider.api_key_env,
+            max_concurrency=provider.max_concurrency,
+            requests_per_minute=provider.requests_per_minute,
+            retry=RetryPolicy(max_attempts=provider.max_attempts),
+        )
+    )
 
 
 def provider_cache(provider: Provider) -> Any:
@@ -112,31 +119,53 @@ def provider_cache(provider: Provider) -> Any:
     return make_cache(provider.cache, redis_url=provider.redis_url, ttl_s=provider.cache_ttl_s)
 
 
-def remote_asr(provider: Provider, *, priority: Priority | None = None,
-               deadline_s: float | None = None, partials: bool = False) -> AsrEngine:
+def remote_asr(
+    provider: Provider,
+    *,
+    priority: Priority | None = None,
+    deadline_s: float | None = None,
+    partials: bool = False,
+) -> AsrEngine:
     from voicebot.asr.remote import OpenAiAsrEngine
     from voicebot.providers.costs import PriceTable, default_ledger
     from voicebot.providers.limits import Priority
 
-    return OpenAiAsrEngine(provider_client(provider), provider.model,
-                           prices=PriceTable(asr_per_second=provider.price),
-                           cache=provider_cache(provider), ledger=default_ledger(),
-                           priority=Priority.LIVE if priority is None else priority,
-                           partials=partials, deadline_s=deadline_s)
+    return OpenAiAsrEngine(
+        provider_client(provider),
+        provider.model,
+        prices=PriceTable(asr_per_second=provider.price),
+        cache=provider_cache(provider),
+        ledger=default_ledger(),
+        priority=Priority.LIVE if priority is None else priority,
+        partials=partials,
+        deadline_s=deadline_s,
+    )
 
 
-def remote_tts(provider: Provider, protocol: str = "openai", *, speed: float = 1.0,
-               priority: Priority | None = None, deadline_s: float | None = None
-               ) -> TtsEngine:
+def remote_tts(
+    provider: Provider,
+    protocol: str = "openai",
+    *,
+    speed: float = 1.0,
+    priority: Priority | None = None,
+    deadline_s: float | None = None,
+) -> TtsEngine:
     from voicebot.providers.costs import PriceTable, default_ledger
     from voicebot.providers.limits import Priority
     from voicebot.tts.remote import OpenAiTtsEngine, WebSocketTtsEngine
 
     cls = WebSocketTtsEngine if protocol == "websocket" else OpenAiTtsEngine
-    return cls(provider_client(provider), provider.model, provider.voice, speed=speed,
-               prices=PriceTable(tts_per_1k_chars=provider.price), cache=provider_cache(provider),
-               ledger=default_ledger(), priority=Priority.LIVE if priority is None else priority,
-               deadline_s=deadline_s)
+    return cls(
+        provider_client(provider),
+        provider.model,
+        provider.voice,
+        speed=speed,
+        prices=PriceTable(tts_per_1k_chars=provider.price),
+        cache=provider_cache(provider),
+        ledger=default_ledger(),
+        priority=Priority.LIVE if priority is None else priority,
+        deadline_s=deadline_s,
+    )
 
 
 _ENGINES: dict[tuple[Any, ...], Any] = {}
@@ -146,8 +175,9 @@ def asr_engine(settings: AsrSettings, budget_ms: int = 1200) -> AsrEngine:
     """The process-wide ASR engine for these settings and latency budget."""
     key = ("asr", dataclasses.astuple(settings), budget_ms)
     if key not in _ENGINES:
-        local = local_asr(settings.model, settings.compute_type, settings.cpu_threads,
-                          settings.beam_size)
+        local = local_asr(
+            settings.model, settings.compute_type, settings.cpu_threads, settings.beam_size
+        )
         if settings.engine == "whisper":
             _ENGINES[key] = local
         else:
@@ -156,10 +186,11 @@ def asr_engine(settings: AsrSettings, budget_ms: int = 1200) -> AsrEngine:
             remote = settings.remote
             timeout_s = (remote.timeout_ms or ASR_SHARE * budget_ms) / 1000
             _ENGINES[key] = FallbackAsrEngine(
-                remote_asr(resolve(remote, "asr"), deadline_s=timeout_s,
-                           partials=remote.partials),
-                local if remote.fallback == "local" else None, timeout_s=timeout_s,
-                hedge_s=None if remote.hedge_ms is None else remote.hedge_ms / 1000)
+                remote_asr(resolve(remote, "asr"), deadline_s=timeout_s, partials=remote.partials),
+                local if remote.fallback == "local" else None,
+                timeout_s=timeout_s,
+                hedge_s=None if remote.hedge_ms is None else remote.hedge_ms / 1000,
+            )
     return _ENGINES[key]
 
 
@@ -173,8 +204,11 @@ def tts_engine(settings: TtsSettings, budget_ms: int = 1200) -> TtsEngine:
             from voicebot.tts.fallback import FallbackTtsEngine
 
             remote = settings.remote
-            local = (local_tts(settings.local_engine, settings.voice, settings.speed)
-                     if remote.fallback == "local" else None)
+            local = (
+                local_tts(settings.local_engine, settings.voice, settings.speed)
+                if remote.fallback == "local"
+                else None
+            )
             timeout_s = (remote.timeout_ms or TTS_SHARE * budget_ms) / 1000
             engine = remote_tts(resolve(remote, "tts"), settings.engine, speed=settings.speed)
             hedge = None if remote.hedge_ms is None else remote.hedge_ms / 1000
@@ -199,6 +233,8 @@ def spec_remote(spec: str, *, cache: str = "memory") -> RemoteSettings | None:
     if name == "local":
         return None
     if name not in PRESETS:
-        raise ValueError(f"unknown engine {name!r}: use local or one of {', '.join(PRESETS)}"
-                         " (optionally =BASE_URL)")
+        raise ValueError(
+            f"unknown engine {name!r}: use local or one of {', '.join(PRESETS)}"
+            " (optionally =BASE_URL)"
+        )
     return RemoteSettings(preset=name, base_url=url, cache=cache)  # type: ignore[arg-type]

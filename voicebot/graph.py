@@ -360,4 +360,3 @@ class Pipeline:
         if self.end_reason is None:
             self.end_reason = "error"
         self.stages[0].receive_control(EndOfCall("error"))
-

@@ -37,8 +37,14 @@ async def run_file(
     await warm_up(config)
     source = WavSource(input, tail=tail)
     caller_mono = source.pcm if source.channels == 1 else None
-    sink = WavOutput(output, source.sample_rate, source.channels,
-                     min_duration=source.duration, caller=caller_mono, mix_path=mix)
+    sink = WavOutput(
+        output,
+        source.sample_rate,
+        source.channels,
+        min_duration=source.duration,
+        caller=caller_mono,
+        mix_path=mix,
+    )
     clock = FastClock() if fast else Clock()
     pipeline = build_call(config, source, sink, clock)
     events: list[Event] = []
@@ -66,12 +72,15 @@ def summary(result: RunResult) -> str:
         elif e["type"] == "reply":
             lines.append(f"{e['t']:7.2f}s bot:    {e['text']}")
         elif e["type"] == "turn":
-            lines.append(f"         turn {e['turn']}: voice-to-voice {e['voice_to_voice_ms']} ms "
-                         f"(asr {e['asr_ms']}, tts {e['tts_ms']})")
+            lines.append(
+                f"         turn {e['turn']}: voice-to-voice {e['voice_to_voice_ms']} ms "
+                f"(asr {e['asr_ms']}, tts {e['tts_ms']})"
+            )
         elif e["type"] == "error":
             lines.append(f"{e['t']:7.2f}s ERROR in {e['stage']}: {e['message']}")
         elif e["type"] == "call_ended":
-            lines.append(f"{e['t']:7.2f}s call ended: {e['reason']}, worst loop lag "
-                         f"{e['worst_loop_lag_ms']} ms ({e['loop']})")
+            lines.append(
+                f"{e['t']:7.2f}s call ended: {e['reason']}, worst loop lag "
+                f"{e['worst_loop_lag_ms']} ms ({e['loop']})"
+            )
     return "\n".join(lines)
-

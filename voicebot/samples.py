@@ -38,7 +38,10 @@ def speak(text: str, language: str = "en", rate: int = 16000) -> np.ndarray:
 
 
 def make_caller(
-    utterances: list[str], pause: float = 2.5, lead: float = 0.5, language: str = "en",
+    utterances: list[str],
+    pause: float = 2.5,
+    lead: float = 0.5,
+    language: str = "en",
     rate: int = 16000,
 ) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """A caller saying ``utterances`` with ``pause`` s between them.
@@ -57,8 +60,13 @@ def make_caller(
     return np.concatenate(parts), spans
 
 
-def write_caller(path: str | Path, utterances: list[str], pause: float = 2.5,
-                 language: str = "en", rate: int = 16000) -> list[tuple[float, float]]:
+def write_caller(
+    path: str | Path,
+    utterances: list[str],
+    pause: float = 2.5,
+    language: str = "en",
+    rate: int = 16000,
+) -> list[tuple[float, float]]:
     audio, spans = make_caller(utterances, pause=pause, language=language, rate=rate)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_wav(path, audio, rate)

@@ -54,8 +54,9 @@ class Source:
             path = path[:-1]
         return table.get(path, (1, 1))
 
-    def diag(self, path: Path_, code: str, message: str, *, key: bool = False,
-             severity: str = "error") -> Diagnostic:
+    def diag(
+        self, path: Path_, code: str, message: str, *, key: bool = False, severity: str = "error"
+    ) -> Diagnostic:
         line, col = self.at(path, key=key)
         return Diagnostic(self.file, line, col, code, message, severity)
 
@@ -110,7 +111,9 @@ def loads(text: str, name: str = "<string>") -> tuple[Source, list[Diagnostic]]:
                     first = key_positions[(*path, key)]
                     diags.append(
                         Diagnostic(
-                            name, *_pos(key_node), "E005",
+                            name,
+                            *_pos(key_node),
+                            "E005",
                             f"duplicate key {key!r} (first defined at line {first[0]})",
                         )
                     )

@@ -51,14 +51,14 @@ class AsrEngine(ABC):
     name: str = "asr"
 
     @abstractmethod
-    def session(self, language: str | None = None, *, context: str | None = None
-                ) -> AsrSession:
+    def session(self, language: str | None = None, *, context: str | None = None) -> AsrSession:
         """One caller turn. ``context``: what the bot just asked ("At what time?"), text the
         recogniser may condition on (Whisper's prompt) so an answer is read in its light."""
 
     @abstractmethod
-    async def transcribe(self, audio: np.ndarray, language: str | None = None, *,
-                         context: str | None = None) -> AsrResult:
+    async def transcribe(
+        self, audio: np.ndarray, language: str | None = None, *, context: str | None = None
+    ) -> AsrResult:
         """Transcribe a whole clip (batch use, tests, benchmarks)."""
 
     async def warm_up(self) -> None:  # noqa: B027 - optional hook, empty by default

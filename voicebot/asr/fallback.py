@@ -23,8 +23,14 @@ log = logging.getLogger(__name__)
 
 
 class FallbackAsrEngine(AsrEngine):
-    def __init__(self, remote: AsrEngine, local: AsrEngine | None, *, timeout_s: float,
-                 hedge_s: float | None = None) -> None:
+    def __init__(
+        self,
+        remote: AsrEngine,
+        local: AsrEngine | None,
+        *,
+        timeout_s: float,
+        hedge_s: float | None = None,
+    ) -> None:
         self.remote = remote
         self.local = local
         self.timeout_s = timeout_s
@@ -32,14 +38,13 @@ class FallbackAsrEngine(AsrEngine):
         self.name = f"{remote.name}+{local.name}" if local is not None else remote.name
         self.fallbacks = 0  # turns the local engine answered
 
-    def session(self, language: str | None = None, *, context: str | None = None
-                ) -> AsrSession:
-        local = (self.local.session(language, context=context)
-                 if self.local is not None else None)
+    def session(self, language: str | None = None, *, context: str | None = None) -> AsrSession:
+        local = self.local.session(language, context=context) if self.local is not None else None
         return FallbackSession(self, self.remote.session(language, context=context), local)
 
-    async def transcribe(self, audio: np.ndarray, language: str | None = None, *,
-                         context: str | None = None) -> AsrResult:
+    async def transcribe(
+        self, audio: np.ndarray, language: str | None = None, *, context: str | None = None
+    ) -> AsrResult:
         session = self.session(language, context=context)
         session.feed(audio)
         return await session.finish()
@@ -51,8 +56,9 @@ class FallbackAsrEngine(AsrEngine):
 
 
 class FallbackSession(AsrSession):
-    def __init__(self, engine: FallbackAsrEngine, remote: AsrSession,
-                 local: AsrSession | None) -> None:
+    def __init__(
+        self, engine: FallbackAsrEngine, remote: AsrSession, local: AsrSession | None
+    ) -> None:
         self.engine = engine
         self.remote = remote
         self.local = local
@@ -76,11 +82,17 @@ class FallbackSession(AsrSession):
         engine = self.engine
         if self.local is None:  # fallback: none — a lost turn, never a crashed call
             try:
-                return _tag(await asyncio.wait_for(self.remote.finish(), engine.timeout_s),
-                            engine.remote.name)
+                return _tag(
+                    await asyncio.wait_for(self.remote.finish(), engine.timeout_s),
+                    engine.remote.name,
+                )
             except (ProviderError, TimeoutError) as exc:
-                log.warning("ASR provider %s failed or was late (%s); no transcript for this "
-                            "turn (fallback: none)", engine.remote.name, exc or "timeout")
+                log.warning(
+                    "ASR provider %s failed or was late (%s); no transcript for this "
+                    "turn (fallback: none)",
+                    engine.remote.name,
+                    exc or "timeout",
+                )
                 return AsrResult("", engine=engine.remote.name)
         start = time.perf_counter()
         remote = asyncio.ensure_future(self.remote.finish())
@@ -92,8 +104,10 @@ class FallbackSession(AsrSession):
                 if not _succeeded(remote):
                     local = asyncio.ensure_future(self.local.finish())
                     await asyncio.wait(
-                        [remote, local], timeout=max(0.0, deadline - time.perf_counter()),
-                        return_when=asyncio.FIRST_COMPLETED)
+                        [remote, local],
+                        timeout=max(0.0, deadline - time.perf_counter()),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
                     if _succeeded(remote):
                         return _tag(remote.result(), engine.remote.name)
                     await local
@@ -111,14 +125,18 @@ class FallbackSession(AsrSession):
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
 
-    def _fallback(self, result: AsrResult, remote: asyncio.Future[AsrResult],
-                  why: str) -> AsrResult:
+    def _fallback(
+        self, result: AsrResult, remote: asyncio.Future[AsrResult], why: str
+    ) -> AsrResult:
         self.engine.fallbacks += 1
         reason = why
         if remote.done() and not remote.cancelled() and remote.exception() is not None:
             reason = f"error: {remote.exception()}"
-        log.warning("ASR provider %s failed or was late (%s); local transcript used",
-                    self.engine.remote.name, reason)
+        log.warning(
+            "ASR provider %s failed or was late (%s); local transcript used",
+            self.engine.remote.name,
+            reason,
+        )
         return _tag(result, self.local_name)
 
     @property

@@ -24,39 +24,49 @@ def full_text(segments: list[Any]) -> str:
 
 
 def srt(segments: list[Any]) -> str:
-    blocks = [f"{i}\n{_stamp(seg.start, ',')} --> {_stamp(seg.end, ',')}\n{seg.text.strip()}\n"
-              for i, seg in enumerate(segments, 1)]
+    blocks = [
+        f"{i}\n{_stamp(seg.start, ',')} --> {_stamp(seg.end, ',')}\n{seg.text.strip()}\n"
+        for i, seg in enumerate(segments, 1)
+    ]
     return "\n".join(blocks)
 
 
 def vtt(segments: list[Any]) -> str:
-    blocks = [f"{_stamp(seg.start, '.')} --> {_stamp(seg.end, '.')}\n{seg.text.strip()}\n"
-              for seg in segments]
+    blocks = [
+        f"{_stamp(seg.start, '.')} --> {_stamp(seg.end, '.')}\n{seg.text.strip()}\n"
+        for seg in segments
+    ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def verbose_json(segments: list[Any], *, language: str, duration: float,
-                 words: bool = False) -> dict[str, Any]:
+def verbose_json(
+    segments: list[Any], *, language: str, duration: float, words: bool = False
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "task": "transcribe",
         "language": language,
         "duration": round(duration, 3),
         "text": full_text(segments),
-        "segments": [{
-            "id": seg.id - 1 if seg.id else i,  # faster-whisper counts from 1, OpenAI from 0
-            "seek": seg.seek,
-            "start": round(seg.start, 3),
-            "end": round(seg.end, 3),
-            "text": seg.text,
-            "tokens": list(seg.tokens),
-            "temperature": seg.temperature,
-            "avg_logprob": seg.avg_logprob,
-            "compression_ratio": seg.compression_ratio,
-            "no_speech_prob": seg.no_speech_prob,
-        } for i, seg in enumerate(segments)],
+        "segments": [
+            {
+                "id": seg.id - 1 if seg.id else i,  # faster-whisper counts from 1, OpenAI from 0
+                "seek": seg.seek,
+                "start": round(seg.start, 3),
+                "end": round(seg.end, 3),
+                "text": seg.text,
+                "tokens": list(seg.tokens),
+                "temperature": seg.temperature,
+                "avg_logprob": seg.avg_logprob,
+                "compression_ratio": seg.compression_ratio,
+                "no_speech_prob": seg.no_speech_prob,
+            }
+            for i, seg in enumerate(segments)
+        ],
     }
     if words:
-        out["words"] = [{"word": w.word.strip(), "start": round(w.start, 3),
-                         "end": round(w.end, 3)}
-                        for seg in segments for w in (seg.words or [])]
+        out["words"] = [
+            {"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3)}
+            for seg in segments
+            for w in (seg.words or [])
+        ]
     return out

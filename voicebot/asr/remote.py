@@ -41,10 +41,18 @@ class OpenAiAsrEngine(AsrEngine):
 
     name = "openai"
 
-    def __init__(self, client: ProviderClient, model: str, *, prices: PriceTable,
-                 cache: Cache | None = None, ledger: CostLedger | None = None,
-                 priority: Priority = Priority.LIVE, partials: bool = False,
-                 deadline_s: float | None = None) -> None:
+    def __init__(
+        self,
+        client: ProviderClient,
+        model: str,
+        *,
+        prices: PriceTable,
+        cache: Cache | None = None,
+        ledger: CostLedger | None = None,
+        priority: Priority = Priority.LIVE,
+        partials: bool = False,
+        deadline_s: float | None = None,
+    ) -> None:
         self.client = client
         self.model = model
         self.prices = prices
@@ -58,14 +66,21 @@ class OpenAiAsrEngine(AsrEngine):
     def provider(self) -> str:
         return self.client.settings.name
 
-    def session(self, language: str | None = None, *, context: str | None = None
-                ) -> OpenAiAsrSession:
+    def session(
+        self, language: str | None = None, *, context: str | None = None
+    ) -> OpenAiAsrSession:
         return OpenAiAsrSession(self, language, context)
 
-    async def transcribe(self, audio: np.ndarray, language: str | None = None, *,
-                         context: str | None = None, prompt: str | None = None,
-                         deadline: float | None = None, priority: Priority | None = None
-                         ) -> AsrResult:
+    async def transcribe(
+        self,
+        audio: np.ndarray,
+        language: str | None = None,
+        *,
+        context: str | None = None,
+        prompt: str | None = None,
+        deadline: float | None = None,
+        priority: Priority | None = None,
+    ) -> AsrResult:
         """One request (or a cache hit); ``deadline`` is ``time.monotonic()``-based.
         ``context`` goes to the provider as the transcription ``prompt``."""
         prompt = prompt or context
@@ -88,34 +103,53 @@ class OpenAiAsrEngine(AsrEngine):
             data["prompt"] = prompt
         try:
             response = await self.client.request(
-                "POST", "/audio/transcriptions", data=data,
+                "POST",
+                "/audio/transcriptions",
+                data=data,
                 files={"file": ("audio.wav", body, "audio/wav")},
-                priority=self.priority if priority is None else priority, deadline=deadline)
+                priority=self.priority if priority is None else priority,
+                deadline=deadline,
+            )
         except ProviderError:
-            await self._record(seconds, cached=False, ok=False,
-                               latency_ms=(time.perf_counter() - start) * 1000)
+            await self._record(
+                seconds, cached=False, ok=False, latency_ms=(time.perf_counter() - start) * 1000
+            )
             raise
         payload = json_body(response)
         text = payload.get("text") if isinstance(payload, dict) else None
         if not isinstance(text, str):
-            raise ProviderError(f"transcription without a text field: {str(payload)[:80]!r}",
-                                provider=self.provider, kind="protocol")
-        result = AsrResult(text.strip(), language=str(payload.get("language") or language or ""),
-                           decode_ms=(time.perf_counter() - start) * 1000)
+            raise ProviderError(
+                f"transcription without a text field: {str(payload)[:80]!r}",
+                provider=self.provider,
+                kind="protocol",
+            )
+        result = AsrResult(
+            text.strip(),
+            language=str(payload.get("language") or language or ""),
+            decode_ms=(time.perf_counter() - start) * 1000,
+        )
         await self._record(seconds, cached=False, latency_ms=result.decode_ms)
         if self.cache is not None:
-            await self.cache.set(key, json.dumps({"text": result.text,
-                                                  "language": result.language}).encode())
+            await self.cache.set(
+                key, json.dumps({"text": result.text, "language": result.language}).encode()
+            )
         return result
 
-    async def _record(self, seconds: float, *, cached: bool, latency_ms: float,
-                      ok: bool = True) -> None:
+    async def _record(
+        self, seconds: float, *, cached: bool, latency_ms: float, ok: bool = True
+    ) -> None:
         if self.ledger is None:
             return
         await self.ledger.arecord(
-            provider=self.provider, kind="asr", units=seconds,
-            cost=self.prices.asr_cost(seconds) if ok else 0.0, cached=cached,
-            call_id=current_call.get(), latency_ms=latency_ms, ok=ok)
+            provider=self.provider,
+            kind="asr",
+            units=seconds,
+            cost=self.prices.asr_cost(seconds) if ok else 0.0,
+            cached=cached,
+            call_id=current_call.get(),
+            latency_ms=latency_ms,
+            ok=ok,
+        )
 
     async def warm_up(self) -> None:
         await self.client.warm()
@@ -127,8 +161,9 @@ def _from_cache(raw: bytes) -> AsrResult:
 
 
 class OpenAiAsrSession(AsrSession):
-    def __init__(self, engine: OpenAiAsrEngine, language: str | None,
-                 context: str | None = None) -> None:
+    def __init__(
+        self, engine: OpenAiAsrEngine, language: str | None, context: str | None = None
+    ) -> None:
         self.engine = engine
         self.language = language
         self.context = context

@@ -29,8 +29,13 @@ class AsrStage(Stage):
 
     name = "asr"
 
-    def __init__(self, engine: AsrEngine, language: str | None, partial_interval_ms: int = 300,
-                 context: bool = False):
+    def __init__(
+        self,
+        engine: AsrEngine,
+        language: str | None,
+        partial_interval_ms: int = 300,
+        context: bool = False,
+    ):
         super().__init__()
         self.engine = engine
         self.language = language

@@ -165,8 +165,9 @@ class SharedModel:
     finals_pending: int = field(default=0, init=False)  # final decodes submitted, not done
     _count_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     partials_skipped: int = field(default=0, init=False)
-    _tokenizers: dict[tuple[str | None, str | None], _Prompt] = field(default_factory=dict,
-                                                                       init=False)
+    _tokenizers: dict[tuple[str | None, str | None], _Prompt] = field(
+        default_factory=dict, init=False
+    )
 
     def __post_init__(self) -> None:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"whisper-{self.path.name}")
@@ -187,8 +188,9 @@ class SharedModel:
     def loaded(self) -> bool:
         return self._model is not None
 
-    def tokenizer(self, language: str | None, context: str | None = None
-                  ) -> tuple[Tokenizer, list[int], list[int]]:
+    def tokenizer(
+        self, language: str | None, context: str | None = None
+    ) -> tuple[Tokenizer, list[int], list[int]]:
         """(tokenizer, decoder prompt, suppressed tokens) for ``language``; worker only.
 
         ``context`` becomes Whisper's "previous text" (faster-whisper's ``initial_prompt``:
@@ -272,23 +274,28 @@ class WhisperEngine(AsrEngine):
         """Longest audio decoded in one piece (the encoder's 30 s less the tail pad)."""
         return (_MAX_FRAMES - 1) / _FRAMES_PER_S - self.tail_pad_s
 
-    def session(self, language: str | None = None, *, context: str | None = None
-                ) -> WhisperSession:
+    def session(self, language: str | None = None, *, context: str | None = None) -> WhisperSession:
         lang = normalize_language(language)
         if self._shared.loaded:
             self._check_language(lang)
         return WhisperSession(self, lang, context)
 
-    async def transcribe(self, audio: np.ndarray, language: str | None = None, *,
-                         context: str | None = None) -> AsrResult:
-        return await self.run(_as_float32(audio), normalize_language(language),
-                              context=context)
+    async def transcribe(
+        self, audio: np.ndarray, language: str | None = None, *, context: str | None = None
+    ) -> AsrResult:
+        return await self.run(_as_float32(audio), normalize_language(language), context=context)
 
     async def warm_up(self) -> None:
         await self.run(np.zeros(SAMPLE_RATE // 2, dtype=np.float32), None)
 
-    async def run(self, audio: np.ndarray, language: str | None, *,
-                  partial: bool = False, context: str | None = None) -> AsrResult:
+    async def run(
+        self,
+        audio: np.ndarray,
+        language: str | None,
+        *,
+        partial: bool = False,
+        context: str | None = None,
+    ) -> AsrResult:
         """Decode float32 ``audio`` on the model's worker (``language`` already normalized).
 
         Finals go before partials: the worker is shared by every call, and a caller
@@ -299,19 +306,22 @@ class WhisperEngine(AsrEngine):
         loop = asyncio.get_running_loop()
         shared = self._shared
         if partial:
-            return await loop.run_in_executor(shared.executor, self._partial, audio, language,
-                                              context)
+            return await loop.run_in_executor(
+                shared.executor, self._partial, audio, language, context
+            )
         with shared._count_lock:
             shared.finals_pending += 1
         try:
-            return await loop.run_in_executor(shared.executor, self.decode, audio, language,
-                                              context)
+            return await loop.run_in_executor(
+                shared.executor, self.decode, audio, language, context
+            )
         finally:
             with shared._count_lock:
                 shared.finals_pending -= 1
 
-    def _partial(self, audio: np.ndarray, language: str | None, context: str | None = None
-                 ) -> AsrResult:
+    def _partial(
+        self, audio: np.ndarray, language: str | None, context: str | None = None
+    ) -> AsrResult:
         shared = self._shared
         if shared.finals_pending:
             with shared._count_lock:
@@ -320,8 +330,13 @@ class WhisperEngine(AsrEngine):
         return self.decode(audio, language, context)
 
     async def transcribe_segments(
-        self, audio: np.ndarray, language: str | None = None, *, prompt: str | None = None,
-        temperature: float = 0.0, word_timestamps: bool = False,
+        self,
+        audio: np.ndarray,
+        language: str | None = None,
+        *,
+        prompt: str | None = None,
+        temperature: float = 0.0,
+        word_timestamps: bool = False,
     ) -> tuple[Any, list[Any]]:
         """faster-whisper's own segmented transcription of a whole file: ``(info, segments)``
         with timestamps, for the speech API's srt/vtt/verbose_json. Runs on the model's
@@ -332,17 +347,22 @@ class WhisperEngine(AsrEngine):
             self._check_language(lang)
             wm = self._shared.load()
             segments, info = wm.transcribe(
-                _as_float32(audio), language=lang if wm.model.is_multilingual else "en",
-                initial_prompt=prompt or None, temperature=temperature,
-                beam_size=self.beam_size, word_timestamps=word_timestamps,
-                condition_on_previous_text=False)
+                _as_float32(audio),
+                language=lang if wm.model.is_multilingual else "en",
+                initial_prompt=prompt or None,
+                temperature=temperature,
+                beam_size=self.beam_size,
+                word_timestamps=word_timestamps,
+                condition_on_previous_text=False,
+            )
             return info, list(segments)
 
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._shared.executor, work)
 
-    def decode(self, audio: np.ndarray, language: str | None, context: str | None = None
-               ) -> AsrResult:
+    def decode(
+        self, audio: np.ndarray, language: str | None, context: str | None = None
+    ) -> AsrResult:
         """Blocking decode of a whole clip; ``run`` calls it on the model's worker thread."""
         wm = self._shared.load()
         self._check_language(language)
@@ -370,7 +390,10 @@ class WhisperEngine(AsrEngine):
             raise ValueError(f"{self.model_name} is English-only; cannot transcribe {language!r}")
 
     def _decode_window(
-        self, wm: WhisperModel, audio: np.ndarray, language: str | None,
+        self,
+        wm: WhisperModel,
+        audio: np.ndarray,
+        language: str | None,
         context: str | None = None,
     ) -> _WindowResult:
         min_len = int(_MIN_AUDIO_S * SAMPLE_RATE)
@@ -400,8 +423,9 @@ class WhisperEngine(AsrEngine):
         if not looped and len(result.sequences_ids[0]) >= budget < _MAX_NEW_TOKENS:
             # Out of budget without a loop: fast or dense speech, not a hallucination - but
             # three times the budget is plenty (a loop the collapse missed stops there).
-            result, text, _ = self._generate(wm, encoded, prompt, suppress, tok,
-                                             min(3 * budget, _MAX_NEW_TOKENS))
+            result, text, _ = self._generate(
+                wm, encoded, prompt, suppress, tok, min(3 * budget, _MAX_NEW_TOKENS)
+            )
         ids = result.sequences_ids[0]
         # CTranslate2 reports the length-normalised score; recover the sum, then average
         # over the tokens plus end-of-text as faster-whisper does.
@@ -448,8 +472,9 @@ class WhisperSession(AsrSession):
     is kept, so later partials skip the (full-window) detection.
     """
 
-    def __init__(self, engine: WhisperEngine, language: str | None,
-                 context: str | None = None) -> None:
+    def __init__(
+        self, engine: WhisperEngine, language: str | None, context: str | None = None
+    ) -> None:
         self._engine = engine
         self.language = language
         self.context = context
@@ -490,8 +515,9 @@ class WhisperSession(AsrSession):
 
     async def _decode(self, partial: bool = False) -> AsrResult:
         samples = self._len
-        result = await self._engine.run(self._buf[:samples], self.language, partial=partial,
-                                        context=self.context)
+        result = await self._engine.run(
+            self._buf[:samples], self.language, partial=partial, context=self.context
+        )
         if self.language is None and result.text and samples >= _PIN_LANGUAGE_S * SAMPLE_RATE:
             self.language = result.language
         return result

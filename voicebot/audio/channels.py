@@ -30,8 +30,9 @@ def _resample(pcm: np.ndarray, rate: int, to: int) -> np.ndarray:
     return out.astype(np.int16)
 
 
-def _roundtrip(pcm: np.ndarray, rate: int, codec: str, frame: int,
-               bit_rate: int | None = None) -> np.ndarray:
+def _roundtrip(
+    pcm: np.ndarray, rate: int, codec: str, frame: int, bit_rate: int | None = None
+) -> np.ndarray:
     """Encode ``pcm`` with ``codec`` in ``frame``-sample frames and decode it again."""
     encoder = av.CodecContext.create(codec, "w")
     encoder.sample_rate = rate
@@ -50,8 +51,9 @@ def _roundtrip(pcm: np.ndarray, rate: int, codec: str, frame: int,
     out: list[np.ndarray] = []
     packets = []
     for k in range(0, len(padded), frame):
-        f = av.AudioFrame.from_ndarray(padded[k:k + frame].reshape(1, -1), format="s16",
-                                       layout="mono")
+        f = av.AudioFrame.from_ndarray(
+            padded[k : k + frame].reshape(1, -1), format="s16", layout="mono"
+        )
         f.sample_rate = rate
         f.pts = k
         f.time_base = fractions.Fraction(1, rate)
@@ -92,21 +94,20 @@ def voiced_power(pcm: np.ndarray, rate: int = 16000) -> float:
     x = pcm.astype(np.float64)
     n = len(x) // frame
     if n == 0:
-        return float(np.mean(x ** 2)) if len(x) else 0.0
+        return float(np.mean(x**2)) if len(x) else 0.0
     powers = np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1)
     loud = powers[powers >= 0.1 * powers.max()] if powers.max() > 0 else powers
     return float(loud.mean())
 
 
-def add_noise(pcm: np.ndarray, noise: np.ndarray, snr_db: float, rate: int = 16000
-              ) -> np.ndarray:
+def add_noise(pcm: np.ndarray, noise: np.ndarray, snr_db: float, rate: int = 16000) -> np.ndarray:
     """``pcm`` with ``noise`` (looped or cut to length) mixed in at ``snr_db``."""
     if len(pcm) == 0:
         return pcm
     reps = -(-len(pcm) // max(len(noise), 1))
     bed = np.tile(noise.astype(np.float64), reps)[: len(pcm)]
     speech = voiced_power(pcm, rate)
-    noise_power = float(np.mean(bed ** 2)) or 1.0
+    noise_power = float(np.mean(bed**2)) or 1.0
     gain = np.sqrt(speech / noise_power / (10 ** (snr_db / 10)))
     mixed = pcm.astype(np.float64) + gain * bed
     return np.clip(mixed, -32768, 32767).astype(np.int16)

@@ -96,8 +96,9 @@ class StreamEncoder:
             self._sink = _Sink()
             # Ogg pages would otherwise hold a second of audio before anything goes out
             options = {"page_duration": "100000"} if container_fmt == "ogg" else {}
-            self._container = av.open(self._sink, mode="w", format=container_fmt,
-                                      container_options=options)
+            self._container = av.open(
+                self._sink, mode="w", format=container_fmt, container_options=options
+            )
             self._stream = self._container.add_stream(codec, rate=self.rate)
             self._stream.layout = "mono"  # type: ignore[union-attr]
             if self.fmt in ("mp3", "aac", "opus"):
@@ -136,10 +137,15 @@ class StreamEncoder:
 def wav_stream_header(rate: int, channels: int = 1) -> bytes:
     """A 16-bit PCM WAV header for a stream of unknown length."""
     unknown = 0xFFFFFFFF
-    return (b"RIFF" + struct.pack("<I", unknown) + b"WAVE"
-            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * channels * 2,
-                                    channels * 2, 16)
-            + b"data" + struct.pack("<I", unknown))
+    return (
+        b"RIFF"
+        + struct.pack("<I", unknown)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * channels * 2, channels * 2, 16)
+        + b"data"
+        + struct.pack("<I", unknown)
+    )
 
 
 def stream_encoder(fmt: str, rate: int) -> StreamEncoder:

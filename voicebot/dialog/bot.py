@@ -65,30 +65,66 @@ def bind(src: FlowSource, intents: IntentSet) -> tuple[Bot, list[Diagnostic]]:
     for ref in src.refs:
         where = (ref.src.file, *ref.src.at(ref.path, key=ref.key))
         if ref.kind == "intent" and ref.name not in names:
-            diags.append(ref.src.diag(ref.path, "E405", f"unknown intent {ref.name!r}"
-                                      f"{did_you_mean(ref.name, names)}", key=ref.key))
+            diags.append(
+                ref.src.diag(
+                    ref.path,
+                    "E405",
+                    f"unknown intent {ref.name!r}{did_you_mean(ref.name, names)}",
+                    key=ref.key,
+                )
+            )
         elif ref.kind == "confirm" and ref.name not in names and where not in confirm_reported:
             confirm_reported.add(where)  # type: ignore[arg-type]
             missing = [n for n in ("affirm", "deny") if n not in names]
-            diags.append(ref.src.diag(ref.path, "E410", "'confirm' needs the intents "
-                                      f"{' and '.join(map(repr, missing))} in the intent files"))
+            diags.append(
+                ref.src.diag(
+                    ref.path,
+                    "E410",
+                    "'confirm' needs the intents "
+                    f"{' and '.join(map(repr, missing))} in the intent files",
+                )
+            )
         elif ref.kind == "slot" and ref.name not in slots:
-            diags.append(ref.src.diag(ref.path, "E413", f"no intent has a slot {ref.name!r}"
-                                      f"{did_you_mean(ref.name, slots)}"))
+            diags.append(
+                ref.src.diag(
+                    ref.path,
+                    "E413",
+                    f"no intent has a slot {ref.name!r}{did_you_mean(ref.name, slots)}",
+                )
+            )
         elif ref.kind == "value" and ref.name not in values:
-            diags.append(ref.diag("E406", f"undeclared slot {ref.name!r}"
-                                  f"{did_you_mean(ref.name, values)} (slots come from the "
-                                  "intent files, values from a hook's 'returns')"))
-        elif (ref.kind == "type" and ref.name != TEXT_TYPE
-              and _type_named(ref.name, intents, slots) is None):
-            diags.append(ref.src.diag(ref.path, "E406", f"unknown slot type {ref.name!r} "
-                                      "(a slot name, a slot type, or 'text')"))
+            diags.append(
+                ref.diag(
+                    "E406",
+                    f"undeclared slot {ref.name!r}"
+                    f"{did_you_mean(ref.name, values)} (slots come from the "
+                    "intent files, values from a hook's 'returns')",
+                )
+            )
+        elif (
+            ref.kind == "type"
+            and ref.name != TEXT_TYPE
+            and _type_named(ref.name, intents, slots) is None
+        ):
+            diags.append(
+                ref.src.diag(
+                    ref.path,
+                    "E406",
+                    f"unknown slot type {ref.name!r} (a slot name, a slot type, or 'text')",
+                )
+            )
     flow = src.flow
     missing = [lang for lang in flow.languages if lang not in intents.languages]
     if missing and src.languages_at:
         lsrc, path = src.languages_at
-        diags.append(lsrc.diag(path, "E415", f"the intent files have no {', '.join(missing)} "
-                               f"(they cover {', '.join(intents.languages) or 'nothing'})"))
+        diags.append(
+            lsrc.diag(
+                path,
+                "E415",
+                f"the intent files have no {', '.join(missing)} "
+                f"(they cover {', '.join(intents.languages) or 'nothing'})",
+            )
+        )
     speakers: dict[str, Speaker] = {slot: kind.speak for slot, kind in slots.items()}
     speakers.update(dict.fromkeys(dates, speak_date))
     for name, kind in src.hook_values.items():
@@ -97,8 +133,9 @@ def bind(src: FlowSource, intents: IntentSet) -> tuple[Bot, list[Diagnostic]]:
         slot_type = _type_named(kind, intents, slots) if kind and kind != TEXT_TYPE else None
         if slot_type is not None:
             speakers[name] = slot_type.speak
-    collectors = {slot: frozenset(i.name for i in names.values() if slot in i.slots)
-                  for slot in slots}
+    collectors = {
+        slot: frozenset(i.name for i in names.values() if slot in i.slots) for slot in slots
+    }
     return Bot(flow, collectors, speakers, frozenset(names)), diags
 
 
@@ -120,14 +157,17 @@ class LoadedBot:
         if key not in self._matchers:
             matcher = IntentMatcher(self.intents, language, today=today)
             # each state's candidate tables, built now rather than in a call's first turn
-            matcher.warm(self.bot.actions(state) for state in self.bot.flow.states.values()
-                         if state.waits)
+            matcher.warm(
+                self.bot.actions(state) for state in self.bot.flow.states.values() if state.waits
+            )
             self._matchers[key] = matcher
         return self._matchers[key]
 
 
-def check_files(flow_paths: Sequence[str | Path], intent_paths: Sequence[str | Path],
-                ) -> tuple[Bot | None, IntentSet | None, list[Diagnostic]]:
+def check_files(
+    flow_paths: Sequence[str | Path],
+    intent_paths: Sequence[str | Path],
+) -> tuple[Bot | None, IntentSet | None, list[Diagnostic]]:
     """Load and cross-check flow and intent files; every diagnostic, errors and warnings."""
     from voicebot.nlu.template_matcher import load_intents
 
@@ -144,23 +184,30 @@ def check_pipeline_dialog(config: PipelineConfig) -> tuple[LoadedBot | None, lis
     d = config.dialog
     if d.type != "flow":
         return None, []
-    return check_dialog(tuple(d.flow), tuple(d.intents), config.language,
-                        str(config.path) if config.path else None)
+    return check_dialog(
+        tuple(d.flow), tuple(d.intents), config.language, str(config.path) if config.path else None
+    )
 
 
-def check_dialog(flow: Sequence[str], intent_files: Sequence[str], language: str,
-                 pipeline: str | None = None) -> tuple[LoadedBot | None, list[Diagnostic]]:
+def check_dialog(
+    flow: Sequence[str], intent_files: Sequence[str], language: str, pipeline: str | None = None
+) -> tuple[LoadedBot | None, list[Diagnostic]]:
     """Like ``check_files``, plus: the flow and the intents speak ``language``."""
     bot, intents, diags = check_files(flow, intent_files)
     if bot is not None and pipeline is not None:
         psrc, _ = load(pipeline)
         at = ("language",) if ("language",) in psrc.positions else ("dialog", "flow")
         if bot.flow.languages and language not in bot.flow.languages:
-            diags.append(psrc.diag(at, "E415", f"the flow has no {language!r} prompts "
-                                   f"(it speaks {', '.join(bot.flow.languages)})"))
+            diags.append(
+                psrc.diag(
+                    at,
+                    "E415",
+                    f"the flow has no {language!r} prompts "
+                    f"(it speaks {', '.join(bot.flow.languages)})",
+                )
+            )
         if intents is not None and language not in intents.languages:
-            diags.append(psrc.diag(at, "E415", f"the intent files have no {language!r} "
-                                   "templates"))
+            diags.append(psrc.diag(at, "E415", f"the intent files have no {language!r} templates"))
     if bot is None or intents is None or errors(diags):
         return None, diags
     return LoadedBot(bot, intents, [d for d in diags if d.severity != "error"]), diags
@@ -181,8 +228,9 @@ def _unique(diags: list[Diagnostic]) -> list[Diagnostic]:
 
 
 @functools.cache
-def _cached(flow: tuple[str, ...], intents: tuple[str, ...], language: str,
-            pipeline: str | None) -> LoadedBot:
+def _cached(
+    flow: tuple[str, ...], intents: tuple[str, ...], language: str, pipeline: str | None
+) -> LoadedBot:
     loaded, diags = check_dialog(flow, intents, language, pipeline)
     if loaded is None:
         raise ConfigError(errors(diags))
@@ -192,5 +240,6 @@ def _cached(flow: tuple[str, ...], intents: tuple[str, ...], language: str,
 def load_bot(config: PipelineConfig) -> LoadedBot:
     """The process-wide bot of a flow pipeline; raises ``ConfigError`` on any error."""
     d = config.dialog
-    return _cached(tuple(d.flow), tuple(d.intents), config.language,
-                   str(config.path) if config.path else None)
+    return _cached(
+        tuple(d.flow), tuple(d.intents), config.language, str(config.path) if config.path else None
+    )

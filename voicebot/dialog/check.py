@@ -46,9 +46,18 @@ def check_direct(flows: list[str], intents: list[str]) -> list[Diagnostic]:
         return check_files(flows, intents)[2]
     if flows:
         diags = read_flow(list(flows))[1]
-        return [*diags, Diagnostic(flows[0], 1, 1, "W404", "no intent files given: intents and "
-                                   "slots were not checked (pass them too, or the pipeline)",
-                                   "warning")]
+        return [
+            *diags,
+            Diagnostic(
+                flows[0],
+                1,
+                1,
+                "W404",
+                "no intent files given: intents and "
+                "slots were not checked (pass them too, or the pipeline)",
+                "warning",
+            ),
+        ]
     from voicebot.nlu.template_matcher import load_intents
 
     return load_intents(intents)[1]

@@ -75,12 +75,19 @@ def load_corpus(path: str | Path, loaded: LoadedBot | None = None) -> Corpus:
     src, diags = load(path)
     data = src.data
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
-        raise ConfigError(diags or [src.diag((), "E601", "a corpus file is a mapping with "
-                                             "'language', 'today' and 'items'")])
+        raise ConfigError(
+            diags
+            or [
+                src.diag(
+                    (), "E601", "a corpus file is a mapping with 'language', 'today' and 'items'"
+                )
+            ]
+        )
     for key in data:
         if key not in TOP:
-            diags.append(src.diag((key,), "E602", f"unknown key {key!r}"
-                                  f"{did_you_mean(key, TOP)}", key=True))
+            diags.append(
+                src.diag((key,), "E602", f"unknown key {key!r}{did_you_mean(key, TOP)}", key=True)
+            )
     today = data.get("today")
     if not isinstance(today, dt.date):
         diags.append(src.diag(("today",), "E606", "'today' must be a date (YYYY-MM-DD)"))
@@ -96,15 +103,31 @@ def load_corpus(path: str | Path, loaded: LoadedBot | None = None) -> Corpus:
             continue
         for key in node:
             if key not in ITEM:
-                diags.append(src.diag((*at, key), "E602", f"unknown key {key!r}"
-                                      f"{did_you_mean(key, ITEM)}", key=True))
+                diags.append(
+                    src.diag(
+                        (*at, key),
+                        "E602",
+                        f"unknown key {key!r}{did_you_mean(key, ITEM)}",
+                        key=True,
+                    )
+                )
         state, say, intent = node.get("state"), node.get("say"), node.get("intent")
         if states is not None and state not in states:
-            diags.append(src.diag((*at, "state"), "E603", f"unknown state {state!r}"
-                                  f"{did_you_mean(str(state), states)}"))
+            diags.append(
+                src.diag(
+                    (*at, "state"),
+                    "E603",
+                    f"unknown state {state!r}{did_you_mean(str(state), states)}",
+                )
+            )
         if intents is not None and intent != NONE and intent not in intents:
-            diags.append(src.diag((*at, "intent"), "E604", f"unknown intent {intent!r}"
-                                  f"{did_you_mean(str(intent), intents)}"))
+            diags.append(
+                src.diag(
+                    (*at, "intent"),
+                    "E604",
+                    f"unknown intent {intent!r}{did_you_mean(str(intent), intents)}",
+                )
+            )
         if not isinstance(say, str) or not say.strip():
             diags.append(src.diag((*at, "say"), "E606", "'say' must be the caller's words"))
             continue
@@ -116,14 +139,21 @@ def load_corpus(path: str | Path, loaded: LoadedBot | None = None) -> Corpus:
                 continue
             for name in values:
                 if slot_names is not None and name not in slot_names:
-                    diags.append(src.diag((*at, section, name), "E605", f"unknown slot {name!r}"
-                                          f"{did_you_mean(str(name), slot_names)}", key=True))
+                    diags.append(
+                        src.diag(
+                            (*at, section, name),
+                            "E605",
+                            f"unknown slot {name!r}{did_you_mean(str(name), slot_names)}",
+                            key=True,
+                        )
+                    )
         line, _ = src.at(at)
         items.append(Item(str(state), say, str(intent), dict(slots), dict(context), line))
     if [d for d in diags if d.severity == "error"]:
         raise ConfigError(diags)
-    return Corpus(str(path), str(data.get("language", "")), today,
-                  str(data.get("written_by", "")), items)
+    return Corpus(
+        str(path), str(data.get("language", "")), today, str(data.get("written_by", "")), items
+    )
 
 
 class _Gold(Matcher):
@@ -133,8 +163,14 @@ class _Gold(Matcher):
         self.found = match
         self.language = language
 
-    def match(self, text: str, allowed: Collection[str] | None = None, *,
-              interim: bool = False, expect: str | None = None) -> Match | None:
+    def match(
+        self,
+        text: str,
+        allowed: Collection[str] | None = None,
+        *,
+        interim: bool = False,
+        expect: str | None = None,
+    ) -> Match | None:
         if self.found is None or (allowed is not None and self.found.intent not in allowed):
             return None
         return self.found
@@ -171,14 +207,19 @@ def gold_values(item: Item, today: dt.date) -> dict[str, Any]:
     return values
 
 
-def _conversation(loaded: LoadedBot, matcher: Matcher, item: Item, language: str
-                  ) -> tuple[Conversation, list[dict[str, Any]]]:
+def _conversation(
+    loaded: LoadedBot, matcher: Matcher, item: Item, language: str
+) -> tuple[Conversation, list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
-    conv = Conversation(loaded.bot, matcher, MemoryOutcomeStore(), call_id="corpus",
-                        emit=lambda type, **f: events.append({"type": type, **f}),
-                        language=language)
-    conv.place(item.state, gold_values(Item(item.state, "", NONE, item.context),
-                                       _today(matcher)))
+    conv = Conversation(
+        loaded.bot,
+        matcher,
+        MemoryOutcomeStore(),
+        call_id="corpus",
+        emit=lambda type, **f: events.append({"type": type, **f}),
+        language=language,
+    )
+    conv.place(item.state, gold_values(Item(item.state, "", NONE, item.context), _today(matcher)))
     return conv, events
 
 
@@ -191,8 +232,9 @@ def _canon(values: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in values.items() if v is not None}
 
 
-async def score_turn(loaded: LoadedBot, matcher: Matcher, item: Item, language: str,
-                     heard: str | None = None) -> TurnScore:
+async def score_turn(
+    loaded: LoadedBot, matcher: Matcher, item: Item, language: str, heard: str | None = None
+) -> TurnScore:
     """Run ``item`` (or ``heard``, a transcript of it) and its labelled reading."""
     text = item.say if heard is None else heard
     today = _today(matcher)
@@ -210,15 +252,21 @@ async def score_turn(loaded: LoadedBot, matcher: Matcher, item: Item, language: 
     matched = next((e for e in events if e["type"] == "intent"), None)
     intent = matched["name"] if matched else NONE
     got, want = _canon(conv.slots), _canon(gold.slots)
-    success = conv.state_name == gold.state_name and got == want and (
-        conv.ended == gold.ended)
-    expected_action = loaded.bot.route(conv.flow.states[item.state], item.intent) \
-        if accepted else None
+    success = conv.state_name == gold.state_name and got == want and (conv.ended == gold.ended)
+    expected_action = (
+        loaded.bot.route(conv.flow.states[item.state], item.intent) if accepted else None
+    )
     action = loaded.bot.route(conv.flow.states[item.state], intent) if matched else None
     if matched:  # the same intent, or one the state sends to the same place
-        intent_ok = accepted and (intent == item.intent or (
-            action is not None and expected_action is not None
-            and action[1] == expected_action[1] and action[1] is not None))
+        intent_ok = accepted and (
+            intent == item.intent
+            or (
+                action is not None
+                and expected_action is not None
+                and action[1] == expected_action[1]
+                and action[1] is not None
+            )
+        )
     else:
         intent_ok = not accepted
     changed = {k: v for k, v in got.items() if _canon(before).get(k) != v}
@@ -227,11 +275,24 @@ async def score_turn(loaded: LoadedBot, matcher: Matcher, item: Item, language: 
         labelled["day_date"] = str(item.slots["date"])
     right = sum(1 for k, v in labelled.items() if changed.get(k, _canon(before).get(k)) == v)
     wrong_value = any(k in want and want[k] != v for k, v in changed.items()) or any(
-        k not in want for k in changed if not k.endswith("_date"))
+        k not in want for k in changed if not k.endswith("_date")
+    )
     wrong_action = bool(matched) and (not intent_ok or wrong_value)
-    return TurnScore(item, text, intent, changed, success, intent_ok, right, len(labelled),
-                     not matched and item.intent != NONE, wrong_action, match_ms,
-                     conv.state_name, gold.state_name)
+    return TurnScore(
+        item,
+        text,
+        intent,
+        changed,
+        success,
+        intent_ok,
+        right,
+        len(labelled),
+        not matched and item.intent != NONE,
+        wrong_action,
+        match_ms,
+        conv.state_name,
+        gold.state_name,
+    )
 
 
 @dataclass
@@ -268,8 +329,9 @@ class Summary:
         }
 
 
-async def score_corpus(loaded: LoadedBot, matcher: Matcher, corpus: Corpus,
-                       heard: dict[int, str] | None = None) -> tuple[Summary, list[TurnScore]]:
+async def score_corpus(
+    loaded: LoadedBot, matcher: Matcher, corpus: Corpus, heard: dict[int, str] | None = None
+) -> tuple[Summary, list[TurnScore]]:
     """Every item (``heard``: item index -> a transcript to use instead of the text)."""
     summary = Summary()
     turns = []
@@ -281,4 +343,3 @@ async def score_corpus(loaded: LoadedBot, matcher: Matcher, corpus: Corpus,
         summary.add(score)
         turns.append(score)
     return summary, turns
-

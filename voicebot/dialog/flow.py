@@ -170,8 +170,10 @@ class Bot:
     def actions(self, state: State) -> dict[str, str]:
         """Accepted intent -> what the state does with it: intents with the same action
         are one reading for the matcher's "two close readings" rule."""
-        return {intent: ":".join(str(p) for p in self.route(state, intent))
-                for intent in self.accepts(state)}
+        return {
+            intent: ":".join(str(p) for p in self.route(state, intent))
+            for intent in self.accepts(state)
+        }
 
 
 @dataclass(slots=True)
@@ -208,8 +210,16 @@ class FlowError(RuntimeError):
 class Conversation:
     """One call's walk through a flow."""
 
-    def __init__(self, bot: Bot, matcher: Matcher, store: OutcomeStore, *, call_id: str,
-                 emit: Emit | None = None, language: str | None = None) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        matcher: Matcher,
+        store: OutcomeStore,
+        *,
+        call_id: str,
+        emit: Emit | None = None,
+        language: str | None = None,
+    ) -> None:
         self.bot = bot
         self.flow = bot.flow
         self.matcher = matcher
@@ -307,17 +317,32 @@ class Conversation:
         kind, target = self.bot.route(state, match.intent)
         values = {k: v for k, v in match.slots.items() if v is not None}
         if kind == "confirm":  # "no, Saturday": a value said with the yes or no
-            values.update({k: v for k, v in match.mentioned.items()
-                           if v is not None and k in self.bot.collectors})
+            values.update(
+                {
+                    k: v
+                    for k, v in match.mentioned.items()
+                    if v is not None and k in self.bot.collectors
+                }
+            )
         changed = [k for k, v in values.items() if not _same(self.slots.get(k), v)]
         corrected = [k for k in changed if self.slots.get(k) is not None]
-        if kind == "confirm" and not changed and match.intent == CONFIRM_INTENTS[0] and (
-                not self._confirmable(match)):
+        if (
+            kind == "confirm"
+            and not changed
+            and match.intent == CONFIRM_INTENTS[0]
+            and (not self._confirmable(match))
+        ):
             return await self._no_match(state, text, reason="unconfirmed")
-        self.emit("intent", name=match.intent, slots=dict(match.slots),
-                  confidence=round(match.confidence, 3), matcher=match.matcher, text=match.text,
-                  **({"interim": True} if interim else {}),
-                  **({"mentioned": dict(match.mentioned)} if match.mentioned else {}))
+        self.emit(
+            "intent",
+            name=match.intent,
+            slots=dict(match.slots),
+            confidence=round(match.confidence, 3),
+            matcher=match.matcher,
+            text=match.text,
+            **({"interim": True} if interim else {}),
+            **({"mentioned": dict(match.mentioned)} if match.mentioned else {}),
+        )
         missing = self.no_matches + 1  # if this answer, too, lacks the slot asked for
         self.no_matches = self.silences = 0
         if kind == "global" and match.intent in self.flow.digressions and target != REPEAT:
@@ -336,16 +361,18 @@ class Conversation:
             self._pick_reading(state)
         if target == REPEAT:
             step = Step(self.last_prompt, self.last_barge_in, state.name)
-        elif kind == "collect" and self.slots.get(state.collect or "") is None and (
-                target == state.next):
+        elif (
+            kind == "collect"
+            and self.slots.get(state.collect or "") is None
+            and (target == state.next)
+        ):
             # a collect state heard other slots than the one it asks for: ask again, and
             # count it like a no-match - a caller who never gives it is not asked forever
             self.no_matches = missing
             if missing > state.no_match.reprompts and state.no_match.exit:
                 step = await self._enter(state.no_match.exit)
             else:
-                step = Step(self._text(state.reprompt or state.ask), state.barge_in,
-                            state.name)
+                step = Step(self._text(state.reprompt or state.ask), state.barge_in, state.name)
         else:
             assert target is not None
             step = await self._enter(target)
@@ -359,8 +386,13 @@ class Conversation:
 
     async def _no_match(self, state: State, text: str, reason: str | None = None) -> Step:
         self.no_matches += 1
-        self.emit("no_match", text=text, state=state.name, count=self.no_matches,
-                  **({"reason": reason} if reason else {}))
+        self.emit(
+            "no_match",
+            text=text,
+            state=state.name,
+            count=self.no_matches,
+            **({"reason": reason} if reason else {}),
+        )
         return await self._reprompt(state, state.no_match, self.no_matches)
 
     def _store(self, values: Mapping[str, Any]) -> None:
@@ -391,8 +423,7 @@ class Conversation:
         """Answer a global question mid-call; ``_enter`` returns to ``state`` afterwards.
         The question's slots ("are you open on Monday?") never touch the call's own."""
         if self._digression is None:
-            self._digression = _Digression(state.name, dict(self.slots),
-                                           dict(self.hook_values))
+            self._digression = _Digression(state.name, dict(self.slots), dict(self.hook_values))
         self._store(values)
         return await self._enter(target)
 
@@ -402,8 +433,9 @@ class Conversation:
                 return await self._enter(policy.exit)
             if policy is state.silence:
                 return Step(state=state.name)  # out of re-prompts: keep waiting quietly
-        text = " ".join(t for t in (self._text(policy.say), self._text(state.reprompt or state.ask))
-                        if t)
+        text = " ".join(
+            t for t in (self._text(policy.say), self._text(state.reprompt or state.ask)) if t
+        )
         return Step(text, state.barge_in, state.name)
 
     async def _enter(self, name: str) -> Step:
@@ -439,8 +471,13 @@ class Conversation:
                     outcomes.append(await self._commit(state.outcome))
             except Exception as exc:  # a hook or the store failed
                 target = state.on_error
-                self.emit("flow_error", state=name, message=str(exc), kind=type(exc).__name__,
-                          **({"goto": target} if target else {}))
+                self.emit(
+                    "flow_error",
+                    state=name,
+                    message=str(exc),
+                    kind=type(exc).__name__,
+                    **({"goto": target} if target else {}),
+                )
                 if not target:
                     raise FlowError(f"state {name!r}: {exc}") from exc
                 name = target
@@ -468,8 +505,9 @@ class Conversation:
                 continue
             break
         else:
-            raise FlowError(f"more than {MAX_HOPS} states without waiting for the caller "
-                            f"(last: {name!r})")
+            raise FlowError(
+                f"more than {MAX_HOPS} states without waiting for the caller (last: {name!r})"
+            )
         if self.ended:
             self._digression = None
         text = " ".join(texts)
@@ -485,8 +523,7 @@ class Conversation:
         self.hook_values.clear()
         self.hook_values.update(digression.hook_values)
         state = self.flow.states[digression.resume]
-        self.emit("state", **{"from": self.state_name or None, "to": state.name,
-                              "resumed": True})
+        self.emit("state", **{"from": self.state_name or None, "to": state.name, "resumed": True})
         self.state_name = state.name
         self.no_matches = self.silences = 0
         return self._text(state.ask or state.reprompt)
@@ -497,8 +534,14 @@ class Conversation:
         return prompt.render(self.language, self.values, self.bot.speakers)
 
     async def _call(self, state: State, spec: HookSpec) -> None:
-        call = HookCall(self.call_id, state.name, self.language, dict(self.values),
-                        dict(spec.args), self.flow.data)
+        call = HookCall(
+            self.call_id,
+            state.name,
+            self.language,
+            dict(self.values),
+            dict(spec.args),
+            self.flow.data,
+        )
         result = await run_hook(spec.fn, call, spec.timeout)
         unknown = set(result) - set(spec.returns)
         if unknown:
@@ -509,7 +552,7 @@ class Conversation:
     async def _commit(self, kind: str) -> Outcome:
         outcome = Outcome(self.call_id, kind, dict(self.slots), self.flow.name)
         outcome = await self.store.commit(outcome)
-        self.emit("outcome", kind=kind, slots=outcome.slots, id=outcome.id,
-                  created_at=outcome.created_at)
+        self.emit(
+            "outcome", kind=kind, slots=outcome.slots, id=outcome.id, created_at=outcome.created_at
+        )
         return outcome
-

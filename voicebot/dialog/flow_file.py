@@ -31,12 +31,31 @@ from voicebot.dialog.yamlutil import Reader, did_you_mean, unbool_keys
 from voicebot.yamlsrc import Diagnostic, Path_, Source, load
 
 TOP_KEYS = ("flow", "languages", "start", "defaults", "global", "data", "hook_modules", "states")
-STATE_KEYS = ("say", "ask", "reprompt", "on", "collect", "within", "confirm", "call", "branch",
-              "next", "transfer", "end", "outcome", "clear", "silence", "no_match", "barge_in",
-              "on_error")
+STATE_KEYS = (
+    "say",
+    "ask",
+    "reprompt",
+    "on",
+    "collect",
+    "within",
+    "confirm",
+    "call",
+    "branch",
+    "next",
+    "transfer",
+    "end",
+    "outcome",
+    "clear",
+    "silence",
+    "no_match",
+    "barge_in",
+    "on_error",
+)
 DEFAULT_KEYS = ("silence", "no_match", "barge_in", "on_error")
-POLICY_KEYS = {"silence": ("timeout_ms", "reprompts", "exit", "say"),
-               "no_match": ("reprompts", "exit", "say")}
+POLICY_KEYS = {
+    "silence": ("timeout_ms", "reprompts", "exit", "say"),
+    "no_match": ("reprompts", "exit", "say"),
+}
 CALL_KEYS = ("function", "args", "returns", "timeout_ms")
 GLOBAL_KEYS = ("goto", "return")
 
@@ -109,8 +128,9 @@ class FlowReader:
             src = docs[0][0]
             self.r.err(src, (), "E403", "missing 'languages' (e.g. [en, de]) in the flow files")
         if not flow.start:
-            self.r.err(docs[0][0], (), "E403", "missing 'start' (the first state) in the flow "
-                       "files")
+            self.r.err(
+                docs[0][0], (), "E403", "missing 'start' (the first state) in the flow files"
+            )
         self._defaults()
         for src, top in docs:
             states = top.get("states")
@@ -131,8 +151,13 @@ class FlowReader:
         if key in self.first:
             first_src, first_path = self.first[key]
             line = first_src.at(first_path, key=True)[0]
-            self.r.err(src, (key,), "E416",
-                       f"{key!r} is already defined in {first_src.file}:{line}", key=True)
+            self.r.err(
+                src,
+                (key,),
+                "E416",
+                f"{key!r} is already defined in {first_src.file}:{line}",
+                key=True,
+            )
             return False
         self.first[key] = (src, (key,))
         return True
@@ -151,13 +176,17 @@ class FlowReader:
         if "defaults" in top and self._once(src, "defaults"):
             node = r.keys(src, top["defaults"], ("defaults",), DEFAULT_KEYS, "'defaults'")
             self.defaults = (src, node)
-        for module in (r.names(src, top["hook_modules"], ("hook_modules",), "'hook_modules'")
-                       if "hook_modules" in top else []):
+        for module in (
+            r.names(src, top["hook_modules"], ("hook_modules",), "'hook_modules'")
+            if "hook_modules" in top
+            else []
+        ):
             try:
                 importlib.import_module(module)
             except ImportError as exc:
-                r.err(src, ("hook_modules",), "E411",
-                      f"cannot import hook module {module!r}: {exc}")
+                r.err(
+                    src, ("hook_modules",), "E411", f"cannot import hook module {module!r}: {exc}"
+                )
         for section, target in (("global", flow.handlers), ("data", flow.data)):
             node = top.get(section)
             if node is None:
@@ -167,8 +196,13 @@ class FlowReader:
                 continue
             for key, value in node.items():
                 if key in target:
-                    r.err(src, (section, key), "E416",
-                          f"{section} {key!r} is defined twice across flow files", key=True)
+                    r.err(
+                        src,
+                        (section, key),
+                        "E416",
+                        f"{section} {key!r} is defined twice across flow files",
+                        key=True,
+                    )
                     continue
                 if section == "global":
                     value = self._global(src, str(key), value)
@@ -184,16 +218,26 @@ class FlowReader:
         if isinstance(node, dict):
             data = r.keys(src, node, path, GLOBAL_KEYS, f"global handler {intent!r}")
             if "goto" not in data:
-                r.err(src, path, "E403", f"global handler {intent!r} needs 'goto' (the state "
-                      "that answers it)", key=True)
+                r.err(
+                    src,
+                    path,
+                    "E403",
+                    f"global handler {intent!r} needs 'goto' (the state that answers it)",
+                    key=True,
+                )
                 return None
             target = r.string(src, data["goto"], (*path, "goto"), "'goto'")
             self._state_ref(src, target, (*path, "goto"), repeat=True)
             if "return" in data:
                 if self._bool(src, data["return"], (*path, "return")):
                     if target == REPEAT:
-                        r.err(src, (*path, "return"), "E412", f"{REPEAT!r} always returns to "
-                              "the question: 'return' is for a state that answers a digression")
+                        r.err(
+                            src,
+                            (*path, "return"),
+                            "E412",
+                            f"{REPEAT!r} always returns to "
+                            "the question: 'return' is for a state that answers a digression",
+                        )
                     self.out.flow.digressions.add(intent)
             return target
         value = r.string(src, node, path, f"global handler for {intent!r}")
@@ -206,8 +250,13 @@ class FlowReader:
         if name in self.state_at:
             first_src, first_path = self.state_at[name]
             line = first_src.at(first_path, key=True)[0]
-            r.err(src, path, "E407", f"state {name!r} is already defined at {first_src.file}:"
-                  f"{line}", key=True)
+            r.err(
+                src,
+                path,
+                "E407",
+                f"state {name!r} is already defined at {first_src.file}:{line}",
+                key=True,
+            )
             return
         self.state_at[name] = (src, path)
         data = r.keys(src, node, path, STATE_KEYS, f"state {name!r}")
@@ -251,18 +300,28 @@ class FlowReader:
         check_shape(src, st.name, data, path, self.r)
         self.out.flow.states[name] = st
 
-    def _within(self, src: Source, node: Any, where: Path_, collects: bool
-                ) -> tuple[str, str] | None:
+    def _within(
+        self, src: Source, node: Any, where: Path_, collects: bool
+    ) -> tuple[str, str] | None:
         """``within: [open, close]``: of a time's readings ("8" is 08:00 or 20:00), take the
         one between these two values (hook values or slots, ``HH:MM``)."""
         if not collects:
-            self.r.err(src, where, "E403", "'within' needs 'collect' (the time it picks a "
-                       "reading of)", key=True)
+            self.r.err(
+                src,
+                where,
+                "E403",
+                "'within' needs 'collect' (the time it picks a reading of)",
+                key=True,
+            )
             return None
-        if (not isinstance(node, list) or len(node) != 2
-                or not all(isinstance(n, str) for n in node)):
-            self.r.err(src, where, "E402", "'within' must be a list of two value names, "
-                       "e.g. [open, close]")
+        if (
+            not isinstance(node, list)
+            or len(node) != 2
+            or not all(isinstance(n, str) for n in node)
+        ):
+            self.r.err(
+                src, where, "E402", "'within' must be a list of two value names, e.g. [open, close]"
+            )
             return None
         for i, name in enumerate(node):
             self.out.refs.append(Ref("value", name, src, (*where, i)))
@@ -290,8 +349,12 @@ class FlowReader:
         node = self.r.keys(src, data["confirm"], where, ("affirm", "deny"), "'confirm'")
         missing = [k for k in ("affirm", "deny") if k not in node]
         if missing and isinstance(data["confirm"], dict):
-            self.r.err(src, where, "E410", "'confirm' needs both 'affirm' and 'deny' targets "
-                       f"(missing {', '.join(missing)})")
+            self.r.err(
+                src,
+                where,
+                "E410",
+                f"'confirm' needs both 'affirm' and 'deny' targets (missing {', '.join(missing)})",
+            )
         st.confirm = {}
         for key, target in node.items():
             target = self.r.string(src, target, (*where, key), f"the {key!r} target")
@@ -315,17 +378,31 @@ class FlowReader:
             self._state_ref(src, goto, (*where, i, "goto"))
             when = node.get("if", {})
             if not isinstance(when, dict):
-                self.r.err(src, (*where, i, "if"), "E402", "'if' must map values to expected "
-                           "values (a list means any of, null means unset)")
+                self.r.err(
+                    src,
+                    (*where, i, "if"),
+                    "E402",
+                    "'if' must map values to expected "
+                    "values (a list means any of, null means unset)",
+                )
                 when = {}
             for name in when:
                 self.out.refs.append(Ref("value", str(name), src, (*where, i, "if", name), True))
             if when and i == len(rules) - 1:
-                self.r.err(src, (*where, i), "E414", "the last branch rule needs no 'if': it is "
-                           "the default when nothing else applies")
+                self.r.err(
+                    src,
+                    (*where, i),
+                    "E414",
+                    "the last branch rule needs no 'if': it is "
+                    "the default when nothing else applies",
+                )
             elif not when and i < len(rules) - 1:
-                self.r.err(src, (*where, i), "E414", "a rule without 'if' always applies: the "
-                           "rules after it are never used")
+                self.r.err(
+                    src,
+                    (*where, i),
+                    "E414",
+                    "a rule without 'if' always applies: the rules after it are never used",
+                )
             if goto:
                 st.branch.append(BranchRule(goto, {str(k): v for k, v in when.items()}))
 
@@ -351,8 +428,12 @@ class FlowReader:
         if isinstance(returns, list) and all(isinstance(n, str) for n in returns):
             returns = dict.fromkeys(returns)
         if not isinstance(returns, dict):
-            self.r.err(src, (*where, "returns"), "E402", "'returns' must map value names to "
-                       "slot types (or list names)")
+            self.r.err(
+                src,
+                (*where, "returns"),
+                "E402",
+                "'returns' must map value names to slot types (or list names)",
+            )
             returns = {}
         for name, kind in returns.items():
             spec.returns[str(name)] = kind if isinstance(kind, str) else None
@@ -364,8 +445,12 @@ class FlowReader:
             if isinstance(ms, int) and not isinstance(ms, bool) and 0 < ms <= 60000:
                 spec.timeout = ms / 1000
             else:
-                self.r.err(src, (*where, "timeout_ms"), "E402",
-                           f"'timeout_ms' must be an integer in [1, 60000], got {ms!r}")
+                self.r.err(
+                    src,
+                    (*where, "timeout_ms"),
+                    "E402",
+                    f"'timeout_ms' must be an integer in [1, 60000], got {ms!r}",
+                )
         return spec
 
     def _defaults(self) -> None:
@@ -378,8 +463,9 @@ class FlowReader:
         if "barge_in" in node:
             self.barge_in = self._bool(src, node["barge_in"], ("defaults", "barge_in"))
         if "on_error" in node:
-            self.on_error = self.r.string(src, node["on_error"], ("defaults", "on_error"),
-                                          "'on_error'")
+            self.on_error = self.r.string(
+                src, node["on_error"], ("defaults", "on_error"), "'on_error'"
+            )
             self._state_ref(src, self.on_error, ("defaults", "on_error"))
 
     def _policy(self, src: Source, kind: str, node: Any, where: Path_, policy: Policy) -> None:
@@ -390,8 +476,12 @@ class FlowReader:
                 continue
             value = data[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                self.r.err(src, (*where, key), "E402",
-                           f"{key!r} must be a non-negative integer, got {value!r}")
+                self.r.err(
+                    src,
+                    (*where, key),
+                    "E402",
+                    f"{key!r} must be a non-negative integer, got {value!r}",
+                )
             elif key == "reprompts":
                 policy.reprompts = value
             else:
@@ -415,8 +505,12 @@ class FlowReader:
         langs = self.out.flow.languages
         if isinstance(node, str):
             if len(langs) > 1:
-                self.r.err(src, path, "E408", f"needs a variant per language ({', '.join(langs)})"
-                           f", e.g. {{{langs[0]}: ...}}")
+                self.r.err(
+                    src,
+                    path,
+                    "E408",
+                    f"needs a variant per language ({', '.join(langs)}), e.g. {{{langs[0]}: ...}}",
+                )
                 return None
             node = {langs[0] if langs else "": node}
             where = {lang: path for lang in node}
@@ -427,23 +521,30 @@ class FlowReader:
                 self.r.err(src, path, "E408", f"missing language variant {', '.join(missing)}")
             for lang in node:
                 if langs and lang not in langs:
-                    self.r.warn(src, (*path, lang), "W403", f"variant {lang!r} is not one of the "
-                                f"flow's languages ({', '.join(langs)})", key=True)
+                    self.r.warn(
+                        src,
+                        (*path, lang),
+                        "W403",
+                        f"variant {lang!r} is not one of the flow's languages ({', '.join(langs)})",
+                        key=True,
+                    )
         else:
             self.r.err(src, path, "E402", "a prompt is a mapping of language -> text")
             return None
         texts: dict[str, str] = {}
         for lang, text in node.items():
             if not isinstance(text, str):
-                self.r.err(src, where[str(lang)], "E402", f"prompt text must be a string, got "
-                           f"{text!r}")
+                self.r.err(
+                    src, where[str(lang)], "E402", f"prompt text must be a string, got {text!r}"
+                )
                 continue
             try:
                 parts = parse_template(text)
             except TemplateError as exc:
                 line, col = self.r.template_col(src, where[str(lang)], exc.offset)
-                self.r.diags.append(Diagnostic(src.file, line, col, "E409",
-                                               f"template syntax: {exc}"))
+                self.r.diags.append(
+                    Diagnostic(src.file, line, col, "E409", f"template syntax: {exc}")
+                )
                 continue
             texts[str(lang)] = text
             for part in parts:
@@ -452,15 +553,15 @@ class FlowReader:
                     self.out.refs.append(Ref("value", part.name, src, where[str(lang)], at=at))
         return Prompt.of(texts) if texts else None
 
-    def _state_ref(self, src: Source, name: str | None, path: Path_, repeat: bool = False
-                   ) -> None:
+    def _state_ref(self, src: Source, name: str | None, path: Path_, repeat: bool = False) -> None:
         if name:
             self.refs.append((name, src, path, repeat))
 
     # --- whole-graph checks ------------------------------------------------------
+
+
 def read_flow(paths: list[str | Path]) -> tuple[FlowSource, list[Diagnostic]]:
     """Parse flow files; diagnostics hold errors and warnings (``severity``)."""
     reader = FlowReader()
     out = reader.read(paths)
     return out, reader.diags
-

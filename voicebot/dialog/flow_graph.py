@@ -17,8 +17,9 @@ from voicebot.yamlsrc import Path_, Source
 StateRef = tuple[str, Source, Path_, bool]  # name, where, "@repeat" allowed
 
 
-def check_graph(flow: Flow, refs: list[StateRef], state_at: dict[str, tuple[Source, Path_]],
-                r: Reader) -> None:
+def check_graph(
+    flow: Flow, refs: list[StateRef], state_at: dict[str, tuple[Source, Path_]], r: Reader
+) -> None:
     states = flow.states
     for name, src, path, repeat in refs:
         if name == REPEAT and not repeat:
@@ -31,18 +32,35 @@ def check_graph(flow: Flow, refs: list[StateRef], state_at: dict[str, tuple[Sour
     for name, st in states.items():
         src, path = state_at[name]
         if name not in seen:
-            r.warn(src, path, "W401", f"state {name!r} is unreachable from {flow.start!r}",
-                   key=True)
+            r.warn(
+                src, path, "W401", f"state {name!r} is unreachable from {flow.start!r}", key=True
+            )
         if not st.final and not st.branch and st.ask is None and st.next is None:
-            r.warn(src, path, "W402", f"dead end: state {name!r} neither asks nor moves on "
-                   "(add ask, next, end or transfer)", key=True)
+            r.warn(
+                src,
+                path,
+                "W402",
+                f"dead end: state {name!r} neither asks nor moves on "
+                "(add ask, next, end or transfer)",
+                key=True,
+            )
         elif st.ask is not None and not (st.on or st.collect or st.confirm):
-            r.warn(src, path, "W402", f"dead end: state {name!r} asks but only global "
-                   "intents leave it (add 'on')", key=True)
+            r.warn(
+                src,
+                path,
+                "W402",
+                f"dead end: state {name!r} asks but only global intents leave it (add 'on')",
+                key=True,
+            )
     for name, chain in loops(flow):
         src, path = state_at[name]
-        r.err(src, path, "E417", "states loop without waiting for the caller: "
-              + " -> ".join(chain), key=True)
+        r.err(
+            src,
+            path,
+            "E417",
+            "states loop without waiting for the caller: " + " -> ".join(chain),
+            key=True,
+        )
 
 
 def reachable(flow: Flow) -> set[str]:
@@ -90,20 +108,42 @@ def check_shape(src: Source, name: str, data: dict[str, Any], path: Path_, r: Re
     if "ask" in data:
         ways.append("ask")
     if len(ways) > 1:
-        r.err(src, (*path, ways[1]), "E412", f"state {name!r} has both {ways[0]!r} and "
-              f"{ways[1]!r}: a state either waits (ask), moves on (next, branch) or finishes "
-              "(end, transfer)", key=True)
+        r.err(
+            src,
+            (*path, ways[1]),
+            "E412",
+            f"state {name!r} has both {ways[0]!r} and "
+            f"{ways[1]!r}: a state either waits (ask), moves on (next, branch) or finishes "
+            "(end, transfer)",
+            key=True,
+        )
     for key in ("on", "confirm", "collect", "reprompt"):
         if key in data and "ask" not in data:
-            r.err(src, (*path, key), "E403", f"{key!r} needs 'ask' (the question the state "
-                  "waits on)", key=True)
+            r.err(
+                src,
+                (*path, key),
+                "E403",
+                f"{key!r} needs 'ask' (the question the state waits on)",
+                key=True,
+            )
     if "collect" in data and "next" not in data:
-        r.err(src, (*path, "collect"), "E403", "'collect' needs 'next' (where to go once "
-              "the slot is filled)", key=True)
+        r.err(
+            src,
+            (*path, "collect"),
+            "E403",
+            "'collect' needs 'next' (where to go once the slot is filled)",
+            key=True,
+        )
     for key in ("silence", "no_match"):
         if key in data and "ask" not in data:
-            r.err(src, (*path, key), "E412", f"{key!r} only applies to states that wait "
-                  "(ask)", key=True)
+            r.err(
+                src,
+                (*path, key),
+                "E412",
+                f"{key!r} only applies to states that wait (ask)",
+                key=True,
+            )
     if "confirm" in data and "collect" in data:
-        r.err(src, (*path, "confirm"), "E412", "a state cannot both 'collect' and 'confirm'",
-              key=True)
+        r.err(
+            src, (*path, "confirm"), "E412", "a state cannot both 'collect' and 'confirm'", key=True
+        )

@@ -64,8 +64,10 @@ def resolve(ref: str) -> HookFn:
         fn = _REGISTRY.get(ref)
         if fn is None:
             known = ", ".join(registered()) or "none"
-            raise LookupError(f"no hook registered as {ref!r} (registered: {known}; "
-                              "or use 'package.module:function')")
+            raise LookupError(
+                f"no hook registered as {ref!r} (registered: {known}; "
+                "or use 'package.module:function')"
+            )
         return fn
     module_name, _, attr = ref.partition(":")
     try:

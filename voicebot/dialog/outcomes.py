@@ -52,8 +52,14 @@ class Outcome:
     id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "call_id": self.call_id, "kind": self.kind, "flow": self.flow,
-                "slots": self.slots, "created_at": self.created_at}
+        return {
+            "id": self.id,
+            "call_id": self.call_id,
+            "kind": self.kind,
+            "flow": self.flow,
+            "slots": self.slots,
+            "created_at": self.created_at,
+        }
 
 
 class OutcomeStore(ABC):
@@ -89,8 +95,9 @@ class SqliteOutcomeStore(OutcomeStore):
         # Runs on the worker thread only.
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=10.0)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"{self.path}: cannot enable WAL (got {mode})")
@@ -108,9 +115,13 @@ class SqliteOutcomeStore(OutcomeStore):
                 cur = conn.execute(
                     "INSERT INTO outcomes (call_id, kind, flow, slots, created_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (outcome.call_id, outcome.kind, outcome.flow,
-                     json.dumps(outcome.slots, ensure_ascii=False, sort_keys=True),
-                     outcome.created_at),
+                    (
+                        outcome.call_id,
+                        outcome.kind,
+                        outcome.flow,
+                        json.dumps(outcome.slots, ensure_ascii=False, sort_keys=True),
+                        outcome.created_at,
+                    ),
                 )
                 conn.execute("COMMIT")
             except BaseException:
@@ -121,10 +132,13 @@ class SqliteOutcomeStore(OutcomeStore):
 
     def pragmas(self) -> dict[str, Any]:
         """The connection's journal mode and synchronous level (2 = FULL), for checks."""
+
         def read() -> dict[str, Any]:
             conn = self._connect()
-            return {"journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
-                    "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0]}
+            return {
+                "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
+                "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
+            }
 
         return self._executor.submit(read).result()
 
@@ -132,8 +146,7 @@ class SqliteOutcomeStore(OutcomeStore):
         loop = asyncio.get_running_loop()
         # Shielded: a hang-up while the write is in flight must not make us
         # forget whether it happened (the thread finishes it either way).
-        return await asyncio.shield(loop.run_in_executor(self._executor, self.commit_sync,
-                                                         outcome))
+        return await asyncio.shield(loop.run_in_executor(self._executor, self.commit_sync, outcome))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -176,8 +189,12 @@ def read_outcomes(path: str | Path, limit: int | None = None) -> list[Outcome]:
         conn.close()
     if limit is not None:
         rows = rows[-limit:]
-    return [Outcome(call_id=r[1], kind=r[2], flow=r[3], slots=json.loads(r[4]), created_at=r[5],
-                    id=r[0]) for r in rows]
+    return [
+        Outcome(
+            call_id=r[1], kind=r[2], flow=r[3], slots=json.loads(r[4]), created_at=r[5], id=r[0]
+        )
+        for r in rows
+    ]
 
 
 def format_outcomes(outcomes: list[Outcome]) -> str:

@@ -78,11 +78,13 @@ class Prompt:
         return cls(dict(texts), {lang: tuple(parse_template(t)) for lang, t in texts.items()})
 
     def placeholders(self) -> set[str]:
-        return {p.name for parts in self.parts.values() for p in parts
-                if isinstance(p, Placeholder)}
+        return {
+            p.name for parts in self.parts.values() for p in parts if isinstance(p, Placeholder)
+        }
 
-    def render(self, language: str, values: Mapping[str, Any],
-               speakers: Mapping[str, Speaker]) -> str:
+    def render(
+        self, language: str, values: Mapping[str, Any], speakers: Mapping[str, Speaker]
+    ) -> str:
         """The text in ``language`` with every placeholder spoken; missing values say nothing."""
         out: list[str] = []
         for part in self.parts.get(language, ()):

@@ -39,8 +39,9 @@ class FlowDialog(Stage):
 
     name = "dialog"
 
-    def __init__(self, bot: Bot, matcher: Matcher, store: OutcomeStore,
-                 language: str | None = None) -> None:
+    def __init__(
+        self, bot: Bot, matcher: Matcher, store: OutcomeStore, language: str | None = None
+    ) -> None:
         super().__init__()
         self.bot = bot
         self.matcher = matcher
@@ -65,13 +66,20 @@ class FlowDialog(Stage):
 
     # --- lifecycle -------------------------------------------------------------
     async def setup(self) -> None:
-        self.conv = Conversation(self.bot, self.matcher, self.store, call_id=self.ctx.call_id,
-                                 emit=self._emit, language=self.language)
+        self.conv = Conversation(
+            self.bot,
+            self.matcher,
+            self.store,
+            call_id=self.ctx.call_id,
+            emit=self._emit,
+            language=self.language,
+        )
         self.ctx.bus.subscribe(self._on_event)
 
     async def run(self) -> None:
         self._watchdog = asyncio.get_running_loop().create_task(
-            self._watch(), name=f"{self.ctx.call_id}:dialog-timer")
+            self._watch(), name=f"{self.ctx.call_id}:dialog-timer"
+        )
         turn = self.ctx.state.turn
         step = await self._step(turn, self._conv.start())
         await self._reply(step, turn, answers_turn=False)
@@ -232,8 +240,7 @@ class FlowDialog(Stage):
             sleeper = asyncio.ensure_future(clock.sleep_until(deadline))
             waker = asyncio.ensure_future(self._wake.wait())
             try:
-                done, _ = await asyncio.wait({sleeper, waker},
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for task in (sleeper, waker):
                     task.cancel()

@@ -44,8 +44,18 @@ from voicebot.yamlsrc import ConfigError, Diagnostic, Path_, Source, load
 
 INPUTS = ("user", "user_partial", "silent")
 MODIFIERS = ("heard",)  # share of the bot's last reply heard before the caller spoke
-EXPECTS = ("intent", "slots", "matcher", "state", "bot", "bot_contains", "transfer", "outcome",
-           "ended", "collected")
+EXPECTS = (
+    "intent",
+    "slots",
+    "matcher",
+    "state",
+    "bot",
+    "bot_contains",
+    "transfer",
+    "outcome",
+    "ended",
+    "collected",
+)
 HEADER = ("pipeline", "flow", "intents", "language", "today", "tests")
 
 
@@ -99,13 +109,17 @@ def load_suite(path: str | Path) -> Suite:
         diags.append(src.diag((), "E502", "a dialog-test file is a mapping with 'tests'"))
     for key in data:
         if key not in HEADER:
-            diags.append(src.diag((key,), "E501", f"unknown key {key!r}{did_you_mean(key, HEADER)}",
-                                  key=True))
+            diags.append(
+                src.diag(
+                    (key,), "E501", f"unknown key {key!r}{did_you_mean(key, HEADER)}", key=True
+                )
+            )
     loaded, language = _bot(src, data, diags)
     today = data.get("today")
     if today is not None and not isinstance(today, dt.date):
-        diags.append(src.diag(("today",), "E502", f"'today' must be a date (YYYY-MM-DD), got "
-                              f"{today!r}"))
+        diags.append(
+            src.diag(("today",), "E502", f"'today' must be a date (YYYY-MM-DD), got {today!r}")
+        )
         today = None
     if errors(diags) or loaded is None:
         raise ConfigError(diags)
@@ -123,8 +137,9 @@ def load_suite(path: str | Path) -> Suite:
     return suite
 
 
-def _bot(src: Source, data: dict[str, Any], diags: list[Diagnostic]
-         ) -> tuple[LoadedBot | None, str]:
+def _bot(
+    src: Source, data: dict[str, Any], diags: list[Diagnostic]
+) -> tuple[LoadedBot | None, str]:
     if "pipeline" in data:
         from voicebot.config import load_pipeline
 
@@ -141,8 +156,14 @@ def _bot(src: Source, data: dict[str, Any], diags: list[Diagnostic]
     else:
         missing = [k for k in ("flow", "intents", "language") if k not in data]
         if missing:
-            diags.append(src.diag((), "E503", "name the bot: 'pipeline', or 'flow', 'intents' "
-                                  f"and 'language' (missing {', '.join(missing)})"))
+            diags.append(
+                src.diag(
+                    (),
+                    "E503",
+                    "name the bot: 'pipeline', or 'flow', 'intents' "
+                    f"and 'language' (missing {', '.join(missing)})",
+                )
+            )
             return None, ""
         as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
         flow = [_relative(src, str(p)) for p in as_list(data["flow"])]
@@ -153,8 +174,9 @@ def _bot(src: Source, data: dict[str, Any], diags: list[Diagnostic]
     return loaded, language
 
 
-def _test(src: Source, node: Any, path: Path_, suite: Suite, diags: list[Diagnostic]
-          ) -> DialogTest | None:
+def _test(
+    src: Source, node: Any, path: Path_, suite: Suite, diags: list[Diagnostic]
+) -> DialogTest | None:
     if not isinstance(node, dict) or not isinstance(node.get("steps"), list):
         diags.append(src.diag(path, "E502", "a test is {name: ..., steps: [...]}"))
         return None
@@ -170,14 +192,25 @@ def _test(src: Source, node: Any, path: Path_, suite: Suite, diags: list[Diagnos
             continue
         for key in step:
             if key not in INPUTS + MODIFIERS + EXPECTS:
-                diags.append(src.diag((*where, key), "E501", f"unknown key {key!r}"
-                                      f"{did_you_mean(key, INPUTS + MODIFIERS + EXPECTS)}",
-                                      key=True))
+                diags.append(
+                    src.diag(
+                        (*where, key),
+                        "E501",
+                        f"unknown key {key!r}{did_you_mean(key, INPUTS + MODIFIERS + EXPECTS)}",
+                        key=True,
+                    )
+                )
         inputs = [k for k in INPUTS if k in step]
         if len(inputs) > 1 or (not inputs and i > 0):
-            diags.append(src.diag(where, "E503", "each step needs exactly one input: user, "
-                                  "user_partial or silent: true (only the first may have none: "
-                                  "it checks the greeting)"))
+            diags.append(
+                src.diag(
+                    where,
+                    "E503",
+                    "each step needs exactly one input: user, "
+                    "user_partial or silent: true (only the first may have none: "
+                    "it checks the greeting)",
+                )
+            )
             continue
         kind = inputs[0] if inputs else "start"
         text = "" if kind in ("start", "silent") else step[kind]
@@ -187,16 +220,32 @@ def _test(src: Source, node: Any, path: Path_, suite: Suite, diags: list[Diagnos
         if kind == "silent" and step["silent"] is not True:
             diags.append(src.diag((*where, "silent"), "E502", "'silent' must be true"))
         if step.get("state") is not None and step["state"] not in states:
-            diags.append(src.diag((*where, "state"), "E404", f"unknown state {step['state']!r}"
-                                  f"{did_you_mean(step['state'], states)}"))
+            diags.append(
+                src.diag(
+                    (*where, "state"),
+                    "E404",
+                    f"unknown state {step['state']!r}{did_you_mean(step['state'], states)}",
+                )
+            )
         if step.get("intent") is not None and step["intent"] not in intents:
-            diags.append(src.diag((*where, "intent"), "E405", f"unknown intent "
-                                  f"{step['intent']!r}{did_you_mean(step['intent'], intents)}"))
+            diags.append(
+                src.diag(
+                    (*where, "intent"),
+                    "E405",
+                    f"unknown intent {step['intent']!r}{did_you_mean(step['intent'], intents)}",
+                )
+            )
         expect = {k: step[k] for k in EXPECTS if k in step}
         heard = step.get("heard", 1.0)
         if isinstance(heard, bool) or not isinstance(heard, (int, float)) or not 0 <= heard <= 1:
-            diags.append(src.diag((*where, "heard"), "E502", "'heard' must be a number from 0 "
-                                  "(the caller spoke before the bot's reply began) to 1"))
+            diags.append(
+                src.diag(
+                    (*where, "heard"),
+                    "E502",
+                    "'heard' must be a number from 0 "
+                    "(the caller spoke before the bot's reply began) to 1",
+                )
+            )
             heard = 1.0
         elif "heard" in step and kind != "user":
             diags.append(src.diag((*where, "heard"), "E503", "'heard' goes with 'user'"))
@@ -216,8 +265,14 @@ class _Run:
         self.events: list[dict[str, Any]] = []
         self.store = MemoryOutcomeStore()
         matcher = suite.loaded.matcher(suite.language, suite.today)
-        self.conv = Conversation(suite.loaded.bot, matcher, self.store,
-                                 call_id=f"test{n:04d}", emit=self._emit, language=suite.language)
+        self.conv = Conversation(
+            suite.loaded.bot,
+            matcher,
+            self.store,
+            call_id=f"test{n:04d}",
+            emit=self._emit,
+            language=suite.language,
+        )
 
     def _emit(self, type: str, **fields: Any) -> None:
         self.events.append({"type": type, **fields})
@@ -265,8 +320,11 @@ def _check(run: _Run, step: Step, expect: dict[str, Any]) -> list[str]:
             have = [o for o in outcomes if o["kind"] == kind]
             slots = want.get("slots") if isinstance(want, dict) else None
             if not have or (slots is not None and have[-1]["slots"] != slots):
-                out += _diff("outcome", want, [{"kind": o["kind"], "slots": o["slots"]}
-                                               for o in outcomes] or None)
+                out += _diff(
+                    "outcome",
+                    want,
+                    [{"kind": o["kind"], "slots": o["slots"]} for o in outcomes] or None,
+                )
         elif key == "collected":
             have = {k: run.conv.slots.get(k) for k in (want or {})}
             if have != (want or {}):
@@ -320,14 +378,23 @@ async def run_suite(suite: Suite) -> tuple[int, list[Failure]]:
             if problems:
                 line, col = suite.src.at(step.path)
                 heard = [e for e in run.events if e["type"] in ("intent", "no_match")]
-                trail = [f"  bot said: {result.text!r}",
-                         f"  heard: {_heard(heard[-1]) if heard else 'nothing'}; now in state "
-                         f"{run.conv.state_name!r}, collected {_show(run.conv.slots)}"]
+                trail = [
+                    f"  bot said: {result.text!r}",
+                    f"  heard: {_heard(heard[-1]) if heard else 'nothing'}; now in state "
+                    f"{run.conv.state_name!r}, collected {_show(run.conv.slots)}",
+                ]
                 later = len(steps) - i - 1
                 if later:
                     trail.append(f"  ({later} later step{'s' * (later > 1)} not run)")
-                failures.append(Failure(test.name, i + 1, f"{suite.src.file}:{line}:{col}",
-                                        _describe(step), problems + trail))
+                failures.append(
+                    Failure(
+                        test.name,
+                        i + 1,
+                        f"{suite.src.file}:{line}:{col}",
+                        _describe(step),
+                        problems + trail,
+                    )
+                )
                 break
         else:
             passed += 1

@@ -27,22 +27,36 @@ class Reader:
         self.diags: list[Diagnostic] = []
         self.lines: dict[str, list[str]] = {}
 
-    def err(self, src: Source, path: Path_, code: str, msg: str, *, key: bool = False,
-            severity: str = "error") -> None:
+    def err(
+        self,
+        src: Source,
+        path: Path_,
+        code: str,
+        msg: str,
+        *,
+        key: bool = False,
+        severity: str = "error",
+    ) -> None:
         self.diags.append(src.diag(path, code, msg, key=key, severity=severity))
 
     def warn(self, src: Source, path: Path_, code: str, msg: str, *, key: bool = False) -> None:
         self.err(src, path, code, msg, key=key, severity="warning")
 
-    def keys(self, src: Source, node: Any, path: Path_, allowed: tuple[str, ...], what: str
-             ) -> dict[str, Any]:
+    def keys(
+        self, src: Source, node: Any, path: Path_, allowed: tuple[str, ...], what: str
+    ) -> dict[str, Any]:
         if not isinstance(node, dict):
             self.err(src, path, "E402", f"{what} must be a mapping")
             return {}
         for key in node:
             if key not in allowed:
-                self.err(src, (*path, key), "E401",
-                         f"unknown key {key!r} in {what}{did_you_mean(key, allowed)}", key=True)
+                self.err(
+                    src,
+                    (*path, key),
+                    "E401",
+                    f"unknown key {key!r} in {what}{did_you_mean(key, allowed)}",
+                    key=True,
+                )
         return {k: v for k, v in node.items() if k in allowed}
 
     def string(self, src: Source, value: Any, path: Path_, what: str) -> str | None:
@@ -59,8 +73,9 @@ class Reader:
             return []
         return items
 
-    def template_col(self, src: Source, path: Path_, offset: int, char: str = "{}"
-                     ) -> tuple[int, int]:
+    def template_col(
+        self, src: Source, path: Path_, offset: int, char: str = "{}"
+    ) -> tuple[int, int]:
         """Where character ``offset`` (a brace) of a scalar is written; else the scalar's start.
 
         Exact for scalars on one line without escapes; for others (folded,
@@ -122,5 +137,3 @@ def read_lines(file: str) -> list[str]:
         return Path(file).read_text(encoding="utf-8").splitlines()
     except OSError:
         return []
-
-

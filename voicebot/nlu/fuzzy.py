@@ -46,8 +46,12 @@ def edits_for(confidence: float) -> float:
     return (0.9 - confidence) / 0.1 + 1e-9
 
 
-def prefilter(templates: list[Template], words: list[str], similar: list[frozenset[str]],
-              slot_words: dict[int, frozenset[str] | None]) -> list[Template]:
+def prefilter(
+    templates: list[Template],
+    words: list[str],
+    similar: list[frozenset[str]],
+    slot_words: dict[int, frozenset[str] | None],
+) -> list[Template]:
     """The few templates worth aligning, by a quick estimate of the final cost.
 
     Per utterance word: -1 if the template has it, 0 if one of its slots may
@@ -61,8 +65,11 @@ def prefilter(templates: list[Template], words: list[str], similar: list[frozens
     for i, t in enumerate(templates):
         # Each missing required word is an edit, and edits need 3 matched words each.
         missing = len(t.required - present)
-        if missing > MAX_EDITS or 3 * missing > len(t.vocab & present) or (
-                len(t.vocab & present) < 2):
+        if (
+            missing > MAX_EDITS
+            or 3 * missing > len(t.vocab & present)
+            or (len(t.vocab & present) < 2)
+        ):
             continue
         accepts = slot_words[t.start]
         estimate = unknown = hits = 0
@@ -84,8 +91,14 @@ def prefilter(templates: list[Template], words: list[str], similar: list[frozens
     return [templates[i] for _, _, i in scored[:_CANDIDATES]]
 
 
-def align(g: WordGraph, t: Template, words: list[str], spans: Spans,
-          similar: list[frozenset[str]], max_edits: float = MAX_EDITS) -> FuzzyResult | None:
+def align(
+    g: WordGraph,
+    t: Template,
+    words: list[str],
+    spans: Spans,
+    similar: list[frozenset[str]],
+    max_edits: float = MAX_EDITS,
+) -> FuzzyResult | None:
     """Best alignment of ``words`` to template ``t`` within the edit budget, or None.
 
     ``similar[i]``: template words close enough to ``words[i]`` for a half edit.
@@ -168,7 +181,8 @@ def similar_words(words: list[str], vocab: list[str]) -> list[frozenset[str]]:
         if len(word) < 3 or word.isdigit():
             out.append(frozenset())
             continue
-        found = process.extract(word, vocab, scorer=Indel.normalized_similarity,
-                                score_cutoff=0.75, limit=None)
+        found = process.extract(
+            word, vocab, scorer=Indel.normalized_similarity, score_cutoff=0.75, limit=None
+        )
         out.append(frozenset(w for w, _, _ in found if w != word))
     return out

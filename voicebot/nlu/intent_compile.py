@@ -55,9 +55,12 @@ def compile_intents(r: IntentReader) -> IntentSet:
     languages = list(r.languages)
     for _, templates in defs.values():
         languages += [lang for lang in templates if lang not in languages]
-    out = IntentSet(slot_types=types, languages=tuple(languages),
-                    none_examples={k: list(v) for k, v in r.none_examples.items()},
-                    digest=r.digest())
+    out = IntentSet(
+        slot_types=types,
+        languages=tuple(languages),
+        none_examples={k: list(v) for k, v in r.none_examples.items()},
+        digest=r.digest(),
+    )
     bindings: dict[str, dict[str, dict[str, str]]] = {}  # intent -> lang -> slot -> definition
     for lang in languages:
         data = LanguageData(rules=r.rules_for(lang))
@@ -102,8 +105,13 @@ def _intent(r: IntentReader, name: str, d: _Def) -> tuple[IntentDef, dict[str, l
         intent.interim = interim
     spot = body.get("spot", False)
     if spot not in (True, False, "start"):
-        r.err(src, (*path, "spot"), "I102", "'spot' must be true (anywhere in a longer "
-              f"utterance), start (opening one) or false, got {spot!r}")
+        r.err(
+            src,
+            (*path, "spot"),
+            "I102",
+            "'spot' must be true (anywhere in a longer "
+            f"utterance), start (opening one) or false, got {spot!r}",
+        )
     else:
         intent.spot = "anywhere" if spot is True else (spot or "")
     examples = body.get("examples", {})
@@ -112,8 +120,10 @@ def _intent(r: IntentReader, name: str, d: _Def) -> tuple[IntentDef, dict[str, l
             items = [items] if isinstance(items, str) else items
             if r.expect(src, (*path, "examples", lang), items, list, f"{lang} examples"):
                 intent.examples[str(lang)] = [
-                    t for i, t in enumerate(items)
-                    if r.expect(src, (*path, "examples", lang, i), t, str, "an example")]
+                    t
+                    for i, t in enumerate(items)
+                    if r.expect(src, (*path, "examples", lang, i), t, str, "an example")
+                ]
     description = body.get("description", "")
     if r.expect(src, (*path, "description"), description, str, "'description'"):
         intent.description = description
@@ -128,28 +138,49 @@ def _intent(r: IntentReader, name: str, d: _Def) -> tuple[IntentDef, dict[str, l
     for lang, items in raw.items():
         at = (*path, "templates", lang)
         if declared is not None and lang not in declared:
-            r.err(src, at, "I121", f"intent {name!r}: language {lang!r} is not in this "
-                  f"file's languages [{', '.join(declared)}]", key=True)
+            r.err(
+                src,
+                at,
+                "I121",
+                f"intent {name!r}: language {lang!r} is not in this "
+                f"file's languages [{', '.join(declared)}]",
+                key=True,
+            )
             continue
         items = [items] if isinstance(items, str) else items
         if not r.expect(src, at, items, list, f"{lang} templates"):
             continue
-        templates[lang] = [_Def(src, (*at, i), t) for i, t in enumerate(items)
-                           if r.expect(src, (*at, i), t, str, "a template")]
+        templates[lang] = [
+            _Def(src, (*at, i), t)
+            for i, t in enumerate(items)
+            if r.expect(src, (*at, i), t, str, "a template")
+        ]
         intent.templates[lang] = [t.data for t in templates[lang]]
         if not templates[lang]:
             r.err(src, at, "I103", f"intent {name!r}: no {lang} templates")
     for lang in declared or []:
         if lang not in raw:
-            r.err(src, path, "I120", f"intent {name!r} has no {lang!r} templates (the file "
-                  f"declares languages [{', '.join(declared)}])", key=True)
+            r.err(
+                src,
+                path,
+                "I120",
+                f"intent {name!r} has no {lang!r} templates (the file "
+                f"declares languages [{', '.join(declared)}])",
+                key=True,
+            )
     intent.languages = tuple(lang for lang in templates if templates[lang])
     return intent, templates
 
 
-def _template(r: IntentReader, d: _Def, lang: str, rules: dict[str, Sentence],
-              types: dict[str, SlotType], bound: dict[str, str], intent: IntentDef
-              ) -> Sentence | None:
+def _template(
+    r: IntentReader,
+    d: _Def,
+    lang: str,
+    rules: dict[str, Sentence],
+    types: dict[str, SlotType],
+    bound: dict[str, str],
+    intent: IntentDef,
+) -> Sentence | None:
     sentence = r.compile(d, lang, f"intent {intent.name!r}")
     if sentence is None:
         return None
@@ -169,9 +200,13 @@ def _template(r: IntentReader, d: _Def, lang: str, rules: dict[str, Sentence],
             continue
         first = bound.setdefault(ref.slot_name, ref.list_name)
         if first != ref.list_name:
-            r.template_diag(d, "I114", f"slot {ref.slot_name!r} of intent {intent.name!r} is "
-                            f"filled from {first!r} elsewhere, here from {ref.list_name!r}",
-                            _find(d.data, "{" + ref.list_name))
+            r.template_diag(
+                d,
+                "I114",
+                f"slot {ref.slot_name!r} of intent {intent.name!r} is "
+                f"filled from {first!r} elsewhere, here from {ref.list_name!r}",
+                _find(d.data, "{" + ref.list_name),
+            )
             ok = False
     return sentence if ok else None
 
@@ -179,13 +214,21 @@ def _template(r: IntentReader, d: _Def, lang: str, rules: dict[str, Sentence],
 def _undeclared(r: IntentReader, d: _Def, name: str) -> None:
     close = difflib.get_close_matches(name, list(r.slots), n=1)
     hint = f" (did you mean {{{close[0]}}}?)" if close else ""
-    r.template_diag(d, "I111", f"undeclared slot {{{name}}}: add it under 'slots'{hint}",
-                    _find(d.data, "{" + name))
+    r.template_diag(
+        d,
+        "I111",
+        f"undeclared slot {{{name}}}: add it under 'slots'{hint}",
+        _find(d.data, "{" + name),
+    )
 
 
-def _check_slot_languages(r: IntentReader, d: _Def, name: str,
-                          per_lang: dict[str, dict[str, str]], languages: tuple[str, ...]
-                          ) -> None:
+def _check_slot_languages(
+    r: IntentReader,
+    d: _Def,
+    name: str,
+    per_lang: dict[str, dict[str, str]],
+    languages: tuple[str, ...],
+) -> None:
     langs = [lang for lang in per_lang if lang in languages]
     if len(langs) < 2:
         return
@@ -193,7 +236,12 @@ def _check_slot_languages(r: IntentReader, d: _Def, name: str,
     for lang in langs:
         for slot in sorted(every - set(per_lang[lang])):
             others = [x for x in langs if slot in per_lang[x]]
-            r.err(d.src, d.path, "I122", f"intent {name!r}: slot {slot!r} appears in "
-                  f"{', '.join(others)} templates but in no {lang} template", key=True,
-                  severity="warning")
-
+            r.err(
+                d.src,
+                d.path,
+                "I122",
+                f"intent {name!r}: slot {slot!r} appears in "
+                f"{', '.join(others)} templates but in no {lang} template",
+                key=True,
+                severity="warning",
+            )

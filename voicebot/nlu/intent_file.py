@@ -49,8 +49,13 @@ from voicebot.yamlsrc import Diagnostic, Path_, Source, load
 TOP_KEYS = ("languages", "slots", "rules", "skip_words", "none_examples", "intents")
 INTENT_KEYS = ("description", "interim", "spot", "templates", "examples")
 SLOT_OPTIONS: dict[str, tuple[str, ...]] = {
-    "integer": ("min", "max"), "count": ("min", "max"), "digits": ("min_len", "max_len"), "day": (),
-    "time": ("prefer",), "list": ("values",), "wildcard": ("max_words",),
+    "integer": ("min", "max"),
+    "count": ("min", "max"),
+    "digits": ("min_len", "max_len"),
+    "day": (),
+    "time": ("prefer",),
+    "list": ("values",),
+    "wildcard": ("max_words",),
 }
 
 
@@ -123,20 +128,35 @@ class IntentReader:
         self.file_languages: dict[str, list[str]] = {}
         self.languages: list[str] = []
 
-    def err(self, src: Source, path: Path_, code: str, msg: str, *, key: bool = False,
-            severity: str = "error") -> None:
+    def err(
+        self,
+        src: Source,
+        path: Path_,
+        code: str,
+        msg: str,
+        *,
+        key: bool = False,
+        severity: str = "error",
+    ) -> None:
         self.diags.append(src.diag(path, code, msg, key=key, severity=severity))
 
-    def expect(self, src: Source, path: Path_, value: Any, kind: type | tuple[type, ...],
-               what: str) -> bool:
+    def expect(
+        self, src: Source, path: Path_, value: Any, kind: type | tuple[type, ...], what: str
+    ) -> bool:
         ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
         if not ok:
-            self.err(src, path, "I102", f"{what} must be {_KIND_NAMES.get(kind, 'valid')}, "
-                     f"got {type(value).__name__} {value!r}")
+            self.err(
+                src,
+                path,
+                "I102",
+                f"{what} must be {_KIND_NAMES.get(kind, 'valid')}, "
+                f"got {type(value).__name__} {value!r}",
+            )
         return ok
 
-    def keys(self, src: Source, path: Path_, data: dict[str, Any], allowed: tuple[str, ...],
-             what: str) -> None:
+    def keys(
+        self, src: Source, path: Path_, data: dict[str, Any], allowed: tuple[str, ...], what: str
+    ) -> None:
         for key in data:
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), allowed, n=1)
@@ -170,8 +190,11 @@ class IntentReader:
             self.err(src, (), "I103", "missing key 'intents'")
         langs = data.get("languages")
         if langs is not None and self.expect(src, ("languages",), langs, list, "'languages'"):
-            good = [lang for i, lang in enumerate(langs)
-                    if self.expect(src, ("languages", i), lang, str, "a language")]
+            good = [
+                lang
+                for i, lang in enumerate(langs)
+                if self.expect(src, ("languages", i), lang, str, "a language")
+            ]
             self.file_languages[src.file] = good
             self.languages += [lang for lang in good if lang not in self.languages]
         self.read_named(src, data, "slots", self.slots, "I131", "slot definition")
@@ -182,8 +205,15 @@ class IntentReader:
                     self.read_language_section(src, section, lang, entries)
         self.read_named(src, data, "intents", self.intents, "I130", "intent")
 
-    def read_named(self, src: Source, data: dict[str, Any], section: str,
-                   table: dict[str, _Def], code: str, what: str) -> None:
+    def read_named(
+        self,
+        src: Source,
+        data: dict[str, Any],
+        section: str,
+        table: dict[str, _Def],
+        code: str,
+        what: str,
+    ) -> None:
         value = data.get(section)
         if value is None or not self.expect(src, (section,), value, dict, f"'{section}'"):
             return
@@ -191,8 +221,13 @@ class IntentReader:
             first = table.get(name)
             if first is not None and (code == "I130" or first.data != body):
                 line, col = first.src.at(first.path, key=True)
-                self.err(src, (section, name), code, f"{what} {name!r} already defined at "
-                         f"{first.src.file}:{line}:{col}", key=True)
+                self.err(
+                    src,
+                    (section, name),
+                    code,
+                    f"{what} {name!r} already defined at {first.src.file}:{line}:{col}",
+                    key=True,
+                )
                 continue
             table.setdefault(name, _Def(src, (section, name), body))
 
@@ -202,8 +237,9 @@ class IntentReader:
             what = "a skip word" if section == "skip_words" else "an example sentence"
             target = self.skip if section == "skip_words" else self.none_examples
             if self.expect(src, path, entries, list, f"{section}.{lang}"):
-                words = [w for i, w in enumerate(entries)
-                         if self.expect(src, (*path, i), w, str, what)]
+                words = [
+                    w for i, w in enumerate(entries) if self.expect(src, (*path, i), w, str, what)
+                ]
                 target.setdefault(lang, []).extend(words)
             return
         if not self.expect(src, path, entries, dict, f"rules.{lang}"):
@@ -215,8 +251,13 @@ class IntentReader:
             first = table.get(name)
             if first is not None and first.data != body:
                 line, col = first.src.at(first.path, key=True)
-                self.err(src, (*path, name), "I132", f"rule <{name}> ({lang}) already defined "
-                         f"at {first.src.file}:{line}:{col}", key=True)
+                self.err(
+                    src,
+                    (*path, name),
+                    "I132",
+                    f"rule <{name}> ({lang}) already defined at {first.src.file}:{line}:{col}",
+                    key=True,
+                )
                 continue
             table.setdefault(name, _Def(src, (*path, name), body))
 
@@ -228,14 +269,23 @@ class IntentReader:
             return None
         kind = body.get("type")
         if kind is None:
-            self.err(src, path, "I103", f"slot definition {name!r} needs a 'type' "
-                     f"({', '.join(SLOT_KINDS)})", key=True)
+            self.err(
+                src,
+                path,
+                "I103",
+                f"slot definition {name!r} needs a 'type' ({', '.join(SLOT_KINDS)})",
+                key=True,
+            )
             return None
         if kind not in SLOT_KINDS:
             close = difflib.get_close_matches(str(kind), list(SLOT_KINDS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            self.err(src, (*path, "type"), "I140", f"unknown slot type {kind!r}{hint}; "
-                     f"use one of {', '.join(SLOT_KINDS)}")
+            self.err(
+                src,
+                (*path, "type"),
+                "I140",
+                f"unknown slot type {kind!r}{hint}; use one of {', '.join(SLOT_KINDS)}",
+            )
             return None
         options = SLOT_OPTIONS[kind]
         self.keys(src, path, body, ("type", *options), f"{kind} slot")
@@ -246,8 +296,12 @@ class IntentReader:
             value = body[opt]
             if opt == "prefer":
                 if value not in ("evening", "morning", None):
-                    self.err(src, (*path, opt), "I141", f"prefer must be evening, morning or "
-                             f"null, got {value!r}")
+                    self.err(
+                        src,
+                        (*path, opt),
+                        "I141",
+                        f"prefer must be evening, morning or null, got {value!r}",
+                    )
                     continue
             elif opt == "values":
                 value = self.list_values(src, (*path, opt), value)
@@ -272,16 +326,20 @@ class IntentReader:
             if syn is None:
                 out[canon] = {}
             elif isinstance(syn, list):
-                words = [s for i, s in enumerate(syn)
-                         if self.expect(src, (*at, i), s, str, "a synonym")]
+                words = [
+                    s for i, s in enumerate(syn) if self.expect(src, (*at, i), s, str, "a synonym")
+                ]
                 out[canon] = {"*": words}  # the same synonyms in every language
             elif self.expect(src, at, syn, dict, f"synonyms of {canon!r}"):
                 out[canon] = {}
                 for lang, words in syn.items():
                     words = [words] if isinstance(words, str) else words
                     if self.expect(src, (*at, lang), words, list, f"{lang} synonyms"):
-                        out[canon][lang] = [w for i, w in enumerate(words) if
-                                            self.expect(src, (*at, lang, i), w, str, "a synonym")]
+                        out[canon][lang] = [
+                            w
+                            for i, w in enumerate(words)
+                            if self.expect(src, (*at, lang, i), w, str, "a synonym")
+                        ]
         return out
 
     def template_diag(self, d: _Def, code: str, msg: str, offset: int | None = None) -> None:
@@ -290,7 +348,7 @@ class IntentReader:
         text = d.data if isinstance(d.data, str) else ""
         raw = self.lines.get(d.src.file, [])
         if offset is not None and 0 < line <= len(raw):
-            src_line = raw[line - 1][col - 1:]
+            src_line = raw[line - 1][col - 1 :]
             if src_line[:1] in "\"'" and src_line[1 : 1 + len(text)] == text:
                 col += 1 + offset
             elif src_line[: len(text)] == text:
@@ -317,9 +375,13 @@ class IntentReader:
                     self.unknown_rule(defs[name], ref, lang)
             cycle = _cycle(name, compiled)
             if cycle:
-                self.template_diag(defs[name], "I113", f"rule <{name}> refers to itself "
-                                   f"through {' -> '.join(f'<{c}>' for c in cycle)}",
-                                   _find(defs[name].data, f"<{cycle[0]}>"))
+                self.template_diag(
+                    defs[name],
+                    "I113",
+                    f"rule <{name}> refers to itself "
+                    f"through {' -> '.join(f'<{c}>' for c in cycle)}",
+                    _find(defs[name].data, f"<{cycle[0]}>"),
+                )
         for name in [n for n in compiled if _cycle(n, compiled)]:
             del compiled[name]
         return compiled
@@ -328,12 +390,21 @@ class IntentReader:
         known = list(self.rules.get(lang, {}))
         close = difflib.get_close_matches(ref, known, n=1)
         hint = f" (did you mean <{close[0]}>?)" if close else ""
-        self.template_diag(d, "I112", f"unknown rule <{ref}> for language {lang!r}{hint}",
-                           _find(d.data, f"<{ref}>"))
+        self.template_diag(
+            d,
+            "I112",
+            f"unknown rule <{ref}> for language {lang!r}{hint}",
+            _find(d.data, f"<{ref}>"),
+        )
 
 
-_KIND_NAMES: dict[Any, str] = {dict: "a mapping", list: "a list", str: "a string",
-                               int: "an integer", bool: "true or false"}
+_KIND_NAMES: dict[Any, str] = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+}
 
 
 def _option_problem(slot: SlotType) -> str | None:

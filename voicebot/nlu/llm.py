@@ -44,10 +44,18 @@ Answer with one JSON object and nothing else: \
 class LlmMatcher(Matcher):
     """Wraps ``base``; on no match, asks the LLM (``match_async`` only)."""
 
-    def __init__(self, base: Matcher, *, base_url: str, model: str,
-                 api_key_env: str | None = None, timeout_s: float = 1.0,
-                 intent_set: IntentSet | None = None, confidence: float = 0.6,
-                 today: dt.date | None = None) -> None:
+    def __init__(
+        self,
+        base: Matcher,
+        *,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = None,
+        timeout_s: float = 1.0,
+        intent_set: IntentSet | None = None,
+        confidence: float = 0.6,
+        today: dt.date | None = None,
+    ) -> None:
         intents = intent_set if intent_set is not None else getattr(base, "intent_set", None)
         if intents is None:
             raise ValueError("LlmMatcher needs the IntentSet (pass intent_set=...)")
@@ -61,8 +69,11 @@ class LlmMatcher(Matcher):
         self._today = today
         self._key = os.environ.get(api_key_env, "") if api_key_env else ""
         if api_key_env and not self._key:
-            log.warning("LLM fallback: environment variable %s is not set; calling %s "
-                        "without an API key", api_key_env, self.url)
+            log.warning(
+                "LLM fallback: environment variable %s is not set; calling %s without an API key",
+                api_key_env,
+                self.url,
+            )
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._prompts: dict[frozenset[str], str] = {}
@@ -70,18 +81,31 @@ class LlmMatcher(Matcher):
     def __repr__(self) -> str:
         return f"LlmMatcher(url={self.url!r}, model={self.model!r}, timeout_s={self.timeout_s})"
 
-    def match(self, text: str, allowed: Collection[str] | None = None, *,
-              interim: bool = False, expect: str | None = None) -> Match | None:
+    def match(
+        self,
+        text: str,
+        allowed: Collection[str] | None = None,
+        *,
+        interim: bool = False,
+        expect: str | None = None,
+    ) -> Match | None:
         """The base matcher only: a blocking network call has no place here."""
         return self.base.match(text, allowed, interim=interim, expect=expect)
 
-    async def match_async(self, text: str, allowed: Collection[str] | None = None, *,
-                          interim: bool = False, expect: str | None = None) -> Match | None:
+    async def match_async(
+        self,
+        text: str,
+        allowed: Collection[str] | None = None,
+        *,
+        interim: bool = False,
+        expect: str | None = None,
+    ) -> Match | None:
         found = await self.base.match_async(text, allowed, interim=interim, expect=expect)
         if found is not None or interim or not text.strip():
             return found
         names = frozenset(self.intent_set.intents if allowed is None else allowed) & frozenset(
-            self.intent_set.intents)
+            self.intent_set.intents
+        )
         if not names:
             return None
         try:
@@ -113,8 +137,10 @@ class LlmMatcher(Matcher):
     async def _ask(self, text: str, names: frozenset[str]) -> Any:
         body = {
             "model": self.model,
-            "messages": [{"role": "system", "content": self.prompt(names)},
-                         {"role": "user", "content": text}],
+            "messages": [
+                {"role": "system", "content": self.prompt(names)},
+                {"role": "user", "content": text},
+            ],
             "response_format": {"type": "json_object"},
             "temperature": 0,
             "max_tokens": 200,
@@ -137,12 +163,13 @@ class LlmMatcher(Matcher):
                     line += f" Slots: {slots}."
                 lines.append(line)
             cached = self._prompts[names] = _PROMPT.format(
-                language=self.language, intents="\n".join(lines))
+                language=self.language, intents="\n".join(lines)
+            )
         return cached
 
     def _validate(self, answer: Any, names: frozenset[str], text: str) -> Match | None:
         if not isinstance(answer, dict) or not isinstance(answer.get("intent"), str):
-            log.warning("LLM fallback: answer is not {\"intent\": ...}: %.200r", answer)
+            log.warning('LLM fallback: answer is not {"intent": ...}: %.200r', answer)
             return None
         name = answer["intent"]
         if name not in names:
@@ -153,10 +180,11 @@ class LlmMatcher(Matcher):
         slots: dict[str, Any] = {}
         types = self.intent_set.intents[name].slots
         today = self._today or dt.date.today()
-        for slot, value in (raw.items() if isinstance(raw, dict) else ()):
+        for slot, value in raw.items() if isinstance(raw, dict) else ():
             slot_type = types.get(slot)
-            parsed = None if slot_type is None else slot_type.parse(value, self.language,
-                                                                     today=today)
+            parsed = (
+                None if slot_type is None else slot_type.parse(value, self.language, today=today)
+            )
             if parsed is None:
                 log.info("LLM fallback: dropped slot %s=%.50r", slot, value)
             else:

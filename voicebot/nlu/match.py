@@ -34,7 +34,11 @@ class Matcher(ABC):
 
     @abstractmethod
     def match(
-        self, text: str, allowed: Collection[str] | None = None, *, interim: bool = False,
+        self,
+        text: str,
+        allowed: Collection[str] | None = None,
+        *,
+        interim: bool = False,
         expect: str | None = None,
     ) -> Match | None:
         """Best match, or None when nothing fits or two intents are too close to call.
@@ -46,7 +50,11 @@ class Matcher(ABC):
         """
 
     async def match_async(
-        self, text: str, allowed: Collection[str] | None = None, *, interim: bool = False,
+        self,
+        text: str,
+        allowed: Collection[str] | None = None,
+        *,
+        interim: bool = False,
         expect: str | None = None,
     ) -> Match | None:
         """Like ``match``; matchers with remote fallbacks override this."""

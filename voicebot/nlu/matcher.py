@@ -48,22 +48,34 @@ KNOWN_SHARE = 0.5  # fewer known words than this: a garbled transcript, no readi
 class IntentMatcher(Matcher):
     """Exact, fuzzy, statistical and spotting tiers over one intent set and language."""
 
-    def __init__(self, intent_set: IntentSet, language: str, *,
-                 today: dt.date | Callable[[], dt.date] | None = None, fuzzy: bool = True,
-                 statistical: bool = True, margin: float = MARGIN,
-                 model: StatisticalModel | None = None) -> None:
+    def __init__(
+        self,
+        intent_set: IntentSet,
+        language: str,
+        *,
+        today: dt.date | Callable[[], dt.date] | None = None,
+        fuzzy: bool = True,
+        statistical: bool = True,
+        margin: float = MARGIN,
+        model: StatisticalModel | None = None,
+    ) -> None:
         self.language = language
         self.intent_set = intent_set
         # The fuzzy tier aligns template-like utterances with a misheard word; longer
         # ones are the statistical tier's (and would cost the fuzzy DP milliseconds).
-        self.templates = TemplateMatcher(intent_set, language, today=today, fuzzy=fuzzy,
-                                         fuzzy_max_words=FUZZY_MAX_WORDS if statistical else None)
+        self.templates = TemplateMatcher(
+            intent_set,
+            language,
+            today=today,
+            fuzzy=fuzzy,
+            fuzzy_max_words=FUZZY_MAX_WORDS if statistical else None,
+        )
         self.margin = margin
-        self.model = model if model is not None or not statistical else load_model(
-            intent_set, language)
+        self.model = (
+            model if model is not None or not statistical else load_model(intent_set, language)
+        )
         self._spot = frozenset(n for n, d in intent_set.intents.items() if d.spot == "anywhere")
-        self._spot_start = frozenset(n for n, d in intent_set.intents.items()
-                                     if d.spot == "start")
+        self._spot_start = frozenset(n for n, d in intent_set.intents.items() if d.spot == "start")
         self._slots_of = {n: frozenset(d.slots) for n, d in intent_set.intents.items()}
 
     def today(self) -> dt.date:
@@ -74,8 +86,14 @@ class IntentMatcher(Matcher):
         for allowed in allowed_sets:
             self.match("hello", allowed)
 
-    def match(self, text: str, allowed: Collection[str] | None = None, *,
-              interim: bool = False, expect: str | None = None) -> Match | None:
+    def match(
+        self,
+        text: str,
+        allowed: Collection[str] | None = None,
+        *,
+        interim: bool = False,
+        expect: str | None = None,
+    ) -> Match | None:
         names = frozenset(self.intent_set.intents if allowed is None else allowed)
         action = _actions(allowed)
         if interim or self.model is None:
@@ -117,8 +135,13 @@ class IntentMatcher(Matcher):
             return self._expected(words, spans, probs, names, action, expect, norm)
         return None
 
-    def _choose(self, fuzzy: Match | None, probs: Mapping[str, float], names: frozenset[str],
-                action: Callable[[str], str]) -> tuple[str, float, str] | None:
+    def _choose(
+        self,
+        fuzzy: Match | None,
+        probs: Mapping[str, float],
+        names: frozenset[str],
+        action: Callable[[str], str],
+    ) -> tuple[str, float, str] | None:
         """The reading to act on: (intent, confidence, tier), or None (no clear reading)."""
         # Intents with the same action add up; "none" and intents this state cannot
         # take add up against them.
@@ -129,8 +152,10 @@ class IntentMatcher(Matcher):
             total[key] = total.get(key, 0.0) + p
             if key != NONE and (key not in best or p > best[key][0]):
                 best[key] = (p, intent)
-        readings = {key: (p, best[key][1] if key in best else NONE, "statistical")
-                    for key, p in total.items()}
+        readings = {
+            key: (p, best[key][1] if key in best else NONE, "statistical")
+            for key, p in total.items()
+        }
         if fuzzy is not None and fuzzy.intent in names:
             key = action(fuzzy.intent)
             old = readings.get(key)
@@ -154,20 +179,23 @@ class IntentMatcher(Matcher):
         distinctive = self.templates.distinctive()
         found = []
         for inside in self.templates.inside(words, spot):
-            stretch = words[inside.start:inside.end]
+            stretch = words[inside.start : inside.end]
             if inside.literals >= 2 or any(distinctive.get(w) == inside.intent for w in stretch):
                 found.append(inside)
         if not found:
             return None
         found.sort(key=lambda m: (m.literals, m.end), reverse=True)
-        if len(found) > 1 and (found[0].literals, found[0].end) == (found[1].literals,
-                                                                      found[1].end):
+        if len(found) > 1 and (found[0].literals, found[0].end) == (
+            found[1].literals,
+            found[1].end,
+        ):
             return None
         best = found[0]
         return Match(best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words))
 
-    def _opening(self, words: list[str], spans: list[Any], names: frozenset[str],
-                 expect: str | None) -> Match | None:
+    def _opening(
+        self, words: list[str], spans: list[Any], names: frozenset[str], expect: str | None
+    ) -> Match | None:
         """ "yes, please cancel it", "absolutely, thank you so much": an intent marked
         ``spot: start`` opening the utterance, when the rest asks nothing and hedges
         nothing ("okay, but is there parking?" is no yes)."""
@@ -180,19 +208,29 @@ class IntentMatcher(Matcher):
         best = max(found, key=lambda m: (m.literals, m.end))
         if any(m.intent != best.intent and m.end >= best.end for m in found):
             return None
-        rest = words[best.end:]
+        rest = words[best.end :]
         vetoes = _HEDGES.get(self.language, frozenset())
         if any(w in vetoes for w in rest):
             return None
-        mentioned = {g.slot: g.span.value
-                     for g in self.model.slots(words, spans, expect, None, SLOT_ACCEPT)
-                     if g.span.start >= best.end}
-        return Match(best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words),
-                     mentioned)
+        mentioned = {
+            g.slot: g.span.value
+            for g in self.model.slots(words, spans, expect, None, SLOT_ACCEPT)
+            if g.span.start >= best.end
+        }
+        return Match(
+            best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words), mentioned
+        )
 
-    def _expected(self, words: list[str], spans: list[Any], probs: Mapping[str, float],
-                  names: frozenset[str], action: Callable[[str], str], expect: str,
-                  norm: str) -> Match | None:
+    def _expected(
+        self,
+        words: list[str],
+        spans: list[Any],
+        probs: Mapping[str, float],
+        names: frozenset[str],
+        action: Callable[[str], str],
+        expect: str,
+        norm: str,
+    ) -> Match | None:
         carriers = [n for n in names if expect in self._slots_of.get(n, ())]
         if not carriers:
             return None
@@ -202,8 +240,9 @@ class IntentMatcher(Matcher):
         for name in carriers:
             groups.setdefault(action(name), []).append(name)
         carriers = max(groups.values(), key=len)
-        guesses = self.model.slots(words, spans, expect, None, EXPECTED_ACCEPT) \
-            if self.model else []
+        guesses = (
+            self.model.slots(words, spans, expect, None, EXPECTED_ACCEPT) if self.model else []
+        )
         value = next((g for g in guesses if g.slot == expect), None)
         if value is None:
             return None
@@ -214,12 +253,16 @@ class IntentMatcher(Matcher):
 
 # Words after an opening yes/no that make it no plain answer: a question, a hedge, a "but".
 _HEDGES = {
-    "en": frozenset("what when where how why which who is are do does can could would will "
-                    "should but wait hold hang question actually not sure maybe perhaps "
-                    "dont know think unless except only".split()),
-    "de": frozenset("was wann wo wie warum welche welcher wer ist sind haben hat können kann "
-                    "könnten gibt aber moment warten frage eigentlich nicht doch vielleicht "
-                    "weiss ausser nur".split()),
+    "en": frozenset(
+        "what when where how why which who is are do does can could would will "
+        "should but wait hold hang question actually not sure maybe perhaps "
+        "dont know think unless except only".split()
+    ),
+    "de": frozenset(
+        "was wann wo wie warum welche welcher wer ist sind haben hat können kann "
+        "könnten gibt aber moment warten frage eigentlich nicht doch vielleicht "
+        "weiss ausser nur".split()
+    ),
 }
 
 

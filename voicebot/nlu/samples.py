@@ -40,8 +40,9 @@ class Sample:
     slots_known: bool = True  # False: an example sentence, its values not marked
 
 
-def generate(intent_set: IntentSet, language: str, seed: int = 0,
-             per_template: int = PER_TEMPLATE) -> list[Sample]:
+def generate(
+    intent_set: IntentSet, language: str, seed: int = 0, per_template: int = PER_TEMPLATE
+) -> list[Sample]:
     """Random sentences of every template of ``language``, deduplicated."""
     data = intent_set.compiled[language]
     rng = random.Random(seed)
@@ -86,30 +87,105 @@ def _walk(g: WordGraph, t: Template, values: ValueSampler, rng: random.Random) -
 
 # Words around a sentence that change nothing: politeness, hesitation, hedges.
 _AROUND = {
-    "en": (["please"], ["thanks"], ["thank you"], ["if thats okay"], ["if possible"],
-           ["if you can"], ["i think"], ["i guess"], ["yeah"], ["so"], ["well"], ["okay"],
-           ["right"], ["hi"], ["hello"], ["if thats alright"], ["maybe"], ["let me think"],
-           ["lets see"], ["you know"], ["actually"], ["like"], ["for me"], ["for us"],
-           ["if you have room"], ["that would be great"], ["sorry"], ["oh"]),
-    "de": (["bitte"], ["danke"], ["wenn das geht"], ["wenn möglich"], ["ich glaube"],
-           ["ja"], ["also"], ["na ja"], ["gut"], ["okay"], ["hallo"], ["vielleicht"],
-           ["mal sehen"], ["sagen wir"], ["wenn es geht"], ["eigentlich"], ["halt"],
-           ["für uns"], ["für mich"], ["das wäre schön"], ["genau"], ["so"]),
+    "en": (
+        ["please"],
+        ["thanks"],
+        ["thank you"],
+        ["if thats okay"],
+        ["if possible"],
+        ["if you can"],
+        ["i think"],
+        ["i guess"],
+        ["yeah"],
+        ["so"],
+        ["well"],
+        ["okay"],
+        ["right"],
+        ["hi"],
+        ["hello"],
+        ["if thats alright"],
+        ["maybe"],
+        ["let me think"],
+        ["lets see"],
+        ["you know"],
+        ["actually"],
+        ["like"],
+        ["for me"],
+        ["for us"],
+        ["if you have room"],
+        ["that would be great"],
+        ["sorry"],
+        ["oh"],
+    ),
+    "de": (
+        ["bitte"],
+        ["danke"],
+        ["wenn das geht"],
+        ["wenn möglich"],
+        ["ich glaube"],
+        ["ja"],
+        ["also"],
+        ["na ja"],
+        ["gut"],
+        ["okay"],
+        ["hallo"],
+        ["vielleicht"],
+        ["mal sehen"],
+        ["sagen wir"],
+        ["wenn es geht"],
+        ["eigentlich"],
+        ["halt"],
+        ["für uns"],
+        ["für mich"],
+        ["das wäre schön"],
+        ["genau"],
+        ["so"],
+    ),
 }
 
 
 # Words a caller opens with before saying what they want: "hi, ...", "yes, ...".
 _OPENERS = {
-    "en": ("hi", "hello", "hiya", "hey", "good evening", "good morning", "good afternoon",
-           "hi there", "hello there", "yes", "yeah", "okay", "oh", "um yes", "right",
-           "hi yes", "hello yes", "ah"),
-    "de": ("hallo", "guten tag", "guten abend", "grüss gott", "servus", "ja", "ja hallo",
-           "ja also", "okay", "also", "ach ja", "moin"),
+    "en": (
+        "hi",
+        "hello",
+        "hiya",
+        "hey",
+        "good evening",
+        "good morning",
+        "good afternoon",
+        "hi there",
+        "hello there",
+        "yes",
+        "yeah",
+        "okay",
+        "oh",
+        "um yes",
+        "right",
+        "hi yes",
+        "hello yes",
+        "ah",
+    ),
+    "de": (
+        "hallo",
+        "guten tag",
+        "guten abend",
+        "grüss gott",
+        "servus",
+        "ja",
+        "ja hallo",
+        "ja also",
+        "okay",
+        "also",
+        "ach ja",
+        "moin",
+    ),
 }
 
 
-def augment(samples: list[Sample], intent_set: IntentSet, language: str, seed: int = 0,
-            share: float = 0.6) -> list[Sample]:
+def augment(
+    samples: list[Sample], intent_set: IntentSet, language: str, seed: int = 0, share: float = 0.6
+) -> list[Sample]:
     """Noisy copies of a ``share`` of the samples, plus bare answers per slot."""
     rng = random.Random(seed + 1)
     around = [[normalize(w, language) for w in p] for p in _AROUND.get(language, ())]
@@ -118,8 +194,7 @@ def augment(samples: list[Sample], intent_set: IntentSet, language: str, seed: i
     openers = [normalize(o, language).split() for o in _OPENERS.get(language, ())]
     out: list[Sample] = []
     for sample in samples:
-        if openers and sample.words and rng.random() < 0.25 and sample.intent not in (
-                "", "greet"):
+        if openers and sample.words and rng.random() < 0.25 and sample.intent not in ("", "greet"):
             out.append(_wrap(sample, rng.choice(openers), True))
         if rng.random() > share or not sample.words:
             continue
@@ -131,8 +206,11 @@ def augment(samples: list[Sample], intent_set: IntentSet, language: str, seed: i
         elif vocab:
             out.append(_swap(sample, rng.choice(vocab), rng))
     values = ValueSampler(intent_set.slot_types, language)
-    carriers = {slot: definition for intent in intent_set.intents
-                for slot, definition in intent_set.slot_definitions(intent).items()}
+    carriers = {
+        slot: definition
+        for intent in intent_set.intents
+        for slot, definition in intent_set.slot_definitions(intent).items()
+    }
     for slot, definition in sorted(carriers.items()):
         if intent_set.slot_types[definition].words(language) is None:
             continue  # free text cannot be answered bare
@@ -143,8 +221,14 @@ def augment(samples: list[Sample], intent_set: IntentSet, language: str, seed: i
             before = rng.choice(around) if around and rng.random() < 0.5 else []
             after = rng.choice(around) if around and rng.random() < 0.5 else []
             words = [*before, *phrase, *after]
-            out.append(Sample("", words, [(len(before), len(before) + len(phrase), slot,
-                                           definition)], expect=slot))
+            out.append(
+                Sample(
+                    "",
+                    words,
+                    [(len(before), len(before) + len(phrase), slot, definition)],
+                    expect=slot,
+                )
+            )
     return out
 
 
@@ -152,10 +236,16 @@ def _wrap(sample: Sample, extra: list[str], before: bool) -> Sample:
     if before:
         shift = len(extra)
         slots = [(a + shift, b + shift, s, d) for a, b, s, d in sample.slots]
-        return Sample(sample.intent, [*extra, *sample.words], slots, sample.expect,
-                      sample.slots_known)
-    return Sample(sample.intent, [*sample.words, *extra], list(sample.slots), sample.expect,
-                  sample.slots_known)
+        return Sample(
+            sample.intent, [*extra, *sample.words], slots, sample.expect, sample.slots_known
+        )
+    return Sample(
+        sample.intent,
+        [*sample.words, *extra],
+        list(sample.slots),
+        sample.expect,
+        sample.slots_known,
+    )
 
 
 def _inside_slot(sample: Sample, i: int) -> bool:
@@ -167,7 +257,7 @@ def _drop(sample: Sample, rng: random.Random) -> Sample:
     if len(sample.words) < 3 or not free:
         return sample
     k = rng.choice(free)
-    words = sample.words[:k] + sample.words[k + 1:]
+    words = sample.words[:k] + sample.words[k + 1 :]
     slots = [(a - (a > k), b - (b > k), s, d) for a, b, s, d in sample.slots]
     return Sample(sample.intent, words, slots, sample.expect, sample.slots_known)
 
@@ -185,8 +275,9 @@ def _swap(sample: Sample, word: str, rng: random.Random) -> Sample:
 class ValueSampler:
     """Surface forms (normalised words) of slot values, as callers say them."""
 
-    def __init__(self, types: dict[str, SlotType], language: str,
-                 today: dt.date = dt.date(2026, 12, 1)) -> None:
+    def __init__(
+        self, types: dict[str, SlotType], language: str, today: dt.date = dt.date(2026, 12, 1)
+    ) -> None:
         self.types = types
         self.language = language
         self.today = today
@@ -215,8 +306,10 @@ class ValueSampler:
         elif kind == "digits":
             lo, hi = getattr(slot_type, "min_len", 1), getattr(slot_type, "max_len", 8)
             rng = random.Random(7)
-            raw = [" ".join(str(rng.randint(0, 9)) for _ in range(rng.randint(lo, min(hi, 8))))
-                   for _ in range(30)]
+            raw = [
+                " ".join(str(rng.randint(0, 9)) for _ in range(rng.randint(lo, min(hi, 8))))
+                for _ in range(30)
+            ]
         elif kind == "wildcard":
             raw = ["something", "a name", "my booking", "the window seat", "a birthday"]
         else:
@@ -230,13 +323,45 @@ class ValueSampler:
 
 
 _COUNT_PHRASES = {
-    "en": ["just me", "a couple of us", "2 of us", "the 2 of us", "4 of us", "6 of us",
-           "me and my wife", "my husband and i", "me and a friend", "myself and 3 friends",
-           "2 adults and 2 kids", "3 adults", "5 people", "a family of 4", "just the 2 of us",
-           "me and my partner", "only me", "8 of us", "a party of 6", "a group of 10"],
-    "de": ["zu zweit", "zu dritt", "zu viert", "zu fünft", "wir sind zu zweit", "nur ich",
-           "ich allein", "ich und meine frau", "mein mann und ich", "2 erwachsene und 2 kinder",
-           "4 personen", "wir beide", "3 leute", "ich und ein freund", "6 personen"],
+    "en": [
+        "just me",
+        "a couple of us",
+        "2 of us",
+        "the 2 of us",
+        "4 of us",
+        "6 of us",
+        "me and my wife",
+        "my husband and i",
+        "me and a friend",
+        "myself and 3 friends",
+        "2 adults and 2 kids",
+        "3 adults",
+        "5 people",
+        "a family of 4",
+        "just the 2 of us",
+        "me and my partner",
+        "only me",
+        "8 of us",
+        "a party of 6",
+        "a group of 10",
+    ],
+    "de": [
+        "zu zweit",
+        "zu dritt",
+        "zu viert",
+        "zu fünft",
+        "wir sind zu zweit",
+        "nur ich",
+        "ich allein",
+        "ich und meine frau",
+        "mein mann und ich",
+        "2 erwachsene und 2 kinder",
+        "4 personen",
+        "wir beide",
+        "3 leute",
+        "ich und ein freund",
+        "6 personen",
+    ],
 }
 
 
@@ -244,15 +369,44 @@ def _day_phrases(language: str) -> list[str]:
     names = [n.lower() for n in WEEKDAY_NAMES.get(language, WEEKDAY_NAMES["en"])]
     if language == "de":
         out = names * 3 + [f"nächsten {n}" for n in names] + [f"diesen {n}" for n in names]
-        out += ["heute", "morgen", "übermorgen", "heute abend", "morgen abend",
-                "am 3 dezember", "den 5", "am 12", "3 dezember", "freitag den 4",
-                "samstag den 12 dezember", "silvester", "heiligabend"]
+        out += [
+            "heute",
+            "morgen",
+            "übermorgen",
+            "heute abend",
+            "morgen abend",
+            "am 3 dezember",
+            "den 5",
+            "am 12",
+            "3 dezember",
+            "freitag den 4",
+            "samstag den 12 dezember",
+            "silvester",
+            "heiligabend",
+        ]
         return out
     out = names * 3 + [f"next {n}" for n in names] + [f"this {n}" for n in names]
-    out += ["today", "tonight", "tomorrow", "tomorrow night", "the day after tomorrow",
-            "december 3rd", "the 3rd", "the 5th of december", "december 12th", "the 12th",
-            "friday the 4th", "saturday december 12th", "christmas eve", "new years eve",
-            "the 21st", "3rd of december", "fridays", "saturdays", "friday next week"]
+    out += [
+        "today",
+        "tonight",
+        "tomorrow",
+        "tomorrow night",
+        "the day after tomorrow",
+        "december 3rd",
+        "the 3rd",
+        "the 5th of december",
+        "december 12th",
+        "the 12th",
+        "friday the 4th",
+        "saturday december 12th",
+        "christmas eve",
+        "new years eve",
+        "the 21st",
+        "3rd of december",
+        "fridays",
+        "saturdays",
+        "friday next week",
+    ]
     return out
 
 

@@ -12,53 +12,171 @@ from __future__ import annotations
 import re
 
 _NOUNS = {
-    "en": ("people persons person guests guest adults adult kids kid children child "
-           "friends friend colleagues colleague pax of us seniors teenagers babies baby "
-           "ladies gentlemen men women guys girls boys family members diners sons daughters "
-           "grandkids grandchildren cousins brothers sisters coworkers teammates parents "
-           "couples friends"),
-    "de": ("personen person leute leuten gäste gästen gast erwachsene erwachsenen kinder kind "
-           "freunde freunden freundinnen kollegen kolleginnen leutchen mann söhne töchter "
-           "enkel enkelkinder"),
+    "en": (
+        "people persons person guests guest adults adult kids kid children child "
+        "friends friend colleagues colleague pax of us seniors teenagers babies baby "
+        "ladies gentlemen men women guys girls boys family members diners sons daughters "
+        "grandkids grandchildren cousins brothers sisters coworkers teammates parents "
+        "couples friends"
+    ),
+    "de": (
+        "personen person leute leuten gäste gästen gast erwachsene erwachsenen kinder kind "
+        "freunde freunden freundinnen kollegen kolleginnen leutchen mann söhne töchter "
+        "enkel enkelkinder"
+    ),
 }
 # One person each ("my wife"); the possessive/article is optional.
 _ONE = {
-    "en": ("wife husband partner friend girlfriend boyfriend son daughter mother mom mum "
-           "dad father boss colleague brother sister kid child baby fiance fiancee date "
-           "grandma grandpa grandmother grandfather aunt uncle cousin neighbor neighbour "
-           "plus one guest mate buddy spouse other half"),
-    "de": ("frau mann partner partnerin freund freundin sohn tochter mutter mama vater papa "
-           "chef chefin kollege kollegin bruder schwester kind baby verlobter verlobte oma opa "
-           "tante onkel cousin cousine nachbar nachbarin begleitung"),
+    "en": (
+        "wife husband partner friend girlfriend boyfriend son daughter mother mom mum "
+        "dad father boss colleague brother sister kid child baby fiance fiancee date "
+        "grandma grandpa grandmother grandfather aunt uncle cousin neighbor neighbour "
+        "plus one guest mate buddy spouse other half"
+    ),
+    "de": (
+        "frau mann partner partnerin freund freundin sohn tochter mutter mama vater papa "
+        "chef chefin kollege kollegin bruder schwester kind baby verlobter verlobte oma opa "
+        "tante onkel cousin cousine nachbar nachbarin begleitung"
+    ),
 }
-_TWO = {"en": ("parents grandparents couple twins in laws"),
-        "de": ("eltern grosseltern großeltern schwiegereltern zwillinge")}
-_POSSESSIVE = {"en": ("my", "our", "a", "the", "his", "her"),
-               "de": ("meine", "meinem", "meiner", "mein", "meinen", "unsere", "unser", "einer",
-                      "einem", "ein", "eine", "die", "der", "den")}
-_SELF = {"en": {"just me", "only me", "just myself", "me alone", "alone", "on my own",
-                "by myself", "myself only", "just the one", "only one", "a single person",
-                "solo", "just me myself"},
-         "de": {"nur ich", "ich allein", "ich alleine", "allein", "alleine", "nur für mich",
-                "mich allein", "nur mich", "nur ich allein"}}
+_TWO = {
+    "en": ("parents grandparents couple twins in laws"),
+    "de": ("eltern grosseltern großeltern schwiegereltern zwillinge"),
+}
+_POSSESSIVE = {
+    "en": ("my", "our", "a", "the", "his", "her"),
+    "de": (
+        "meine",
+        "meinem",
+        "meiner",
+        "mein",
+        "meinen",
+        "unsere",
+        "unser",
+        "einer",
+        "einem",
+        "ein",
+        "eine",
+        "die",
+        "der",
+        "den",
+    ),
+}
+_SELF = {
+    "en": {
+        "just me",
+        "only me",
+        "just myself",
+        "me alone",
+        "alone",
+        "on my own",
+        "by myself",
+        "myself only",
+        "just the one",
+        "only one",
+        "a single person",
+        "solo",
+        "just me myself",
+    },
+    "de": {
+        "nur ich",
+        "ich allein",
+        "ich alleine",
+        "allein",
+        "alleine",
+        "nur für mich",
+        "mich allein",
+        "nur mich",
+        "nur ich allein",
+    },
+}
 # The caller, counted only beside others ("me and my wife"; a bare "i" is no count).
 _SELF_PART = {"en": {"me", "myself", "i", "yours truly"}, "de": {"ich", "mich", "mir"}}
-_PRONOUNS = {"en": ("the one", "that one", "this one", "one of them", "the other one"),
-             "de": ("der eine", "die eine", "das eine")}
-_JOIN = {"en": re.compile(r"\s+(?:and|plus|with|&|along with|together with)\s+"),
-         "de": re.compile(r"\s+(?:und|plus|mit|sowie)\s+")}
-_ZU = {"zweit": 2, "dritt": 3, "viert": 4, "fünft": 5, "sechst": 6, "siebt": 7, "acht": 8,
-       "neunt": 9, "zehnt": 10, "elft": 11, "zwölft": 12, "2": 2}
-_WORDS = {"en": {"one": 1, "a single": 1, "just one": 1, "a couple": 2, "a couple of": 2,
-                 "a pair": 2, "both": 2, "the both": 2, "a dozen": 12, "half a dozen": 6},
-          "de": {"ein": 1, "eine": 1, "einen": 1, "einer": 1, "beide": 2, "wir beide": 2,
-                 "wir zwei": 2, "ein pärchen": 2, "ein dutzend": 12}}
-_LEAD = {"en": ("its ", "it is ", "there is ", "there are ", "just ", "only ", "a party of ",
-                "a group of ", "a family of ", "a table of ",
-                "party of ", "group of ", "family of ", "us ", "we are ", "were ", "we ",
-                "the ", "all ", "about ", "around ", "maybe ", "probably "),
-         "de": ("nur ", "wir sind ", "wir ", "insgesamt ", "etwa ", "ungefähr ", "circa ",
-                "so ", "vielleicht ")}
+_PRONOUNS = {
+    "en": ("the one", "that one", "this one", "one of them", "the other one"),
+    "de": ("der eine", "die eine", "das eine"),
+}
+_JOIN = {
+    "en": re.compile(r"\s+(?:and|plus|with|&|along with|together with)\s+"),
+    "de": re.compile(r"\s+(?:und|plus|mit|sowie)\s+"),
+}
+_ZU = {
+    "zweit": 2,
+    "dritt": 3,
+    "viert": 4,
+    "fünft": 5,
+    "sechst": 6,
+    "siebt": 7,
+    "acht": 8,
+    "neunt": 9,
+    "zehnt": 10,
+    "elft": 11,
+    "zwölft": 12,
+    "2": 2,
+}
+_WORDS = {
+    "en": {
+        "one": 1,
+        "a single": 1,
+        "just one": 1,
+        "a couple": 2,
+        "a couple of": 2,
+        "a pair": 2,
+        "both": 2,
+        "the both": 2,
+        "a dozen": 12,
+        "half a dozen": 6,
+    },
+    "de": {
+        "ein": 1,
+        "eine": 1,
+        "einen": 1,
+        "einer": 1,
+        "beide": 2,
+        "wir beide": 2,
+        "wir zwei": 2,
+        "ein pärchen": 2,
+        "ein dutzend": 12,
+    },
+}
+_LEAD = {
+    "en": (
+        "its ",
+        "it is ",
+        "there is ",
+        "there are ",
+        "just ",
+        "only ",
+        "a party of ",
+        "a group of ",
+        "a family of ",
+        "a table of ",
+        "party of ",
+        "group of ",
+        "family of ",
+        "us ",
+        "we are ",
+        "were ",
+        "we ",
+        "the ",
+        "all ",
+        "about ",
+        "around ",
+        "maybe ",
+        "probably ",
+    ),
+    "de": (
+        "nur ",
+        "wir sind ",
+        "wir ",
+        "insgesamt ",
+        "etwa ",
+        "ungefähr ",
+        "circa ",
+        "so ",
+        "vielleicht ",
+    ),
+}
 
 
 def parse_count(text: str, language: str) -> int | None:
@@ -101,7 +219,7 @@ def _strip_leads(text: str, language: str) -> str:
     for _ in range(3):  # up to three lead words ("just the 2 of us")
         for lead in _LEAD.get(language, ()):
             if text.startswith(lead) and len(text) > len(lead):
-                text = text[len(lead):]
+                text = text[len(lead) :]
                 break
         else:
             break
@@ -132,7 +250,7 @@ def _part(text: str, language: str, multi: bool) -> int | None:
             if text == phrase:
                 return n
             if text.startswith(phrase + " "):
-                count, rest = n, text[len(phrase) + 1:]
+                count, rest = n, text[len(phrase) + 1 :]
                 break
     if count is not None:
         if not rest or rest in nouns or _is_noun_phrase(rest, language):
@@ -153,16 +271,24 @@ def _part(text: str, language: str, multi: bool) -> int | None:
 
 def _is_noun_phrase(text: str, language: str) -> bool:
     """ "of us", "people in total", "adults": words that only say what is counted."""
-    nouns = set(_NOUNS.get(language, "").split()) | {"of", "us", "in", "total", "all",
-                                                      "insgesamt", "altogether"}
+    nouns = set(_NOUNS.get(language, "").split()) | {
+        "of",
+        "us",
+        "in",
+        "total",
+        "all",
+        "insgesamt",
+        "altogether",
+    }
     return all(w in nouns for w in text.split())
 
 
 def count_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
     """(words a count may start with, words it may contain); "#" is any number."""
     leads = {p.split()[0] for p in _LEAD.get(language, ())}
-    selfs = {w for p in (*_SELF.get(language, ()), *_SELF_PART.get(language, ()))
-             for w in p.split()}
+    selfs = {
+        w for p in (*_SELF.get(language, ()), *_SELF_PART.get(language, ())) for w in p.split()
+    }
     words = {w for p in _WORDS.get(language, {}) for w in p.split()}
     persons = set(_ONE.get(language, "").split()) | set(_TWO.get(language, "").split())
     first = {"#"} | leads | {p.split()[0] for p in _SELF.get(language, ())}
@@ -170,7 +296,13 @@ def count_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
     first |= set(_POSSESSIVE.get(language, ())) | persons
     if language == "de":
         first.add("zu")
-    every = first | selfs | words | persons | set(_NOUNS.get(language, "").split()) | {
-        w for p in _LEAD.get(language, ()) for w in p.split()}
+    every = (
+        first
+        | selfs
+        | words
+        | persons
+        | set(_NOUNS.get(language, "").split())
+        | {w for p in _LEAD.get(language, ()) for w in p.split()}
+    )
     every |= {"and", "plus", "with", "und", "mit", "sowie", "of", "us", "zu", *_ZU}
     return frozenset(first), frozenset(every)

@@ -36,47 +36,129 @@ WEEKDAY_NAMES = {
     "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
 }
 _MONTHS = {
-    "en": ("january", "february", "march", "april", "may", "june", "july", "august",
-           "september", "october", "november", "december"),
-    "de": ("januar", "februar", "märz", "april", "mai", "juni", "juli", "august",
-           "september", "oktober", "november", "dezember"),
+    "en": (
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ),
+    "de": (
+        "januar",
+        "februar",
+        "märz",
+        "april",
+        "mai",
+        "juni",
+        "juli",
+        "august",
+        "september",
+        "oktober",
+        "november",
+        "dezember",
+    ),
 }
 _MONTH_ALIASES = {
-    "en": {"jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sep": 9,
-           "sept": 9, "oct": 10, "nov": 11, "dec": 12},
+    "en": {
+        "jan": 1,
+        "feb": 2,
+        "mar": 3,
+        "apr": 4,
+        "jun": 6,
+        "jul": 7,
+        "aug": 8,
+        "sep": 9,
+        "sept": 9,
+        "oct": 10,
+        "nov": 11,
+        "dec": 12,
+    },
     "de": {"jänner": 1, "maerz": 3, "marz": 3},
 }
 _DAY_ALIASES = {"de": {"sonnabend": "saturday"}}
 _RELATIVE = {
-    "en": {"today": 0, "tonight": 0, "this evening": 0, "this afternoon": 0, "tomorrow": 1,
-           "tomorrow night": 1, "tomorrow evening": 1, "tomorrow afternoon": 1,
-           "day after tomorrow": 2, "the day after tomorrow": 2},
-    "de": {"heute": 0, "heute abend": 0, "heute mittag": 0, "morgen": 1, "morgen abend": 1,
-           "morgen mittag": 1, "übermorgen": 2},
+    "en": {
+        "today": 0,
+        "tonight": 0,
+        "this evening": 0,
+        "this afternoon": 0,
+        "tomorrow": 1,
+        "tomorrow night": 1,
+        "tomorrow evening": 1,
+        "tomorrow afternoon": 1,
+        "day after tomorrow": 2,
+        "the day after tomorrow": 2,
+    },
+    "de": {
+        "heute": 0,
+        "heute abend": 0,
+        "heute mittag": 0,
+        "morgen": 1,
+        "morgen abend": 1,
+        "morgen mittag": 1,
+        "übermorgen": 2,
+    },
 }
 # Holidays a caller names as a day: (month, day).
 _HOLIDAYS = {
-    "en": {"christmas eve": (12, 24), "christmas day": (12, 25), "christmas": (12, 25),
-           "boxing day": (12, 26), "new years eve": (12, 31), "new years day": (1, 1),
-           "valentines day": (2, 14)},
-    "de": {"heiligabend": (12, 24), "heiligen abend": (12, 24), "weihnachten": (12, 25),
-           "1 weihnachtstag": (12, 25), "ersten weihnachtstag": (12, 25),
-           "2 weihnachtstag": (12, 26), "zweiten weihnachtstag": (12, 26),
-           "silvester": (12, 31), "neujahr": (1, 1), "valentinstag": (2, 14)},
+    "en": {
+        "christmas eve": (12, 24),
+        "christmas day": (12, 25),
+        "christmas": (12, 25),
+        "boxing day": (12, 26),
+        "new years eve": (12, 31),
+        "new years day": (1, 1),
+        "valentines day": (2, 14),
+    },
+    "de": {
+        "heiligabend": (12, 24),
+        "heiligen abend": (12, 24),
+        "weihnachten": (12, 25),
+        "1 weihnachtstag": (12, 25),
+        "ersten weihnachtstag": (12, 25),
+        "2 weihnachtstag": (12, 26),
+        "zweiten weihnachtstag": (12, 26),
+        "silvester": (12, 31),
+        "neujahr": (1, 1),
+        "valentinstag": (2, 14),
+    },
 }
 # Words that may stand before a day phrase and mean nothing more.
 _LEAD = {
     "en": ("on the ", "on ", "for the ", "for ", "this coming ", "this ", "coming ", "the "),
-    "de": ("am ", "an dem ", "an einem ", "für den ", "für ", "den ", "diesen ", "kommenden ",
-           "diesem ", "kommender ", "am kommenden ", "diesen kommenden "),
+    "de": (
+        "am ",
+        "an dem ",
+        "an einem ",
+        "für den ",
+        "für ",
+        "den ",
+        "diesen ",
+        "kommenden ",
+        "diesem ",
+        "kommender ",
+        "am kommenden ",
+        "diesen kommenden ",
+    ),
 }
 # Leads after which a bare number is a day of the month ("on the 3", "am 3"); after "for"
 # it is a count ("a table for 3").
-_DATE_LEADS = {"en": ("on the ", "on ", "the ", "for the "),
-               "de": ("am ", "den ", "dem ", "an dem ", "für den ", "am kommenden ")}
+_DATE_LEADS = {
+    "en": ("on the ", "on ", "the ", "for the "),
+    "de": ("am ", "den ", "dem ", "an dem ", "für den ", "am kommenden "),
+}
 _NEXT = {"en": ("next ",), "de": ("nächsten ", "nächster ", "am nächsten ")}
-_NEXT_WEEK = {"en": (" next week",), "de": (" nächste woche", " nächster woche",
-                                            " in der nächsten woche")}
+_NEXT_WEEK = {
+    "en": (" next week",),
+    "de": (" nächste woche", " nächster woche", " in der nächsten woche"),
+}
 _ORDINAL = re.compile(r"^(\d{1,2})(?:st|nd|rd|th|ten|ter)?$")
 
 # Words a day phrase may start with, besides numbers ("#") and the names above.
@@ -95,8 +177,7 @@ class DayValue(str):
     date: dt.date | None
     explicit: bool
 
-    def __new__(cls, weekday: str, date: dt.date | None = None, explicit: bool = False
-                ) -> DayValue:
+    def __new__(cls, weekday: str, date: dt.date | None = None, explicit: bool = False) -> DayValue:
         value = super().__new__(cls, weekday)
         value.date = date
         value.explicit = explicit
@@ -112,8 +193,9 @@ def parse_day(text: str, language: str, today: dt.date | None = None) -> DayValu
     text = text.strip()
     for lead in _LEAD.get(language, ()):  # longer leads come first in each list
         if text.startswith(lead):
-            found = _core(text[len(lead):], language, today,
-                          led=lead in _DATE_LEADS.get(language, ()))
+            found = _core(
+                text[len(lead) :], language, today, led=lead in _DATE_LEADS.get(language, ())
+            )
             if found is not None:
                 return found
     return _core(text, language, today)
@@ -134,8 +216,8 @@ def _core(text: str, language: str, today: dt.date, led: bool = False) -> DayVal
             monday = today - dt.timedelta(days=today.weekday()) + dt.timedelta(days=7)
             return DayValue(day, monday + dt.timedelta(days=WEEKDAYS.index(day)), explicit=True)
     for prefix in _NEXT.get(language, ()):
-        if text.startswith(prefix) and text[len(prefix):] in names:
-            day = names[text[len(prefix):]]
+        if text.startswith(prefix) and text[len(prefix) :] in names:
+            day = names[text[len(prefix) :]]
             return DayValue(day, _next_weekday(today, day, skip_today=True))
     if text in names:
         return DayValue(names[text], _next_weekday(today, names[text]))
@@ -260,8 +342,13 @@ def day_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
     relative = {w for p in _RELATIVE.get(language, {}) for w in p.split()}
     holidays = {w for p in _HOLIDAYS.get(language, {}) for w in p.split()}
     leads = {w for p in (*_LEAD.get(language, ()), *_NEXT.get(language, ())) for w in p.split()}
-    first = names | months | {p.split()[0] for p in _RELATIVE.get(language, {})} | {
-        p.split()[0] for p in _HOLIDAYS.get(language, {})} | set(_FIRST_EXTRA.get(language, ()))
+    first = (
+        names
+        | months
+        | {p.split()[0] for p in _RELATIVE.get(language, {})}
+        | {p.split()[0] for p in _HOLIDAYS.get(language, {})}
+        | set(_FIRST_EXTRA.get(language, ()))
+    )
     first |= {"#"}
     every = first | relative | holidays | leads | {"of", "week", "woche", "#"}
     every |= {w for p in _NEXT_WEEK.get(language, ()) for w in p.split()}

@@ -24,28 +24,53 @@ _M = r"(\d{1,2})"
 # Trailing day-part phrases -> meridiem, longest first so "in the evening" beats "evening".
 _MERIDIEM: dict[str, list[tuple[str, _Meridiem]]] = {
     "en": [
-        ("in the morning", "am"), ("this morning", "am"), ("in the afternoon", "pm"),
-        ("this afternoon", "pm"), ("in the evening", "pm"), ("this evening", "pm"),
-        ("at night", "night"), ("tonight", "pm"), ("am", "am"), ("pm", "pm"),
+        ("in the morning", "am"),
+        ("this morning", "am"),
+        ("in the afternoon", "pm"),
+        ("this afternoon", "pm"),
+        ("in the evening", "pm"),
+        ("this evening", "pm"),
+        ("at night", "night"),
+        ("tonight", "pm"),
+        ("am", "am"),
+        ("pm", "pm"),
         ("noon", "noon"),
     ],
     "de": [
-        ("in der früh", "am"), ("am morgen", "am"), ("am vormittag", "am"), ("morgens", "am"),
-        ("früh", "am"), ("vormittags", "am"), ("am nachmittag", "pm"), ("nachmittags", "pm"),
-        ("am abend", "pm"), ("abends", "pm"), ("in der nacht", "night"), ("nachts", "night"),
-        ("mittags", "noon"), ("am mittag", "noon"),
+        ("in der früh", "am"),
+        ("am morgen", "am"),
+        ("am vormittag", "am"),
+        ("morgens", "am"),
+        ("früh", "am"),
+        ("vormittags", "am"),
+        ("am nachmittag", "pm"),
+        ("nachmittags", "pm"),
+        ("am abend", "pm"),
+        ("abends", "pm"),
+        ("in der nacht", "night"),
+        ("nachts", "night"),
+        ("mittags", "noon"),
+        ("am mittag", "noon"),
     ],
 }
 
 # Words a time phrase may contain besides numbers (a hint for the fuzzy prefilter).
 TIME_WORDS: dict[str, frozenset[str]] = {
     lang: frozenset(w for phrase, _ in pairs for w in phrase.split()) | extra
-    for (lang, pairs), extra in zip(_MERIDIEM.items(), (
-        frozenset("a half past after quarter to till til before of minute minutes oh o one "
-                  "noon midday midnight oclock".split()),
-        frozenset("halb viertel dreiviertel nach vor minute minuten uhr ein mittag "
-                  "mitternacht".split()),
-    ), strict=True)
+    for (lang, pairs), extra in zip(
+        _MERIDIEM.items(),
+        (
+            frozenset(
+                "a half past after quarter to till til before of minute minutes oh o one "
+                "noon midday midnight oclock".split()
+            ),
+            frozenset(
+                "halb viertel dreiviertel nach vor minute minuten uhr ein mittag "
+                "mitternacht".split()
+            ),
+        ),
+        strict=True,
+    )
 }
 
 # Words that announce a time right before it: "at 8" is a time, a bare "8" may be a count.
@@ -95,12 +120,18 @@ _RULES: dict[str, list[_Rule]] = {
         (re.compile(rf"^(?:a )?half (?:past|after) {_H}$"), lambda g: (_hour(g[0]), 30)),
         (re.compile(rf"^half {_H}$"), lambda g: (_hour(g[0]), 30)),  # British "half seven"
         (re.compile(rf"^(?:a )?quarter (?:past|after) {_H}$"), lambda g: (_hour(g[0]), 15)),
-        (re.compile(rf"^(?:a )?quarter (?:to|till|til|before|of) {_H}$"),
-         lambda g: (_before(_hour(g[0])), 45)),
-        (re.compile(rf"^{_M}(?: minutes?)? (?:past|after) {_H}$"),
-         lambda g: (_hour(g[1]), int(g[0]))),
-        (re.compile(rf"^{_M}(?: minutes?)? (?:to|till|til|before|of) {_H}$"),
-         lambda g: (_before(_hour(g[1])), 60 - int(g[0])) if 0 < int(g[0]) < 60 else None),
+        (
+            re.compile(rf"^(?:a )?quarter (?:to|till|til|before|of) {_H}$"),
+            lambda g: (_before(_hour(g[0])), 45),
+        ),
+        (
+            re.compile(rf"^{_M}(?: minutes?)? (?:past|after) {_H}$"),
+            lambda g: (_hour(g[1]), int(g[0])),
+        ),
+        (
+            re.compile(rf"^{_M}(?: minutes?)? (?:to|till|til|before|of) {_H}$"),
+            lambda g: (_before(_hour(g[1])), 60 - int(g[0])) if 0 < int(g[0]) < 60 else None,
+        ),
         (re.compile(r"^(?:12 )?(?:noon|midday)$"), lambda g: (12, 0)),
         (re.compile(r"^(?:12 )?midnight$"), lambda g: (0, 0)),
     ],
@@ -111,15 +142,23 @@ _RULES: dict[str, list[_Rule]] = {
         (re.compile(rf"^halb {_H}$"), lambda g: (_before(_hour(g[0])), 30)),
         (re.compile(rf"^viertel nach {_H}$"), lambda g: (_hour(g[0]), 15)),
         (re.compile(rf"^viertel {_H}$"), lambda g: (_before(_hour(g[0])), 15)),
-        (re.compile(rf"^(?:viertel vor|dreiviertel|3 viertel) {_H}$"),
-         lambda g: (_before(_hour(g[0])), 45)),
-        (re.compile(rf"^{_M}(?: minuten?)? nach halb {_H}$"),
-         lambda g: (_before(_hour(g[1])), 30 + int(g[0])) if int(g[0]) < 30 else None),
-        (re.compile(rf"^{_M}(?: minuten?)? vor halb {_H}$"),
-         lambda g: (_before(_hour(g[1])), 30 - int(g[0])) if 0 < int(g[0]) <= 30 else None),
+        (
+            re.compile(rf"^(?:viertel vor|dreiviertel|3 viertel) {_H}$"),
+            lambda g: (_before(_hour(g[0])), 45),
+        ),
+        (
+            re.compile(rf"^{_M}(?: minuten?)? nach halb {_H}$"),
+            lambda g: (_before(_hour(g[1])), 30 + int(g[0])) if int(g[0]) < 30 else None,
+        ),
+        (
+            re.compile(rf"^{_M}(?: minuten?)? vor halb {_H}$"),
+            lambda g: (_before(_hour(g[1])), 30 - int(g[0])) if 0 < int(g[0]) <= 30 else None,
+        ),
         (re.compile(rf"^{_M}(?: minuten?)? nach {_H}$"), lambda g: (_hour(g[1]), int(g[0]))),
-        (re.compile(rf"^{_M}(?: minuten?)? vor {_H}$"),
-         lambda g: (_before(_hour(g[1])), 60 - int(g[0])) if 0 < int(g[0]) < 60 else None),
+        (
+            re.compile(rf"^{_M}(?: minuten?)? vor {_H}$"),
+            lambda g: (_before(_hour(g[1])), 60 - int(g[0])) if 0 < int(g[0]) < 60 else None,
+        ),
         (re.compile(r"^(?:12 uhr )?mittag$"), lambda g: (12, 0)),
         (re.compile(r"^(?:12 uhr )?mitternacht$"), lambda g: (0, 0)),
     ],
@@ -140,8 +179,13 @@ class TimeValue(str):
     approximate: bool
     repaired: bool
 
-    def __new__(cls, value: str, readings: tuple[str, ...] = (), approximate: bool = False,
-                repaired: bool = False) -> TimeValue:
+    def __new__(
+        cls,
+        value: str,
+        readings: tuple[str, ...] = (),
+        approximate: bool = False,
+        repaired: bool = False,
+    ) -> TimeValue:
         out = super().__new__(cls, value)
         out.readings = readings or (value,)
         out.approximate = approximate
@@ -153,30 +197,76 @@ class TimeValue(str):
 
 
 # "around 8", "8ish", "8 or so": the time is approximate; the words are not part of it.
-_APPROX_LEAD = {"en": ("around ", "about ", "roughly ", "approximately ", "circa ",
-                       "sometime around ", "somewhere around "),
-                "de": ("gegen ", "so gegen ", "circa ", "ca ", "etwa ", "ungefähr ", "so um ")}
-_APPROX_TAIL = {"en": (" ish", " or so", " or thereabouts", " give or take"),
-                "de": (" rum", " herum", " so rum", " circa", " ungefähr")}
+_APPROX_LEAD = {
+    "en": (
+        "around ",
+        "about ",
+        "roughly ",
+        "approximately ",
+        "circa ",
+        "sometime around ",
+        "somewhere around ",
+    ),
+    "de": ("gegen ", "so gegen ", "circa ", "ca ", "etwa ", "ungefähr ", "so um "),
+}
+_APPROX_TAIL = {
+    "en": (" ish", " or so", " or thereabouts", " give or take"),
+    "de": (" rum", " herum", " so rum", " circa", " ungefähr"),
+}
 
 # Words ASR writes for an hour it misheard: "half past heaven" -> 7. Only used where the
 # phrase is clearly a time ("half past _", "_ pm", "_ oclock").
 _HOMOPHONES = {
-    "en": {"won": "1", "to": "2", "too": "2", "tu": "2", "tree": "3", "free": "3",
-           "for": "4", "fore": "4", "fife": "5", "sex": "6", "sick": "6", "sicks": "6",
-           "heaven": "7", "sevin": "7", "leaven": "11", "seben": "7", "ate": "8", "ait": "8",
-           "nein": "9", "tin": "10",
-           "elven": "11", "eleventh": "11", "twelf": "12"},
-    "de": {"eis": "1", "zwo": "2", "drai": "3", "fier": "4", "fünfe": "5", "sex": "6",
-           "sechse": "6", "siem": "7", "sieme": "7", "zehne": "10", "elfe": "11",
-           "zwölfe": "12"},
+    "en": {
+        "won": "1",
+        "to": "2",
+        "too": "2",
+        "tu": "2",
+        "tree": "3",
+        "free": "3",
+        "for": "4",
+        "fore": "4",
+        "fife": "5",
+        "sex": "6",
+        "sick": "6",
+        "sicks": "6",
+        "heaven": "7",
+        "sevin": "7",
+        "leaven": "11",
+        "seben": "7",
+        "ate": "8",
+        "ait": "8",
+        "nein": "9",
+        "tin": "10",
+        "elven": "11",
+        "eleventh": "11",
+        "twelf": "12",
+    },
+    "de": {
+        "eis": "1",
+        "zwo": "2",
+        "drai": "3",
+        "fier": "4",
+        "fünfe": "5",
+        "sex": "6",
+        "sechse": "6",
+        "siem": "7",
+        "sieme": "7",
+        "zehne": "10",
+        "elfe": "11",
+        "zwölfe": "12",
+    },
 }
 _REPAIR_SLOTS = {
-    "en": (re.compile(r"^((?:a )?(?:half|quarter) (?:past|after|to|till|before|of) )(\S+)$"),
-           re.compile(r"^(half )(\S+)$"),
-           re.compile(r"^()(\S+)( (?:pm|am|oclock|in the (?:morning|afternoon|evening)))$")),
-    "de": (re.compile(r"^((?:halb|viertel nach|viertel vor|viertel|dreiviertel) )(\S+)$"),
-           re.compile(r"^()(\S+)( uhr(?: \S+)?)$")),
+    "en": (
+        re.compile(r"^((?:a )?(?:half|quarter) (?:past|after|to|till|before|of) )(\S+)$"),
+        re.compile(r"^(half )(\S+)$"),
+        re.compile(r"^()(\S+)( (?:pm|am|oclock|in the (?:morning|afternoon|evening)))$"),
+    ),
+    "de": (
+        re.compile(r"^((?:halb|viertel nach|viertel vor|viertel|dreiviertel) )(\S+)$"),
+        re.compile(r"^()(\S+)( uhr(?: \S+)?)$"),
+    ),
 }
 
 
@@ -184,8 +274,9 @@ for _lang in ("en", "de"):
     _approx = {w for p in (*_APPROX_LEAD[_lang], *_APPROX_TAIL[_lang]) for w in p.split()}
     _misheard = set(_HOMOPHONES[_lang])
     TIME_WORDS[_lang] = TIME_WORDS[_lang] | _approx | _misheard
-    TIME_FIRST_WORDS[_lang] = TIME_FIRST_WORDS[_lang] | {
-        p.split()[0] for p in _APPROX_LEAD[_lang]} | _misheard
+    TIME_FIRST_WORDS[_lang] = (
+        TIME_FIRST_WORDS[_lang] | {p.split()[0] for p in _APPROX_LEAD[_lang]} | _misheard
+    )
 
 
 def parse_time(text: str, language: str, prefer: Prefer = None) -> TimeValue | None:
@@ -214,8 +305,12 @@ def pick_reading(value: str, start: str, end: str) -> str:
             if reading == value:
                 return value
             others = tuple(r for r in readings if r != reading)
-            return TimeValue(reading, (reading, *others), getattr(value, "approximate", False),
-                             getattr(value, "repaired", False))
+            return TimeValue(
+                reading,
+                (reading, *others),
+                getattr(value, "approximate", False),
+                getattr(value, "repaired", False),
+            )
     return value
 
 
@@ -223,7 +318,7 @@ def _strip_approx(text: str, language: str) -> tuple[str, bool]:
     approximate = False
     for lead in _APPROX_LEAD.get(language, ()):
         if text.startswith(lead):
-            text, approximate = text[len(lead):], True
+            text, approximate = text[len(lead) :], True
             break
     for tail in _APPROX_TAIL.get(language, ()):
         if text.endswith(tail):
@@ -256,8 +351,9 @@ def _sounds_like_number(word: str, language: str) -> str | None:
     from rapidfuzz.distance import Indel
 
     names = _number_names(language)
-    best = process.extractOne(word, list(names), scorer=Indel.normalized_similarity,
-                              score_cutoff=0.7)
+    best = process.extractOne(
+        word, list(names), scorer=Indel.normalized_similarity, score_cutoff=0.7
+    )
     return names[best[0]] if best else None
 
 
@@ -267,13 +363,11 @@ _NUMBER_NAMES: dict[str, dict[str, str]] = {}
 def _number_names(language: str) -> dict[str, str]:
     names = _NUMBER_NAMES.get(language)
     if names is None:
-        names = _NUMBER_NAMES[language] = {number_words(n, language): str(n)
-                                           for n in range(1, 13)}
+        names = _NUMBER_NAMES[language] = {number_words(n, language): str(n) for n in range(1, 13)}
     return names
 
 
-def _parse_exact(text: str, language: str, prefer: Prefer
-                 ) -> tuple[str, tuple[str, ...]] | None:
+def _parse_exact(text: str, language: str, prefer: Prefer) -> tuple[str, tuple[str, ...]] | None:
     rules = _RULES.get(language, _COMMON)
     text, meridiem = _split_meridiem(text, language)
     if language == "en" and text.endswith(" oclock"):
@@ -384,8 +478,17 @@ def _speak_de(hour: int, minute: int, h12: int, nxt: int) -> str:
     if (hour, minute) == (0, 0):
         return "Mitternacht"
     if minute == 0:
-        part = ("nachts" if hour < 5 else "morgens" if hour < 11 else ""
-                if hour < 14 else "nachmittags" if hour < 18 else "abends")
+        part = (
+            "nachts"
+            if hour < 5
+            else "morgens"
+            if hour < 11
+            else ""
+            if hour < 14
+            else "nachmittags"
+            if hour < 18
+            else "abends"
+        )
         spoken = "ein" if h12 == 1 else w(h12)
         return f"{spoken} Uhr {part}".strip()
     if minute == 30:

@@ -34,9 +34,23 @@ from voicebot.nlu.slot_time import (
 )
 
 __all__ = [
-    "WEEKDAYS", "CountSlot", "DaySlot", "DayValue", "DigitsSlot", "IntegerSlot", "ListSlot",
-    "SlotType", "TimeSlot", "TimeValue", "WildcardSlot", "parse_time", "speak_date", "speak_day",
-    "speak_digits", "speak_integer", "speak_time",
+    "WEEKDAYS",
+    "CountSlot",
+    "DaySlot",
+    "DayValue",
+    "DigitsSlot",
+    "IntegerSlot",
+    "ListSlot",
+    "SlotType",
+    "TimeSlot",
+    "TimeValue",
+    "WildcardSlot",
+    "parse_time",
+    "speak_date",
+    "speak_day",
+    "speak_digits",
+    "speak_integer",
+    "speak_time",
 ]
 # Integer range up to which the values are enumerated as an anchored lexicon.
 _MAX_LEXICON_RANGE = 2000
@@ -162,9 +176,22 @@ class CountSlot(IntegerSlot):
 # Numbers that normalisation leaves as words because they double as articles.
 _SMALL_WORDS: dict[str, dict[str, int]] = {
     "en": {"one": 1, "a single": 1, "just one": 1},
-    "de": {"ein": 1, "eine": 1, "einen": 1, "einer": 1, "zu 2": 2, "zu zweit": 2,
-           "zu dritt": 3, "zu viert": 4, "zu fünft": 5, "zu sechst": 6, "zu siebt": 7,
-           "zu acht": 8, "zu neunt": 9, "zu zehnt": 10},
+    "de": {
+        "ein": 1,
+        "eine": 1,
+        "einen": 1,
+        "einer": 1,
+        "zu 2": 2,
+        "zu zweit": 2,
+        "zu dritt": 3,
+        "zu viert": 4,
+        "zu fünft": 5,
+        "zu sechst": 6,
+        "zu siebt": 7,
+        "zu acht": 8,
+        "zu neunt": 9,
+        "zu zehnt": 10,
+    },
 }
 
 
@@ -234,8 +261,7 @@ class DaySlot(SlotType):
     kind: ClassVar[str] = "day"
     max_words: int = 6
 
-    def parse_normalized(self, text: str, language: str, today: dt.date | None
-                         ) -> DayValue | None:
+    def parse_normalized(self, text: str, language: str, today: dt.date | None) -> DayValue | None:
         return parse_day(text, language, today)
 
     def speak(self, value: Any, language: str) -> str:
@@ -341,4 +367,3 @@ SLOT_KINDS: dict[str, type[SlotType]] = {
     cls.kind: cls
     for cls in (IntegerSlot, CountSlot, DigitsSlot, DaySlot, TimeSlot, ListSlot, WildcardSlot)
 }
-

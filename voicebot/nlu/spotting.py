@@ -62,8 +62,7 @@ class Spotter:
                 while limit < min(n, i + slot_type.max_words) and tokens[limit] in allowed:
                     limit += 1
                 for j in range(limit, i, -1):
-                    value = slot_type.parse_normalized(" ".join(words[i:j]), self.language,
-                                                       today)
+                    value = slot_type.parse_normalized(" ".join(words[i:j]), self.language, today)
                     if value is not None:
                         if j > longest_end:
                             found.append(Span(i, j, name, value))
@@ -78,8 +77,7 @@ class Spotter:
             for name, slot_type in self.types.items():
                 if (a, b, name) in have or b - a > slot_type.max_words:
                     continue
-                if not all(t in self._words[name] or i == 0
-                           for i, t in enumerate(tokens[a:b])):
+                if not all(t in self._words[name] or i == 0 for i, t in enumerate(tokens[a:b])):
                     continue
                 value = slot_type.parse_normalized(text, self.language, today)
                 if value is not None:
@@ -96,8 +94,9 @@ class Spotter:
             by_extent.setdefault((span.start, span.end), set()).add(span.definition)
         taken = [False] * len(words)
         chosen: list[tuple[int, int, str]] = []
-        for (start, end), names in sorted(by_extent.items(),
-                                          key=lambda kv: (kv[0][0] - kv[0][1], kv[0][0])):
+        for (start, end), names in sorted(
+            by_extent.items(), key=lambda kv: (kv[0][0] - kv[0][1], kv[0][0])
+        ):
             if any(taken[start:end]):
                 continue
             for k in range(start, end):

@@ -70,12 +70,13 @@ class StatisticalModel:
     def __init__(self, intent_set: IntentSet, language: str) -> None:
         self.language = language
         self.slot_definitions = intent_set.slot_definitions()
-        self.spotter = Spotter({d: intent_set.slot_types[d]
-                                for d in set(self.slot_definitions.values())}, language)
-        self.open_definitions = frozenset(d for d in set(self.slot_definitions.values())
-                                          if intent_set.slot_types[d].open)
-        self.cues = {d: intent_set.slot_types[d].cue_words(language)
-                     for d in self.open_definitions}
+        self.spotter = Spotter(
+            {d: intent_set.slot_types[d] for d in set(self.slot_definitions.values())}, language
+        )
+        self.open_definitions = frozenset(
+            d for d in set(self.slot_definitions.values()) if intent_set.slot_types[d].open
+        )
+        self.cues = {d: intent_set.slot_types[d].cue_words(language) for d in self.open_definitions}
         self.skip: dict[str, list[tuple[str, ...]]] = {}
         data = intent_set.compiled.get(language)
         for phrase in sorted(data.skip_words if data else [], key=lambda p: -len(p.split())):
@@ -98,7 +99,7 @@ class StatisticalModel:
         i = 0
         while i < len(tokens):
             for phrase in self.skip.get(tokens[i], ()):
-                if tuple(tokens[i:i + len(phrase)]) == phrase:
+                if tuple(tokens[i : i + len(phrase)]) == phrase:
                     i += len(phrase)
                     break
             else:
@@ -139,9 +140,14 @@ class StatisticalModel:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def slots(self, words: list[str], spans: list[Span], expect: str | None,
-              wanted: Collection[str] | None = None, threshold: float = 0.5
-              ) -> list[SlotGuess]:
+    def slots(
+        self,
+        words: list[str],
+        spans: list[Span],
+        expect: str | None,
+        wanted: Collection[str] | None = None,
+        threshold: float = 0.5,
+    ) -> list[SlotGuess]:
         """Which spotted spans fill which slot (``wanted``: the slots worth reporting).
 
         ``expect``, the slot the bot asked for, is a prior: its odds are multiplied by
@@ -180,8 +186,9 @@ class StatisticalModel:
         """Open definitions whose value at ``a`` has no cue word before it or as its first
         word (the spotter's span may start with it: "around 8")."""
         near = {sample.words[a - 1] if a > 0 else "", sample.words[a]}
-        return frozenset(d for d in self.open_definitions
-                         if near.isdisjoint(self.cues.get(d, frozenset())))
+        return frozenset(
+            d for d in self.open_definitions if near.isdisjoint(self.cues.get(d, frozenset()))
+        )
 
     def fit(self, intent_set: IntentSet, seed: int = 0) -> StatisticalModel:
         started = time.perf_counter()
@@ -207,18 +214,21 @@ class StatisticalModel:
                     continue
                 role_rows.append(span_features(sample.words, a, b, group))
                 role_labels.append(slot)
-        words = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True,
-                                token_pattern=r"\S+")
+        words = TfidfVectorizer(
+            analyzer="word", ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+"
+        )
         chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
         self.intent_model = make_pipeline(
             FeatureUnion([("words", words), ("chars", chars)]),
-            LogisticRegression(C=8.0, max_iter=3000, class_weight="balanced"))
+            LogisticRegression(C=8.0, max_iter=3000, class_weight="balanced"),
+        )
         self.intent_model.fit(texts, labels)
         self.classes = [str(c) for c in self.intent_model.classes_]
         self.role_model = None  # intents without slots: nothing to fill
         if len(set(role_labels)) > 1:
             self.role_model = make_pipeline(
-                DictVectorizer(), LogisticRegression(C=4.0, max_iter=3000))
+                DictVectorizer(), LogisticRegression(C=4.0, max_iter=3000)
+            )
             self.role_model.fit(role_rows, role_labels)
         self.samples = len(texts)
         self.train_seconds = time.perf_counter() - started
@@ -226,12 +236,14 @@ class StatisticalModel:
 
 
 # Words before a value that reject it: "five, not four", "Sonntag statt Samstag".
-_NEGATIONS = {"en": ("not", "never", "instead of", "rather than", "not on", "not at"),
-              "de": ("nicht", "kein", "keine", "statt", "anstatt", "nicht am", "nicht um")}
-_CHANGES = {"en": ("no", "sorry", "wait", "actually", "i mean", "i meant", "rather", "make it",
-                   "or", "oh"),
-            "de": ("nein", "nee", "doch", "moment", "lieber", "ich meine", "ich meinte", "oder",
-                   "ach")}
+_NEGATIONS = {
+    "en": ("not", "never", "instead of", "rather than", "not on", "not at"),
+    "de": ("nicht", "kein", "keine", "statt", "anstatt", "nicht am", "nicht um"),
+}
+_CHANGES = {
+    "en": ("no", "sorry", "wait", "actually", "i mean", "i meant", "rather", "make it", "or", "oh"),
+    "de": ("nein", "nee", "doch", "moment", "lieber", "ich meine", "ich meinte", "oder", "ach"),
+}
 
 
 def _best_tiling(guesses: list[SlotGuess]) -> list[SlotGuess]:
@@ -259,9 +271,14 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
     bot asks rather than guesses.
     """
     negations = _NEGATIONS.get(language, ())
-    kept = [g for g in taken if not any(
-        " ".join(words[max(0, g.span.start - len(n.split())):g.span.start]) == n
-        for n in negations)]
+    kept = [
+        g
+        for g in taken
+        if not any(
+            " ".join(words[max(0, g.span.start - len(n.split())) : g.span.start]) == n
+            for n in negations
+        )
+    ]
     by_slot: dict[str, list[SlotGuess]] = {}
     for guess in sorted(kept, key=lambda g: g.span.start):
         by_slot.setdefault(guess.slot, []).append(guess)
@@ -272,11 +289,12 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
             if best is None:
                 best = later
                 continue
-            between = " " + " ".join(words[best.span.end:later.span.start]) + " "
+            between = " " + " ".join(words[best.span.end : later.span.start]) + " "
             if _specific(best, later) or str(best.span.value) == str(later.span.value):
                 continue
-            if _specific(later, best) or any(f" {c} " in between
-                                             for c in _CHANGES.get(language, ())):
+            if _specific(later, best) or any(
+                f" {c} " in between for c in _CHANGES.get(language, ())
+            ):
                 best = later
             else:
                 best = None  # two readings, no way to choose: ask
@@ -285,15 +303,19 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
     # "nine o'clock. Nine.": a value that also reads as one already given is that value
     # said again, not a second slot
     given = {(g.slot, str(g.span.value)) for g in out}
-    return [g for g in out if not any((slot, str(value)) in given and slot != g.slot
-                                      for slot, value in g.readings)]
+    return [
+        g
+        for g in out
+        if not any((slot, str(value)) in given and slot != g.slot for slot, value in g.readings)
+    ]
 
 
 def _specific(a: SlotGuess, b: SlotGuess) -> bool:
     """``a`` says more than ``b`` about the same thing (a date agreeing with a weekday)."""
     va, vb = a.span.value, b.span.value
-    return bool(getattr(va, "explicit", False) and not getattr(vb, "explicit", False)
-                and str(va) == str(vb))
+    return bool(
+        getattr(va, "explicit", False) and not getattr(vb, "explicit", False) and str(va) == str(vb)
+    )
 
 
 class _FastPaths:
@@ -310,8 +332,9 @@ class _FastPaths:
         self.text_parts = []
         offset = 0
         for _, vec in union.transformer_list:
-            self.text_parts.append((vec.build_analyzer(), vec.vocabulary_, vec.idf_, offset,
-                                    vec.sublinear_tf))
+            self.text_parts.append(
+                (vec.build_analyzer(), vec.vocabulary_, vec.idf_, offset, vec.sublinear_tf)
+            )
             offset += len(vec.vocabulary_)
         self.known_words = frozenset(union.transformer_list[0][1].vocabulary_)
         self.known_words = frozenset(w for w in self.known_words if " " not in w)
@@ -394,8 +417,12 @@ def _gold_label(sample: Sample, a: int, b: int, group: list[Span]) -> str:
     a literal, "for friday", or a noun after it, "4 of us"), else OUTSIDE."""
     definitions = {s.definition for s in group}
     for start, end, slot, definition in sample.slots:
-        if definition in definitions and start < b and a < end and (
-                (a <= start and end <= b) or (start <= a and b <= end)):
+        if (
+            definition in definitions
+            and start < b
+            and a < end
+            and ((a <= start and end <= b) or (start <= a and b <= end))
+        ):
             return slot
     return OUTSIDE
 
@@ -420,10 +447,16 @@ def span_features(words: list[str], a: int, b: int, group: list[Span]) -> dict[s
     right2 = words[b + 1] if b + 1 < n else "</s>"
     shape = " ".join(_shape(w) for w in words[a:b])
     f: dict[str, float] = {
-        f"l1={left1}": 1.0, f"l2={left2}": 1.0, f"l12={left2}_{left1}": 1.0,
-        f"r1={right1}": 1.0, f"r2={right2}": 1.0, f"r12={right1}_{right2}": 1.0,
-        f"shape={shape}": 1.0, f"first={_shape(words[a])}": 1.0,
-        f"last={_shape(words[b - 1])}": 1.0, f"len={min(b - a, 4)}": 1.0,
+        f"l1={left1}": 1.0,
+        f"l2={left2}": 1.0,
+        f"l12={left2}_{left1}": 1.0,
+        f"r1={right1}": 1.0,
+        f"r2={right2}": 1.0,
+        f"r12={right1}_{right2}": 1.0,
+        f"shape={shape}": 1.0,
+        f"first={_shape(words[a])}": 1.0,
+        f"last={_shape(words[b - 1])}": 1.0,
+        f"len={min(b - a, 4)}": 1.0,
         "bare": float(a == 0 and b == n),
     }
     defs = sorted({s.definition for s in group})
@@ -439,9 +472,20 @@ _MODELS: dict[tuple[str, str], StatisticalModel] = {}
 
 
 # The modules whose code shapes a trained model: a change in any of them is a new model.
-_TRAINING_CODE = ("statistical", "samples", "spotting", "normalize", "out_of_scope", "slots",
-                  "slot_time", "slot_day", "slot_count", "wordgraph", "templates",
-                  "intent_compile")
+_TRAINING_CODE = (
+    "statistical",
+    "samples",
+    "spotting",
+    "normalize",
+    "out_of_scope",
+    "slots",
+    "slot_time",
+    "slot_day",
+    "slot_count",
+    "wordgraph",
+    "templates",
+    "intent_compile",
+)
 
 
 def _code_digest() -> str:
@@ -481,8 +525,12 @@ def load_model(intent_set: IntentSet, language: str, *, cache: bool = True) -> S
             model = None
     if model is None:
         model = StatisticalModel(intent_set, language).fit(intent_set)
-        log.info("trained the statistical tier (%s): %d sentences in %.1f s", language,
-                 model.samples, model.train_seconds)
+        log.info(
+            "trained the statistical tier (%s): %d sentences in %.1f s",
+            language,
+            model.samples,
+            model.train_seconds,
+        )
         if cache and intent_set.digest:
             _store(path, model)
     _MODELS[(key, language)] = model

@@ -70,13 +70,22 @@ class TemplateMatcher(Matcher):
     confidence < 1, None when the best two intents are within ``margin``.
     """
 
-    def __init__(self, intent_set: IntentSet, language: str, *,
-                 today: dt.date | Callable[[], dt.date] | None = None, fuzzy: bool = True,
-                 margin: float = AMBIGUITY_MARGIN, fuzzy_max_words: int | None = None) -> None:
+    def __init__(
+        self,
+        intent_set: IntentSet,
+        language: str,
+        *,
+        today: dt.date | Callable[[], dt.date] | None = None,
+        fuzzy: bool = True,
+        margin: float = AMBIGUITY_MARGIN,
+        fuzzy_max_words: int | None = None,
+    ) -> None:
         data = intent_set.compiled.get(language)
         if data is None:
-            raise ValueError(f"the intents have no {language!r} templates "
-                             f"(languages: {', '.join(intent_set.languages) or 'none'})")
+            raise ValueError(
+                f"the intents have no {language!r} templates "
+                f"(languages: {', '.join(intent_set.languages) or 'none'})"
+            )
         self.language = language
         self.intent_set = intent_set
         self.fuzzy = fuzzy
@@ -92,16 +101,18 @@ class TemplateMatcher(Matcher):
         self._by_intent: dict[str, list[Template]] = {}
         for template in self._graph.templates:
             self._by_intent.setdefault(template.intent, []).append(template)
-        self._vocab = sorted({w for t in self._graph.templates for w in t.vocab
-                              if len(w) >= 3 and not w.isdigit()})
+        self._vocab = sorted(
+            {w for t in self._graph.templates for w in t.vocab if len(w) >= 3 and not w.isdigit()}
+        )
         self._first_words = {name: t.first_words(language) for name, t in self._types.items()}
         type_words = {name: t.words(language) for name, t in self._types.items()}
         self._inner_words = type_words
         self._slot_words: dict[int, frozenset[str] | None] = {}
         for t in self._graph.templates:
             sets = [type_words[name] for name in t.slot_types]
-            self._slot_words[t.start] = (None if any(w is None for w in sets)
-                                         else frozenset().union(*sets))
+            self._slot_words[t.start] = (
+                None if any(w is None for w in sets) else frozenset().union(*sets)
+            )
         self._restricted: dict[frozenset[str], tuple[Entry, list[Template]]] = {}
 
     def today(self) -> dt.date:
@@ -110,9 +121,15 @@ class TemplateMatcher(Matcher):
             return dt.date.today()
         return self._today() if callable(self._today) else self._today
 
-    def match(self, text: str, allowed: Collection[str] | None = None, *,
-              interim: bool = False, expect: str | None = None, fuzzy: bool | None = None
-              ) -> Match | None:
+    def match(
+        self,
+        text: str,
+        allowed: Collection[str] | None = None,
+        *,
+        interim: bool = False,
+        expect: str | None = None,
+        fuzzy: bool | None = None,
+    ) -> Match | None:
         """The exact tier, then (``fuzzy``, default: as constructed) the fuzzy tier."""
         norm = normalize(text, self.language)
         words = norm.split()
@@ -122,16 +139,18 @@ class TemplateMatcher(Matcher):
         if not templates:
             return None
         spans = self._spans(words)
-        best = match_exact(self._graph, entry, words, spans, self._open, self._skips(words),
-                           expect)
+        best = match_exact(self._graph, entry, words, spans, self._open, self._skips(words), expect)
         if best:
             ranked = sorted(best.items(), key=lambda item: item[1][:2], reverse=True)
             if len(ranked) > 1 and ranked[0][1][:2] == ranked[1][1][:2]:
                 return None  # two intents fit equally well
             name, (_, _, slots) = ranked[0]
             return Match(name, first_values(slots), 1.0, "exact", norm)
-        if interim or not (self.fuzzy if fuzzy is None else fuzzy) or (
-                self.fuzzy_max_words is not None and len(words) > self.fuzzy_max_words):
+        if (
+            interim
+            or not (self.fuzzy if fuzzy is None else fuzzy)
+            or (self.fuzzy_max_words is not None and len(words) > self.fuzzy_max_words)
+        ):
             return None
         return self._fuzzy(norm, words, templates, spans)
 
@@ -140,8 +159,11 @@ class TemplateMatcher(Matcher):
         norm = normalize(text, self.language)
         words = norm.split()
         _, templates = self._candidates(allowed, False)
-        if not words or not templates or (
-                self.fuzzy_max_words is not None and len(words) > self.fuzzy_max_words):
+        if (
+            not words
+            or not templates
+            or (self.fuzzy_max_words is not None and len(words) > self.fuzzy_max_words)
+        ):
             return None
         return self._fuzzy(norm, words, templates, self._spans(words))
 
@@ -164,17 +186,20 @@ class TemplateMatcher(Matcher):
             self._distinctive = cached
         return cached
 
-    def _candidates(self, allowed: Collection[str] | None, interim: bool
-                    ) -> tuple[Entry, list[Template]]:
+    def _candidates(
+        self, allowed: Collection[str] | None, interim: bool
+    ) -> tuple[Entry, list[Template]]:
         key = frozenset(self._by_intent if allowed is None else allowed) | (
-            {"\0interim"} if interim else set())
+            {"\0interim"} if interim else set()
+        )
         hit = self._restricted.get(key)
         if hit is None:
             if len(self._restricted) >= _CACHE_LIMIT:
                 self._restricted.clear()
             defs = self.intent_set.intents
-            names = sorted(n for n in key if n in self._by_intent
-                           and (not interim or defs[n].interim))
+            names = sorted(
+                n for n in key if n in self._by_intent and (not interim or defs[n].interim)
+            )
             templates = [t for n in names for t in self._by_intent[n]]
             entry = Entry.of(templates)
             hit = self._restricted[key] = (entry, templates)
@@ -219,8 +244,13 @@ class TemplateMatcher(Matcher):
                     skips.setdefault(i, []).append(i + len(phrase))
         return skips
 
-    def _fuzzy(self, norm: str, words: list[str], templates: list[Template],
-               spans: Callable[[str, int], list[tuple[int, Any]]]) -> Match | None:
+    def _fuzzy(
+        self,
+        norm: str,
+        words: list[str],
+        templates: list[Template],
+        spans: Callable[[str, int], list[tuple[int, Any]]],
+    ) -> Match | None:
         skipped = set()
         for i, ends in self._skips(words).items():
             for j in ends:
@@ -242,7 +272,9 @@ class TemplateMatcher(Matcher):
                     continue
                 old = best.get(found.intent)
                 if old is None or (found.confidence, found.literals) > (
-                        old.confidence, old.literals):
+                    old.confidence,
+                    old.literals,
+                ):
                     best[found.intent] = found
                 top = max(r.confidence for r in best.values())
                 budget = min(budget, edits_for(top - self.margin))

@@ -62,7 +62,9 @@ def syntax_error(text: str) -> TemplateError | None:
             if _OPEN[opener] != ch:
                 return TemplateError(
                     f"{ch!r} closes {opener!r} opened at offset {start}; expected "
-                    f"{_OPEN[opener]!r}", i)
+                    f"{_OPEN[opener]!r}",
+                    i,
+                )
             if opener in "{<":
                 problem = _name_problem(opener, text[start + 1 : i])
                 if problem:
@@ -114,15 +116,15 @@ def walk(expr: Expression) -> Iterator[Expression]:
             yield from walk(item)
 
 
-def slot_refs(expr: Expression, rules: dict[str, Sentence] | None = None,
-              depth: int = 0) -> list[ListReference]:
+def slot_refs(
+    expr: Expression, rules: dict[str, Sentence] | None = None, depth: int = 0
+) -> list[ListReference]:
     """Slot references in the template; with ``rules``, also those inside used rules."""
     refs: list[ListReference] = []
     for node in walk(expr):
         if isinstance(node, ListReference):
             refs.append(node)
-        elif (isinstance(node, RuleReference) and rules and depth < 8
-              and node.rule_name in rules):
+        elif isinstance(node, RuleReference) and rules and depth < 8 and node.rule_name in rules:
             refs += slot_refs(rules[node.rule_name].expression, rules, depth + 1)
     return refs
 
@@ -161,8 +163,9 @@ def required_words(expr: Expression, rules: dict[str, Sentence], depth: int = 0)
     return set()
 
 
-def required_clauses(expr: Expression, rules: dict[str, Sentence],
-                     depth: int = 0) -> set[frozenset[str]]:
+def required_clauses(
+    expr: Expression, rules: dict[str, Sentence], depth: int = 0
+) -> set[frozenset[str]]:
     """Word sets of which every match contains at least one word each (CNF).
 
     "(book|reserve) [a] table" gives {{book, reserve}, {table}}: a cheap, sound

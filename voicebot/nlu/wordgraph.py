@@ -75,12 +75,18 @@ class WordGraph:
     def add(self, intent: str, sentence: Sentence, rules: dict[str, Sentence]) -> None:
         start = self.node()
         final = _build(self, sentence.expression, start, rules, 0)
-        self.templates.append(Template(
-            intent, start, final, len(self.edges) - 1,
-            frozenset(required_words(sentence.expression, rules)),
-            frozenset(literal_words(sentence.expression, rules)),
-            frozenset(r.list_name for r in slot_refs(sentence.expression, rules)),
-            tuple(sorted(required_clauses(sentence.expression, rules), key=len))))
+        self.templates.append(
+            Template(
+                intent,
+                start,
+                final,
+                len(self.edges) - 1,
+                frozenset(required_words(sentence.expression, rules)),
+                frozenset(literal_words(sentence.expression, rules)),
+                frozenset(r.list_name for r in slot_refs(sentence.expression, rules)),
+                tuple(sorted(required_clauses(sentence.expression, rules), key=len)),
+            )
+        )
 
     def finish(self) -> None:
         """Merge equivalent nodes, then precompute closures; call once after the last ``add``."""
@@ -113,7 +119,6 @@ class WordGraph:
             self.accept.append(finals.get(final))
             self.final.append(final)
 
-
     def _merge_suffixes(self) -> None:
         """Share nodes whose futures are identical (unrolled permutations, alternatives).
 
@@ -142,8 +147,10 @@ class WordGraph:
             if canon[v] != v:
                 self.edges[v] = []
 
-def _build(g: WordGraph, expr: Expression, start: int, rules: dict[str, Sentence],
-           depth: int) -> int:
+
+def _build(
+    g: WordGraph, expr: Expression, start: int, rules: dict[str, Sentence], depth: int
+) -> int:
     if isinstance(expr, TextChunk):
         node = start
         for word in expr.text.split():
@@ -223,9 +230,15 @@ class Entry:
         return out
 
 
-def match_exact(g: WordGraph, entry: Entry, words: list[str], spans: Spans,
-                open_types: frozenset[str], skips: dict[int, list[int]],
-                expect: str | None = None) -> dict[str, State]:
+def match_exact(
+    g: WordGraph,
+    entry: Entry,
+    words: list[str],
+    spans: Spans,
+    open_types: frozenset[str],
+    skips: dict[int, list[int]],
+    expect: str | None = None,
+) -> dict[str, State]:
     """Best complete path per intent. ``skips``: position -> ends of skippable phrases.
 
     ``expect`` is the slot the bot just asked for: filling it outranks other
@@ -285,19 +298,22 @@ class Inside:
     slots: tuple[tuple[str, Any], ...]
 
 
-def match_inside(g: WordGraph, entry: Entry, words: list[str], spans: Spans,
-                 skips: dict[int, list[int]]) -> list[Inside]:
+def match_inside(
+    g: WordGraph, entry: Entry, words: list[str], spans: Spans, skips: dict[int, list[int]]
+) -> list[Inside]:
     """Every intent whose template matches some ``words[start:end]``: its best stretch
     (most literal words, then the latest end - a goodbye closes an utterance)."""
     n = len(words)
     starts = entry.starts(words)
     # per row: node -> (literals, start, slots)
-    rows: list[dict[int, tuple[int, int, tuple[tuple[str, Any], ...]]]] = [
-        {} for _ in range(n + 1)]
+    rows: list[dict[int, tuple[int, int, tuple[tuple[str, Any], ...]]]] = [{} for _ in range(n + 1)]
     index, slot_edges = g.words, g.slots
 
-    def relax(row: dict[int, tuple[int, int, tuple[tuple[str, Any], ...]]], node: int,
-              state: tuple[int, int, tuple[tuple[str, Any], ...]]) -> None:
+    def relax(
+        row: dict[int, tuple[int, int, tuple[tuple[str, Any], ...]]],
+        node: int,
+        state: tuple[int, int, tuple[tuple[str, Any], ...]],
+    ) -> None:
         old = row.get(node)
         if old is None or state[0] > old[0]:
             row[node] = state

@@ -70,8 +70,14 @@ def speech_key(text: str, voice: str, **params: Any) -> str:
 class MemoryCache:
     """LRU with a time to live, bounded by entry count and total bytes."""
 
-    def __init__(self, max_entries: int = 1024, max_bytes: int = 64 * MiB,
-                 ttl_s: float = 3600.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_entries: int = 1024,
+        max_bytes: int = 64 * MiB,
+        ttl_s: float = 3600.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_entries < 1 or max_bytes < 1 or not ttl_s > 0:
             raise ValueError("max_entries, max_bytes and ttl_s must be positive")
         self.max_entries = max_entries
@@ -132,8 +138,15 @@ class RedisCache:
     meanwhile is a miss at once instead of another connect timeout on a live call.
     """
 
-    def __init__(self, url: str, prefix: str = "voicebot:", ttl_s: float = 86400.0, *,
-                 timeout_s: float = 0.5, retry_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "voicebot:",
+        ttl_s: float = 86400.0,
+        *,
+        timeout_s: float = 0.5,
+        retry_s: float = 10.0,
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.ttl_s = ttl_s
@@ -156,8 +169,12 @@ class RedisCache:
         if entry is None or entry[0] is not loop:
             # a loop's id can be reused after it is gone: drop clients of closed loops
             self._clients = {k: e for k, e in self._clients.items() if not e[0].is_closed()}
-            entry = self._clients[id(loop)] = (loop, redis.Redis.from_url(
-                self.url, socket_connect_timeout=self.timeout_s, socket_timeout=self.timeout_s))
+            entry = self._clients[id(loop)] = (
+                loop,
+                redis.Redis.from_url(
+                    self.url, socket_connect_timeout=self.timeout_s, socket_timeout=self.timeout_s
+                ),
+            )
         return entry[1]
 
     def _available(self) -> bool:
@@ -168,9 +185,13 @@ class RedisCache:
         self._down_until = time.monotonic() + self.retry_s
         if not self._warned:
             self._warned = True
-            log.warning("Redis cache at %s unavailable (%s: %s); lookups are misses, "
-                        "retrying every %.0f s", _redact(self.url), type(exc).__name__, exc,
-                        self.retry_s)
+            log.warning(
+                "Redis cache at %s unavailable (%s: %s); lookups are misses, retrying every %.0f s",
+                _redact(self.url),
+                type(exc).__name__,
+                exc,
+                self.retry_s,
+            )
 
     def _ok(self) -> None:
         if self._warned:
@@ -257,22 +278,27 @@ class TieredCache:
         await self.redis.set(key, value, ttl_s)
 
 
-def make_cache(kind: str, redis_url: str = "", ttl_s: float = 86400.0,
-               max_entries: int = 1024, max_bytes: int = 64 * MiB) -> Cache | None:
+def make_cache(
+    kind: str,
+    redis_url: str = "",
+    ttl_s: float = 86400.0,
+    max_entries: int = 1024,
+    max_bytes: int = 64 * MiB,
+) -> Cache | None:
     """The process-wide cache for these arguments; ``kind``: none, memory or redis (a
     memory tier in front of Redis, so a repeated prompt does not even cross the network)."""
     return _make_cache(kind, redis_url, float(ttl_s), max_entries, max_bytes)
 
 
 @functools.cache
-def _make_cache(kind: str, redis_url: str, ttl_s: float, max_entries: int,
-                max_bytes: int) -> Cache | None:
+def _make_cache(
+    kind: str, redis_url: str, ttl_s: float, max_entries: int, max_bytes: int
+) -> Cache | None:
     if kind == "none":
         return None
     memory = MemoryCache(max_entries, max_bytes, ttl_s)
     if kind == "memory":
         return memory
     if kind == "redis":
-        return TieredCache(memory, RedisCache(redis_url or "redis://127.0.0.1:6379/0",
-                                              ttl_s=ttl_s))
+        return TieredCache(memory, RedisCache(redis_url or "redis://127.0.0.1:6379/0", ttl_s=ttl_s))
     raise ValueError(f"unknown cache kind {kind!r}: none, memory or redis")

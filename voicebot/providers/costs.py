@@ -61,12 +61,18 @@ class PriceTable:
 
 
 def _empty() -> dict[str, float]:
-    return {"requests": 0, "failed": 0, "lookups": 0, "hits": 0, "cost": 0.0,
-            "cost_avoided": 0.0, "units": 0.0}
+    return {
+        "requests": 0,
+        "failed": 0,
+        "lookups": 0,
+        "hits": 0,
+        "cost": 0.0,
+        "cost_avoided": 0.0,
+        "units": 0.0,
+    }
 
 
-def _add(total: dict[str, float], *, units: float, cost: float, cached: bool,
-         ok: bool) -> None:
+def _add(total: dict[str, float], *, units: float, cost: float, cached: bool, ok: bool) -> None:
     if cached:
         total["lookups"] += 1
         total["hits"] += 1
@@ -112,8 +118,18 @@ class CostLedger:
             self._db.execute(_SCHEMA)
             self._db.commit()
 
-    def record(self, *, provider: str, kind: str, units: float, cost: float, cached: bool,
-               call_id: str = "", latency_ms: float = 0.0, ok: bool = True) -> None:
+    def record(
+        self,
+        *,
+        provider: str,
+        kind: str,
+        units: float,
+        cost: float,
+        cached: bool,
+        call_id: str = "",
+        latency_ms: float = 0.0,
+        ok: bool = True,
+    ) -> None:
         """Count one lookup and write it to the file (blocking: see ``arecord``)."""
         if kind not in ("asr", "tts"):
             raise ValueError(f"kind must be asr or tts, not {kind!r}")
@@ -131,14 +147,27 @@ class CostLedger:
                     self._db.execute(
                         "INSERT INTO requests (at, provider, kind, call_id, units, cost, "
                         "cached, ok, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (time.time(), provider, kind, call_id, units, cost, int(cached),
-                         int(ok), latency_ms))
+                        (
+                            time.time(),
+                            provider,
+                            kind,
+                            call_id,
+                            units,
+                            cost,
+                            int(cached),
+                            int(ok),
+                            latency_ms,
+                        ),
+                    )
                     self._db.commit()
                 except sqlite3.Error as exc:  # a full disk must not end a call
                     if not self._db_failed:
                         self._db_failed = True
-                        log.error("cost ledger %s: cannot write (%s); totals stay in memory",
-                                  self.path, exc)
+                        log.error(
+                            "cost ledger %s: cannot write (%s); totals stay in memory",
+                            self.path,
+                            exc,
+                        )
 
     async def arecord(self, **record: Any) -> None:
         """``record`` with the SQLite write off the event loop."""
@@ -184,8 +213,10 @@ def cost_report(path: str | Path, *, since: float | None = None) -> dict[str, An
         with contextlib.closing(sqlite3.connect(path, timeout=5.0)) as db:
             query = "SELECT provider, kind, units, cost, cached, ok FROM requests"
             try:
-                rows = db.execute(query + (" WHERE at >= ?" if since is not None else ""),
-                                  (since,) if since is not None else ()).fetchall()
+                rows = db.execute(
+                    query + (" WHERE at >= ?" if since is not None else ""),
+                    (since,) if since is not None else (),
+                ).fetchall()
             except sqlite3.OperationalError as exc:
                 if "no such table" not in str(exc):
                     raise  # an empty file is an empty report; anything else is news
@@ -202,20 +233,41 @@ def cost_report(path: str | Path, *, since: float | None = None) -> dict[str, An
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as a plain text table (units: audio seconds for ASR, characters for TTS)."""
-    head = ("provider", "kind", "requests", "failed", "lookups", "hit rate", "units", "cost $",
-            "avoided $")
+    head = (
+        "provider",
+        "kind",
+        "requests",
+        "failed",
+        "lookups",
+        "hit rate",
+        "units",
+        "cost $",
+        "avoided $",
+    )
     lines = [[*head]]
     for row in [*report["rows"], {"provider": "total", "kind": "", **report["total"]}]:
-        lines.append([
-            row["provider"], row["kind"], f"{row['requests']:.0f}", f"{row['failed']:.0f}",
-            f"{row['lookups']:.0f}", f"{row['hit_rate']:.1%}",
-            f"{row['units']:.1f}" if row["kind"] else "", f"{row['cost']:.6f}",
-            f"{row['cost_avoided']:.6f}"])
+        lines.append(
+            [
+                row["provider"],
+                row["kind"],
+                f"{row['requests']:.0f}",
+                f"{row['failed']:.0f}",
+                f"{row['lookups']:.0f}",
+                f"{row['hit_rate']:.1%}",
+                f"{row['units']:.1f}" if row["kind"] else "",
+                f"{row['cost']:.6f}",
+                f"{row['cost_avoided']:.6f}",
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = []
     for n, line in enumerate(lines):
-        out.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(line, widths, strict=True))))
+        out.append(
+            "  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)

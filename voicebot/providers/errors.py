@@ -14,9 +14,16 @@ class ProviderError(Exception):
     carry request headers, so an API key cannot leak through logs.
     """
 
-    def __init__(self, message: str, *, provider: str = "", kind: str = "http",
-                 status: int | None = None, retryable: bool = False,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        kind: str = "http",
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown ProviderError kind {kind!r}")
         super().__init__(message)

@@ -101,16 +101,19 @@ class ProviderClient:
             return pool
         # a loop's id can be reused after it is gone: pools of closed loops are dropped
         self._pools = {k: p for k, p in self._pools.items() if not p.loop.is_closed()}
-        pool = self._pools[id(loop)] = _Pool(loop, self._new_http(),
-                                             asyncio.Semaphore(self.settings.max_concurrency))
+        pool = self._pools[id(loop)] = _Pool(
+            loop, self._new_http(), asyncio.Semaphore(self.settings.max_concurrency)
+        )
         return pool
 
     def _new_http(self) -> httpx.AsyncClient:
         s = self.settings
         return httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=s.max_connections,
-                                max_keepalive_connections=s.max_keepalive),
-            timeout=self._timeout(None))
+            limits=httpx.Limits(
+                max_connections=s.max_connections, max_keepalive_connections=s.max_keepalive
+            ),
+            timeout=self._timeout(None),
+        )
 
     def http(self) -> httpx.AsyncClient:
         """The pooled client of the running event loop (made on first use)."""
@@ -122,8 +125,12 @@ class ProviderClient:
         def clip(value: float) -> float:
             return value if left is None else max(0.001, min(value, left))
 
-        return httpx.Timeout(connect=clip(s.connect_timeout_s), read=clip(s.read_timeout_s),
-                             write=clip(s.write_timeout_s), pool=clip(s.pool_timeout_s))
+        return httpx.Timeout(
+            connect=clip(s.connect_timeout_s),
+            read=clip(s.read_timeout_s),
+            write=clip(s.write_timeout_s),
+            pool=clip(s.pool_timeout_s),
+        )
 
     def _api_key(self) -> str:
         env = self.settings.api_key_env
@@ -143,7 +150,7 @@ class ProviderClient:
         url = self.url(path)
         for plain, ws in (("https://", "wss://"), ("http://", "ws://")):
             if url.startswith(plain):
-                return ws + url[len(plain):]
+                return ws + url[len(plain) :]
         return url
 
     def _error(self, message: str, **kw: Any) -> ProviderError:
@@ -154,37 +161,77 @@ class ProviderClient:
 
     # --- requests ------------------------------------------------------------
 
-    async def request(self, method: str, path: str, *, json: Any = None,
-                      data: dict[str, Any] | None = None, files: Any = None,
-                      headers: dict[str, str] | None = None,
-                      priority: Priority = Priority.LIVE,
-                      deadline: float | None = None) -> httpx.Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: dict[str, Any] | None = None,
+        files: Any = None,
+        headers: dict[str, str] | None = None,
+        priority: Priority = Priority.LIVE,
+        deadline: float | None = None,
+    ) -> httpx.Response:
         """Send with retries; returns a 2xx response with its body read.
 
         ``deadline`` is a ``time.monotonic()`` instant bounding every wait and attempt.
         """
-        async with self._exchange(method, path, json=json, data=data, files=files,
-                                  headers=headers, priority=priority, deadline=deadline,
-                                  stream=False) as response:
+        async with self._exchange(
+            method,
+            path,
+            json=json,
+            data=data,
+            files=files,
+            headers=headers,
+            priority=priority,
+            deadline=deadline,
+            stream=False,
+        ) as response:
             return response
 
-    def stream(self, method: str, path: str, *, json: Any = None,
-               data: dict[str, Any] | None = None, files: Any = None,
-               headers: dict[str, str] | None = None, priority: Priority = Priority.LIVE,
-               deadline: float | None = None) -> contextlib.AbstractAsyncContextManager[
-                   httpx.Response]:
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: dict[str, Any] | None = None,
+        files: Any = None,
+        headers: dict[str, str] | None = None,
+        priority: Priority = Priority.LIVE,
+        deadline: float | None = None,
+    ) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
         """Send with retries until a 2xx response's headers arrive; the caller then reads
         the body with ``iter_bytes``. A stream cut after that is never retried blind —
         the audio already played cannot be taken back. The concurrency slot is held
         until the context exits."""
-        return self._exchange(method, path, json=json, data=data, files=files,
-                              headers=headers, priority=priority, deadline=deadline,
-                              stream=True)
+        return self._exchange(
+            method,
+            path,
+            json=json,
+            data=data,
+            files=files,
+            headers=headers,
+            priority=priority,
+            deadline=deadline,
+            stream=True,
+        )
 
     @contextlib.asynccontextmanager
-    async def _exchange(self, method: str, path: str, *, json: Any, data: Any, files: Any,
-                        headers: dict[str, str] | None, priority: Priority,
-                        deadline: float | None, stream: bool) -> AsyncIterator[httpx.Response]:
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        data: Any,
+        files: Any,
+        headers: dict[str, str] | None,
+        priority: Priority,
+        deadline: float | None,
+        stream: bool,
+    ) -> AsyncIterator[httpx.Response]:
         policy = self.settings.retry
         what = f"{method} {path}"
         last: ProviderError | None = None
@@ -200,10 +247,20 @@ class ProviderClient:
                 async with self._slot(pool, deadline, what):
                     try:
                         response = await self._attempt(
-                            pool, method, path, deadline, stream=stream, json=json, data=data,
-                            files=files, headers={
-                                PRIORITY_HEADER: priority.name.lower(), **self.auth_headers(),
-                                **(headers or {})})
+                            pool,
+                            method,
+                            path,
+                            deadline,
+                            stream=stream,
+                            json=json,
+                            data=data,
+                            files=files,
+                            headers={
+                                PRIORITY_HEADER: priority.name.lower(),
+                                **self.auth_headers(),
+                                **(headers or {}),
+                            },
+                        )
                     except ProviderError as exc:
                         if not exc.retryable:
                             raise
@@ -221,22 +278,39 @@ class ProviderClient:
             self.failures += 1
             raise
 
-    async def _backoff(self, attempt: int, last: ProviderError, deadline: float | None,
-                       what: str) -> None:
+    async def _backoff(
+        self, attempt: int, last: ProviderError, deadline: float | None, what: str
+    ) -> None:
         """Sleep before ``attempt`` (holding no slot); a wait past the deadline is not slept."""
-        wait = last.retry_after if last.retry_after is not None else (
-            self.settings.retry.delay(attempt - 1))
+        wait = (
+            last.retry_after
+            if last.retry_after is not None
+            else (self.settings.retry.delay(attempt - 1))
+        )
         if deadline is not None and time.monotonic() + wait >= deadline:
-            raise self._error(f"{what}: retry {attempt} would wait {wait:.2f} s, past the "
-                              f"deadline (last: {last})", kind="deadline") from last
+            raise self._error(
+                f"{what}: retry {attempt} would wait {wait:.2f} s, past the "
+                f"deadline (last: {last})",
+                kind="deadline",
+            ) from last
         if wait > self.settings.retry.max_retry_after_s:
-            raise self._error(f"{what}: the provider asks to wait {wait:.0f} s (more than "
-                              f"{self.settings.retry.max_retry_after_s:.0f} s); giving up "
-                              f"(last: {last})", kind=last.kind, status=last.status,
-                              retry_after=wait) from last
+            raise self._error(
+                f"{what}: the provider asks to wait {wait:.0f} s (more than "
+                f"{self.settings.retry.max_retry_after_s:.0f} s); giving up "
+                f"(last: {last})",
+                kind=last.kind,
+                status=last.status,
+                retry_after=wait,
+            ) from last
         self.retries += 1
-        log.info("%s: %s; retry %d/%d in %.2f s", self.settings.name, last, attempt,
-                 self.settings.retry.max_attempts - 1, wait)
+        log.info(
+            "%s: %s; retry %d/%d in %.2f s",
+            self.settings.name,
+            last,
+            attempt,
+            self.settings.retry.max_attempts - 1,
+            wait,
+        )
         await asyncio.sleep(wait)
 
     @contextlib.asynccontextmanager
@@ -246,22 +320,32 @@ class ProviderClient:
             async with asyncio.timeout(None if deadline is None else deadline - time.monotonic()):
                 await pool.slots.acquire()
         except TimeoutError:
-            raise self._error(f"{what}: no concurrency slot before the deadline",
-                              kind="deadline") from None
+            raise self._error(
+                f"{what}: no concurrency slot before the deadline", kind="deadline"
+            ) from None
         try:
             yield
         finally:
             pool.slots.release()
 
-    async def _attempt(self, pool: _Pool, method: str, path: str, deadline: float | None, *,
-                       stream: bool, **content: Any) -> httpx.Response:
+    async def _attempt(
+        self,
+        pool: _Pool,
+        method: str,
+        path: str,
+        deadline: float | None,
+        *,
+        stream: bool,
+        **content: Any,
+    ) -> httpx.Response:
         """One send: a 2xx response (body read unless ``stream``) or a ``ProviderError``."""
         what = f"{method} {path}"
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             raise self._error(f"{what}: the deadline has passed", kind="deadline")
-        request = pool.http.build_request(method, self.url(path), timeout=self._timeout(left),
-                                          **content)
+        request = pool.http.build_request(
+            method, self.url(path), timeout=self._timeout(left), **content
+        )
         self.attempts += 1
         response: httpx.Response | None = None
         try:
@@ -272,19 +356,19 @@ class ProviderClient:
                 if not stream:
                     await response.aread()
         except TimeoutError:
-            raise self._error(f"{what}: no answer before the deadline",
-                              kind="deadline") from None
+            raise self._error(f"{what}: no answer before the deadline", kind="deadline") from None
         except httpx.TimeoutException as exc:
-            raise self._error(f"{what}: {type(exc).__name__}", kind="timeout",
-                              retryable=True) from exc
+            raise self._error(
+                f"{what}: {type(exc).__name__}", kind="timeout", retryable=True
+            ) from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             # refused, reset, or a kept-alive connection the server had closed
             kind = "protocol" if response is not None else "connect"
-            raise self._error(f"{what}: {type(exc).__name__}: {exc}", kind=kind,
-                              retryable=True) from exc
+            raise self._error(
+                f"{what}: {type(exc).__name__}: {exc}", kind=kind, retryable=True
+            ) from exc
         except httpx.HTTPError as exc:  # a bad URL, a proxy, a local protocol error
-            raise self._error(f"{what}: {type(exc).__name__}: {exc}",
-                              kind="protocol") from exc
+            raise self._error(f"{what}: {type(exc).__name__}: {exc}", kind="protocol") from exc
         finally:
             if response is not None and (not stream or response.status_code >= 300):
                 await response.aclose()
@@ -292,18 +376,22 @@ class ProviderClient:
 
     async def _status_error(self, response: httpx.Response, what: str) -> ProviderError:
         status = response.status_code
-        return self._error(f"{what} answered {status}: {await _read_some(response)}",
-                           kind="rate_limited" if status == 429 else "http", status=status,
-                           retryable=self.settings.retry.should_retry(status),
-                           retry_after=retry_after(response.headers))
+        return self._error(
+            f"{what} answered {status}: {await _read_some(response)}",
+            kind="rate_limited" if status == 429 else "http",
+            status=status,
+            retryable=self.settings.retry.should_retry(status),
+            retry_after=retry_after(response.headers),
+        )
 
     async def warm(self, deadline_s: float = 3.0) -> bool:
         """Open a pooled connection with ``GET /models`` (free with every provider), so a
         call's first request does not pay the TCP/TLS set-up. A provider that is down now
         is no reason to refuse start-up: False, logged, and the fallback takes over."""
         try:
-            await self.request("GET", "/models", priority=Priority.BATCH,
-                               deadline=time.monotonic() + deadline_s)
+            await self.request(
+                "GET", "/models", priority=Priority.BATCH, deadline=time.monotonic() + deadline_s
+            )
         except ProviderError as exc:
             log.warning("provider %s not reachable at start-up: %s", self.settings.name, exc)
             return False
@@ -347,13 +435,19 @@ async def iter_bytes(response: httpx.Response, *, provider: str = "") -> AsyncIt
         async for chunk in response.aiter_bytes():
             yield chunk
     except httpx.TimeoutException as exc:
-        raise ProviderError(f"the stream stalled: {type(exc).__name__}",
-                            provider=provider or _provider_of(response), kind="timeout",
-                            status=response.status_code) from exc
+        raise ProviderError(
+            f"the stream stalled: {type(exc).__name__}",
+            provider=provider or _provider_of(response),
+            kind="timeout",
+            status=response.status_code,
+        ) from exc
     except httpx.TransportError as exc:
-        raise ProviderError(f"the stream broke off: {type(exc).__name__}",
-                            provider=provider or _provider_of(response), kind="protocol",
-                            status=response.status_code) from exc
+        raise ProviderError(
+            f"the stream broke off: {type(exc).__name__}",
+            provider=provider or _provider_of(response),
+            kind="protocol",
+            status=response.status_code,
+        ) from exc
 
 
 def json_body(response: httpx.Response) -> Any:
@@ -361,9 +455,12 @@ def json_body(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError as exc:
-        raise ProviderError(f"garbage instead of JSON: {response.text[:80]!r}",
-                            provider=_provider_of(response), kind="protocol",
-                            status=response.status_code) from exc
+        raise ProviderError(
+            f"garbage instead of JSON: {response.text[:80]!r}",
+            provider=_provider_of(response),
+            kind="protocol",
+            status=response.status_code,
+        ) from exc
 
 
 async def close_all() -> None:

@@ -52,8 +52,9 @@ class TokenBucket:
     fake clock, advance it and call ``wake()`` to grant what has become due.
     """
 
-    def __init__(self, rate_per_s: float, capacity: float, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate_per_s: float, capacity: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if not rate_per_s > 0 or not capacity > 0:
             raise ValueError("rate and capacity must be positive")
         self.rate = float(rate_per_s)
@@ -67,8 +68,9 @@ class TokenBucket:
         self.granted = 0.0  # tokens handed out so far (tests, metrics)
 
     @classmethod
-    def per_minute(cls, n: float, burst: float | None = None, *,
-                   clock: Callable[[], float] = time.monotonic) -> TokenBucket:
+    def per_minute(
+        cls, n: float, burst: float | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> TokenBucket:
         """``n`` requests per minute, at most ``burst`` at once (default: one second's
         worth, at least 1)."""
         rate = n / 60.0
@@ -108,8 +110,9 @@ class TokenBucket:
         ahead = sum(w.tokens for w in self._queue)
         return max(0.0, (ahead + tokens - self._tokens) / self.rate)
 
-    async def acquire(self, tokens: float = 1, priority: Priority = Priority.BATCH,
-                      deadline: float | None = None) -> float:
+    async def acquire(
+        self, tokens: float = 1, priority: Priority = Priority.BATCH, deadline: float | None = None
+    ) -> float:
         """Wait for and take ``tokens``; returns the seconds waited.
 
         ``deadline`` (on this bucket's clock) bounds the wait: when the grant cannot
@@ -124,8 +127,14 @@ class TokenBucket:
             self._tokens = max(0.0, self._tokens - tokens)
             self.granted += tokens
             return 0.0
-        waiter = _Waiter(int(priority), next(self._seq), tokens, now, deadline,
-                         asyncio.get_running_loop().create_future())
+        waiter = _Waiter(
+            int(priority),
+            next(self._seq),
+            tokens,
+            now,
+            deadline,
+            asyncio.get_running_loop().create_future(),
+        )
         bisect.insort(self._queue, waiter, key=lambda w: w.order)
         self.wake()
         try:
@@ -147,8 +156,9 @@ class TokenBucket:
             self._timer.cancel()
             self._timer = None
         now = self._refill()
-        self._queue = [w for w in self._queue
-                       if not w.future.done() and not w.future.get_loop().is_closed()]
+        self._queue = [
+            w for w in self._queue if not w.future.done() and not w.future.get_loop().is_closed()
+        ]
         while self._queue and self._tokens + _EPS >= self._queue[0].tokens:
             waiter = self._queue.pop(0)
             self._tokens = max(0.0, self._tokens - waiter.tokens)
@@ -167,9 +177,13 @@ class TokenBucket:
         for waiter in self._queue:
             eta = now + max(0.0, ahead + waiter.tokens - self._tokens) / self.rate
             if waiter.deadline is not None and eta > waiter.deadline + _EPS:
-                waiter.future.set_exception(ProviderError(
-                    f"rate limit: a grant in {eta - now:.2f} s is past the deadline "
-                    f"({len(kept)} waiting ahead)", kind="deadline"))
+                waiter.future.set_exception(
+                    ProviderError(
+                        f"rate limit: a grant in {eta - now:.2f} s is past the deadline "
+                        f"({len(kept)} waiting ahead)",
+                        kind="deadline",
+                    )
+                )
                 continue
             ahead += waiter.tokens
             kept.append(waiter)

@@ -33,13 +33,36 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "openai": Preset("openai", "https://api.openai.com/v1", "OPENAI_API_KEY", "whisper-1",
-                     "tts-1", "alloy", PriceTable(0.006 / 60, 0.015), 500.0),
-    "holysheep": Preset("holysheep", "https://api.holysheep.ai/v1", "HOLYSHEEP_API_KEY",
-                        "whisper-1", "tts-1", "de-DE-Neural2-F",
-                        PriceTable(0.36 / 3600, 0.015), 60.0),
-    "voicebot": Preset("voicebot", "http://127.0.0.1:8000/v1", "VOICEBOT_API_KEY", "whisper-1",
-                       "tts-1", "alloy", PriceTable(0.0, 0.0), 600.0),
+    "openai": Preset(
+        "openai",
+        "https://api.openai.com/v1",
+        "OPENAI_API_KEY",
+        "whisper-1",
+        "tts-1",
+        "alloy",
+        PriceTable(0.006 / 60, 0.015),
+        500.0,
+    ),
+    "holysheep": Preset(
+        "holysheep",
+        "https://api.holysheep.ai/v1",
+        "HOLYSHEEP_API_KEY",
+        "whisper-1",
+        "tts-1",
+        "de-DE-Neural2-F",
+        PriceTable(0.36 / 3600, 0.015),
+        60.0,
+    ),
+    "voicebot": Preset(
+        "voicebot",
+        "http://127.0.0.1:8000/v1",
+        "VOICEBOT_API_KEY",
+        "whisper-1",
+        "tts-1",
+        "alloy",
+        PriceTable(0.0, 0.0),
+        600.0,
+    ),
 }
 
 
@@ -48,5 +71,6 @@ def preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown provider preset {name!r}: use one of "
-                         f"{', '.join(PRESETS)}") from None
+        raise ValueError(
+            f"unknown provider preset {name!r}: use one of {', '.join(PRESETS)}"
+        ) from None

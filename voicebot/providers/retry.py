@@ -41,7 +41,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to sleep after failed attempt number ``attempt`` (0-based)."""
-        ceiling = min(self.cap_s, self.base_s * 2 ** attempt)
+        ceiling = min(self.cap_s, self.base_s * 2**attempt)
         return (rng or random).uniform(0.0, ceiling)
 
 

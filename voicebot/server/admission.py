@@ -35,8 +35,12 @@ class JobGate:
     def check(self) -> None:
         """503 when every slot and queue place is taken."""
         if self.active + self.waiting >= self.concurrency + self.queue:
-            raise ApiError(503, "the speech server is overloaded; retry shortly",
-                           code="overloaded", headers={"retry-after": "1"})
+            raise ApiError(
+                503,
+                "the speech server is overloaded; retry shortly",
+                code="overloaded",
+                headers={"retry-after": "1"},
+            )
 
     async def enter(self, *, admitted: bool = False) -> None:
         """Wait for a slot (``admitted``: ``check`` already passed, the response started)."""
@@ -72,8 +76,9 @@ def check_key(given: str | None, keys: tuple[str, ...]) -> None:
     if not keys:
         return
     if not given:
-        raise ApiError(401, "missing API key: send Authorization: Bearer <key>",
-                       code="invalid_api_key")
+        raise ApiError(
+            401, "missing API key: send Authorization: Bearer <key>", code="invalid_api_key"
+        )
     matches = [hmac.compare_digest(given.encode(), k.encode()) for k in keys]
     if not any(matches):
         raise ApiError(401, "incorrect API key", code="invalid_api_key")
@@ -95,8 +100,9 @@ def number(value: Any, name: str, default: float, lo: float, hi: float) -> float
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 from its Content-Length or as soon as it outgrows ``limit``."""
     length = request.headers.get("content-length")
-    too_large = ApiError(413, f"request body over the limit of {limit} bytes",
-                         code="request_too_large")
+    too_large = ApiError(
+        413, f"request body over the limit of {limit} bytes", code="request_too_large"
+    )
     if length and length.isdigit() and int(length) > limit:
         raise too_large
     body = bytearray()

@@ -50,15 +50,21 @@ MAX_OFFER_BYTES = 64 * 1024  # SDP offers are a few kilobytes
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, reason: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
         self.headers = headers or {}
 
 
-def create_app(config: PipelineConfig, settings: ServerSettings | None = None, *,
-               web_root: Path = DEMO_WEB, warm: bool = True) -> Starlette:
+def create_app(
+    config: PipelineConfig,
+    settings: ServerSettings | None = None,
+    *,
+    web_root: Path = DEMO_WEB,
+    warm: bool = True,
+) -> Starlette:
     """The ASGI app serving ``config``'s bot; ``warm`` loads the engines before the first call."""
     settings = settings or ServerSettings()
     metrics = Metrics()
@@ -89,24 +95,28 @@ def create_app(config: PipelineConfig, settings: ServerSettings | None = None, *
             return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
         except Busy as exc:
             metrics.rejected.labels("busy").inc()
-            return JSONResponse({"error": str(exc), "max_calls": settings.max_calls}, 503,
-                                headers={"Retry-After": "5"})
+            return JSONResponse(
+                {"error": str(exc), "max_calls": settings.max_calls},
+                503,
+                headers={"Retry-After": "5"},
+            )
         except OfferError as exc:
             metrics.rejected.labels("bad_request").inc()
             return JSONResponse({"error": str(exc)}, 400)
-        return JSONResponse({"sdp": answer.sdp, "type": answer.type,
-                             **manager.hello(call.call_id)})
+        return JSONResponse({"sdp": answer.sdp, "type": answer.type, **manager.hello(call.call_id)})
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({
-            "status": "ok",
-            "pipeline": config.name,
-            "language": config.language,
-            "latency_budget_ms": config.latency_budget_ms,
-            "calls_active": len(manager.calls),
-            "max_calls": settings.max_calls,
-            "auth": settings.token is not None,
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "pipeline": config.name,
+                "language": config.language,
+                "latency_budget_ms": config.latency_budget_ms,
+                "calls_active": len(manager.calls),
+                "max_calls": settings.max_calls,
+                "auth": settings.token is not None,
+            }
+        )
 
     async def metrics_route(request: Request) -> Response:
         body, content_type = metrics.render()
@@ -114,13 +124,23 @@ def create_app(config: PipelineConfig, settings: ServerSettings | None = None, *
 
     middleware = []
     if settings.cors_origins:
-        middleware.append(Middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type", "Authorization"]))
-    speech_api = SpeechApi(SpeechApiSettings(
-        asr_model=config.asr.model,  # whisper-1 means the pipeline's model (or its directory)
-        tts_engine=config.tts.local_engine, voice=config.tts.voice,
-        api_keys=settings.api_keys), metrics)
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Content-Type", "Authorization"],
+            )
+        )
+    speech_api = SpeechApi(
+        SpeechApiSettings(
+            asr_model=config.asr.model,  # whisper-1 means the pipeline's model (or its directory)
+            tts_engine=config.tts.local_engine,
+            voice=config.tts.voice,
+            api_keys=settings.api_keys,
+        ),
+        metrics,
+    )
     app = Starlette(
         routes=[
             Route("/offer", offer, methods=["POST"]),
@@ -141,10 +161,15 @@ def _authorize(request: Request, token: str | None) -> None:
     if token is None:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                               token.encode()):
-        raise _Refused(401, "unauthorized", "missing or wrong bearer token",
-                       {"WWW-Authenticate": 'Bearer realm="voicebot"'})
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise _Refused(
+            401,
+            "unauthorized",
+            "missing or wrong bearer token",
+            {"WWW-Authenticate": 'Bearer realm="voicebot"'},
+        )
 
 
 async def _read_offer(request: Request) -> RTCSessionDescription:

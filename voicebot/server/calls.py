@@ -34,8 +34,16 @@ from voicebot.transports.webrtc import EventBridge, LiveClock, OutputTrack, Trac
 log = logging.getLogger(__name__)
 
 # Events that show someone is still there (caller or bot).
-ACTIVITY = frozenset({"speech_started", "speech_stopped", "transcript", "reply",
-                      "playback_started", "playback_stopped"})
+ACTIVITY = frozenset(
+    {
+        "speech_started",
+        "speech_stopped",
+        "transcript",
+        "reply",
+        "playback_started",
+        "playback_stopped",
+    }
+)
 
 
 @dataclass
@@ -62,10 +70,12 @@ class ServerSettings:
     jitter_ms: int = 20  # inbound audio held back before the VAD (aiortc: 80); see jitter.py
 
     def rtc_configuration(self) -> RTCConfiguration:
-        return RTCConfiguration(iceServers=[
-            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
-            for s in self.ice_servers
-        ])
+        return RTCConfiguration(
+            iceServers=[
+                RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+                for s in self.ice_servers
+            ]
+        )
 
 
 class OfferError(ValueError):
@@ -90,8 +100,11 @@ class Call:
         self.output = OutputTrack(self.clock.now)
         self.pipeline = build_call(config, self.source, self.output, self.clock, call_id)
         self.pc = RTCPeerConnection(settings.rtc_configuration())
-        self.bridge = EventBridge(manager.hello(call_id), on_hangup=lambda: self.hang_up("hangup"),
-                                  on_text=self.source.push_text)
+        self.bridge = EventBridge(
+            manager.hello(call_id),
+            on_hangup=lambda: self.hang_up("hangup"),
+            on_text=self.source.push_text,
+        )
         self.source.on_ended = lambda: self.hang_up("peer_gone")
         bus = self.pipeline.ctx.bus
         bus.subscribe(self.bridge)
@@ -168,7 +181,8 @@ class Call:
                 return
             self._running = True
             watchdog = asyncio.get_running_loop().create_task(
-                self._watch_idle(), name=f"call:{self.call_id}:idle")
+                self._watch_idle(), name=f"call:{self.call_id}:idle"
+            )
             reason = await self.pipeline.run()
             self.reason = self.reason or reason
         except asyncio.CancelledError:

@@ -35,35 +35,59 @@ class Metrics:
         r = self.registry = CollectorRegistry()
         ProcessCollector(registry=r)  # process_resident_memory_bytes, cpu, open fds
         self.calls_active = Gauge("voicebot_calls_active", "Calls in progress", registry=r)
-        self.calls_max = Gauge("voicebot_calls_max", "Admission limit (concurrent calls)",
-                               registry=r)
+        self.calls_max = Gauge(
+            "voicebot_calls_max", "Admission limit (concurrent calls)", registry=r
+        )
         self.calls = Counter("voicebot_calls", "Calls ended, by reason", ["reason"], registry=r)
-        self.rejected = Counter("voicebot_offers_rejected",
-                                "Offers refused, by reason (busy, unauthorized, bad_request)",
-                                ["reason"], registry=r)
+        self.rejected = Counter(
+            "voicebot_offers_rejected",
+            "Offers refused, by reason (busy, unauthorized, bad_request)",
+            ["reason"],
+            registry=r,
+        )
         self.turn_stage = Histogram(
             "voicebot_turn_stage_seconds",
             "Where a turn's time went: caller's last voice to the bot's first audio, per stage",
-            ["stage"], buckets=STAGE_BUCKETS, registry=r)
-        self.frame_drops = Counter("voicebot_frame_drops",
-                                   "Frames dropped, by graph edge (and the output track)",
-                                   ["edge"], registry=r)
-        self.loop_lag = Histogram("voicebot_loop_lag_seconds",
-                                  "Event-loop lag, sampled every 50 ms", buckets=LAG_BUCKETS,
-                                  registry=r)
-        self.call_loop_lag = Histogram("voicebot_call_worst_loop_lag_seconds",
-                                       "Worst event-loop lag seen by each call",
-                                       buckets=LAG_BUCKETS, registry=r)
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.frame_drops = Counter(
+            "voicebot_frame_drops",
+            "Frames dropped, by graph edge (and the output track)",
+            ["edge"],
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "voicebot_loop_lag_seconds",
+            "Event-loop lag, sampled every 50 ms",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.call_loop_lag = Histogram(
+            "voicebot_call_worst_loop_lag_seconds",
+            "Worst event-loop lag seen by each call",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
         self.errors = Counter("voicebot_errors", "Stage errors, by stage", ["stage"], registry=r)
-        self.barge_ins = Counter("voicebot_barge_ins", "Replies interrupted by the caller",
-                                 registry=r)
+        self.barge_ins = Counter(
+            "voicebot_barge_ins", "Replies interrupted by the caller", registry=r
+        )
         self.turns = Counter("voicebot_turns", "Caller turns answered", registry=r)
-        self.speech_requests = Counter("voicebot_speech_api_requests",
-                                       "Speech API (/v1) requests, by route and status",
-                                       ["route", "status"], registry=r)
-        self.speech_seconds = Histogram("voicebot_speech_api_seconds",
-                                        "Speech API time until the response starts, by route",
-                                        ["route"], buckets=STAGE_BUCKETS, registry=r)
+        self.speech_requests = Counter(
+            "voicebot_speech_api_requests",
+            "Speech API (/v1) requests, by route and status",
+            ["route", "status"],
+            registry=r,
+        )
+        self.speech_seconds = Histogram(
+            "voicebot_speech_api_seconds",
+            "Speech API time until the response starts, by route",
+            ["route"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
         self._lag_task: asyncio.Task[None] | None = None
 
     def observe(self, event: Event) -> None:
@@ -92,8 +116,9 @@ class Metrics:
 
     # --- process-wide loop lag ------------------------------------------------------
     def start(self) -> None:
-        self._lag_task = asyncio.get_running_loop().create_task(self._sample_lag(),
-                                                                name="metrics-loop-lag")
+        self._lag_task = asyncio.get_running_loop().create_task(
+            self._sample_lag(), name="metrics-loop-lag"
+        )
 
     async def stop(self) -> None:
         task, self._lag_task = self._lag_task, None

@@ -24,48 +24,98 @@ TURN_CREDENTIAL_ENV = "VOICEBOT_TURN_CREDENTIAL"
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``voicebot`` command's subparsers."""
     p = subparsers.add_parser(
-        "serve", help="serve live calls over WebRTC, with the demo page",
+        "serve",
+        help="serve live calls over WebRTC, with the demo page",
         description="One process: the demo page at /, WebRTC signalling at POST /offer, "
-        "/healthz, Prometheus /metrics, and the local engines as the OpenAI audio API under /v1.")
+        "/healthz, Prometheus /metrics, and the local engines as the OpenAI audio API under /v1.",
+    )
     add_serve_arguments(p)
     p.set_defaults(func=serve_main)
     return p
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pipeline", nargs="?", default=str(DEFAULT_PIPELINE), metavar="PIPELINE.yaml",
-                   help="the bot to serve (default: the English restaurant bot)")
+    p.add_argument(
+        "pipeline",
+        nargs="?",
+        default=str(DEFAULT_PIPELINE),
+        metavar="PIPELINE.yaml",
+        help="the bot to serve (default: the English restaurant bot)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--max-calls", type=int, default=4, help="concurrent calls before 503")
-    p.add_argument("--idle-timeout", type=float, default=60.0,
-                   help="end a call after this many seconds without speech, text or bot audio")
-    p.add_argument("--stun", action="append", default=[], metavar="URL",
-                   help="STUN server (stun:host:port); repeatable; default none")
-    p.add_argument("--turn", action="append", default=[], metavar="URL",
-                   help="TURN server (turn:host:port); repeatable")
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=60.0,
+        help="end a call after this many seconds without speech, text or bot audio",
+    )
+    p.add_argument(
+        "--stun",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="STUN server (stun:host:port); repeatable; default none",
+    )
+    p.add_argument(
+        "--turn",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="TURN server (turn:host:port); repeatable",
+    )
     p.add_argument("--turn-username", default=None, help="TURN user name")
-    p.add_argument("--token-env", default=TOKEN_ENV, metavar="NAME",
-                   help=f"if this environment variable is set, /offer needs it as a bearer "
-                   f"token (default {TOKEN_ENV}); the TURN password is read from "
-                   f"{TURN_CREDENTIAL_ENV}")
-    p.add_argument("--api-key-env", default="VOICEBOT_API_KEYS", metavar="NAME",
-                   help="if this environment variable is set (comma-separated keys), the /v1 "
-                   "speech API needs one as a bearer token (default VOICEBOT_API_KEYS)")
-    p.add_argument("--jitter-ms", type=int, default=ServerSettings.jitter_ms,
-                   help="caller audio held back for late packets before the VAD (default "
-                   f"{ServerSettings.jitter_ms}: one frame, right for loopback and LANs; aiortc's "
-                   "own is 80). Packets later than this count as lost; raise it on a jittery WAN")
-    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                   help="allow this origin cross-site (repeatable; default: none)")
-    p.add_argument("--ssl-certfile", default=None, metavar="PEM",
-                   help="serve HTTPS with this certificate (browsers only open the microphone "
-                   "on https:// pages or on localhost)")
+    p.add_argument(
+        "--token-env",
+        default=TOKEN_ENV,
+        metavar="NAME",
+        help=f"if this environment variable is set, /offer needs it as a bearer "
+        f"token (default {TOKEN_ENV}); the TURN password is read from "
+        f"{TURN_CREDENTIAL_ENV}",
+    )
+    p.add_argument(
+        "--api-key-env",
+        default="VOICEBOT_API_KEYS",
+        metavar="NAME",
+        help="if this environment variable is set (comma-separated keys), the /v1 "
+        "speech API needs one as a bearer token (default VOICEBOT_API_KEYS)",
+    )
+    p.add_argument(
+        "--jitter-ms",
+        type=int,
+        default=ServerSettings.jitter_ms,
+        help="caller audio held back for late packets before the VAD (default "
+        f"{ServerSettings.jitter_ms}: one frame, right for loopback and LANs; aiortc's "
+        "own is 80). Packets later than this count as lost; raise it on a jittery WAN",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow this origin cross-site (repeatable; default: none)",
+    )
+    p.add_argument(
+        "--ssl-certfile",
+        default=None,
+        metavar="PEM",
+        help="serve HTTPS with this certificate (browsers only open the microphone "
+        "on https:// pages or on localhost)",
+    )
     p.add_argument("--ssl-keyfile", default=None, metavar="PEM", help="the certificate's key")
-    p.add_argument("--outcomes-db", default=None, metavar="FILE",
-                   help="outcome store (bookings) for this server; overrides the pipeline's")
-    p.add_argument("--no-warm-up", dest="warm", action="store_false",
-                   help="do not load the engines before accepting calls")
+    p.add_argument(
+        "--outcomes-db",
+        default=None,
+        metavar="FILE",
+        help="outcome store (bookings) for this server; overrides the pipeline's",
+    )
+    p.add_argument(
+        "--no-warm-up",
+        dest="warm",
+        action="store_false",
+        help="do not load the engines before accepting calls",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
@@ -79,8 +129,9 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         token=os.environ.get(args.token_env) or None,
         cors_origins=args.cors_origin,
         jitter_ms=args.jitter_ms,
-        api_keys=tuple(k.strip() for k in os.environ.get(args.api_key_env, "").split(",")
-                       if k.strip()),
+        api_keys=tuple(
+            k.strip() for k in os.environ.get(args.api_key_env, "").split(",") if k.strip()
+        ),
     )
 
 
@@ -106,22 +157,33 @@ def serve_main(args: argparse.Namespace) -> int:
     app = create_app(config, settings, warm=args.warm)
     auth = " (bearer token required)" if settings.token else ""
     scheme = "https" if args.ssl_certfile else "http"
-    print(f"voicebot: serving {config.name or args.pipeline} on {scheme}://{args.host}:"
-          f"{args.port}/{auth}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, loop="auto", log_level="warning",
-                timeout_graceful_shutdown=10, ssl_certfile=args.ssl_certfile,
-                ssl_keyfile=args.ssl_keyfile)
+    print(
+        f"voicebot: serving {config.name or args.pipeline} on {scheme}://{args.host}:"
+        f"{args.port}/{auth}",
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="auto",
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m voicebot.server.serve",
-                                     description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m voicebot.server.serve", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_serve_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     return serve_main(args)
 
 

@@ -54,8 +54,9 @@ MAX_INPUT_CHARS = 4096
 PCM_RATE = 24000
 ASR_MODELS = ("tiny.en", "base")
 TTS_MODELS = ("tts-1", "tts-1-hd", "piper", "espeak")
-OPENAI_VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova",
-                           "sage", "shimmer", "verse"})
+OPENAI_VOICES = frozenset(
+    {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse"}
+)
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,19 @@ class SpeechApi:
     def routes(self) -> list[BaseRoute]:
         """The ``/v1`` routes; anything else under ``/v1`` is an OpenAI-shaped 404 or 405."""
         return [
-            Route("/v1/audio/transcriptions", self._handler("transcriptions", self.transcribe),
-                  methods=["POST"]),
+            Route(
+                "/v1/audio/transcriptions",
+                self._handler("transcriptions", self.transcribe),
+                methods=["POST"],
+            ),
             Route("/v1/audio/speech", self._handler("speech", self.speech), methods=["POST"]),
             Route("/v1/models", self._handler("models", self.models), methods=["GET"]),
             WebSocketRoute("/v1/tts/stream", self.tts_stream),
-            Route("/v1/{rest:path}", self._handler("unknown", self.unknown),
-                  methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            Route(
+                "/v1/{rest:path}",
+                self._handler("unknown", self.unknown),
+                methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            ),
         ]
 
     def _handler(self, route: str, fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
@@ -133,9 +140,12 @@ class SpeechApi:
     def _rate(self) -> None:
         wait = self.limiter.try_acquire()
         if wait > 0:
-            raise ApiError(429, f"rate limit of {self.settings.requests_per_minute:g} "
-                           "requests per minute reached", code="rate_limit_exceeded",
-                           headers={"retry-after": str(max(1, math.ceil(wait)))})
+            raise ApiError(
+                429,
+                f"rate limit of {self.settings.requests_per_minute:g} requests per minute reached",
+                code="rate_limit_exceeded",
+                headers={"retry-after": str(max(1, math.ceil(wait)))},
+            )
 
     # --- transcriptions ----------------------------------------------------------
 
@@ -148,17 +158,22 @@ class SpeechApi:
         model = self._asr_model(str(form.get("model") or ""))
         fmt = str(form.get("response_format") or "json")
         if fmt not in formats.RESPONSE_FORMATS:
-            raise bad_request(f"response_format must be one of "
-                              f"{', '.join(formats.RESPONSE_FORMATS)}", "response_format")
+            raise bad_request(
+                f"response_format must be one of {', '.join(formats.RESPONSE_FORMATS)}",
+                "response_format",
+            )
         language = str(form.get("language") or "") or None
         prompt = str(form.get("prompt") or "") or None
         temperature = number(form.get("temperature"), "temperature", 0.0, 0.0, 1.0)
-        granularities = [str(g) for key in ("timestamp_granularities[]",
-                                            "timestamp_granularities")
-                         for g in form.getlist(key)]
+        granularities = [
+            str(g)
+            for key in ("timestamp_granularities[]", "timestamp_granularities")
+            for g in form.getlist(key)
+        ]
         if any(g not in ("segment", "word") for g in granularities):
-            raise bad_request("timestamp_granularities are segment and/or word",
-                              "timestamp_granularities")
+            raise bad_request(
+                "timestamp_granularities are segment and/or word", "timestamp_granularities"
+            )
         engine = local_asr(model)
         if language and model.endswith(".en") and language.split("-")[0].lower() != "en":
             raise bad_request(f"{model} only transcribes English, not {language!r}", "language")
@@ -169,15 +184,24 @@ class SpeechApi:
                 audio = await asyncio.to_thread(decode_audio, data)
             except AudioDecodeError as exc:
                 raise bad_request(str(exc), "file") from exc
-            return await self._transcribe(engine, audio, fmt, language, prompt, temperature,
-                                          "word" in granularities)
+            return await self._transcribe(
+                engine, audio, fmt, language, prompt, temperature, "word" in granularities
+            )
         except ValueError as exc:  # e.g. a language Whisper does not know
             raise bad_request(str(exc), "language") from exc
         finally:
             self.gate.leave()
 
-    async def _transcribe(self, engine: Any, audio: Any, fmt: str, language: str | None,
-                          prompt: str | None, temperature: float, words: bool) -> Response:
+    async def _transcribe(
+        self,
+        engine: Any,
+        audio: Any,
+        fmt: str,
+        language: str | None,
+        prompt: str | None,
+        temperature: float,
+        words: bool,
+    ) -> Response:
         duration = len(audio) / 16000
         if fmt in ("json", "text") and not prompt and not words and temperature == 0.0:
             result = await engine.transcribe(audio, language)
@@ -185,7 +209,8 @@ class SpeechApi:
                 return PlainTextResponse(result.text + "\n")
             return JSONResponse({"text": result.text})
         info, segments = await engine.transcribe_segments(
-            audio, language, prompt=prompt, temperature=temperature, word_timestamps=words)
+            audio, language, prompt=prompt, temperature=temperature, word_timestamps=words
+        )
         if fmt == "text":
             return PlainTextResponse(formats.full_text(segments) + "\n")
         if fmt == "json":
@@ -194,8 +219,9 @@ class SpeechApi:
             return PlainTextResponse(formats.srt(segments), media_type="application/x-subrip")
         if fmt == "vtt":
             return PlainTextResponse(formats.vtt(segments), media_type="text/vtt")
-        return JSONResponse(formats.verbose_json(segments, language=info.language,
-                                                 duration=duration, words=words))
+        return JSONResponse(
+            formats.verbose_json(segments, language=info.language, duration=duration, words=words)
+        )
 
     def _asr_model(self, model: str) -> str:
         if not model:
@@ -203,8 +229,9 @@ class SpeechApi:
         if model == "whisper-1":
             return self.settings.asr_model
         if model not in ASR_MODELS:
-            raise bad_request(f"unknown model {model!r}: use whisper-1 or one of "
-                              f"{', '.join(ASR_MODELS)}", "model")
+            raise bad_request(
+                f"unknown model {model!r}: use whisper-1 or one of {', '.join(ASR_MODELS)}", "model"
+            )
         return model
 
     # --- speech ------------------------------------------------------------------
@@ -217,8 +244,9 @@ class SpeechApi:
         _, _, content_type = FORMATS[fmt]
         return _ClosingStream(self._encoded(engine, text, fmt), content_type)
 
-    def _speech_request(self, body: dict[str, Any], *, default_format: str = "mp3"
-                        ) -> tuple[str, Any, str]:
+    def _speech_request(
+        self, body: dict[str, Any], *, default_format: str = "mp3"
+    ) -> tuple[str, Any, str]:
         model = body.get("model")
         if model not in TTS_MODELS:
             raise bad_request(f"model must be one of {', '.join(TTS_MODELS)}", "model")
@@ -229,11 +257,17 @@ class SpeechApi:
             raise bad_request(f"'input' is longer than {MAX_INPUT_CHARS} characters", "input")
         fmt = body.get("response_format") or default_format
         if fmt not in FORMATS:
-            raise bad_request(f"response_format must be one of {', '.join(FORMATS)}",
-                              "response_format")
+            raise bad_request(
+                f"response_format must be one of {', '.join(FORMATS)}", "response_format"
+            )
         settings = body.get("voice_settings") or {}
-        speed = number(body.get("speed", settings.get("speed") if isinstance(
-            settings, dict) else None), "speed", 1.0, 0.25, 4.0)
+        speed = number(
+            body.get("speed", settings.get("speed") if isinstance(settings, dict) else None),
+            "speed",
+            1.0,
+            0.25,
+            4.0,
+        )
         engine_name, voice = self._voice(str(body.get("voice") or ""), str(model))
         return text, local_tts(engine_name, voice, round(speed, 2)), fmt
 
@@ -252,9 +286,12 @@ class SpeechApi:
             return "piper", voice
         elif voice.lower() in espeak_voices():
             return "espeak", voice
-        raise bad_request(f"unknown voice {voice!r}: use an OpenAI voice name (all map to "
-                          f"{default[1]}), {', '.join(BUNDLED_PIPER_VOICES)} or an espeak-ng "
-                          "voice", "voice")
+        raise bad_request(
+            f"unknown voice {voice!r}: use an OpenAI voice name (all map to "
+            f"{default[1]}), {', '.join(BUNDLED_PIPER_VOICES)} or an espeak-ng "
+            "voice",
+            "voice",
+        )
 
     async def _encoded(self, engine: Any, text: str, fmt: str) -> AsyncGenerator[bytes, None]:
         """The speech as ``fmt``, chunk by chunk, inside a gate slot."""
@@ -264,8 +301,9 @@ class SpeechApi:
             inline = fmt in ("pcm", "wav")  # no codec work: stay on the loop
             async with contextlib.aclosing(speak_pcm(engine, text, PCM_RATE)) as chunks:
                 async for pcm in chunks:
-                    data = encoder.push(pcm) if inline else await asyncio.to_thread(
-                        encoder.push, pcm)
+                    data = (
+                        encoder.push(pcm) if inline else await asyncio.to_thread(encoder.push, pcm)
+                    )
                     if data:
                         yield data
             tail = await asyncio.to_thread(encoder.close)
@@ -284,8 +322,7 @@ class SpeechApi:
         """
         await ws.accept()
         try:
-            check_key(bearer(ws.headers) or ws.query_params.get("api_key"),
-                      self.settings.api_keys)
+            check_key(bearer(ws.headers) or ws.query_params.get("api_key"), self.settings.api_keys)
         except ApiError as exc:
             self._count("tts_stream", exc.status, time.perf_counter())
             await _ws_error(ws, exc)
@@ -318,8 +355,9 @@ class SpeechApi:
                 body.setdefault("model", "tts-1")
                 text, engine, fmt = self._speech_request(body, default_format="pcm")
                 if fmt != "pcm":
-                    raise bad_request("the stream carries pcm (24 kHz s16le) only",
-                                      "response_format")
+                    raise bad_request(
+                        "the stream carries pcm (24 kHz s16le) only", "response_format"
+                    )
                 self._rate()
                 await self.gate.enter()
             except ApiError as exc:
@@ -335,33 +373,53 @@ class SpeechApi:
             finally:
                 self.gate.leave()
             self._count("tts_stream", 200, start)
-            await ws.send_text(json.dumps({"type": "done", "characters": len(text),
-                                           "audio_seconds": round(samples / PCM_RATE, 3)}))
+            await ws.send_text(
+                json.dumps(
+                    {
+                        "type": "done",
+                        "characters": len(text),
+                        "audio_seconds": round(samples / PCM_RATE, 3),
+                    }
+                )
+            )
 
     # --- models and the rest -----------------------------------------------------
 
     async def models(self, request: Request) -> Response:
         check_key(bearer(request.headers), self.settings.api_keys)
         ids = ["whisper-1", *ASR_MODELS, *TTS_MODELS]
-        return JSONResponse({
-            "object": "list",
-            "data": [{"id": i, "object": "model", "created": 0, "owned_by": "voicebot"}
-                     for i in ids],
-            "voices": {"piper": list(BUNDLED_PIPER_VOICES), "espeak": sorted(espeak_voices()),
-                       "openai_names": sorted(OPENAI_VOICES), "default": self.settings.voice},
-        })
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": i, "object": "model", "created": 0, "owned_by": "voicebot"} for i in ids
+                ],
+                "voices": {
+                    "piper": list(BUNDLED_PIPER_VOICES),
+                    "espeak": sorted(espeak_voices()),
+                    "openai_names": sorted(OPENAI_VOICES),
+                    "default": self.settings.voice,
+                },
+            }
+        )
 
     async def unknown(self, request: Request) -> Response:
         allowed = _METHODS.get(request.url.path.rstrip("/"))
         if allowed:
-            raise ApiError(405, f"{request.url.path} takes {' or '.join(allowed)}, "
-                           f"not {request.method}", code="method_not_allowed",
-                           headers={"allow": ", ".join(allowed)})
+            raise ApiError(
+                405,
+                f"{request.url.path} takes {' or '.join(allowed)}, not {request.method}",
+                code="method_not_allowed",
+                headers={"allow": ", ".join(allowed)},
+            )
         raise ApiError(404, f"no route {request.method} {request.url.path}", code="not_found")
 
 
-_METHODS = {"/v1/audio/transcriptions": ("POST",), "/v1/audio/speech": ("POST",),
-            "/v1/models": ("GET", "HEAD")}
+_METHODS = {
+    "/v1/audio/transcriptions": ("POST",),
+    "/v1/audio/speech": ("POST",),
+    "/v1/models": ("GET", "HEAD"),
+}
 
 
 async def _read_messages(ws: WebSocket, inbox: asyncio.Queue[str | None]) -> None:

@@ -45,17 +45,25 @@ def create_speech_app(settings: SpeechApiSettings, *, warm: bool = True) -> Star
             await metrics.stop()
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "asr_model": settings.asr_model,
-                             "voice": settings.voice, "jobs_active": api.gate.active,
-                             "jobs_waiting": api.gate.waiting,
-                             "auth": bool(settings.api_keys)})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "asr_model": settings.asr_model,
+                "voice": settings.voice,
+                "jobs_active": api.gate.active,
+                "jobs_waiting": api.gate.waiting,
+                "auth": bool(settings.api_keys),
+            }
+        )
 
     async def metrics_route(request: Request) -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    app = Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics_route),
-                            *api.routes()], lifespan=lifespan)
+    app = Starlette(
+        routes=[Route("/healthz", healthz), Route("/metrics", metrics_route), *api.routes()],
+        lifespan=lifespan,
+    )
     app.state.speech_api = api
     return app
 
@@ -71,30 +79,57 @@ def tts_engine_for(voice: str) -> str:
         return "piper"
     if voice_error("espeak", voice) is None:
         return "espeak"
-    raise ValueError(f"no Piper or espeak-ng voice {voice!r} "
-                     "(e.g. en_US-joe-medium, a path to an .onnx model, 'de', 'en-us')")
+    raise ValueError(
+        f"no Piper or espeak-ng voice {voice!r} "
+        "(e.g. en_US-joe-medium, a path to an .onnx model, 'de', 'en-us')"
+    )
 
 
 def add_speech_server_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "speech-server", help="serve the local speech engines as an OpenAI-compatible API",
-        description=__doc__)
+        "speech-server",
+        help="serve the local speech engines as an OpenAI-compatible API",
+        description=__doc__,
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--asr-model", default="tiny.en", choices=["tiny.en", "base"],
-                   help="the model whisper-1 means here (base: multilingual)")
-    p.add_argument("--voice", default="en_US-joe-medium",
-                   help="the voice OpenAI voice names (alloy, …) mean here: a Piper voice "
-                   "(or .onnx path) or an espeak-ng voice such as 'de'")
-    p.add_argument("--api-key-env", default=KEYS_ENV, metavar="NAME",
-                   help=f"if this environment variable is set (comma-separated keys), requests "
-                   f"need one as a bearer token (default {KEYS_ENV})")
-    p.add_argument("--requests-per-minute", type=float, default=600.0,
-                   help="the server's own rate limit (429 beyond)")
-    p.add_argument("--max-concurrency", type=int, default=4,
-                   help="jobs at once; twice as many may queue, then 503")
-    p.add_argument("--no-warm-up", dest="warm", action="store_false",
-                   help="do not load the engines before serving")
+    p.add_argument(
+        "--asr-model",
+        default="tiny.en",
+        choices=["tiny.en", "base"],
+        help="the model whisper-1 means here (base: multilingual)",
+    )
+    p.add_argument(
+        "--voice",
+        default="en_US-joe-medium",
+        help="the voice OpenAI voice names (alloy, …) mean here: a Piper voice "
+        "(or .onnx path) or an espeak-ng voice such as 'de'",
+    )
+    p.add_argument(
+        "--api-key-env",
+        default=KEYS_ENV,
+        metavar="NAME",
+        help=f"if this environment variable is set (comma-separated keys), requests "
+        f"need one as a bearer token (default {KEYS_ENV})",
+    )
+    p.add_argument(
+        "--requests-per-minute",
+        type=float,
+        default=600.0,
+        help="the server's own rate limit (429 beyond)",
+    )
+    p.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=4,
+        help="jobs at once; twice as many may queue, then 503",
+    )
+    p.add_argument(
+        "--no-warm-up",
+        dest="warm",
+        action="store_false",
+        help="do not load the engines before serving",
+    )
     p.set_defaults(func=speech_server_main)
     return p
 
@@ -108,15 +143,25 @@ def speech_server_main(args: argparse.Namespace) -> int:
         print(f"voicebot speech-server: {exc}", file=sys.stderr)
         return 2
     settings = SpeechApiSettings(
-        asr_model=args.asr_model, tts_engine=engine, voice=args.voice,
+        asr_model=args.asr_model,
+        tts_engine=engine,
+        voice=args.voice,
         api_keys=api_keys(args.api_key_env),
-        requests_per_minute=args.requests_per_minute, max_concurrency=args.max_concurrency,
-        queue=2 * args.max_concurrency)
+        requests_per_minute=args.requests_per_minute,
+        max_concurrency=args.max_concurrency,
+        queue=2 * args.max_concurrency,
+    )
     app = create_speech_app(settings, warm=args.warm)
     auth = " (API key required)" if settings.api_keys else ""
     print(f"voicebot: speech API on http://{args.host}:{args.port}/v1{auth}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, loop="auto", log_level="warning",
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="auto",
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 

@@ -98,9 +98,15 @@ class WavOutput:
     a stereo file with the caller left and the bot right).
     """
 
-    def __init__(self, path: str | Path, sample_rate: int = 16000, channels: int = 1,
-                 min_duration: float = 0.0, caller: np.ndarray | None = None,
-                 mix_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        min_duration: float = 0.0,
+        caller: np.ndarray | None = None,
+        mix_path: str | Path | None = None,
+    ) -> None:
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.channels = channels

@@ -75,10 +75,15 @@ def _check(receiver: Any) -> Any:
     buffer = getattr(receiver, _ATTR, None)
     if isinstance(buffer, AudioJitterBuffer):
         return buffer
-    if (not isinstance(buffer, JitterBuffer) or getattr(buffer, "_is_video", True)
-            or not isinstance(getattr(buffer, "_prefetch", None), int)):
-        raise RuntimeError("aiortc's RTCRtpReceiver no longer keeps an audio JitterBuffer where "
-                           "voicebot expects it; update voicebot/transports/jitter.py")
+    if (
+        not isinstance(buffer, JitterBuffer)
+        or getattr(buffer, "_is_video", True)
+        or not isinstance(getattr(buffer, "_prefetch", None), int)
+    ):
+        raise RuntimeError(
+            "aiortc's RTCRtpReceiver no longer keeps an audio JitterBuffer where "
+            "voicebot expects it; update voicebot/transports/jitter.py"
+        )
     return buffer
 
 

@@ -109,8 +109,9 @@ class TrackSource(Source):
         """Packed s16 with its pts on the call clock; silence in front if packets were lost."""
         if frame.format.name != "s16":
             if self._resampler is None:
-                self._resampler = av.AudioResampler(format="s16", layout=frame.layout.name,
-                                                    rate=frame.sample_rate)
+                self._resampler = av.AudioResampler(
+                    format="s16", layout=frame.layout.name, rate=frame.sample_rate
+                )
             frames = self._resampler.resample(frame)
         else:
             frames = [frame]
@@ -153,8 +154,15 @@ class TrackSource(Source):
         if ctx.state.bot_speaking and ctx.state.barge_in:
             self.receive_control(Interrupt("text_input", now))
         ctx.ledger.mark(turn, "final_transcript", now)
-        ctx.bus.emit("transcript", t=now, final=True, text=text, turn=turn,
-                     language=self.language, decode_ms=0.0)
+        ctx.bus.emit(
+            "transcript",
+            t=now,
+            final=True,
+            text=text,
+            turn=turn,
+            language=self.language,
+            decode_ms=0.0,
+        )
         return self.outbox.put_nowait(Transcript(text, True, turn, self.language))
 
 
@@ -171,8 +179,9 @@ class OutputTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, now: Callable[[], float], sample_rate: int = 48000,
-                 max_frames: int = 3) -> None:
+    def __init__(
+        self, now: Callable[[], float], sample_rate: int = 48000, max_frames: int = 3
+    ) -> None:
         super().__init__()
         self.sample_rate = sample_rate
         self.channels = 1
@@ -253,8 +262,13 @@ class EventBridge:
     ``{"type": "client_error"}`` message and otherwise ignored.
     """
 
-    def __init__(self, hello: dict[str, Any], on_hangup: Callable[[], None],
-                 on_text: Callable[[str], bool], max_pending: int = 1000) -> None:
+    def __init__(
+        self,
+        hello: dict[str, Any],
+        on_hangup: Callable[[], None],
+        on_text: Callable[[str], bool],
+        max_pending: int = 1000,
+    ) -> None:
         self.hello = {"type": "hello", **hello}
         self.on_hangup = on_hangup
         self.on_text = on_text
@@ -304,10 +318,14 @@ class EventBridge:
             if not self.on_text(data["text"]):  # type: ignore[index]
                 self.send_text(json.dumps({"type": "client_error", "error": "text not accepted"}))
         else:
-            self.send_text(json.dumps({
-                "type": "client_error",
-                "error": "expected {\"type\": \"hangup\"} or {\"type\": \"text\", \"text\": ...}",
-            }))
+            self.send_text(
+                json.dumps(
+                    {
+                        "type": "client_error",
+                        "error": 'expected {"type": "hangup"} or {"type": "text", "text": ...}',
+                    }
+                )
+            )
 
     async def drain(self, grace: float = 1.0) -> None:
         """Wait (at most ``grace`` s) for queued messages to leave before the connection closes."""

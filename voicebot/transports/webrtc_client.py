@@ -179,6 +179,7 @@ class Speaker:
         every 20 ms, silence included, so a stall of this process or of the server (a
         loaded machine) delays frames but never passes for a pause in the bot's speech.
         """
+
         def test() -> float | None:
             last = None
             for i in range(len(self.times) - 1, -1, -1):
@@ -227,8 +228,13 @@ class Caller:
     a browser may set it lower; say so when reporting the figures.
     """
 
-    def __init__(self, base_url: str, token: str | None = None, keep_audio: bool = True,
-                 jitter_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        keep_audio: bool = True,
+        jitter_ms: int | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.jitter_ms = jitter_ms
@@ -264,8 +270,10 @@ class Caller:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         async with httpx.AsyncClient(timeout=within) as http:
             response = await http.post(
-                f"{self.base_url}/offer", headers=headers,
-                json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+                f"{self.base_url}/offer",
+                headers=headers,
+                json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type},
+            )
         if response.status_code != 200:
             raise OfferRejected(response.status_code, response.json())
         answer = response.json()
@@ -305,9 +313,14 @@ class Caller:
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == kind]
 
-    async def wait_event(self, kind: str, within: float = 20.0, *, start: int = 0,
-                         where: Callable[[dict[str, Any]], bool] | None = None
-                         ) -> tuple[int, dict[str, Any]]:
+    async def wait_event(
+        self,
+        kind: str,
+        within: float = 20.0,
+        *,
+        start: int = 0,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
         """The first event of ``kind`` at index >= ``start`` (and matching ``where``)."""
         deadline = time.monotonic() + within
         i = start

@@ -37,19 +37,26 @@ class _Espeak:
         import espeakng_loader
 
         lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
-                                          ctypes.c_int]
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
         lib.espeak_Info.restype = ctypes.c_char_p
         lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint,
-                                     ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-                                     ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         data = espeakng_loader.get_data_path().encode()
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, data,
-                                     _INITIALIZE_DONT_EXIT)
+        rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, data, _INITIALIZE_DONT_EXIT
+        )
         if rate <= 0:
             raise RuntimeError(f"espeak_Initialize failed ({rate}) with data {data!r}")
         path = ctypes.c_char_p()
@@ -73,8 +80,9 @@ class _Espeak:
         data = text.encode()
         self._emit = emit
         try:
-            error = self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0,
-                                          _CHARS_UTF8, None, None)
+            error = self.lib.espeak_Synth(
+                data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+            )
             self.lib.espeak_Synchronize()
             if error != 0:
                 raise RuntimeError(f"espeak_Synth failed with error {error}")
@@ -117,11 +125,14 @@ class EspeakEngine(TtsEngine):
 
     name = "espeak"
 
-    def __init__(self, voice: str = "de", rate_wpm: int = 160, pitch: int = 50,
-                 volume: float = 1.0) -> None:
+    def __init__(
+        self, voice: str = "de", rate_wpm: int = 160, pitch: int = 50, volume: float = 1.0
+    ) -> None:
         if not 80 <= rate_wpm <= 450 or not 0 <= pitch <= 100 or not 0 <= volume <= 2:
-            raise ValueError(f"need 80 <= rate_wpm <= 450, 0 <= pitch <= 100, "
-                             f"0 <= volume <= 2; got {rate_wpm=}, {pitch=}, {volume=}")
+            raise ValueError(
+                f"need 80 <= rate_wpm <= 450, 0 <= pitch <= 100, "
+                f"0 <= volume <= 2; got {rate_wpm=}, {pitch=}, {volume=}"
+            )
         self.voice = voice
         self.rate_wpm = rate_wpm
         self.pitch = pitch

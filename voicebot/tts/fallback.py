@@ -31,8 +31,15 @@ _END = object()
 
 
 class FallbackTtsEngine(TtsEngine):
-    def __init__(self, remote: TtsEngine, local: TtsEngine | None, *, timeout_s: float,
-                 hedge_s: float | None = None, cooldown_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        remote: TtsEngine,
+        local: TtsEngine | None,
+        *,
+        timeout_s: float,
+        hedge_s: float | None = None,
+        cooldown_s: float = 30.0,
+    ) -> None:
         self.remote = remote
         self.local = local
         self.timeout_s = timeout_s
@@ -87,8 +94,12 @@ class FallbackTtsEngine(TtsEngine):
                 await local.cancel()
                 return remote
         self.fallbacks += 1
-        log.warning("TTS provider %s: no audio within %.0f ms (%s); clause spoken locally",
-                    self.remote.name, self.timeout_s * 1000, remote.why())
+        log.warning(
+            "TTS provider %s: no audio within %.0f ms (%s); clause spoken locally",
+            self.remote.name,
+            self.timeout_s * 1000,
+            remote.why(),
+        )
         if remote.failed:
             self._skip_until = time.monotonic() + self.cooldown_s
         await remote.cancel()
@@ -99,8 +110,12 @@ class FallbackTtsEngine(TtsEngine):
             yield chunk
         if remote.failed:
             self._skip_until = time.monotonic() + self.cooldown_s
-            log.warning("TTS provider %s broke off mid-clause (%s); using the local engine "
-                        "for %.0f s", self.remote.name, remote.why(), self.cooldown_s)
+            log.warning(
+                "TTS provider %s broke off mid-clause (%s); using the local engine for %.0f s",
+                self.remote.name,
+                remote.why(),
+                self.cooldown_s,
+            )
 
     async def _local(self, text: str) -> AsyncIterator[np.ndarray]:
         if self.local is None:  # fallback: none — the clause is skipped, the call goes on

@@ -131,8 +131,14 @@ class PiperEngine(TtsEngine):
 
     name = "piper"
 
-    def __init__(self, voice: str = "en_US-joe-medium", speed: float = 1.0,
-                 volume: float = 1.0, *, deterministic: bool = False) -> None:
+    def __init__(
+        self,
+        voice: str = "en_US-joe-medium",
+        speed: float = 1.0,
+        volume: float = 1.0,
+        *,
+        deterministic: bool = False,
+    ) -> None:
         if speed <= 0 or volume < 0:
             raise ValueError(f"need speed > 0 and volume >= 0, got {speed=}, {volume=}")
         model, config = piper_voice_files(voice)
@@ -179,9 +185,7 @@ class PiperEngine(TtsEngine):
     def _produce(self, text: str, emit: Emit) -> None:
         from piper import SynthesisConfig
 
-        config = SynthesisConfig(
-            length_scale=self._length_scale, volume=self.volume, **self._noise
-        )
+        config = SynthesisConfig(length_scale=self._length_scale, volume=self.volume, **self._noise)
         for chunk in self._shared.get().synthesize(text, syn_config=config):
             if not emit(chunk.audio_int16_array):
                 return

@@ -57,10 +57,19 @@ class RemoteTtsEngine(TtsEngine):
 
     sample_rate = PCM_RATE
 
-    def __init__(self, client: ProviderClient, model: str, voice: str, *, speed: float = 1.0,
-                 prices: PriceTable, cache: Cache | None = None,
-                 ledger: CostLedger | None = None, priority: Priority = Priority.LIVE,
-                 deadline_s: float | None = None) -> None:
+    def __init__(
+        self,
+        client: ProviderClient,
+        model: str,
+        voice: str,
+        *,
+        speed: float = 1.0,
+        prices: PriceTable,
+        cache: Cache | None = None,
+        ledger: CostLedger | None = None,
+        priority: Priority = Priority.LIVE,
+        deadline_s: float | None = None,
+    ) -> None:
         self.client = client
         self.model = model
         self.voice = voice
@@ -76,20 +85,22 @@ class RemoteTtsEngine(TtsEngine):
         return self.client.settings.name
 
     def cache_key(self, text: str) -> str:
-        return speech_key(text, self.voice, model=self.model, speed=self.speed,
-                          format="pcm", rate=PCM_RATE)
+        return speech_key(
+            text, self.voice, model=self.model, speed=self.speed, format="pcm", rate=PCM_RATE
+        )
 
     def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
         return self._synthesize(text, None)
 
-    def synthesize_with(self, text: str, *, priority: Priority,
-                        deadline: float | None = None) -> AsyncIterator[np.ndarray]:
+    def synthesize_with(
+        self, text: str, *, priority: Priority, deadline: float | None = None
+    ) -> AsyncIterator[np.ndarray]:
         """Like ``synthesize`` with an explicit priority/deadline (batch work, benchmarks)."""
         return self._synthesize(text, (priority, deadline))
 
-    async def _synthesize(self, text: str,
-                          override: tuple[Priority, float | None] | None
-                          ) -> AsyncIterator[np.ndarray]:
+    async def _synthesize(
+        self, text: str, override: tuple[Priority, float | None] | None
+    ) -> AsyncIterator[np.ndarray]:
         start = time.perf_counter()
         key = self.cache_key(text)
         if self.cache is not None and (hit := await self.cache.get(key)) is not None:
@@ -116,17 +127,24 @@ class RemoteTtsEngine(TtsEngine):
             await self.cache.set(key, bytes(joiner.data))
 
     @abstractmethod
-    def _stream(self, text: str, priority: Priority,
-                deadline: float | None) -> AsyncIterator[bytes]:
+    def _stream(
+        self, text: str, priority: Priority, deadline: float | None
+    ) -> AsyncIterator[bytes]:
         """The provider's raw PCM bytes for ``text``, as they arrive (the protocol's part)."""
 
     async def _record(self, text: str, *, cached: bool, start: float, ok: bool = True) -> None:
         if self.ledger is None:
             return
         await self.ledger.arecord(
-            provider=self.provider, kind="tts", units=len(text),
-            cost=self.prices.tts_cost(len(text)) if ok else 0.0, cached=cached,
-            call_id=current_call.get(), latency_ms=(time.perf_counter() - start) * 1000, ok=ok)
+            provider=self.provider,
+            kind="tts",
+            units=len(text),
+            cost=self.prices.tts_cost(len(text)) if ok else 0.0,
+            cached=cached,
+            call_id=current_call.get(),
+            latency_ms=(time.perf_counter() - start) * 1000,
+            ok=ok,
+        )
 
     async def warm_up(self) -> None:
         await self.client.warm()
@@ -137,12 +155,19 @@ class OpenAiTtsEngine(RemoteTtsEngine):
 
     name = "openai"
 
-    async def _stream(self, text: str, priority: Priority,
-                      deadline: float | None) -> AsyncIterator[bytes]:
-        body = {"model": self.model, "input": text, "voice": self.voice,
-                "response_format": "pcm", "speed": self.speed}
-        async with self.client.stream("POST", "/audio/speech", json=body, priority=priority,
-                                      deadline=deadline) as response:
+    async def _stream(
+        self, text: str, priority: Priority, deadline: float | None
+    ) -> AsyncIterator[bytes]:
+        body = {
+            "model": self.model,
+            "input": text,
+            "voice": self.voice,
+            "response_format": "pcm",
+            "speed": self.speed,
+        }
+        async with self.client.stream(
+            "POST", "/audio/speech", json=body, priority=priority, deadline=deadline
+        ) as response:
             async for data in iter_bytes(response, provider=self.provider):
                 yield data
 
@@ -176,25 +201,41 @@ class WebSocketTtsEngine(RemoteTtsEngine):
             timeout = max(0.01, min(timeout, deadline - time.monotonic()))
         headers = self.client.auth_headers()
         try:
-            return await websockets.connect(self.client.ws_url(self.path),
-                                            additional_headers=headers, open_timeout=timeout,
-                                            max_size=None, compression=None)
+            return await websockets.connect(
+                self.client.ws_url(self.path),
+                additional_headers=headers,
+                open_timeout=timeout,
+                max_size=None,
+                compression=None,
+            )
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
-            raise ProviderError(f"WebSocket connect failed: {type(exc).__name__}",
-                                provider=self.provider, kind="connect" if status is None
-                                else "http", status=status) from exc
+            raise ProviderError(
+                f"WebSocket connect failed: {type(exc).__name__}",
+                provider=self.provider,
+                kind="connect" if status is None else "http",
+                status=status,
+            ) from exc
 
-    async def _stream(self, text: str, priority: Priority,
-                      deadline: float | None) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, text: str, priority: Priority, deadline: float | None
+    ) -> AsyncIterator[bytes]:
         await self.client.limiter.acquire(1, priority, deadline)
         async with self._slot():
             ws = await self._connect_retrying(deadline)
             reusable = False
             try:
-                await ws.send(json.dumps({
-                    "input": text, "voice": self.voice, "model": self.model,
-                    "voice_settings": {"speed": self.speed}, "response_format": "pcm"}))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "input": text,
+                            "voice": self.voice,
+                            "model": self.model,
+                            "voice_settings": {"speed": self.speed},
+                            "response_format": "pcm",
+                        }
+                    )
+                )
                 while True:
                     message = await self._recv(ws, deadline)
                     if isinstance(message, bytes):
@@ -209,8 +250,10 @@ class WebSocketTtsEngine(RemoteTtsEngine):
                         error = event.get("error") or {}
                         raise ProviderError(
                             f"provider error: {str(error.get('message', error))[:200]}",
-                            provider=self.provider, kind="http",
-                            status=error.get("status") if isinstance(error, dict) else None)
+                            provider=self.provider,
+                            kind="http",
+                            status=error.get("status") if isinstance(error, dict) else None,
+                        )
             finally:
                 if reusable:
                     self._idle.setdefault(id(asyncio.get_running_loop()), []).append(ws)
@@ -227,8 +270,11 @@ class WebSocketTtsEngine(RemoteTtsEngine):
                     raise
                 delay = policy.delay(attempt)
                 if deadline is not None and time.monotonic() + delay >= deadline:
-                    raise ProviderError("deadline reached while reconnecting",
-                                        provider=self.provider, kind="deadline") from exc
+                    raise ProviderError(
+                        "deadline reached while reconnecting",
+                        provider=self.provider,
+                        kind="deadline",
+                    ) from exc
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -239,11 +285,13 @@ class WebSocketTtsEngine(RemoteTtsEngine):
         try:
             return await asyncio.wait_for(ws.recv(), timeout)
         except TimeoutError as exc:
-            raise ProviderError("no audio from the provider in time", provider=self.provider,
-                                kind="timeout") from exc
+            raise ProviderError(
+                "no audio from the provider in time", provider=self.provider, kind="timeout"
+            ) from exc
         except websockets.ConnectionClosed as exc:
-            raise ProviderError("stream closed before done", provider=self.provider,
-                                kind="protocol") from exc
+            raise ProviderError(
+                "stream closed before done", provider=self.provider, kind="protocol"
+            ) from exc
 
     async def aclose(self) -> None:
         pool = self._idle.pop(id(asyncio.get_running_loop()), [])
@@ -255,9 +303,11 @@ def _parse_event(message: str, provider: str) -> dict[str, Any]:
     try:
         event = json.loads(message)
     except ValueError as exc:
-        raise ProviderError(f"garbage on the stream: {message[:60]!r}", provider=provider,
-                            kind="protocol") from exc
+        raise ProviderError(
+            f"garbage on the stream: {message[:60]!r}", provider=provider, kind="protocol"
+        ) from exc
     if not isinstance(event, dict):
-        raise ProviderError(f"unexpected message {message[:60]!r}", provider=provider,
-                            kind="protocol")
+        raise ProviderError(
+            f"unexpected message {message[:60]!r}", provider=provider, kind="protocol"
+        )
     return event

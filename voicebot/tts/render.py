@@ -19,8 +19,9 @@ from voicebot.tts.stage import FIRST_MAX_CHARS, FIRST_MIN_CHARS
 
 async def speak_pcm(engine: TtsEngine, text: str, rate: int) -> AsyncIterator[np.ndarray]:
     """int16 mono chunks of ``text`` at ``rate``."""
-    resampler = None if engine.sample_rate == rate else StreamResampler(
-        engine.sample_rate, 1, rate, 1)
+    resampler = (
+        None if engine.sample_rate == rate else StreamResampler(engine.sample_rate, 1, rate, 1)
+    )
     for clause in split_clauses(text, FIRST_MIN_CHARS, first_max_chars=FIRST_MAX_CHARS):
         chunks = engine.synthesize(clause)
         try:

@@ -34,8 +34,10 @@ def voice_error(engine: str, voice: str, base: Path | None = None) -> str | None
     if engine == "piper":
         model, config = piper_voice_files(voice, base)
         if not model.is_file():
-            return (f"piper voice {voice!r} not found: use one of "
-                    f"{', '.join(BUNDLED_PIPER_VOICES)} or a path to an .onnx model")
+            return (
+                f"piper voice {voice!r} not found: use one of "
+                f"{', '.join(BUNDLED_PIPER_VOICES)} or a path to an .onnx model"
+            )
         if not config.is_file():
             return f"piper voice config {config} is missing (expected beside the .onnx)"
         return None
