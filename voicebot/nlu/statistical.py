@@ -179,7 +179,7 @@ class StatisticalModel:
             if best is not None and best.probability >= threshold:
                 best.readings = tuple(r for r in readings if r[0] != best.slot)
                 guesses.append(best)
-        return _one_per_slot(words, _best_tiling(guesses), self.language)
+        return _one_per_slot(words, _best_tiling(_whole(guesses)), self.language)
 
     # --- training ----------------------------------------------------------------
     def _needs_asking(self, sample: Sample, a: int) -> frozenset[str]:
@@ -244,6 +244,23 @@ _CHANGES = {
     "en": ("no", "sorry", "wait", "actually", "i mean", "i meant", "rather", "make it", "or", "oh"),
     "de": ("nein", "nee", "doch", "moment", "lieber", "ich meine", "ich meinte", "oder", "ach"),
 }
+
+
+def _whole(guesses: list[SlotGuess]) -> list[SlotGuess]:
+    """A value read whole is not also read in pieces: "7 15" is the time 19:15, not the
+    time 7 and then the time 15 (the pieces' probabilities would outweigh it)."""
+    return [
+        g
+        for g in guesses
+        if not any(
+            o is not g
+            and o.slot == g.slot
+            and o.span.start <= g.span.start
+            and g.span.end <= o.span.end
+            and o.span.end - o.span.start > g.span.end - g.span.start
+            for o in guesses
+        )
+    ]
 
 
 def _best_tiling(guesses: list[SlotGuess]) -> list[SlotGuess]:
