@@ -26,7 +26,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 
 from voicebot.call import build_call
 from voicebot.config import PipelineConfig
-from voicebot.events import Event
+from voicebot.events import EventRecord
 from voicebot.server.metrics import Metrics
 from voicebot.transports.jitter import set_audio_jitter
 from voicebot.transports.webrtc import EventBridge, LiveClock, OutputTrack, TrackSource
@@ -209,7 +209,7 @@ class Call:
             self.manager._release(self)
 
     # --- activity ---------------------------------------------------------------
-    def _on_event(self, event: Event) -> None:
+    def _on_event(self, event: EventRecord) -> None:
         kind = event["type"]
         if kind == "interrupted":
             self.output.clear()  # the frames already handed over are all that is heard
