@@ -28,7 +28,7 @@ from typing import Any
 from voicebot.context import CallContext
 from voicebot.events import CallEndedEvent, CallStartedEvent, ErrorEvent
 from voicebot.frames import EndOfCall, EndOfStream, Frame, Interrupt
-from voicebot.providers.context import current_call
+from voicebot.providers.current_call import current_call
 from voicebot.runtime import loop_name
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ from typing import Any
 from voicebot.dialog.hooks import HookCall, HookFn, run_hook
 from voicebot.dialog.outcomes import Outcome, OutcomeStore
 from voicebot.dialog.prompt import Prompt, Speaker
+from voicebot.errors import VoicebotError
 from voicebot.events import (
     Event,
     FlowErrorEvent,
@@ -214,7 +215,7 @@ def _same(old: Any, new: Any) -> bool:
     return old == new and getattr(old, "date", None) == getattr(new, "date", None)
 
 
-class FlowError(RuntimeError):
+class FlowError(VoicebotError, RuntimeError):
     """The flow cannot go on (a hook or commit failed and the state has no ``on_error``)."""
 
 

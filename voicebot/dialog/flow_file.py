@@ -26,7 +26,7 @@ from typing import Any
 from voicebot.dialog.flow import REPEAT, BranchRule, Flow, HookSpec, RepromptPolicy, State
 from voicebot.dialog.flow_graph import StateRef, check_graph, check_shape
 from voicebot.dialog.hooks import resolve
-from voicebot.dialog.prompt import Prompt, TemplateError, parse_template
+from voicebot.dialog.prompt import Prompt, PromptTemplateError, parse_template
 from voicebot.dialog.yamlutil import Reader, did_you_mean, unbool_keys
 from voicebot.yamlsrc import Diagnostic, Path_, Source, load
 
@@ -545,7 +545,7 @@ class FlowReader:
                 continue
             try:
                 parts = parse_template(text)
-            except TemplateError as exc:
+            except PromptTemplateError as exc:
                 line, col = self.r.template_col(src, where[str(lang)], exc.offset)
                 self.r.diags.append(
                     Diagnostic(src.file, line, col, "E409", f"template syntax: {exc}")

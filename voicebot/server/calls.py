@@ -26,6 +26,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 
 from voicebot.call import build_call
 from voicebot.config import PipelineConfig
+from voicebot.errors import VoicebotError
 from voicebot.events import EventRecord
 from voicebot.server.metrics import Metrics
 from voicebot.transports.jitter import set_audio_jitter
@@ -78,11 +79,11 @@ class ServerSettings:
         )
 
 
-class OfferError(ValueError):
+class OfferError(VoicebotError, ValueError):
     """The offer cannot be answered (bad SDP, no audio section)."""
 
 
-class Busy(RuntimeError):
+class Busy(VoicebotError, RuntimeError):
     """The server is at its call limit."""
 
 
