@@ -16,7 +16,7 @@ indented under its base (``tests/test_errors.py`` keeps it complete)::
         OfferError [ValueError]  voicebot.server.calls  - a WebRTC offer that cannot be answered
         Busy [RuntimeError]  voicebot.server.calls  - the server is at its call limit
         ApiError  voicebot.server.openai_errors  - an OpenAI-style HTTP error response
-        _Refused  voicebot.server.app  - (internal) a demo-server request answered with an error
+        _Refused  voicebot.server.app  - (internal) an /offer refused: bad token or body
         OfferRejected [RuntimeError]  voicebot.transports.webrtc_client  - our offer refused
 
 A leaf module: it imports nothing from voicebot, so every module can use it.

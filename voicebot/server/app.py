@@ -51,7 +51,7 @@ MAX_OFFER_BYTES = 64 * 1024  # SDP offers are a few kilobytes
 
 
 class _Refused(VoicebotError):
-    """A request answered with an HTTP error (status, reason, message, headers)."""
+    """An /offer request refused with an HTTP error (status, reason, message, headers)."""
 
     def __init__(
         self, status: int, reason: str, message: str, headers: dict[str, str] | None = None
