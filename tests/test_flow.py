@@ -27,6 +27,14 @@ from voicebot.dialog.flow_file import read_flow
 from voicebot.dialog.hooks import HookCall, hook
 from voicebot.dialog.outcomes import MemoryOutcomeStore
 from voicebot.dialog.stage import FlowDialog
+from voicebot.events import (
+    Event,
+    InterruptedEvent,
+    PlaybackStartedEvent,
+    PlaybackStoppedEvent,
+    SpeechStartedEvent,
+    SpeechStoppedEvent,
+)
 from voicebot.frames import AudioFrame, Frame, Interrupt, ReplyText, Transcript
 from voicebot.graph import INTERRUPTED, Pipeline, Source, Stage
 from voicebot.nlu.match import Match, Matcher
@@ -154,8 +162,8 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
-    def __call__(self, type: str, **fields: Any) -> None:
-        self.events.append({"type": type, **fields})
+    def __call__(self, event: Event) -> None:
+        self.events.append({"type": event.event_type, **event.fields()})
 
     def of(self, type: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == type]
@@ -186,6 +194,7 @@ async def test_slots_given_early_skip_their_questions(conv):
     intents = rec.of("intent")
     assert intents[0] == {
         "type": "intent",
+        "turn": 0,
         "name": "order",
         "slots": {"qty": 4},
         "confidence": 1.0,
@@ -235,7 +244,7 @@ async def test_no_match_reprompts_then_exits(conv):
     step = await c.hear("mumble again")
     assert step.text == "Connecting." and step.ended == "transfer"
     assert [e["count"] for e in rec.of("no_match")] == [1, 2]
-    assert rec.of("transfer") == [{"type": "transfer", "target": "desk", "slots": {}}]
+    assert rec.of("transfer") == [{"type": "transfer", "turn": 0, "target": "desk", "slots": {}}]
     assert (await c.hear("hello?")).text == ""  # the call is over
 
 
@@ -339,11 +348,11 @@ class ScriptedCaller(Source):
             await self._wait(at)
             self.ctx.state.turn += 1
             turn = self.ctx.state.turn
-            self.ctx.bus.emit("speech_started", turn=turn)
+            self.ctx.bus.emit(SpeechStartedEvent(turn=turn))
             await self._wait(at + 0.2)
             await self.push(Transcript(text.split()[0], False, turn))  # a partial
             await self._wait(at + 0.5)
-            self.ctx.bus.emit("speech_stopped", turn=turn, last_voiced=at + 0.5)
+            self.ctx.bus.emit(SpeechStoppedEvent(turn=turn, last_voiced=at + 0.5))
             await self.push(Transcript(text, True, turn))
         await self._wait(self.end)
 
@@ -362,14 +371,14 @@ class Speaker(Stage):
         if isinstance(frame, ReplyText):
             bus, clock, state = self.ctx.bus, self.ctx.clock, self.ctx.state
             self.said.append((round(clock.now(), 2), frame.text))
-            bus.emit("playback_started", turn=frame.turn)
+            bus.emit(PlaybackStartedEvent(turn=frame.turn))
             state.bot_speaking, state.barge_in = True, frame.barge_in
             until = clock.now() + self.per_word * len(frame.text.split())
             if await self.interruptible(clock.sleep_until(until)) is INTERRUPTED:
-                bus.emit("interrupted", turn=frame.turn, heard_ms=0, dropped_ms=0, text="")
+                bus.emit(InterruptedEvent(turn=frame.turn, heard_ms=0, dropped_ms=0, text=""))
                 return
             state.bot_speaking = False
-            bus.emit("playback_stopped", turn=frame.turn, played_ms=0)
+            bus.emit(PlaybackStoppedEvent(turn=frame.turn, played_ms=0))
 
     def on_interrupt(self, frame: Interrupt) -> None:
         self.ctx.state.bot_speaking = False

@@ -19,7 +19,7 @@ from voicebot.frames import (
     ReplyText,
     Transcript,
 )
-from voicebot.graph import INTERRUPTED, Edge, Pipeline, Policy, Source, Stage
+from voicebot.graph import INTERRUPTED, Edge, Overflow, Pipeline, Source, Stage
 
 
 def audio(i: int) -> AudioFrame:
@@ -30,7 +30,7 @@ def audio(i: int) -> AudioFrame:
 
 
 async def test_drop_oldest_edge_is_bounded_and_counts_drops():
-    edge = Edge("a->b", maxsize=3, policy=Policy.DROP_OLDEST)
+    edge = Edge("a->b", maxsize=3, policy=Overflow.DROP_OLDEST)
     for i in range(5):
         await asyncio.wait_for(edge.put(audio(i)), 0.1)  # never waits
     assert edge.qsize() == 3
@@ -40,7 +40,7 @@ async def test_drop_oldest_edge_is_bounded_and_counts_drops():
 
 
 async def test_drop_oldest_never_drops_non_droppable_frames():
-    edge = Edge("a->b", maxsize=2, policy=Policy.DROP_OLDEST)
+    edge = Edge("a->b", maxsize=2, policy=Overflow.DROP_OLDEST)
     await edge.put(Transcript("hello", True, 1))
     await edge.put(audio(0))
     await edge.put(audio(1))  # drops audio(0), keeps the transcript
@@ -50,7 +50,7 @@ async def test_drop_oldest_never_drops_non_droppable_frames():
 
 
 async def test_block_edge_applies_back_pressure():
-    edge = Edge("a->b", maxsize=2, policy=Policy.BLOCK)
+    edge = Edge("a->b", maxsize=2, policy=Overflow.BLOCK)
     await edge.put(ReplyText("one", 1))
     await edge.put(ReplyText("two", 1))
     third = asyncio.ensure_future(edge.put(ReplyText("three", 1)))
@@ -63,7 +63,7 @@ async def test_block_edge_applies_back_pressure():
 
 
 async def test_control_frames_overtake_queued_data_and_are_never_dropped():
-    edge = Edge("a->b", maxsize=2, policy=Policy.DROP_OLDEST)
+    edge = Edge("a->b", maxsize=2, policy=Overflow.DROP_OLDEST)
     await edge.put(audio(0))
     await edge.put(audio(1))
     await edge.put(EndOfCall("hangup"))  # the edge is full: control still gets in

@@ -29,7 +29,7 @@ from voicebot.clock import FastClock
 from voicebot.config import PipelineConfig, load_pipeline
 from voicebot.context import CallContext
 from voicebot.frames import AudioFrame, Frame
-from voicebot.graph import Pipeline, Policy, Source, Stage
+from voicebot.graph import Overflow, Pipeline, Source, Stage
 
 DEFAULT_PIPELINE = pipeline("echo")
 
@@ -126,7 +126,7 @@ async def frame_path(speech: np.ndarray, seconds: float = 60.0) -> dict[str, Any
     ]
     ctx = CallContext(FastClock())
     # Blocking edges: the source is unpaced, and every frame must be measured.
-    pipeline = Pipeline(ctx, stages, [(50, Policy.BLOCK)] * 3)
+    pipeline = Pipeline(ctx, stages, [(50, Overflow.BLOCK)] * 3)
     start = time.perf_counter()
     await pipeline.run()
     wall = time.perf_counter() - start

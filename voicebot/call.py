@@ -28,7 +28,7 @@ from voicebot.context import CallContext
 from voicebot.dialog.echo import EchoDialog
 from voicebot.dialog.flow import Flow
 from voicebot.dialog.prompt import Prompt
-from voicebot.graph import Pipeline, Policy, Source, Stage
+from voicebot.graph import Overflow, Pipeline, Source, Stage
 from voicebot.nlu.match import Matcher
 from voicebot.tts.base import TtsEngine
 from voicebot.tts.stage import TtsStage
@@ -36,10 +36,10 @@ from voicebot.tts.stage import TtsStage
 log = logging.getLogger(__name__)
 
 # Queue sizes in frames. 50 x 20 ms = 1 s of caller audio before drops start.
-AUDIO_EDGE = (50, Policy.DROP_OLDEST)
-VOICE_EDGE = (100, Policy.DROP_OLDEST)  # voiced audio waits out a final decode
-EVENT_EDGE = (200, Policy.BLOCK)
-BOT_AUDIO_EDGE = (16, Policy.BLOCK)
+AUDIO_EDGE = (50, Overflow.DROP_OLDEST)
+VOICE_EDGE = (100, Overflow.DROP_OLDEST)  # voiced audio waits out a final decode
+EVENT_EDGE = (200, Overflow.BLOCK)
+BOT_AUDIO_EDGE = (16, Overflow.BLOCK)
 
 
 def asr_engine(config: PipelineConfig) -> AsrEngine:

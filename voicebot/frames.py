@@ -3,7 +3,7 @@
 Two families, told apart by the class attribute ``control``:
 
 * data frames keep their order and are subject to an edge's overflow policy;
-* control frames (``Interrupt``, ``EndOfCall``, ``ErrorFrame``) are never
+* control frames (``Interrupt``, ``EndOfCall``) are never
   dropped and overtake queued data.
 
 ``flushable`` data frames belong to the bot's reply (reply text, synthesized
@@ -151,11 +151,3 @@ class EndOfCall(Frame):
     control: ClassVar[bool] = True
 
     reason: str = "hangup"
-
-
-@dataclass(slots=True)
-class ErrorFrame(Frame):
-    control: ClassVar[bool] = True
-
-    stage: str
-    message: str

@@ -26,14 +26,17 @@ from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from voicebot.context import CallContext
+from voicebot.events import CallEndedEvent, CallStartedEvent, ErrorEvent
 from voicebot.frames import EndOfCall, EndOfStream, Frame, Interrupt
-from voicebot.providers.context import current_call
+from voicebot.providers.current_call import current_call
 from voicebot.runtime import loop_name
 
 log = logging.getLogger(__name__)
 
 
-class Policy(enum.Enum):
+class Overflow(enum.Enum):
+    """What a full edge does with one more data frame: drop its oldest, or make the sender wait."""
+
     DROP_OLDEST = "drop_oldest"
     BLOCK = "block"
 
@@ -41,7 +44,7 @@ class Policy(enum.Enum):
 class Edge:
     """A bounded queue from one stage to the next."""
 
-    def __init__(self, name: str, maxsize: int = 50, policy: Policy = Policy.BLOCK) -> None:
+    def __init__(self, name: str, maxsize: int = 50, policy: Overflow = Overflow.BLOCK) -> None:
         if maxsize < 1:
             raise ValueError("edge maxsize must be >= 1")
         self.name = name
@@ -73,7 +76,7 @@ class Edge:
             self.put_control(frame)
             return
         while len(self._data) >= self.maxsize:
-            if self.policy is Policy.DROP_OLDEST and self._drop_oldest():
+            if self.policy is Overflow.DROP_OLDEST and self._drop_oldest():
                 break
             self._writable.clear()
             await self._writable.wait()
@@ -86,7 +89,7 @@ class Edge:
             self.put_control(frame)
             return True
         if len(self._data) >= self.maxsize and not (
-            self.policy is Policy.DROP_OLDEST and self._drop_oldest()
+            self.policy is Overflow.DROP_OLDEST and self._drop_oldest()
         ):
             return False
         self._data.append(frame)
@@ -253,13 +256,15 @@ class Pipeline:
         self,
         ctx: CallContext,
         stages: Iterable[Stage],
-        edges: Iterable[tuple[int, Policy]] | None = None,
+        edges: Iterable[tuple[int, Overflow]] | None = None,
     ) -> None:
         self.ctx = ctx
         self.stages = list(stages)
         if len(self.stages) < 2:
             raise ValueError("a pipeline needs at least a source and a sink")
-        specs = list(edges) if edges is not None else [(50, Policy.BLOCK)] * (len(self.stages) - 1)
+        specs = (
+            list(edges) if edges is not None else [(50, Overflow.BLOCK)] * (len(self.stages) - 1)
+        )
         if len(specs) != len(self.stages) - 1:
             raise ValueError("need one edge spec between each pair of stages")
         self.edges: list[Edge] = []
@@ -299,7 +304,7 @@ class Pipeline:
         ctx = self.ctx
         ctx.clock.start()
         ctx.lag.start()
-        ctx.bus.emit("call_started", t=0.0)
+        ctx.bus.emit(CallStartedEvent(), t=0.0)
         try:
             for stage in self.stages:
                 await stage.setup()
@@ -327,12 +332,15 @@ class Pipeline:
                     self._fail(stage.name, exc)
             await ctx.lag.stop()
             await ctx.clock.close()
+            stats = self.stats()
             ctx.bus.emit(
-                "call_ended",
-                reason=self.end_reason or "completed",
-                worst_loop_lag_ms=round(ctx.lag.worst * 1000, 2),
-                loop=loop_name(),
-                **self.stats(),
+                CallEndedEvent(
+                    reason=self.end_reason or "completed",
+                    worst_loop_lag_ms=round(ctx.lag.worst * 1000, 2),
+                    loop=loop_name(),
+                    drops=stats["drops"],
+                    flushed=stats["flushed"],
+                )
             )
         return self.end_reason or "completed"
 
@@ -355,7 +363,7 @@ class Pipeline:
     def _fail(self, stage: str, exc: BaseException) -> None:
         log.error("stage %s failed: %r", stage, exc, exc_info=exc)
         self.ctx.bus.emit(
-            "error", stage=stage, message=str(exc) or type(exc).__name__, kind=type(exc).__name__
+            ErrorEvent(stage=stage, message=str(exc) or type(exc).__name__, kind=type(exc).__name__)
         )
         if self.end_reason is None:
             self.end_reason = "error"

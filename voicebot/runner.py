@@ -9,17 +9,17 @@ from typing import Any
 from voicebot.call import build_call, warm_up
 from voicebot.clock import Clock, FastClock
 from voicebot.config import PipelineConfig
-from voicebot.events import Event, JsonlWriter
+from voicebot.events import EventRecord, JsonlWriter
 from voicebot.transports.file import WavOutput, WavSource
 
 
 @dataclass
 class RunResult:
     reason: str
-    events: list[Event]
+    events: list[EventRecord]
     output: Path
 
-    def of_type(self, type: str) -> list[Event]:
+    def of_type(self, type: str) -> list[EventRecord]:
         return [e for e in self.events if e["type"] == type]
 
 
@@ -47,7 +47,7 @@ async def run_file(
     )
     clock = FastClock() if fast else Clock()
     pipeline = build_call(config, source, sink, clock)
-    events: list[Event] = []
+    events: list[EventRecord] = []
     pipeline.ctx.bus.subscribe(events.append)
     stream: Any = None
     if events_path is not None:

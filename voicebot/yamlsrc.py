@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from voicebot.errors import VoicebotError
+
 Path_ = tuple[str | int, ...]
 
 
@@ -31,7 +33,7 @@ class Diagnostic:
         return f"{self.file}:{self.line}:{self.col}: {self.code} {level}{self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(VoicebotError):
     """One or more diagnostics; ``str()`` lists them one per line."""
 
     def __init__(self, diagnostics: list[Diagnostic]) -> None:

@@ -17,8 +17,8 @@ import numpy as np
 
 from voicebot.asr.base import SAMPLE_RATE, AsrEngine, AsrResult, AsrSession
 from voicebot.providers.cache import Cache, transcript_key
-from voicebot.providers.context import current_call
 from voicebot.providers.costs import CostLedger, PriceTable
+from voicebot.providers.current_call import current_call
 from voicebot.providers.errors import ProviderError
 from voicebot.providers.http import ProviderClient, json_body
 from voicebot.providers.limits import Priority

@@ -8,6 +8,7 @@ import logging
 import numpy as np
 
 from voicebot.asr.base import AsrEngine, AsrResult, AsrSession
+from voicebot.events import TranscriptEvent
 from voicebot.frames import AudioFrame, Frame, SpeechStarted, SpeechStopped, Transcript
 from voicebot.graph import Stage
 
@@ -92,7 +93,7 @@ class AsrStage(Stage):
         if result.text == self._last_partial_text:
             return
         self._last_partial_text = result.text
-        self.ctx.bus.emit("transcript", final=False, text=result.text, turn=turn)
+        self.ctx.bus.emit(TranscriptEvent(final=False, text=result.text, turn=turn))
         await self.push(Transcript(result.text, False, turn, result.language))
 
     async def _finish(self, turn: int) -> None:
@@ -110,14 +111,15 @@ class AsrStage(Stage):
         now = self.ctx.now()
         self.ctx.ledger.mark(turn, "final_transcript", now)
         self.ctx.bus.emit(
-            "transcript",
+            TranscriptEvent(
+                final=True,
+                text=result.text,
+                turn=turn,
+                language=result.language,
+                decode_ms=round(result.decode_ms, 1),
+                engine=result.engine or None,
+            ),
             t=now,
-            final=True,
-            text=result.text,
-            turn=turn,
-            language=result.language,
-            decode_ms=round(result.decode_ms, 1),
-            **({"engine": result.engine} if result.engine else {}),
         )
         await self.push(Transcript(result.text, True, turn, result.language))
 

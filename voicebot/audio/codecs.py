@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from voicebot.audio.resample import StreamResampler
+from voicebot.errors import VoicebotError
 
 ASR_RATE = 16000
 
@@ -34,7 +35,7 @@ FORMATS: dict[str, tuple[str, str, str]] = {
 }
 
 
-class AudioDecodeError(ValueError):
+class AudioDecodeError(VoicebotError, ValueError):
     """The upload is not audio av can decode."""
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from voicebot.audio.framer import Framer
+from voicebot.events import InterruptedEvent, PlaybackStartedEvent, PlaybackStoppedEvent
 from voicebot.frames import BotAudioFrame, EndOfStream, Frame, Interrupt, ReplyDone, ReplyText
 from voicebot.graph import Stage
 
@@ -125,7 +126,7 @@ class PlaybackStage(Stage):
         reply = self._reply.get(turn)
         state.bot_speaking = True
         state.barge_in = reply.barge_in if reply else True
-        self.ctx.bus.emit("playback_started", t=t, turn=turn)
+        self.ctx.bus.emit(PlaybackStartedEvent(turn=turn), t=t)
         self.ctx.ledger.mark(turn, "first_playback", t)
 
     def _stopped(self, turn: int, t: float) -> None:
@@ -133,7 +134,7 @@ class PlaybackStage(Stage):
             self._turn = None
             self.ctx.state.bot_speaking = False
             played = self._played.get(turn, 0) * self.frame_s
-            self.ctx.bus.emit("playback_stopped", t=t, turn=turn, played_ms=round(played * 1000))
+            self.ctx.bus.emit(PlaybackStoppedEvent(turn=turn, played_ms=round(played * 1000)), t=t)
         self._reply.pop(turn, None)
 
     def on_interrupt(self, frame: Interrupt) -> None:
@@ -149,11 +150,12 @@ class PlaybackStage(Stage):
         heard = self._played.get(turn, 0) * self.frame_s
         reply = self._reply.pop(turn, None)
         self.ctx.bus.emit(
-            "interrupted",
-            turn=turn,
-            heard_ms=round(heard * 1000),
-            dropped_ms=round(dropped * self.frame_s * 1000),
-            text=reply.text if reply else "",
+            InterruptedEvent(
+                turn=turn,
+                heard_ms=round(heard * 1000),
+                dropped_ms=round(dropped * self.frame_s * 1000),
+                text=reply.text if reply else "",
+            )
         )
 
     async def teardown(self) -> None:

@@ -6,6 +6,7 @@ from voicebot.audio.denoise import Denoiser
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import Endpointer, SpeechEnd, SpeechStart, VadConfig, Voice
+from voicebot.events import SpeechStartedEvent, SpeechStoppedEvent
 from voicebot.frames import (
     AudioFrame,
     BotAudioFrame,
@@ -138,7 +139,7 @@ class VadStage(Stage):
         elif isinstance(event, SpeechStart):
             ctx.state.turn += 1
             turn = ctx.state.turn
-            ctx.bus.emit("speech_started", t=event.t, turn=turn)
+            ctx.bus.emit(SpeechStartedEvent(turn=turn), t=event.t)
             if ctx.state.bot_speaking and ctx.state.barge_in:
                 self.receive_control(Interrupt("barge_in", ctx.now()))
             await self.push(SpeechStarted(event.t, turn))
@@ -147,7 +148,7 @@ class VadStage(Stage):
         elif isinstance(event, SpeechEnd):
             turn = ctx.state.turn
             ctx.bus.emit(
-                "speech_stopped", t=event.t, turn=turn, last_voiced=round(event.last_voiced, 4)
+                SpeechStoppedEvent(turn=turn, last_voiced=round(event.last_voiced, 4)), t=event.t
             )
             ctx.ledger.mark(turn, "last_voiced", event.last_voiced)
             ctx.ledger.mark(turn, "end_of_turn", event.t)

@@ -37,6 +37,7 @@ from voicebot.dialog.bot import LoadedBot
 from voicebot.dialog.flow import Conversation
 from voicebot.dialog.outcomes import MemoryOutcomeStore
 from voicebot.dialog.yamlutil import did_you_mean
+from voicebot.events import Event, IntentEvent
 from voicebot.nlu.match import Match, Matcher
 from voicebot.nlu.slot_day import DayValue, parse_day
 from voicebot.yamlsrc import ConfigError, load
@@ -209,14 +210,14 @@ def gold_values(item: Item, today: dt.date) -> dict[str, Any]:
 
 def _conversation(
     loaded: LoadedBot, matcher: Matcher, item: Item, language: str
-) -> tuple[Conversation, list[dict[str, Any]]]:
-    events: list[dict[str, Any]] = []
+) -> tuple[Conversation, list[Event]]:
+    events: list[Event] = []
     conv = Conversation(
         loaded.bot,
         matcher,
         MemoryOutcomeStore(),
         call_id="corpus",
-        emit=lambda type, **f: events.append({"type": type, **f}),
+        emit=events.append,
         language=language,
     )
     conv.place(item.state, gold_values(Item(item.state, "", NONE, item.context), _today(matcher)))
@@ -249,8 +250,8 @@ async def score_turn(
     gold_match = None if item.intent == NONE else Match(item.intent, gold_values(item, today))
     gold, _ = _conversation(loaded, _Gold(gold_match, language), item, language)
     await gold.hear(item.say)
-    matched = next((e for e in events if e["type"] == "intent"), None)
-    intent = matched["name"] if matched else NONE
+    matched = next((e for e in events if isinstance(e, IntentEvent)), None)
+    intent = matched.name if matched else NONE
     got, want = _canon(conv.slots), _canon(gold.slots)
     success = conv.state_name == gold.state_name and got == want and (conv.ended == gold.ended)
     expected_action = (

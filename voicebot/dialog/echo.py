@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from voicebot.events import ReplyEvent
 from voicebot.frames import Frame, ReplyText, Transcript
 from voicebot.graph import Stage
 
@@ -24,5 +25,5 @@ class EchoDialog(Stage):
         reply = self.template.format(text=text)
         now = self.ctx.now()
         self.ctx.ledger.mark(frame.turn, "reply_text", now)
-        self.ctx.bus.emit("reply", t=now, text=reply, turn=frame.turn)
+        self.ctx.bus.emit(ReplyEvent(text=reply, turn=frame.turn), t=now)
         await self.push(ReplyText(reply, frame.turn))

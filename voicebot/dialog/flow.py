@@ -10,8 +10,9 @@ whose slot is already filled is skipped, so slots given early carry over.
 ``Conversation`` is that engine at the text level: the dialog stage feeds it
 final transcripts, interim ones and silence timeouts; ``voicebot test-dialog``
 feeds it a test file's lines. Everything it decides is reported through an
-``emit(type, **fields)`` callback as ``intent`` / ``no_match`` / ``state`` /
-``silence_timeout`` / ``transfer`` / ``outcome`` / ``flow_error`` events.
+``emit(event)`` callback as ``intent`` / ``no_match`` / ``state`` /
+``silence_timeout`` / ``transfer`` / ``outcome`` / ``flow_error`` events, each
+carrying the caller turn the dialog stage set in ``turn``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ from typing import Any
 from voicebot.dialog.hooks import HookCall, HookFn, run_hook
 from voicebot.dialog.outcomes import Outcome, OutcomeStore
 from voicebot.dialog.prompt import Prompt, Speaker
+from voicebot.errors import VoicebotError
+from voicebot.events import (
+    Event,
+    FlowErrorEvent,
+    IntentEvent,
+    NoMatchEvent,
+    OutcomeEvent,
+    SilenceTimeoutEvent,
+    StateEvent,
+    TransferEvent,
+)
 from voicebot.nlu.match import Match, Matcher
 from voicebot.nlu.slot_time import pick_reading
 
@@ -37,12 +49,12 @@ CONFIRM_CONFIDENCE = 0.75  # a "yes" below this (a guess of a lower tier) books 
 HEARD_ENOUGH = 0.75  # share of a read-back the caller must have heard before a "yes" counts
 MAX_HOPS = 64  # state entries per input; more means a loop of states that never wait
 
-Emit = Callable[..., None]
+Emit = Callable[[Event], object]
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass(slots=True)
-class Policy:
+class RepromptPolicy:
     """What happens on silence or on an utterance that matches nothing.
 
     After ``reprompts`` re-prompts (``say`` + the state's ``reprompt``), the
@@ -99,8 +111,8 @@ class State:
     end: bool = False
     outcome: str | None = None
     clear: tuple[str, ...] = ()
-    silence: Policy = field(default_factory=Policy)
-    no_match: Policy = field(default_factory=Policy)
+    silence: RepromptPolicy = field(default_factory=RepromptPolicy)
+    no_match: RepromptPolicy = field(default_factory=RepromptPolicy)
     barge_in: bool = True
     on_error: str | None = None
     file: str = ""
@@ -203,7 +215,7 @@ def _same(old: Any, new: Any) -> bool:
     return old == new and getattr(old, "date", None) == getattr(new, "date", None)
 
 
-class FlowError(RuntimeError):
+class FlowError(VoicebotError, RuntimeError):
     """The flow cannot go on (a hook or commit failed and the state has no ``on_error``)."""
 
 
@@ -226,7 +238,8 @@ class Conversation:
         self.store = store
         self.call_id = call_id
         self.language = language or matcher.language
-        self.emit: Emit = emit or (lambda type, **fields: None)
+        self.emit: Emit = emit or (lambda event: None)
+        self.turn = 0  # the caller turn being answered (0: the greeting), on every event
         self.slots: dict[str, Any] = {}
         self.hook_values: dict[str, Any] = {}
         self.values = ChainMap(self.slots, self.hook_values)
@@ -306,7 +319,7 @@ class Conversation:
             return Step(state=self.state_name, ended=self.ended)
         self.silences += 1
         state = self.state
-        self.emit("silence_timeout", state=state.name, count=self.silences)
+        self.emit(SilenceTimeoutEvent(self.turn, state=state.name, count=self.silences))
         return await self._reprompt(state, state.silence, self.silences)
 
     # --- decisions -----------------------------------------------------------
@@ -334,14 +347,16 @@ class Conversation:
         ):
             return await self._no_match(state, text, reason="unconfirmed")
         self.emit(
-            "intent",
-            name=match.intent,
-            slots=dict(match.slots),
-            confidence=round(match.confidence, 3),
-            matcher=match.matcher,
-            text=match.text,
-            **({"interim": True} if interim else {}),
-            **({"mentioned": dict(match.mentioned)} if match.mentioned else {}),
+            IntentEvent(
+                self.turn,
+                name=match.intent,
+                slots=dict(match.slots),
+                confidence=round(match.confidence, 3),
+                matcher=match.matcher,
+                text=match.text,
+                interim=interim,
+                mentioned=dict(match.mentioned),
+            )
         )
         missing = self.no_matches + 1  # if this answer, too, lacks the slot asked for
         self.no_matches = self.silences = 0
@@ -387,11 +402,9 @@ class Conversation:
     async def _no_match(self, state: State, text: str, reason: str | None = None) -> Step:
         self.no_matches += 1
         self.emit(
-            "no_match",
-            text=text,
-            state=state.name,
-            count=self.no_matches,
-            **({"reason": reason} if reason else {}),
+            NoMatchEvent(
+                self.turn, text=text, state=state.name, count=self.no_matches, reason=reason or None
+            )
         )
         return await self._reprompt(state, state.no_match, self.no_matches)
 
@@ -427,7 +440,7 @@ class Conversation:
         self._store(values)
         return await self._enter(target)
 
-    async def _reprompt(self, state: State, policy: Policy, count: int) -> Step:
+    async def _reprompt(self, state: State, policy: RepromptPolicy, count: int) -> Step:
         if count > policy.reprompts:
             if policy.exit:
                 return await self._enter(policy.exit)
@@ -459,7 +472,7 @@ class Conversation:
                 if filled and state.next:
                     name = state.next  # already known: skip the question
                     continue
-            self.emit("state", **{"from": self.state_name or None, "to": name})
+            self.emit(StateEvent(self.turn, from_=self.state_name or None, to=name))
             self.state_name = name
             self.no_matches = self.silences = 0
             if digression is not None:
@@ -472,11 +485,13 @@ class Conversation:
             except Exception as exc:  # a hook or the store failed
                 target = state.on_error
                 self.emit(
-                    "flow_error",
-                    state=name,
-                    message=str(exc),
-                    kind=type(exc).__name__,
-                    **({"goto": target} if target else {}),
+                    FlowErrorEvent(
+                        self.turn,
+                        state=name,
+                        message=str(exc),
+                        kind=type(exc).__name__,
+                        goto=target or None,
+                    )
                 )
                 if not target:
                     raise FlowError(f"state {name!r}: {exc}") from exc
@@ -494,7 +509,7 @@ class Conversation:
                 self.ended = "end"
             elif state.transfer is not None:
                 self.ended = "transfer"
-                self.emit("transfer", target=state.transfer, slots=dict(self.slots))
+                self.emit(TransferEvent(self.turn, target=state.transfer, slots=dict(self.slots)))
             elif state.branch:
                 name = next((r.goto for r in state.branch if r.holds(self.values)), "")
                 if not name:
@@ -523,7 +538,7 @@ class Conversation:
         self.hook_values.clear()
         self.hook_values.update(digression.hook_values)
         state = self.flow.states[digression.resume]
-        self.emit("state", **{"from": self.state_name or None, "to": state.name, "resumed": True})
+        self.emit(StateEvent(self.turn, from_=self.state_name or None, to=state.name, resumed=True))
         self.state_name = state.name
         self.no_matches = self.silences = 0
         return self._text(state.ask or state.reprompt)
@@ -553,6 +568,12 @@ class Conversation:
         outcome = Outcome(self.call_id, kind, dict(self.slots), self.flow.name)
         outcome = await self.store.commit(outcome)
         self.emit(
-            "outcome", kind=kind, slots=outcome.slots, id=outcome.id, created_at=outcome.created_at
+            OutcomeEvent(
+                self.turn,
+                kind=kind,
+                slots=outcome.slots,
+                id=outcome.id,
+                created_at=outcome.created_at,
+            )
         )
         return outcome

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from voicebot.dialog.flow import REPEAT, BranchRule, Flow, HookSpec, Policy, State
+from voicebot.dialog.flow import REPEAT, BranchRule, Flow, HookSpec, RepromptPolicy, State
 from voicebot.dialog.flow_graph import StateRef, check_graph, check_shape
 from voicebot.dialog.hooks import resolve
-from voicebot.dialog.prompt import Prompt, TemplateError, parse_template
+from voicebot.dialog.prompt import Prompt, PromptTemplateError, parse_template
 from voicebot.dialog.yamlutil import Reader, did_you_mean, unbool_keys
 from voicebot.yamlsrc import Diagnostic, Path_, Source, load
 
@@ -99,7 +99,10 @@ class FlowReader:
         self.state_at: dict[str, tuple[Source, Path_]] = {}
         self.first: dict[str, tuple[Source, Path_]] = {}  # single-definition top-level keys
         self.defaults: tuple[Source, dict[str, Any]] | None = None
-        self.base = {"silence": Policy(), "no_match": Policy()}  # defaults, parsed once
+        self.base = {
+            "silence": RepromptPolicy(),
+            "no_match": RepromptPolicy(),
+        }  # defaults, parsed once
         self.barge_in = True
         self.on_error: str | None = None
         self.start_at: tuple[Source, Path_] | None = None
@@ -468,7 +471,9 @@ class FlowReader:
             )
             self._state_ref(src, self.on_error, ("defaults", "on_error"))
 
-    def _policy(self, src: Source, kind: str, node: Any, where: Path_, policy: Policy) -> None:
+    def _policy(
+        self, src: Source, kind: str, node: Any, where: Path_, policy: RepromptPolicy
+    ) -> None:
         """Apply one ``silence`` / ``no_match`` mapping on top of ``policy``."""
         data = self.r.keys(src, node, where, POLICY_KEYS[kind], repr(kind))
         for key in ("reprompts", "timeout_ms"):
@@ -540,7 +545,7 @@ class FlowReader:
                 continue
             try:
                 parts = parse_template(text)
-            except TemplateError as exc:
+            except PromptTemplateError as exc:
                 line, col = self.r.template_col(src, where[str(lang)], exc.offset)
                 self.r.diags.append(
                     Diagnostic(src.file, line, col, "E409", f"template syntax: {exc}")

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from voicebot.errors import VoicebotError
+
 HookResult = Mapping[str, Any] | None
 HookFn = Callable[["HookCall"], HookResult | Awaitable[HookResult]]
 
@@ -34,7 +36,7 @@ class HookCall:
     data: Mapping[str, Any] = field(default_factory=dict)  # the flow's `data:` section
 
 
-class HookError(Exception):
+class HookError(VoicebotError):
     """A hook failed, timed out or returned something that is not a mapping."""
 
 

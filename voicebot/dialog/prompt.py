@@ -12,15 +12,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from voicebot.errors import VoicebotError
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 Speaker = Callable[[Any, str], str]  # (value, language) -> words
 
 
-class TemplateError(ValueError):
-    """A malformed template; ``offset`` is the character where the problem starts."""
+class PromptTemplateError(VoicebotError, ValueError):
+    """A malformed prompt template; ``offset`` is the character where the problem starts."""
 
-    def __init__(self, offset: int, message: str) -> None:
+    def __init__(self, message: str, offset: int = 0) -> None:
         super().__init__(message)
         self.offset = offset
 
@@ -32,7 +34,7 @@ class Placeholder:
 
 
 def parse_template(text: str) -> list[str | Placeholder]:
-    """Split ``text`` into literal strings and placeholders; raises ``TemplateError``."""
+    """Split ``text`` into literal strings and placeholders; raises ``PromptTemplateError``."""
     parts: list[str | Placeholder] = []
     buf: list[str] = []
     i = 0
@@ -44,10 +46,12 @@ def parse_template(text: str) -> list[str | Placeholder]:
         elif c == "{":
             end = text.find("}", i)
             if end < 0:
-                raise TemplateError(i, "unclosed '{' (write '{{' for a literal brace)")
+                raise PromptTemplateError("unclosed '{' (write '{{' for a literal brace)", i)
             name = text[i + 1 : end].strip()
             if not _NAME.match(name):
-                raise TemplateError(i, f"bad placeholder {{{name}}}: expected a slot or value name")
+                raise PromptTemplateError(
+                    f"bad placeholder {{{name}}}: expected a slot or value name", i
+                )
             if buf:
                 parts.append("".join(buf))
                 buf = []
@@ -57,7 +61,7 @@ def parse_template(text: str) -> list[str | Placeholder]:
             buf.append("}")
             i += 2
         elif c == "}":
-            raise TemplateError(i, "unmatched '}' (write '}}' for a literal brace)")
+            raise PromptTemplateError("unmatched '}' (write '}}' for a literal brace)", i)
         else:
             buf.append(c)
             i += 1

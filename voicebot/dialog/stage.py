@@ -28,7 +28,7 @@ from typing import Any
 
 from voicebot.dialog.flow import Bot, Conversation, Step
 from voicebot.dialog.outcomes import OutcomeStore
-from voicebot.events import Event
+from voicebot.events import EventRecord, ReplyEvent
 from voicebot.frames import Frame, Interrupt, ReplyText, Transcript
 from voicebot.graph import Stage
 from voicebot.nlu.match import Matcher
@@ -71,7 +71,7 @@ class FlowDialog(Stage):
             self.matcher,
             self.store,
             call_id=self.ctx.call_id,
-            emit=self._emit,
+            emit=self.ctx.bus.emit,
             language=self.language,
         )
         self.ctx.bus.subscribe(self._on_event)
@@ -150,7 +150,7 @@ class FlowDialog(Stage):
 
     async def _step(self, turn: int, work: Any) -> Step:
         async with self._lock:
-            self._event_turn = turn
+            self._conv.turn = turn  # the turn its events carry
             with self.ctx.clock.busy():  # hooks, commits, an LLM fallback: not idle time
                 return await work
 
@@ -167,17 +167,14 @@ class FlowDialog(Stage):
             self.ctx.ledger.mark(turn, "reply_text", now)
         else:
             self.ctx.ledger.get(turn).reported = True  # a greeting or re-prompt: no latency record
-        self.ctx.bus.emit("reply", t=now, text=step.text, turn=turn)
+        self.ctx.bus.emit(ReplyEvent(text=step.text, turn=turn), t=now)
         self.ctx.state.asr_context = self._conv.asr_context()
         self._pending += 1
         self._played = (None, None, 1.0)
         self._deadline = None
         await self.push(ReplyText(step.text, turn, step.barge_in))
 
-    def _emit(self, type: str, **fields: Any) -> None:
-        self.ctx.bus.emit(type, turn=self._event_turn, **fields)
-
-    def _on_event(self, event: Event) -> None:
+    def _on_event(self, event: EventRecord) -> None:
         if self._closed:
             return
         kind = event["type"]

@@ -40,6 +40,7 @@ from voicebot.dialog.bot import LoadedBot, check_dialog, errors
 from voicebot.dialog.flow import Conversation, Step
 from voicebot.dialog.outcomes import MemoryOutcomeStore
 from voicebot.dialog.yamlutil import did_you_mean, literal_at, unbool_keys
+from voicebot.events import Event, IntentEvent, NoMatchEvent, OutcomeEvent, TransferEvent
 from voicebot.yamlsrc import ConfigError, Diagnostic, Path_, Source, load
 
 INPUTS = ("user", "user_partial", "silent")
@@ -262,7 +263,7 @@ def _norm(text: str) -> str:
 
 class _Run:
     def __init__(self, suite: Suite, n: int) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Event] = []
         self.store = MemoryOutcomeStore()
         matcher = suite.loaded.matcher(suite.language, suite.today)
         self.conv = Conversation(
@@ -270,12 +271,9 @@ class _Run:
             matcher,
             self.store,
             call_id=f"test{n:04d}",
-            emit=self._emit,
+            emit=self.events.append,
             language=suite.language,
         )
-
-    def _emit(self, type: str, **fields: Any) -> None:
-        self.events.append({"type": type, **fields})
 
     async def step(self, step: TestStep) -> Step:
         self.events.clear()
@@ -294,16 +292,16 @@ class _Run:
 def _check(run: _Run, step: Step, expect: dict[str, Any]) -> list[str]:
     """Mismatches as diff lines (empty: the step passed)."""
     got: dict[str, Any] = {}
-    intents = [e for e in run.events if e["type"] == "intent"]
+    intents = [e for e in run.events if isinstance(e, IntentEvent)]
     match = intents[-1] if intents else None
-    got["intent"] = match["name"] if match else None
-    got["slots"] = match["slots"] if match else None
-    got["matcher"] = match["matcher"] if match else None
+    got["intent"] = match.name if match else None
+    got["slots"] = match.slots if match else None
+    got["matcher"] = match.matcher if match else None
     got["state"] = run.conv.state_name
     got["bot"] = _norm(step.text)
-    transfers = [e["target"] for e in run.events if e["type"] == "transfer"]
+    transfers = [e.target for e in run.events if isinstance(e, TransferEvent)]
     got["transfer"] = transfers[-1] if transfers else None
-    outcomes = [e for e in run.events if e["type"] == "outcome"]
+    outcomes = [e for e in run.events if isinstance(e, OutcomeEvent)]
     got["ended"] = bool(run.conv.ended)
     out: list[str] = []
     for key, want in expect.items():
@@ -314,16 +312,16 @@ def _check(run: _Run, step: Step, expect: dict[str, Any]) -> list[str]:
                 out += _diff("bot_contains", missing, got["bot"])
         elif key == "outcome" and want is None:
             if outcomes:
-                out += _diff("outcome", None, [o["kind"] for o in outcomes])
+                out += _diff("outcome", None, [o.kind for o in outcomes])
         elif key == "outcome":
             kind = want.get("kind") if isinstance(want, dict) else want
-            have = [o for o in outcomes if o["kind"] == kind]
+            have = [o for o in outcomes if o.kind == kind]
             slots = want.get("slots") if isinstance(want, dict) else None
-            if not have or (slots is not None and have[-1]["slots"] != slots):
+            if not have or (slots is not None and have[-1].slots != slots):
                 out += _diff(
                     "outcome",
                     want,
-                    [{"kind": o["kind"], "slots": o["slots"]} for o in outcomes] or None,
+                    [{"kind": o.kind, "slots": o.slots} for o in outcomes] or None,
                 )
         elif key == "collected":
             have = {k: run.conv.slots.get(k) for k in (want or {})}
@@ -350,10 +348,10 @@ def _diff(key: str, want: Any, got: Any) -> list[str]:
     return [f"  {key}:", f"    - expected: {_show(want)}", f"    + got:      {_show(got)}"]
 
 
-def _heard(event: dict[str, Any]) -> str:
-    if event["type"] == "no_match":
-        return f"no match for {event['text']!r}"
-    return f"{event['name']} {_show(event['slots'])} ({event['matcher']})"
+def _heard(event: IntentEvent | NoMatchEvent) -> str:
+    if isinstance(event, NoMatchEvent):
+        return f"no match for {event.text!r}"
+    return f"{event.name} {_show(event.slots)} ({event.matcher})"
 
 
 def _describe(step: TestStep) -> str:
@@ -377,7 +375,7 @@ async def run_suite(suite: Suite) -> tuple[int, list[Failure]]:
             problems = _check(run, result, step.expect)
             if problems:
                 line, col = suite.src.at(step.path)
-                heard = [e for e in run.events if e["type"] in ("intent", "no_match")]
+                heard = [e for e in run.events if isinstance(e, (IntentEvent, NoMatchEvent))]
                 trail = [
                     f"  bot said: {result.text!r}",
                     f"  heard: {_heard(heard[-1]) if heard else 'nothing'}; now in state "

@@ -42,7 +42,7 @@ from typing import Any
 from hassil import Sentence
 
 from voicebot.nlu.slots import SLOT_KINDS, ListSlot, SlotType
-from voicebot.nlu.templates import TemplateError, compile_template, rule_refs
+from voicebot.nlu.templates import IntentTemplateError, compile_template, rule_refs
 from voicebot.nlu.wordgraph import WordGraph
 from voicebot.yamlsrc import Diagnostic, Path_, Source, load
 
@@ -358,7 +358,7 @@ class IntentReader:
     def compile(self, d: _Def, lang: str, what: str) -> Sentence | None:
         try:
             return compile_template(d.data, lang)
-        except TemplateError as exc:
+        except IntentTemplateError as exc:
             self.template_diag(d, "I110", f"{what}: {exc}", exc.offset)
             return None
 

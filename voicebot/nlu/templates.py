@@ -24,6 +24,7 @@ from hassil import (
     parse_sentence,
 )
 
+from voicebot.errors import VoicebotError
 from voicebot.nlu.normalize import normalize_chunk
 
 _OPEN = {"(": ")", "[": "]", "{": "}", "<": ">"}
@@ -31,18 +32,18 @@ _CLOSE = {v: k for k, v in _OPEN.items()}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class TemplateError(ValueError):
-    """A template that cannot be parsed; ``offset`` indexes the template text."""
+class IntentTemplateError(VoicebotError, ValueError):
+    """An intent template that cannot be parsed; ``offset`` indexes the template text."""
 
     def __init__(self, message: str, offset: int = 0) -> None:
         super().__init__(message)
         self.offset = offset
 
 
-def syntax_error(text: str) -> TemplateError | None:
+def syntax_error(text: str) -> IntentTemplateError | None:
     """The first delimiter or name problem in ``text``, with its offset; None if clean."""
     if not text.strip():
-        return TemplateError("empty template", 0)
+        return IntentTemplateError("empty template", 0)
     stack: list[tuple[str, int]] = []
     escaped = False
     for i, ch in enumerate(text):
@@ -53,14 +54,16 @@ def syntax_error(text: str) -> TemplateError | None:
             escaped = True
         elif ch in _OPEN:
             if stack and stack[-1][0] in "{<":
-                return TemplateError(f"{ch!r} inside {stack[-1][0]}...{_OPEN[stack[-1][0]]}", i)
+                return IntentTemplateError(
+                    f"{ch!r} inside {stack[-1][0]}...{_OPEN[stack[-1][0]]}", i
+                )
             stack.append((ch, i))
         elif ch in _CLOSE:
             if not stack:
-                return TemplateError(f"unmatched {ch!r}", i)
+                return IntentTemplateError(f"unmatched {ch!r}", i)
             opener, start = stack.pop()
             if _OPEN[opener] != ch:
-                return TemplateError(
+                return IntentTemplateError(
                     f"{ch!r} closes {opener!r} opened at offset {start}; expected "
                     f"{_OPEN[opener]!r}",
                     i,
@@ -68,12 +71,12 @@ def syntax_error(text: str) -> TemplateError | None:
             if opener in "{<":
                 problem = _name_problem(opener, text[start + 1 : i])
                 if problem:
-                    return TemplateError(problem, start)
+                    return IntentTemplateError(problem, start)
             elif not text[start + 1 : i].strip():
-                return TemplateError(f"empty {opener}{ch}", start)
+                return IntentTemplateError(f"empty {opener}{ch}", start)
     if stack:
         opener, start = stack[-1]
-        return TemplateError(f"unclosed {opener!r} (expected {_OPEN[opener]!r})", start)
+        return IntentTemplateError(f"unclosed {opener!r} (expected {_OPEN[opener]!r})", start)
     return None
 
 
@@ -87,14 +90,14 @@ def _name_problem(opener: str, inner: str) -> str | None:
 
 
 def compile_template(text: str, language: str) -> Sentence:
-    """Parse with hassil and normalise the literals; raises ``TemplateError``."""
+    """Parse with hassil and normalise the literals; raises ``IntentTemplateError``."""
     problem = syntax_error(text)
     if problem is not None:
         raise problem
     try:
         sentence = parse_sentence(text, keep_text=True)
     except Exception as exc:  # hassil raises ParseError, AssertionError, ValueError
-        raise TemplateError(f"cannot parse template: {exc}") from exc
+        raise IntentTemplateError(f"cannot parse template: {exc}") from exc
     _normalize_literals(sentence.expression, language)
     return sentence
 

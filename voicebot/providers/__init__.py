@@ -1,5 +1,5 @@
 """Talking to speech providers: pooled HTTP, retries, rate limits, caches, costs.
 
-A leaf package: it imports nothing else from voicebot, so engines, the server and
-the command line can all build on it.
+A leaf package: it imports nothing else from voicebot but the leaf ``voicebot.errors``,
+so engines, the server and the command line can all build on it.
 """

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from voicebot.errors import VoicebotError
+
 KINDS = ("http", "connect", "timeout", "deadline", "protocol", "rate_limited")
 
 
-class ProviderError(Exception):
+class ProviderError(VoicebotError):
     """A provider request that did not give a usable answer.
 
     ``kind`` says what happened: ``http`` (an error status), ``connect``, ``timeout``

@@ -39,6 +39,7 @@ from starlette.staticfiles import StaticFiles
 from voicebot.bundled import bundled
 from voicebot.call import warm_up
 from voicebot.config import PipelineConfig
+from voicebot.errors import VoicebotError
 from voicebot.server.calls import Busy, CallManager, OfferError, ServerSettings
 from voicebot.server.metrics import Metrics
 from voicebot.server.speech_api import SpeechApi, SpeechApiSettings
@@ -49,7 +50,9 @@ DEMO_WEB = bundled("demo_web")
 MAX_OFFER_BYTES = 64 * 1024  # SDP offers are a few kilobytes
 
 
-class _Refused(Exception):
+class _Refused(VoicebotError):
+    """An /offer request refused with an HTTP error (status, reason, message, headers)."""
+
     def __init__(
         self, status: int, reason: str, message: str, headers: dict[str, str] | None = None
     ) -> None:

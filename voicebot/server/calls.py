@@ -26,7 +26,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 
 from voicebot.call import build_call
 from voicebot.config import PipelineConfig
-from voicebot.events import Event
+from voicebot.errors import VoicebotError
+from voicebot.events import EventRecord
 from voicebot.server.metrics import Metrics
 from voicebot.transports.jitter import set_audio_jitter
 from voicebot.transports.webrtc import EventBridge, LiveClock, OutputTrack, TrackSource
@@ -78,11 +79,11 @@ class ServerSettings:
         )
 
 
-class OfferError(ValueError):
+class OfferError(VoicebotError, ValueError):
     """The offer cannot be answered (bad SDP, no audio section)."""
 
 
-class Busy(RuntimeError):
+class Busy(VoicebotError, RuntimeError):
     """The server is at its call limit."""
 
 
@@ -209,7 +210,7 @@ class Call:
             self.manager._release(self)
 
     # --- activity ---------------------------------------------------------------
-    def _on_event(self, event: Event) -> None:
+    def _on_event(self, event: EventRecord) -> None:
         kind = event["type"]
         if kind == "interrupted":
             self.output.clear()  # the frames already handed over are all that is heard

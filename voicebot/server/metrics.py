@@ -20,7 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from voicebot.events import Event
+from voicebot.events import EventRecord
 
 # Seconds; the stages of one turn range from ~1 ms (dialog) to ~1 s (endpointing).
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
@@ -90,7 +90,7 @@ class Metrics:
         )
         self._lag_task: asyncio.Task[None] | None = None
 
-    def observe(self, event: Event) -> None:
+    def observe(self, event: EventRecord) -> None:
         kind = event["type"]
         if kind == "turn":
             self.turns.inc()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
+from voicebot.errors import VoicebotError
+
 TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
@@ -20,7 +22,9 @@ TYPES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(VoicebotError):
+    """An OpenAI-style error response: HTTP status, message and the body's fields."""
+
     def __init__(
         self,
         status: int,

@@ -35,7 +35,7 @@ from aiortc import MediaStreamTrack, RTCDataChannel
 from aiortc.mediastreams import MediaStreamError
 
 from voicebot.clock import Clock
-from voicebot.events import Event
+from voicebot.events import EventRecord, TranscriptEvent
 from voicebot.frames import AudioFrame, Interrupt, Transcript
 from voicebot.graph import Source
 from voicebot.transports.pacing import FRAME_S, FramePacer
@@ -155,13 +155,10 @@ class TrackSource(Source):
             self.receive_control(Interrupt("text_input", now))
         ctx.ledger.mark(turn, "final_transcript", now)
         ctx.bus.emit(
-            "transcript",
+            TranscriptEvent(
+                final=True, text=text, turn=turn, language=self.language, decode_ms=0.0
+            ),
             t=now,
-            final=True,
-            text=text,
-            turn=turn,
-            language=self.language,
-            decode_ms=0.0,
         )
         return self.outbox.put_nowait(Transcript(text, True, turn, self.language))
 
@@ -285,7 +282,7 @@ class EventBridge:
         if channel.readyState == "open":
             self._flush()
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: EventRecord) -> None:
         self.send_text(json.dumps(event, ensure_ascii=False))
 
     def send_text(self, text: str) -> None:

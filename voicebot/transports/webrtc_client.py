@@ -28,6 +28,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from scipy.signal import resample_poly
 
+from voicebot.errors import VoicebotError
 from voicebot.transports.jitter import set_audio_jitter
 from voicebot.transports.pacing import FramePacer
 
@@ -212,7 +213,9 @@ class Reply:
         return self.end - self.onset
 
 
-class OfferRejected(RuntimeError):
+class OfferRejected(VoicebotError, RuntimeError):
+    """The server answered our offer with an HTTP error."""
+
     def __init__(self, status: int, body: Any) -> None:
         super().__init__(f"offer refused: HTTP {status}: {body}")
         self.status = status

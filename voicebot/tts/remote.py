@@ -24,8 +24,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from voicebot.providers.cache import Cache, speech_key
-from voicebot.providers.context import current_call
 from voicebot.providers.costs import CostLedger, PriceTable
+from voicebot.providers.current_call import current_call
 from voicebot.providers.errors import ProviderError
 from voicebot.providers.http import ProviderClient, iter_bytes
 from voicebot.providers.limits import Priority

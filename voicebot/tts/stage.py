@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from voicebot.events import TtsFirstAudioEvent
 from voicebot.frames import BotAudioFrame, Frame, ReplyDone, ReplyText
 from voicebot.graph import Stage
 from voicebot.tts.base import TtsEngine
@@ -53,7 +54,7 @@ class TtsStage(Stage):
                         first = False
                         now = self.ctx.now()
                         self.ctx.ledger.mark(reply.turn, "tts_first_audio", now)
-                        self.ctx.bus.emit("tts_first_audio", t=now, turn=reply.turn)
+                        self.ctx.bus.emit(TtsFirstAudioEvent(turn=reply.turn), t=now)
                     await self.push(BotAudioFrame(chunk, rate, 1, reply.turn))
             finally:
                 await chunks.aclose()  # type: ignore[attr-defined]
