@@ -89,7 +89,6 @@ async def _run(context: bool) -> tuple[list[str | None], list[str]]:
     engine = Recording()
     sink = Finals()
     pipeline = Pipeline(ctx, [Turns(), AsrStage(engine, "en", 0, context=context), sink])
-    clock.idle = pipeline.idle
     await asyncio.wait_for(pipeline.run(), 20)
     return engine.contexts, sink.texts
 

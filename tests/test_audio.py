@@ -15,7 +15,8 @@ from voicebot.audio.denoise import Denoiser
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.resample_bench import boundary_ratio, compare, poly_frame
-from voicebot.audio.vad import Endpointer, SpeechEnd, SpeechStart, VadConfig, Voice
+from voicebot.audio.vad import Endpointer, SpeechEnd, SpeechStart, Voice
+from voicebot.config import VadSettings
 
 AMP = 10000.0
 
@@ -244,7 +245,7 @@ def _scene(parts: list[np.ndarray | float]) -> tuple[np.ndarray, list[tuple[floa
     return np.concatenate(pieces), spans
 
 
-def _run(signal: np.ndarray, config: VadConfig | None = None) -> list:
+def _run(signal: np.ndarray, config: VadSettings | None = None) -> list:
     ep = Endpointer(config)
     n = ep.config.frame_samples
     events = []
@@ -273,7 +274,7 @@ def _turns(events: list) -> list[tuple[SpeechStart, list[Voice], SpeechEnd]]:
 def test_vad_joins_short_pause_and_splits_long_one(utterances):
     a, b, c = utterances["A"], utterances["B"], utterances["C"]
     signal, spans = _scene([0.5, a, 0.25, b, 1.0, c, 0.8])
-    cfg = VadConfig()
+    cfg = VadSettings()
     turns = _turns(_run(signal, cfg))
     assert len(turns) == 2  # A+B (0.25 s pause < 500 ms), then C
     for (start, voices, end), (onset, offset) in zip(
@@ -296,7 +297,7 @@ def test_vad_joins_short_pause_and_splits_long_one(utterances):
 def test_vad_shorter_end_of_turn_splits_the_pause(utterances):
     a, b, c = utterances["A"], utterances["B"], utterances["C"]
     signal, spans = _scene([0.5, a, 0.25, b, 1.0, c, 0.8])
-    turns = _turns(_run(signal, VadConfig(end_of_turn_ms=200)))
+    turns = _turns(_run(signal, VadSettings(end_of_turn_ms=200)))
     assert len(turns) == 3  # the 0.25 s pause is longer than 200 ms
     for (start, _, _), (onset, _) in zip(turns, spans, strict=True):
         assert start.t == pytest.approx(onset, abs=0.1)
@@ -334,7 +335,7 @@ def test_vad_finish_closes_open_turn(utterances):
 
 
 def test_vad_reset_and_validation():
-    ep = Endpointer(VadConfig(frame_ms=10, aggressiveness=3))
+    ep = Endpointer(VadSettings(frame_ms=10, aggressiveness=3))
     with pytest.raises(ValueError, match="160 int16 samples"):
         ep.process(np.zeros(320, np.int16), 0.0)
     ep.reset()
@@ -349,7 +350,7 @@ def test_vad_reset_and_validation():
         ({"min_speech_ms": 500}, "start_window_ms"),
     ]:
         with pytest.raises(ValueError, match=word):
-            VadConfig(**kwargs)
+            VadSettings(**kwargs)
 
 
 # --- denoiser ----------------------------------------------------------------

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.config import PipelineConfig, load_pipeline
+from voicebot.audio.vad import Endpointer
+from voicebot.config import PipelineConfig, VadSettings, load_pipeline
 from voicebot.yamlsrc import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +63,19 @@ def test_unknown_keys_wrong_types_ranges_and_choices(tmp_path):
         "8:14: E106 expected int, got bool True",
         "10:10: E107 9 is out of range [0.25, 4.0]",
     ]
+
+
+def test_the_vad_section_is_what_the_endpointer_takes(tmp_path):
+    # a turn's voice must gather within the endpointer's start window: checked on load
+    assert errors(tmp_path, "vad:\n  min_speech_ms: 500\n") == [
+        "2:18: E107 500 is out of range [0, 400]",
+    ]
+    path = tmp_path / "p.yaml"
+    path.write_text("vad:\n  frame_ms: 10\n  end_of_turn_ms: 300\n")
+    vad = load_pipeline(path).vad
+    endpointer = Endpointer(vad)
+    assert endpointer.config is vad and vad.frame_samples == 160
+    assert (vad.end_of_turn_ms, vad.preroll_ms) == (300, VadSettings().preroll_ms)
 
 
 def test_duplicate_keys_are_errors_not_silently_overwritten(tmp_path):

@@ -387,11 +387,12 @@ class Speaker(Stage):
 async def run_graph(bot: Bot, lines: list[tuple[float, str]], end: float, per_word: float = 0.1):
     clock = FastClock()
     ctx = CallContext(clock)
-    dialog = FlowDialog(bot, KeywordMatcher(), MemoryOutcomeStore())
+    pipeline = Pipeline(ctx)
+    caller = ScriptedCaller(lines, end)
+    dialog = FlowDialog(bot, KeywordMatcher(), MemoryOutcomeStore(), hang_up=pipeline.hang_up)
     speaker = Speaker(per_word)
-    pipeline = Pipeline(ctx, [ScriptedCaller(lines, end), dialog, speaker])
-    clock.idle = pipeline.idle
-    dialog.hang_up = pipeline.hang_up
+    pipeline.connect(caller, dialog)
+    pipeline.connect(dialog, speaker)
     events: list[dict[str, Any]] = []
     ctx.bus.subscribe(events.append)
     reason = await asyncio.wait_for(pipeline.run(), 30)

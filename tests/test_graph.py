@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from voicebot.audio.playback import PlaybackStage
 from voicebot.clock import Clock, FastClock
@@ -19,7 +20,7 @@ from voicebot.frames import (
     ReplyText,
     Transcript,
 )
-from voicebot.graph import INTERRUPTED, Edge, Overflow, Pipeline, Source, Stage
+from voicebot.graph import INTERRUPTED, Edge, EdgeSpec, Overflow, Pipeline, Source, Stage
 
 
 def audio(i: int) -> AudioFrame:
@@ -174,6 +175,33 @@ async def test_pipeline_drains_in_order_and_ends_completed():
     assert all({"type", "call_id", "t"} <= e.keys() for e in events)
 
 
+async def test_connect_builds_the_chain_stage_to_stage_with_each_edges_spec():
+    ctx = CallContext(Clock())
+    pipeline = Pipeline(ctx)  # exists before its stages: they can be built with hang_up
+    source, middle, sink = ListSource([Transcript("x", True, 1)]), Stage(), Collect()
+    first = pipeline.connect(source, middle, EdgeSpec(3, Overflow.DROP_OLDEST))
+    second = pipeline.connect(middle, sink)
+    assert pipeline.stages == [source, middle, sink]
+    assert pipeline.edges == [first, second]
+    assert (first.name, first.maxsize, first.policy) == ("source->stage", 3, Overflow.DROP_OLDEST)
+    assert (second.maxsize, second.policy) == (EdgeSpec().maxsize, Overflow.BLOCK)
+    assert source.outbox is first and middle.inbox is first and sink.inbox is second
+    assert all(stage.ctx is ctx for stage in pipeline.stages)
+    with pytest.raises(ValueError, match="the chain ends at sink"):
+        pipeline.connect(middle, Collect())
+    with pytest.raises(ValueError, match="already in"):
+        pipeline.connect(sink, source)
+    assert await asyncio.wait_for(pipeline.run(), 5) == "completed"
+    assert [f.text for f in sink.frames] == ["x"]
+
+
+async def test_a_pipeline_without_a_source_and_a_sink_does_not_run():
+    with pytest.raises(ValueError, match="at least a source and a sink"):
+        Pipeline(CallContext(Clock()), [Collect()])
+    with pytest.raises(ValueError, match="at least a source and a sink"):
+        await Pipeline(CallContext(Clock())).run()
+
+
 async def test_a_raising_stage_ends_the_call_with_an_error_event():
     frames = [Transcript("x", True, 1)]
     pipeline, events = _pipeline(ListSource(frames), Boom(), Collect())
@@ -266,8 +294,6 @@ async def test_fast_clock_keeps_the_real_time_schedule():
         frames = [Transcript(str(i), True, i) for i in range(10)]
         ctx = CallContext(clock)
         pipeline = Pipeline(ctx, [ListSource(frames, gap=0.05), sink])
-        if clock.fast:
-            clock.idle = pipeline.idle  # type: ignore[attr-defined]
         stamps: list[float] = []
 
         class Stamp(Collect):

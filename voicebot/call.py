@@ -15,20 +15,20 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 from voicebot import engines
 from voicebot.asr.base import AsrEngine
 from voicebot.asr.stage import AsrStage
 from voicebot.audio.playback import AudioOutput, PlaybackStage
 from voicebot.audio.stages import DenoiseStage, ResampleStage, VadStage
-from voicebot.audio.vad import VadConfig
 from voicebot.clock import Clock
-from voicebot.config import PipelineConfig
+from voicebot.config import LLM_BUDGET_SHARE, PipelineConfig
 from voicebot.context import CallContext
 from voicebot.dialog.echo import EchoDialog
 from voicebot.dialog.flow import Flow
 from voicebot.dialog.prompt import Prompt
-from voicebot.graph import Overflow, Pipeline, Source, Stage
+from voicebot.graph import EdgeSpec, Overflow, Pipeline, Source, Stage
 from voicebot.nlu.match import Matcher
 from voicebot.tts.base import TtsEngine
 from voicebot.tts.stage import TtsStage
@@ -36,10 +36,11 @@ from voicebot.tts.stage import TtsStage
 log = logging.getLogger(__name__)
 
 # Queue sizes in frames. 50 x 20 ms = 1 s of caller audio before drops start.
-AUDIO_EDGE = (50, Overflow.DROP_OLDEST)
-VOICE_EDGE = (100, Overflow.DROP_OLDEST)  # voiced audio waits out a final decode
-EVENT_EDGE = (200, Overflow.BLOCK)
-BOT_AUDIO_EDGE = (16, Overflow.BLOCK)
+AUDIO_EDGE = EdgeSpec(50, Overflow.DROP_OLDEST)
+# Into the VAD: 2 s, so caller audio waits out a final decode (the VAD blocks on the ASR).
+VOICE_EDGE = EdgeSpec(100, Overflow.DROP_OLDEST)
+EVENT_EDGE = EdgeSpec(200, Overflow.BLOCK)
+BOT_AUDIO_EDGE = EdgeSpec(16, Overflow.BLOCK)
 
 
 def asr_engine(config: PipelineConfig) -> AsrEngine:
@@ -108,8 +109,9 @@ async def prefetch_prompts(engine: TtsEngine, texts: list[str]) -> int:
     return fetched
 
 
-def dialog_stage(config: PipelineConfig) -> Stage:
-    """The dialog for this pipeline: the echo bot, or a flow over the shared bot and store."""
+def dialog_stage(config: PipelineConfig, hang_up: Callable[[str], None] | None = None) -> Stage:
+    """The dialog for this pipeline: the echo bot, or a flow over the shared bot and store
+    that ends the call with ``hang_up(reason)``."""
     if config.dialog.type != "flow":
         return EchoDialog(config.dialog.template)
     from voicebot.dialog.bot import load_bot
@@ -121,9 +123,9 @@ def dialog_stage(config: PipelineConfig) -> Stage:
     matcher = loaded.matcher(config.language)
     llm = config.dialog.llm
     if llm.enabled:
-        timeout_ms = llm.timeout_ms or round(0.4 * config.latency_budget_ms)
+        timeout_ms = llm.timeout_ms or round(LLM_BUDGET_SHARE * config.latency_budget_ms)
         matcher = _llm_matcher(matcher, llm.base_url, llm.model, llm.api_key_env, timeout_ms)
-    return FlowDialog(loaded.bot, matcher, store, config.language)
+    return FlowDialog(loaded.bot, matcher, store, config.language, hang_up=hang_up)
 
 
 @functools.cache
@@ -150,37 +152,35 @@ def build_call(
     if call_id:
         ctx.call_id = call_id
         ctx.bus.call_id = call_id
-    vad = config.vad
-    stages: list[Stage] = [source, ResampleStage(16000, 1)]
-    edges = [AUDIO_EDGE]
-    if config.audio.denoise:
-        stages.append(DenoiseStage(config.audio.denoise_level, config.audio.auto_gain_dbfs))
-        edges.append(AUDIO_EDGE)
-    stages += [
-        VadStage(
-            VadConfig(
-                aggressiveness=vad.aggressiveness,
-                frame_ms=vad.frame_ms,
-                preroll_ms=vad.preroll_ms,
-                min_speech_ms=vad.min_speech_ms,
-                end_of_turn_ms=vad.end_of_turn_ms,
-            )
-        ),
-        AsrStage(
-            asr_engine(config),
-            config.language,
-            config.asr.partial_interval_ms,
-            context=config.asr.context == "prompt",
-        ),
-        dialog := dialog_stage(config),
-        TtsStage(tts_engine(config)),
-        ResampleStage(output.sample_rate, output.channels, bot=True),
-        PlaybackStage(output),
-    ]
-    edges += [VOICE_EDGE, EVENT_EDGE, EVENT_EDGE, EVENT_EDGE, BOT_AUDIO_EDGE, BOT_AUDIO_EDGE]
-    pipeline = Pipeline(ctx, stages, edges)
-    if hasattr(dialog, "hang_up"):
-        dialog.hang_up = pipeline.hang_up  # `end` / `transfer`: after the last words are played
-    if clock is not None and clock.fast:
-        clock.idle = pipeline.idle  # type: ignore[attr-defined]
+    pipeline = Pipeline(ctx)
+    resample_in = ResampleStage(16000, 1)
+    denoise = (
+        DenoiseStage(config.audio.denoise_level, config.audio.auto_gain_dbfs)
+        if config.audio.denoise
+        else None
+    )
+    vad = VadStage(config.vad)
+    asr = AsrStage(
+        asr_engine(config),
+        config.language,
+        config.asr.partial_interval_ms,
+        context=config.asr.context == "prompt",
+    )
+    # `end` / `transfer` hang up after the last words are played
+    dialog = dialog_stage(config, hang_up=pipeline.hang_up)
+    tts = TtsStage(tts_engine(config))
+    resample_out = ResampleStage(output.sample_rate, output.channels, bot=True)
+    playback = PlaybackStage(output)
+
+    pipeline.connect(source, resample_in, AUDIO_EDGE)
+    caller_audio: Stage = resample_in
+    if denoise is not None:
+        pipeline.connect(resample_in, denoise, AUDIO_EDGE)
+        caller_audio = denoise
+    pipeline.connect(caller_audio, vad, VOICE_EDGE)
+    pipeline.connect(vad, asr, EVENT_EDGE)
+    pipeline.connect(asr, dialog, EVENT_EDGE)
+    pipeline.connect(dialog, tts, EVENT_EDGE)
+    pipeline.connect(tts, resample_out, BOT_AUDIO_EDGE)
+    pipeline.connect(resample_out, playback, BOT_AUDIO_EDGE)
     return pipeline

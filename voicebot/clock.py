@@ -42,8 +42,10 @@ class Clock:
     def is_busy(self) -> bool:
         return self._busy > 0
 
-    def start(self) -> None:
-        """Begin the scheduler (only the fast clock has one)."""
+    def start(self, idle: Callable[[], bool]) -> None:
+        """The call begins. ``idle`` tells whether no queued frame is waiting for its
+        consumer (``Pipeline.idle``); only the fast clock asks, to know when it may
+        skip ahead."""
 
     async def close(self) -> None:
         """Stop the scheduler."""
@@ -63,18 +65,18 @@ class _Busy:
 
 
 class FastClock(Clock):
-    """Skips idle time; ``idle`` reports whether queued frames are still pending."""
+    """Skips idle time: ``start``'s ``idle`` reports whether queued frames are still pending."""
 
     fast = True
 
-    def __init__(self, idle: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self._skipped = 0.0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.idle = idle
+        self._idle: Callable[[], bool] = lambda: True
 
     def now(self) -> float:
         return time.monotonic() - self._t0 + self._skipped
@@ -88,7 +90,8 @@ class FastClock(Clock):
         self._wake.set()
         await fut
 
-    def start(self) -> None:
+    def start(self, idle: Callable[[], bool]) -> None:
+        self._idle = idle
         self._task = asyncio.get_running_loop().create_task(self._run(), name="fast-clock")
 
     async def close(self) -> None:
@@ -103,7 +106,7 @@ class FastClock(Clock):
         # Let every runnable task take its turn; only then is the graph idle.
         for _ in range(8):
             await asyncio.sleep(0)
-            if self._busy or not self.idle():
+            if self._busy or not self._idle():
                 return False
         return True
 

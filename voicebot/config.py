@@ -24,25 +24,122 @@ def _spec(
     *,
     lo: float | None = None,
     hi: float | None = None,
-    doc: str = "",
+    doc: str,
 ) -> Any:
+    """A pipeline key: its default, its range (if numeric) and its description."""
     return field(default=default, metadata={"lo": lo, "hi": hi, "doc": doc})
+
+
+def _doc(text: str) -> dict[str, str]:
+    """Field metadata of a pipeline key that holds a list or a section: its description."""
+    return {"doc": text}
+
+
+_INTERNAL = {"internal": True}  # field metadata: set by code, not a pipeline key
+
+
+DEFAULT_LATENCY_BUDGET_MS = 1200
+# Shares of the latency budget a step gets when its own ``timeout_ms`` is 0.
+ASR_BUDGET_SHARE = 0.4  # a remote recogniser: the final transcript
+TTS_BUDGET_SHARE = 0.25  # a remote voice: the first audio of a clause
+LLM_BUDGET_SHARE = 0.4  # the LLM fallback: its reading of the caller's words
+
+VAD_START_WINDOW_MS = 400  # a turn's first min_speech_ms of voice must fall within this
 
 
 @dataclass
 class AudioSettings:
-    denoise: bool = _spec(False, doc="noise suppression + gain (phone audio); off for WebRTC")
-    denoise_level: int = _spec(2, lo=0, hi=4, doc="noise suppression strength")
-    auto_gain_dbfs: int = _spec(0, lo=0, hi=31, doc="target level for automatic gain; 0 = off")
+    """Caller audio before the VAD (``audio/denoise.py``)."""
+
+    denoise: bool = _spec(
+        False,
+        doc="WebRTC noise suppression and automatic gain on the caller's 16 kHz audio, for "
+        "phone lines; off for WebRTC",
+    )
+    denoise_level: int = _spec(
+        2, lo=0, hi=4, doc="noise suppression strength with denoise on: 0 = off, 4 = strongest"
+    )
+    auto_gain_dbfs: int = _spec(
+        0,
+        lo=0,
+        hi=31,
+        doc="with denoise on, automatic gain towards this many dB below full scale; "
+        "0 leaves the gain alone",
+    )
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class VadSettings:
-    aggressiveness: int = _spec(2, lo=0, hi=3)
-    frame_ms: Literal[10, 20, 30] = 20
-    preroll_ms: int = _spec(300, lo=0, hi=2000)
-    min_speech_ms: int = _spec(150, lo=0, hi=2000)
-    end_of_turn_ms: int = _spec(500, lo=100, hi=5000)
+    """Turn endpointing (``audio/vad.py``): when the caller starts and stops a turn.
+
+    The endpointer takes these settings as they are; ``sample_rate`` and
+    ``start_window_ms`` are set by code only. Construction checks the values, so
+    a pipeline reports an impossible combination on load.
+    """
+
+    aggressiveness: int = _spec(
+        2,
+        lo=0,
+        hi=3,
+        doc="webrtcvad mode: how readily a frame is called non-speech; 0 lets most "
+        "sound through, 3 filters hardest (noisy lines)",
+    )
+    frame_ms: Literal[10, 20, 30] = _spec(
+        20, doc="length of the frames webrtcvad classifies, and the VAD's time step"
+    )
+    preroll_ms: int = _spec(
+        300,
+        lo=0,
+        hi=2000,
+        doc="audio from before the turn's first voiced frame handed to the ASR with the "
+        "turn (soft onsets are often classified as silence)",
+    )
+    min_speech_ms: int = _spec(
+        150,
+        lo=0,
+        hi=VAD_START_WINDOW_MS,
+        doc=f"voice that opens a turn, gathered within {VAD_START_WINDOW_MS} ms; shorter "
+        "clicks and coughs are not a turn",
+    )
+    end_of_turn_ms: int = _spec(
+        500,
+        lo=100,
+        hi=5000,
+        doc="trailing silence that ends the caller's turn (a shorter pause, e.g. a breath "
+        "between phrases, does not)",
+    )
+    sample_rate: int = field(default=16000, metadata=_INTERNAL)
+    start_window_ms: int = field(default=VAD_START_WINDOW_MS, metadata=_INTERNAL)
+
+    def __post_init__(self) -> None:
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise ValueError(f"aggressiveness must be 0, 1, 2 or 3, got {self.aggressiveness!r}")
+        if self.frame_ms not in (10, 20, 30):
+            raise ValueError(f"frame_ms must be 10, 20 or 30 (webrtcvad), got {self.frame_ms!r}")
+        if self.sample_rate not in _VAD_RATES:
+            raise ValueError(
+                f"sample_rate must be one of {_VAD_RATES} (webrtcvad), got {self.sample_rate!r}"
+            )
+        for name in ("preroll_ms", "min_speech_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.end_of_turn_ms < self.frame_ms:
+            raise ValueError(
+                f"end_of_turn_ms must be at least one frame ({self.frame_ms} ms), "
+                f"got {self.end_of_turn_ms!r}"
+            )
+        if self.start_window_ms < self.min_speech_ms:
+            raise ValueError(
+                f"start_window_ms ({self.start_window_ms}) must be >= min_speech_ms "
+                f"({self.min_speech_ms})"
+            )
+
+    @property
+    def frame_samples(self) -> int:
+        return self.sample_rate * self.frame_ms // 1000
+
+
+_VAD_RATES = (8000, 16000, 32000, 48000)  # the sample rates webrtcvad takes
 
 
 @dataclass
@@ -50,26 +147,31 @@ class RemoteSettings:
     """An OpenAI-compatible speech provider (engines ``openai`` / ``websocket``)."""
 
     preset: Literal["openai", "holysheep", "voicebot"] = _spec(
-        "voicebot", doc="provider defaults: URL, key variable, model, voice, prices, rate"
+        "voicebot",
+        doc="provider defaults: base URL, key variable, model, voice, prices, request rate",
     )
-    base_url: str = _spec("", doc="e.g. https://api.openai.com/v1; default: the preset's")
+    base_url: str = _spec(
+        "", doc="the provider's API root, e.g. https://api.openai.com/v1; empty: the preset's"
+    )
     api_key_env: str = _spec(
         "",
-        doc="environment variable holding the key; default: the "
+        doc="environment variable holding the key; empty: the "
         "preset's (the key itself never goes into YAML or logs)",
     )
-    model: str = _spec("", doc="the provider's model, e.g. whisper-1 / tts-1; default: preset's")
-    voice: str = _spec("", doc="TTS: the provider's voice, e.g. alloy; default: the preset's")
+    model: str = _spec("", doc="the provider's model, e.g. whisper-1 / tts-1; empty: the preset's")
+    voice: str = _spec("", doc="TTS: the provider's voice, e.g. alloy; empty: the preset's")
     timeout_ms: int = _spec(
         0,
         lo=0,
         hi=60000,
         doc="the provider's share of the latency budget "
-        "(ASR: final transcript, TTS: first audio of a clause); 0 = 40% "
-        "(ASR) / 25% (TTS) of latency_budget_ms",
+        f"(ASR: final transcript, TTS: first audio of a clause); 0 = {ASR_BUDGET_SHARE:.0%} "
+        f"(ASR) / {TTS_BUDGET_SHARE:.0%} (TTS) of latency_budget_ms",
     )
     fallback: Literal["local", "none"] = _spec(
-        "local", doc="past timeout_ms or on failure, use the local engine for that turn/clause"
+        "local",
+        doc="past timeout_ms or on failure: local = the local engine answers for that "
+        "turn/clause, none = no answer",
     )
     hedge_ms: int | None = _spec(
         None,
@@ -78,48 +180,77 @@ class RemoteSettings:
         doc="start the local engine after this "
         "many ms anyway and take the first answer; unset = no hedge",
     )
-    requests_per_minute: float = _spec(0.0, lo=0.0, hi=1e6, doc="0 = the preset's")
-    max_concurrency: int = _spec(10, lo=1, hi=1000, doc="requests in flight to this provider")
-    max_attempts: int = _spec(3, lo=1, hi=10, doc="tries per request (within the deadline)")
-    cache: Literal["none", "memory", "redis"] = _spec(
-        "memory", doc="transcripts by audio hash, speech by text + voice"
+    requests_per_minute: float = _spec(
+        0.0, lo=0.0, hi=1e6, doc="rate limit on requests to this provider; 0 = the preset's"
     )
-    redis_url: str = _spec("redis://127.0.0.1:6379/0", doc="cache: redis")
-    cache_ttl_s: int = _spec(86400, lo=1, hi=30 * 86400)
+    max_concurrency: int = _spec(10, lo=1, hi=1000, doc="requests in flight to this provider")
+    max_attempts: int = _spec(
+        3, lo=1, hi=10, doc="tries per request, retries included (all within the deadline)"
+    )
+    cache: Literal["none", "memory", "redis"] = _spec(
+        "memory",
+        doc="where results are kept: transcripts by audio hash, speech by text + voice; "
+        "memory = this process, redis = shared at redis_url",
+    )
+    redis_url: str = _spec("redis://127.0.0.1:6379/0", doc="the Redis server of cache: redis")
+    cache_ttl_s: int = _spec(
+        86400, lo=1, hi=30 * 86400, doc="seconds a cached transcript or speech is kept"
+    )
     price: float | None = _spec(
         None,
         lo=0.0,
         hi=1000.0,
-        doc="USD per audio second (ASR) or per 1000 characters (TTS); default: the preset's",
+        doc="USD per audio second (ASR) or per 1000 characters (TTS), for the cost "
+        "ledger; unset: the preset's",
     )
-    partials: bool = _spec(False, doc="ASR: remote partial transcripts (each a billed request)")
+    partials: bool = _spec(
+        False, doc="ASR: partial transcripts from the provider (each a billed request)"
+    )
 
 
 @dataclass
 class AsrSettings:
+    """Speech recognition (``asr/``)."""
+
     engine: Literal["whisper", "openai"] = _spec(
         "whisper", doc="whisper (local) or openai (any OpenAI-compatible provider, see remote)"
     )
     model: str = _spec(
         "",
-        doc="local model: tiny.en, base, or a model directory; default by "
-        "language (with a remote engine: the fallback)",
+        doc="local model: tiny.en, base, or a model directory; empty: tiny.en for en, "
+        "base otherwise (with a remote engine: the fallback)",
     )
-    partial_interval_ms: int = _spec(300, lo=0, hi=5000, doc="0 disables partials")
+    partial_interval_ms: int = _spec(
+        300,
+        lo=0,
+        hi=5000,
+        doc="decode a partial transcript this often while the caller speaks; 0 = no partials",
+    )
     context: Literal["none", "prompt"] = _spec(
         "none",
         doc="dialog-aware recognition: prompt = the recogniser conditions on the "
         "bot's last question (Whisper's initial prompt, a provider's prompt); measured with "
         "voicebot bench understanding",
     )
-    beam_size: int = _spec(1, lo=1, hi=10)
-    compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
-    cpu_threads: int = _spec(2, lo=1, hi=64)
-    remote: RemoteSettings = field(default_factory=RemoteSettings)
+    beam_size: int = _spec(
+        1, lo=1, hi=10, doc="Whisper beam search width; 1 = greedy decoding (fastest)"
+    )
+    compute_type: Literal["int8", "int8_float32", "float32"] = _spec(
+        "int8", doc="CTranslate2 precision of the local model's weights and arithmetic"
+    )
+    cpu_threads: int = _spec(
+        2, lo=1, hi=64, doc="CPU threads of the local model (shared by every call)"
+    )
+    remote: RemoteSettings = field(
+        default_factory=RemoteSettings,
+        metadata=_doc("the provider of engine openai (ignored by whisper)"),
+    )
 
 
 @dataclass
 class TtsSettings:
+    """Speech synthesis (``tts/``)."""
+
     engine: Literal["piper", "espeak", "openai", "websocket"] = _spec(
         "piper",
         doc="piper, espeak (local); openai (REST, streamed) or websocket (streaming "
@@ -127,14 +258,17 @@ class TtsSettings:
     )
     voice: str = _spec(
         "",
-        doc="local voice: piper voice name or .onnx path, espeak voice; "
-        "default by language (with a remote engine: the fallback's)",
+        doc="local voice: piper voice name or .onnx path, espeak voice; empty: "
+        "en_US-joe-medium with piper, else the language (with a remote engine: the fallback's)",
     )
-    speed: float = _spec(1.0, lo=0.25, hi=4.0)
+    speed: float = _spec(1.0, lo=0.25, hi=4.0, doc="speaking rate; 1.0 = the voice's own")
     local_engine: Literal["", "piper", "espeak"] = _spec(
-        "", doc="the local engine (fallback of a remote one); default: piper for en, else espeak"
+        "", doc="the local engine (fallback of a remote one); empty: piper for en, else espeak"
     )
-    remote: RemoteSettings = field(default_factory=RemoteSettings)
+    remote: RemoteSettings = field(
+        default_factory=RemoteSettings,
+        metadata=_doc("the provider of engines openai and websocket (ignored otherwise)"),
+    )
 
     @property
     def is_remote(self) -> bool:
@@ -145,40 +279,75 @@ class TtsSettings:
 class LlmSettings:
     """Optional fallback: an OpenAI-compatible chat-completions endpoint names the intent."""
 
-    enabled: bool = False
-    base_url: str = _spec("", doc="e.g. https://api.openai.com/v1 or a local server")
+    enabled: bool = _spec(
+        False,
+        doc="ask the LLM when no other matcher tier understood the caller (type flow); "
+        "needs base_url and model",
+    )
+    base_url: str = _spec(
+        "", doc="the endpoint's API root, e.g. https://api.openai.com/v1 or a local server"
+    )
     model: str = _spec("", doc="chat model name")
     api_key_env: str = _spec("OPENAI_API_KEY", doc="environment variable holding the key")
-    timeout_ms: int = _spec(0, lo=0, hi=10000, doc="hard timeout; 0 = 40% of the latency budget")
+    timeout_ms: int = _spec(
+        0,
+        lo=0,
+        hi=10000,
+        doc=f"hard timeout on the LLM's answer; 0 = {LLM_BUDGET_SHARE:.0%} of latency_budget_ms",
+    )
 
 
 @dataclass
 class DialogSettings:
-    type: Literal["echo", "flow"] = "echo"
+    """What the bot says back (``dialog/``)."""
+
+    type: Literal["echo", "flow"] = _spec(
+        "echo",
+        doc="echo repeats the caller (template); flow runs a flow over intents (flow, intents)",
+    )
     template: str = _spec("You said: {text}", doc="echo reply; {text} is the final transcript")
     flow: list[str] = field(
-        default_factory=list, metadata={"doc": "flow files (type flow), relative to this file"}
+        default_factory=list,
+        metadata=_doc("flow files (type flow), relative to this file; one name or a list"),
     )
     intents: list[str] = field(
-        default_factory=list, metadata={"doc": "intent files (type flow), relative to this file"}
+        default_factory=list,
+        metadata=_doc("intent files (type flow), relative to this file; one name or a list"),
     )
     outcomes: str = _spec(
-        "", doc="outcome store (SQLite); default var/outcomes.db in the working directory"
+        "", doc="outcome store (SQLite); empty: var/outcomes.db in the working directory"
     )
-    llm: LlmSettings = field(default_factory=LlmSettings)
+    llm: LlmSettings = field(
+        default_factory=LlmSettings, metadata=_doc("the optional LLM fallback of type flow")
+    )
 
 
 @dataclass
 class PipelineConfig:
-    name: str = ""
-    language: Literal["en", "de"] = "en"
-    latency_budget_ms: int = _spec(1200, lo=100, hi=10000)
-    audio: AudioSettings = field(default_factory=AudioSettings)
-    vad: VadSettings = field(default_factory=VadSettings)
-    asr: AsrSettings = field(default_factory=AsrSettings)
-    tts: TtsSettings = field(default_factory=TtsSettings)
-    dialog: DialogSettings = field(default_factory=DialogSettings)
-    path: Path | None = field(default=None, metadata={"internal": True})
+    """A pipeline YAML file: one voice bot, from caller audio to reply audio."""
+
+    name: str = _spec("", doc="the pipeline's name, shown by the server (/healthz, hello event)")
+    language: Literal["en", "de"] = _spec(
+        "en", doc="the call's language; picks the default ASR model and TTS voice"
+    )
+    latency_budget_ms: int = _spec(
+        DEFAULT_LATENCY_BUDGET_MS,
+        lo=100,
+        hi=10000,
+        doc="voice-to-voice target, from the end of the caller's voice to the bot's first "
+        "reply audio (voicebot bench calls checks p95 against it); remote engines and the "
+        "LLM fallback get shares of it (their timeout_ms)",
+    )
+    audio: AudioSettings = field(
+        default_factory=AudioSettings, metadata=_doc("caller audio clean-up")
+    )
+    vad: VadSettings = field(default_factory=VadSettings, metadata=_doc("turn endpointing"))
+    asr: AsrSettings = field(default_factory=AsrSettings, metadata=_doc("speech recognition"))
+    tts: TtsSettings = field(default_factory=TtsSettings, metadata=_doc("speech synthesis"))
+    dialog: DialogSettings = field(
+        default_factory=DialogSettings, metadata=_doc("what the bot says: echo or a flow")
+    )
+    path: Path | None = field(default=None, metadata=_INTERNAL)
 
     def __post_init__(self) -> None:
         if not self.asr.model:

@@ -19,13 +19,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from voicebot.asr.base import AsrEngine
-from voicebot.config import AsrSettings, RemoteSettings, TtsSettings
+from voicebot.config import (
+    ASR_BUDGET_SHARE,
+    DEFAULT_LATENCY_BUDGET_MS,
+    TTS_BUDGET_SHARE,
+    AsrSettings,
+    RemoteSettings,
+    TtsSettings,
+)
 from voicebot.tts.base import TtsEngine
 
 if TYPE_CHECKING:
     from voicebot.providers.limits import Priority
-
-ASR_SHARE, TTS_SHARE = 0.4, 0.25  # default budget shares: final transcript, first audio
 
 
 @functools.cache
@@ -171,7 +176,7 @@ def remote_tts(
 _ENGINES: dict[tuple[Any, ...], Any] = {}
 
 
-def asr_engine(settings: AsrSettings, budget_ms: int = 1200) -> AsrEngine:
+def asr_engine(settings: AsrSettings, budget_ms: int = DEFAULT_LATENCY_BUDGET_MS) -> AsrEngine:
     """The process-wide ASR engine for these settings and latency budget."""
     key = ("asr", dataclasses.astuple(settings), budget_ms)
     if key not in _ENGINES:
@@ -184,7 +189,7 @@ def asr_engine(settings: AsrSettings, budget_ms: int = 1200) -> AsrEngine:
             from voicebot.asr.fallback import FallbackAsrEngine
 
             remote = settings.remote
-            timeout_s = (remote.timeout_ms or ASR_SHARE * budget_ms) / 1000
+            timeout_s = (remote.timeout_ms or ASR_BUDGET_SHARE * budget_ms) / 1000
             _ENGINES[key] = FallbackAsrEngine(
                 remote_asr(resolve(remote, "asr"), deadline_s=timeout_s, partials=remote.partials),
                 local if remote.fallback == "local" else None,
@@ -194,7 +199,7 @@ def asr_engine(settings: AsrSettings, budget_ms: int = 1200) -> AsrEngine:
     return _ENGINES[key]
 
 
-def tts_engine(settings: TtsSettings, budget_ms: int = 1200) -> TtsEngine:
+def tts_engine(settings: TtsSettings, budget_ms: int = DEFAULT_LATENCY_BUDGET_MS) -> TtsEngine:
     """The process-wide TTS engine for these settings and latency budget."""
     key = ("tts", dataclasses.astuple(settings), budget_ms)
     if key not in _ENGINES:
@@ -209,7 +214,7 @@ def tts_engine(settings: TtsSettings, budget_ms: int = 1200) -> TtsEngine:
                 if remote.fallback == "local"
                 else None
             )
-            timeout_s = (remote.timeout_ms or TTS_SHARE * budget_ms) / 1000
+            timeout_s = (remote.timeout_ms or TTS_BUDGET_SHARE * budget_ms) / 1000
             engine = remote_tts(resolve(remote, "tts"), settings.engine, speed=settings.speed)
             hedge = None if remote.hedge_ms is None else remote.hedge_ms / 1000
             _ENGINES[key] = FallbackTtsEngine(engine, local, timeout_s=timeout_s, hedge_s=hedge)

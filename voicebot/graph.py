@@ -1,6 +1,6 @@
 """Stages, the bounded edges between them, and the pipeline that runs a call.
 
-Queue policies (one per edge, chosen by the pipeline builder):
+Queue policies (one per edge, chosen by whoever connects the stages):
 
 * ``DROP_OLDEST`` - real-time audio: when full, the oldest droppable frame is
   discarded and counted; the producer never waits (the caller will not wait).
@@ -23,7 +23,7 @@ import enum
 import logging
 from collections import deque
 from collections.abc import Coroutine, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from voicebot.context import CallContext
 from voicebot.events import CallEndedEvent, CallStartedEvent, ErrorEvent
@@ -244,8 +244,21 @@ class Source(Stage, abc.ABC):
         await self.push(EndOfStream())
 
 
+class EdgeSpec(NamedTuple):
+    """How many frames an edge holds and what a producer meets when it is full."""
+
+    maxsize: int = 50
+    policy: Overflow = Overflow.BLOCK
+
+
 class Pipeline:
     """A chain of stages joined by edges; runs one call to its end.
+
+    Either give the chain at once, ``Pipeline(ctx, [source, ..., sink])`` (with
+    ``edges``, one ``EdgeSpec`` per pair in order; default ``EdgeSpec()``), or
+    create it empty and ``connect`` stage to stage, source first: then the
+    pipeline exists before its stages, and a stage can be built with
+    ``pipeline.hang_up``.
 
     ``run`` returns the reason the call ended: ``"completed"`` (input drained),
     a hang-up reason, or ``"error"`` - a stage that raises ends the call with
@@ -255,28 +268,53 @@ class Pipeline:
     def __init__(
         self,
         ctx: CallContext,
-        stages: Iterable[Stage],
+        stages: Iterable[Stage] | None = None,
         edges: Iterable[tuple[int, Overflow]] | None = None,
     ) -> None:
         self.ctx = ctx
-        self.stages = list(stages)
-        if len(self.stages) < 2:
-            raise ValueError("a pipeline needs at least a source and a sink")
-        specs = (
-            list(edges) if edges is not None else [(50, Overflow.BLOCK)] * (len(self.stages) - 1)
-        )
-        if len(specs) != len(self.stages) - 1:
-            raise ValueError("need one edge spec between each pair of stages")
+        self.stages: list[Stage] = []
         self.edges: list[Edge] = []
-        for up, down, (size, policy) in zip(self.stages, self.stages[1:], specs, strict=False):
-            edge = Edge(f"{up.name}->{down.name}", size, policy)
-            edge.consumer = down
-            up.outbox, down.inbox = edge, edge
-            self.edges.append(edge)
-        for stage in self.stages:
-            stage.ctx = ctx
         self.end_reason: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        if stages is None:
+            return
+        chain = list(stages)
+        if len(chain) < 2:
+            raise ValueError("a pipeline needs at least a source and a sink")
+        specs = list(edges) if edges is not None else [EdgeSpec()] * (len(chain) - 1)
+        if len(specs) != len(chain) - 1:
+            raise ValueError("need one edge spec between each pair of stages")
+        for up, down, spec in zip(chain[:-1], chain[1:], specs, strict=True):
+            self.connect(up, down, spec)
+
+    def connect(self, up: Stage, down: Stage, spec: tuple[int, Overflow] = EdgeSpec()) -> Edge:
+        """Join ``up``'s output to ``down``'s input by a new edge of ``spec``.
+
+        The first connection starts the chain at ``up``; each later one continues
+        it from its last stage.
+        """
+        if self.stages and up is not self.stages[-1]:
+            raise ValueError(
+                f"cannot connect {up.name}->{down.name}: the chain ends at "
+                f"{self.stages[-1].name} (connect stage to stage, source first)"
+            )
+        if down is up or down in self.stages:
+            raise ValueError(
+                f"cannot connect {up.name}->{down.name}: {down.name} is already in the pipeline"
+            )
+        if not self.stages:
+            self._add(up)
+        maxsize, policy = spec
+        edge = Edge(f"{up.name}->{down.name}", maxsize, policy)
+        edge.consumer = down
+        up.outbox, down.inbox = edge, edge
+        self.edges.append(edge)
+        self._add(down)
+        return edge
+
+    def _add(self, stage: Stage) -> None:
+        stage.ctx = self.ctx
+        self.stages.append(stage)
 
     def idle(self) -> bool:
         """No stage is about to take a queued frame (the fast clock may skip ahead).
@@ -301,8 +339,10 @@ class Pipeline:
         }
 
     async def run(self) -> str:
+        if len(self.stages) < 2:
+            raise ValueError("a pipeline needs at least a source and a sink")
         ctx = self.ctx
-        ctx.clock.start()
+        ctx.clock.start(self.idle)
         ctx.lag.start()
         ctx.bus.emit(CallStartedEvent(), t=0.0)
         try:

@@ -23,7 +23,8 @@ from scipy.signal import resample_poly
 from voicebot.audio.denoise import Denoiser
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler
-from voicebot.audio.vad import Endpointer, VadConfig
+from voicebot.audio.vad import Endpointer
+from voicebot.config import VadSettings
 
 CASES: tuple[tuple[int, int, int, int], ...] = (
     (48000, 2, 16000, 1),
@@ -124,7 +125,7 @@ def _time_per_frame(step: Callable[[], object], frames: int) -> dict[str, float]
 
 
 def _vad_step() -> Callable[[], object]:
-    vad = Endpointer(VadConfig())
+    vad = Endpointer(VadSettings())
     pcm = _noise(320, seed=2, scale=300)
     pts = [0.0]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from voicebot.audio.denoise import Denoiser
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler
-from voicebot.audio.vad import Endpointer, SpeechEnd, SpeechStart, VadConfig, Voice
+from voicebot.audio.vad import Endpointer, SpeechEnd, SpeechStart, Voice
+from voicebot.config import VadSettings
 from voicebot.events import SpeechStartedEvent, SpeechStoppedEvent
 from voicebot.frames import (
     AudioFrame,
@@ -101,9 +102,9 @@ class VadStage(Stage):
 
     name = "vad"
 
-    def __init__(self, config: VadConfig | None = None) -> None:
+    def __init__(self, config: VadSettings | None = None) -> None:
         super().__init__()
-        self.config = config or VadConfig()
+        self.config = config or VadSettings()
         self.frame_samples = self.config.sample_rate * self.config.frame_ms // 1000
         self._endpointer = Endpointer(self.config)
         self._framer = Framer(self.frame_samples)

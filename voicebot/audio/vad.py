@@ -29,46 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import webrtcvad
 
-_RATES = (8000, 16000, 32000, 48000)
-
-
-@dataclass(slots=True, frozen=True)
-class VadConfig:
-    aggressiveness: int = 2
-    frame_ms: int = 20
-    preroll_ms: int = 300
-    min_speech_ms: int = 150
-    end_of_turn_ms: int = 500
-    sample_rate: int = 16000
-    # A candidate must gather min_speech_ms of voice within this span.
-    start_window_ms: int = 400
-
-    def __post_init__(self) -> None:
-        if self.aggressiveness not in (0, 1, 2, 3):
-            raise ValueError(f"aggressiveness must be 0, 1, 2 or 3, got {self.aggressiveness!r}")
-        if self.frame_ms not in (10, 20, 30):
-            raise ValueError(f"frame_ms must be 10, 20 or 30 (webrtcvad), got {self.frame_ms!r}")
-        if self.sample_rate not in _RATES:
-            raise ValueError(
-                f"sample_rate must be one of {_RATES} (webrtcvad), got {self.sample_rate!r}"
-            )
-        for name in ("preroll_ms", "min_speech_ms"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.end_of_turn_ms < self.frame_ms:
-            raise ValueError(
-                f"end_of_turn_ms must be at least one frame ({self.frame_ms} ms), "
-                f"got {self.end_of_turn_ms!r}"
-            )
-        if self.start_window_ms < self.min_speech_ms:
-            raise ValueError(
-                f"start_window_ms ({self.start_window_ms}) must be >= min_speech_ms "
-                f"({self.min_speech_ms})"
-            )
-
-    @property
-    def frame_samples(self) -> int:
-        return self.sample_rate * self.frame_ms // 1000
+from voicebot.config import VadSettings
 
 
 @dataclass(slots=True)
@@ -115,10 +76,11 @@ class Endpointer:
     """Feed exactly one frame per ``process`` call, with its start time ``pts`` (seconds).
 
     Frames are contiguous int16 mono arrays of ``config.frame_samples`` samples.
+    ``config`` is the pipeline's ``vad`` section (checked when it was made).
     """
 
-    def __init__(self, config: VadConfig | None = None) -> None:
-        self.config = config = config or VadConfig()
+    def __init__(self, config: VadSettings | None = None) -> None:
+        self.config = config = config or VadSettings()
         self._rate = config.sample_rate
         self._samples = config.frame_samples
         self._dur = config.frame_ms / 1000

@@ -12,9 +12,9 @@
   (the ``playback_stopped`` event), or from the end of the caller's turn when
   nothing was said back; caller speech cancels the timer.
 * ``end`` / ``transfer``: the goodbye is pushed like any reply; once playback
-  reports it finished (or cut short), the stage calls ``hang_up(reason)``
-  (``Pipeline.hang_up``, wired by ``call.py``) with ``bot_hangup`` or
-  ``transfer``, which ends the call with that reason.
+  reports it finished (or cut short), the stage calls the ``hang_up(reason)``
+  it was built with (``Pipeline.hang_up``, given by ``call.py``) with
+  ``bot_hangup`` or ``transfer``, which ends the call with that reason.
 
 Bookkeeping of what is still to be played comes from the event bus (playback
 emits ``playback_stopped`` / ``interrupted``), so the stages stay decoupled.
@@ -40,14 +40,22 @@ class FlowDialog(Stage):
     name = "dialog"
 
     def __init__(
-        self, bot: Bot, matcher: Matcher, store: OutcomeStore, language: str | None = None
+        self,
+        bot: Bot,
+        matcher: Matcher,
+        store: OutcomeStore,
+        language: str | None = None,
+        *,
+        hang_up: Callable[[str], None] | None = None,
     ) -> None:
+        """``hang_up(reason)`` ends the call after ``end`` / ``transfer`` (``Pipeline.hang_up``);
+        without it the conversation ends but the call runs on until its input does."""
         super().__init__()
         self.bot = bot
         self.matcher = matcher
         self.store = store
         self.language = language or matcher.language
-        self.hang_up: Callable[[str], None] | None = None  # Pipeline.hang_up
+        self._hang_up = hang_up
         self.conv: Conversation | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -227,8 +235,8 @@ class FlowDialog(Stage):
         while True:
             self._wake.clear()
             if self._hangup is not None:
-                if self.hang_up is not None:
-                    self.hang_up(self._hangup)
+                if self._hang_up is not None:
+                    self._hang_up(self._hangup)
                 return
             deadline = self._deadline
             if deadline is None:

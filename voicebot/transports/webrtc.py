@@ -57,7 +57,7 @@ class LiveClock(Clock):
     connected; events count from the latter.
     """
 
-    def start(self) -> None:
+    def start(self, idle: Callable[[], bool]) -> None:
         self._t0 = time.monotonic()
 
 
