@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from voicebot.config import PipelineConfig, load_pipeline
-from voicebot.yamlsrc import ConfigError
+from voicebot.diagnostics import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
