@@ -10,7 +10,7 @@ import pytest
 
 from voicebot.audio.vad import Endpointer
 from voicebot.config import PipelineConfig, VadSettings, load_pipeline
-from voicebot.yamlsrc import ConfigError
+from voicebot.diagnostics import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -209,7 +209,7 @@ async def test_pipeline_llm_settings_wire_the_fallback(
     """``dialog.llm`` in a pipeline YAML puts the fallback behind the flow's matcher."""
     from voicebot.call import dialog_stage
     from voicebot.config import load_pipeline
-    from voicebot.yamlsrc import ConfigError
+    from voicebot.diagnostics import ConfigError
 
     monkeypatch.setenv("TEST_LLM_KEY", KEY)
     root = RESTAURANT.parents[1]

@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from voicebot.config import load_pipeline
+from voicebot.diagnostics import ConfigError
 from voicebot.dialog.bot import LoadedBot, load_bot
 from voicebot.dialog.corpus import Summary, load_corpus, score_turn
-from voicebot.yamlsrc import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "intents" / "corpus"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from voicebot import runtime
-from voicebot.yamlsrc import ConfigError
+from voicebot.diagnostics import ConfigError
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

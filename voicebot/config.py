@@ -9,14 +9,14 @@ choices, missing files) and collects all problems before raising one
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from voicebot.yamlsrc import ConfigError, Diagnostic, Path_, Source, load
+from voicebot.diagnostics import ConfigError
+from voicebot.yamlsrc import NodePath, Reader, YamlFile, is_type, load
 
 
 def _spec(
@@ -370,15 +370,17 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-class _Builder:
-    def __init__(self, src: Source) -> None:
+class _Builder(Reader):
+    """Builds the schema's dataclasses from one pipeline file, reporting every mistake."""
+
+    def __init__(self, src: YamlFile) -> None:
+        super().__init__()
         self.src = src
-        self.diags: list[Diagnostic] = []
 
-    def error(self, path: Path_, code: str, message: str, *, key: bool = False) -> None:
-        self.diags.append(self.src.diag(path, code, message, key=key))
+    def error(self, path: NodePath, code: str, message: str) -> None:
+        self.err(self.src, path, code, message)
 
-    def build(self, cls: type, data: Any, path: Path_) -> Any:
+    def build(self, cls: type, data: Any, path: NodePath) -> Any:
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -387,12 +389,7 @@ class _Builder:
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
         kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in fields:
-                close = difflib.get_close_matches(str(key), list(fields), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.error((*path, key), "E102", f"unknown key {key!r}{hint}", key=True)
-                continue
+        for key, value in self.unknown_keys(self.src, data, path, fields, "E102").items():
             checked = self.value(hints[key], fields[key], value, (*path, key))
             if checked is not _BAD:
                 kwargs[key] = checked
@@ -402,14 +399,14 @@ class _Builder:
                 and f.default is dataclasses.MISSING
                 and (f.default_factory is dataclasses.MISSING)
             ):
-                self.error(path, "E103", f"missing required key {name!r}")
+                self.require(self.src, path, name, "E103")
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
             self.error(path, "E104", str(exc))
             return _BAD
 
-    def value(self, tp: Any, f: dataclasses.Field[Any], value: Any, path: Path_) -> Any:
+    def value(self, tp: Any, f: dataclasses.Field[Any], value: Any, path: NodePath) -> Any:
         origin = typing.get_origin(tp)
         if dataclasses.is_dataclass(tp):
             return self.build(tp, value, path)
@@ -419,11 +416,7 @@ class _Builder:
                 return None
             return self.value(args[0], f, value, path)
         if origin is Literal:
-            choices = typing.get_args(tp)
-            if value not in choices:
-                close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.error(path, "E105", f"must be one of {_type_name(tp)}, got {value!r}{hint}")
+            if not self.choice(self.src, path, value, typing.get_args(tp), "E105"):
                 return _BAD
             return value
         if origin is list:
@@ -439,13 +432,7 @@ class _Builder:
                 return _BAD
             out = [self.value(item_tp, f, item, (*path, i)) for i, item in enumerate(items)]
             return _BAD if any(v is _BAD for v in out) else out
-        ok = (
-            (tp is bool and isinstance(value, bool))
-            or (tp is int and isinstance(value, int) and not isinstance(value, bool))
-            or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
-            or (tp is str and isinstance(value, str))
-        )
-        if not ok:
+        if tp not in (bool, int, float, str) or not is_type(value, tp):
             self.error(
                 path, "E106", f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
             )
@@ -506,7 +493,7 @@ def _check_engines(config: PipelineConfig, b: _Builder) -> None:
         config.tts.voice = str(_relative(b.src, config.tts.voice).resolve())
 
 
-def _relative(src: Source, value: str) -> Path:
+def _relative(src: YamlFile, value: str) -> Path:
     p = Path(value)
     return p if p.is_absolute() else Path(src.file).parent / p
 
@@ -519,11 +506,11 @@ def _check_dialog(config: PipelineConfig, b: _Builder) -> None:
     if dialog.llm.enabled:
         for key in ("base_url", "model"):
             if not getattr(dialog.llm, key):
-                b.error(("dialog", "llm"), "E103", f"missing required key {key!r} (llm enabled)")
+                b.require(b.src, ("dialog", "llm"), key, "E103", why="llm enabled")
     for key in ("flow", "intents"):
         paths = getattr(dialog, key)
         if not paths:
-            b.error(("dialog",), "E103", f"missing required key {key!r} (dialog type 'flow')")
+            b.require(b.src, ("dialog",), key, "E103", why="dialog type 'flow'")
         resolved = []
         for i, value in enumerate(paths):
             path = _relative(b.src, value)

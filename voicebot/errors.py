@@ -6,7 +6,7 @@ Each exception is defined where it is raised and derives from ``VoicebotError``
 indented under its base (``tests/test_errors.py`` keeps it complete)::
 
     VoicebotError [Exception]  voicebot.errors  - the base: catch it to catch them all
-        ConfigError  voicebot.yamlsrc  - a YAML file with errors; carries its diagnostics
+        ConfigError  voicebot.diagnostics  - a YAML file with errors; carries its diagnostics
         PromptTemplateError [ValueError]  voicebot.dialog.prompt  - a malformed prompt template
         IntentTemplateError [ValueError]  voicebot.nlu.templates  - an unparsable intent template
         FlowError [RuntimeError]  voicebot.dialog.flow  - the flow cannot go on

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voicebot.diagnostics import ConfigError, Diagnostic
 from voicebot.dialog.flow import Bot
-from voicebot.dialog.flow_file import FlowSource, did_you_mean, read_flow
+from voicebot.dialog.flow_file import ParsedFlow, read_flow
 from voicebot.dialog.prompt import Speaker
 from voicebot.nlu.slot_day import speak_date
-from voicebot.yamlsrc import ConfigError, Diagnostic, load
+from voicebot.yamlsrc import did_you_mean, load
 
 if TYPE_CHECKING:
     from voicebot.config import PipelineConfig
@@ -54,7 +55,7 @@ def _type_named(name: str, intents: IntentSet, slots: dict[str, SlotType]) -> Sl
     return cls() if cls is not None else None
 
 
-def bind(src: FlowSource, intents: IntentSet) -> tuple[Bot, list[Diagnostic]]:
+def bind(src: ParsedFlow, intents: IntentSet) -> tuple[Bot, list[Diagnostic]]:
     """The flow checked against ``intents``; the ``Bot`` is usable only without errors."""
     diags: list[Diagnostic] = []
     names = intents.intents

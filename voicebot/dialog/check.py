@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from voicebot.yamlsrc import ConfigError, Diagnostic, load
+from voicebot.diagnostics import ConfigError, Diagnostic
+from voicebot.yamlsrc import load
 
 FLOW_KEYS = {"states", "start"}
 INTENT_KEYS = {"intents", "slots"}

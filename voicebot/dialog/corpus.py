@@ -20,8 +20,7 @@ values for a **turn success**. A turn that acts (matches an intent) but does
 something else than the labelled reading, or stores a wrong or spurious value,
 is a **wrong action**; a turn the bot answers with "sorry?" is a no-match.
 
-Codes: E601 not a corpus file, E602 unknown key, E603 unknown state, E604
-unknown intent, E605 unknown slot, E606 bad value.
+Diagnostic codes: E6xx, listed with their meanings in ``voicebot.diagnostics``.
 """
 
 from __future__ import annotations
@@ -33,14 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voicebot.diagnostics import ConfigError
 from voicebot.dialog.bot import LoadedBot
 from voicebot.dialog.flow import Conversation
 from voicebot.dialog.outcomes import MemoryOutcomeStore
-from voicebot.dialog.yamlutil import did_you_mean
 from voicebot.events import Event, IntentEvent
 from voicebot.nlu.match import Match, Matcher
 from voicebot.nlu.slot_day import DayValue, parse_day
-from voicebot.yamlsrc import ConfigError, load
+from voicebot.yamlsrc import Reader, did_you_mean, load
 
 NONE = "none"
 TOP = ("language", "today", "written_by", "items")
@@ -84,14 +83,12 @@ def load_corpus(path: str | Path, loaded: LoadedBot | None = None) -> Corpus:
                 )
             ]
         )
-    for key in data:
-        if key not in TOP:
-            diags.append(
-                src.diag((key,), "E602", f"unknown key {key!r}{did_you_mean(key, TOP)}", key=True)
-            )
+    r = Reader()
+    r.diags += diags
+    r.unknown_keys(src, data, (), TOP, "E602")
     today = data.get("today")
     if not isinstance(today, dt.date):
-        diags.append(src.diag(("today",), "E606", "'today' must be a date (YYYY-MM-DD)"))
+        r.err(src, ("today",), "E606", "'today' must be a date (YYYY-MM-DD)")
         today = dt.date.today()
     states = loaded.bot.flow.states if loaded else None
     intents = loaded.intents.intents if loaded else None
@@ -100,58 +97,46 @@ def load_corpus(path: str | Path, loaded: LoadedBot | None = None) -> Corpus:
     for i, node in enumerate(data["items"]):
         at = ("items", i)
         if not isinstance(node, dict):
-            diags.append(src.diag(at, "E601", "an item is a mapping (state, say, intent)"))
+            r.err(src, at, "E601", "an item is a mapping (state, say, intent)")
             continue
-        for key in node:
-            if key not in ITEM:
-                diags.append(
-                    src.diag(
-                        (*at, key),
-                        "E602",
-                        f"unknown key {key!r}{did_you_mean(key, ITEM)}",
-                        key=True,
-                    )
-                )
+        r.unknown_keys(src, node, at, ITEM, "E602")
         state, say, intent = node.get("state"), node.get("say"), node.get("intent")
         if states is not None and state not in states:
-            diags.append(
-                src.diag(
-                    (*at, "state"),
-                    "E603",
-                    f"unknown state {state!r}{did_you_mean(str(state), states)}",
-                )
+            r.err(
+                src,
+                (*at, "state"),
+                "E603",
+                f"unknown state {state!r}{did_you_mean(state, states)}",
             )
         if intents is not None and intent != NONE and intent not in intents:
-            diags.append(
-                src.diag(
-                    (*at, "intent"),
-                    "E604",
-                    f"unknown intent {intent!r}{did_you_mean(str(intent), intents)}",
-                )
+            r.err(
+                src,
+                (*at, "intent"),
+                "E604",
+                f"unknown intent {intent!r}{did_you_mean(intent, intents)}",
             )
         if not isinstance(say, str) or not say.strip():
-            diags.append(src.diag((*at, "say"), "E606", "'say' must be the caller's words"))
+            r.err(src, (*at, "say"), "E606", "'say' must be the caller's words")
             continue
         slots = node.get("slots") or {}
         context = node.get("context") or {}
         for section, values in (("slots", slots), ("context", context)):
             if not isinstance(values, dict):
-                diags.append(src.diag((*at, section), "E606", f"{section!r} must be a mapping"))
+                r.err(src, (*at, section), "E606", f"{section!r} must be a mapping")
                 continue
             for name in values:
                 if slot_names is not None and name not in slot_names:
-                    diags.append(
-                        src.diag(
-                            (*at, section, name),
-                            "E605",
-                            f"unknown slot {name!r}{did_you_mean(str(name), slot_names)}",
-                            key=True,
-                        )
+                    r.err(
+                        src,
+                        (*at, section, name),
+                        "E605",
+                        f"unknown slot {name!r}{did_you_mean(name, slot_names)}",
+                        key=True,
                     )
         line, _ = src.at(at)
         items.append(Item(str(state), say, str(intent), dict(slots), dict(context), line))
-    if [d for d in diags if d.severity == "error"]:
-        raise ConfigError(diags)
+    if [d for d in r.diags if d.severity == "error"]:
+        raise ConfigError(r.diags)
     return Corpus(
         str(path), str(data.get("language", "")), today, str(data.get("written_by", "")), items
     )

@@ -6,14 +6,11 @@ what needs no intents: keys and types, state references, template syntax,
 language variants, unreachable states and dead ends (warnings).
 ``bind(...)`` (in ``bot.py``) then checks the flow against the intent files.
 
-Codes: E401 unknown key, E402 wrong type or value, E403 missing key, E404
-unknown state, E407 duplicate state, E408 missing language variant, E409
-template syntax, E410 confirm misuse, E411 hook not found, E412 conflicting
-keys, E414 branch without default, E416 defined twice across files, E417
-states loop without waiting; W401 unreachable, W402 dead end, W403 extra
-language variant. A ``global`` entry is a state name or ``{goto: state,
-return: true}`` (a digression: the bot answers, then returns to the pending
-question). Cross-file codes (E405, E406, E413, E415) are in ``bot.py``.
+Diagnostic codes: E4xx and W4xx (the cross-file ones, E405, E406, E413 and
+E415, come from ``bot.py``), listed with their meanings in
+``voicebot.diagnostics``. A ``global`` entry is a state name or ``{goto:
+state, return: true}`` (a digression: the bot answers, then returns to the
+pending question).
 """
 
 from __future__ import annotations
@@ -23,12 +20,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from voicebot.diagnostics import Diagnostic
 from voicebot.dialog.flow import REPEAT, BranchRule, Flow, HookSpec, RepromptPolicy, State
 from voicebot.dialog.flow_graph import StateRef, check_graph, check_shape
 from voicebot.dialog.hooks import resolve
 from voicebot.dialog.prompt import Prompt, PromptTemplateError, parse_template
-from voicebot.dialog.yamlutil import Reader, did_you_mean, unbool_keys
-from voicebot.yamlsrc import Diagnostic, Path_, Source, load
+from voicebot.yamlsrc import NodePath, Reader, YamlFile, load
 
 TOP_KEYS = ("flow", "languages", "start", "defaults", "global", "data", "hook_modules", "states")
 STATE_KEYS = (
@@ -59,7 +56,7 @@ POLICY_KEYS = {
 CALL_KEYS = ("function", "args", "returns", "timeout_ms")
 GLOBAL_KEYS = ("goto", "return")
 
-__all__ = ["FlowReader", "FlowSource", "Ref", "did_you_mean", "read_flow"]
+__all__ = ["FlowReader", "ParsedFlow", "Ref", "read_flow"]
 
 
 @dataclass(slots=True)
@@ -68,8 +65,8 @@ class Ref:
 
     kind: str  # "intent" | "slot" | "value" | "type"
     name: str
-    src: Source
-    path: Path_
+    src: YamlFile
+    path: NodePath
     key: bool = False
     at: tuple[int, int] | None = None  # exact line, column (a placeholder inside a prompt)
 
@@ -80,48 +77,44 @@ class Ref:
 
 
 @dataclass
-class FlowSource:
+class ParsedFlow:
     """A parsed flow plus what ``bind`` needs to report cross-file problems."""
 
     flow: Flow
     refs: list[Ref] = field(default_factory=list)
     hook_values: dict[str, str | None] = field(default_factory=dict)  # name -> type
-    files: list[Source] = field(default_factory=list)
-    languages_at: tuple[Source, Path_] | None = None
+    files: list[YamlFile] = field(default_factory=list)
+    languages_at: tuple[YamlFile, NodePath] | None = None
 
 
-class FlowReader:
+class FlowReader(Reader):
     """Reads flow files into one ``Flow``; all problems end up in ``diags``."""
 
     def __init__(self) -> None:
-        self.r = Reader()
-        self.out = FlowSource(Flow("", (), "", {}))
-        self.state_at: dict[str, tuple[Source, Path_]] = {}
-        self.first: dict[str, tuple[Source, Path_]] = {}  # single-definition top-level keys
-        self.defaults: tuple[Source, dict[str, Any]] | None = None
+        super().__init__()
+        self.out = ParsedFlow(Flow("", (), "", {}))
+        self.state_at: dict[str, tuple[YamlFile, NodePath]] = {}
+        self.first: dict[str, tuple[YamlFile, NodePath]] = {}  # single-definition top-level keys
+        self.defaults: tuple[YamlFile, dict[str, Any]] | None = None
         self.base = {
             "silence": RepromptPolicy(),
             "no_match": RepromptPolicy(),
         }  # defaults, parsed once
         self.barge_in = True
         self.on_error: str | None = None
-        self.start_at: tuple[Source, Path_] | None = None
+        self.start_at: tuple[YamlFile, NodePath] | None = None
         self.refs: list[StateRef] = []  # state references, checked once all files are read
 
-    @property
-    def diags(self) -> list[Diagnostic]:
-        return self.r.diags
-
-    def read(self, paths: list[str | Path]) -> FlowSource:
-        docs: list[tuple[Source, dict[str, Any]]] = []
+    def read(self, paths: list[str | Path]) -> ParsedFlow:
+        docs: list[tuple[YamlFile, dict[str, Any]]] = []
         for path in paths:
             src, diags = load(path)
-            self.r.diags.extend(diags)
+            self.diags.extend(diags)
             if src.data is None and diags:
                 continue
-            unbool_keys(src)
+            src.unbool_keys()
             self.out.files.append(src)
-            top = self.r.keys(src, src.data, (), TOP_KEYS, "a flow file")
+            top = self.keys(src, src.data, (), TOP_KEYS, "a flow file")
             docs.append((src, top))
             self._top(src, top)
         if not docs:
@@ -129,32 +122,54 @@ class FlowReader:
         flow = self.out.flow
         if not flow.languages:
             src = docs[0][0]
-            self.r.err(src, (), "E403", "missing 'languages' (e.g. [en, de]) in the flow files")
+            self.err(src, (), "E403", "missing 'languages' (e.g. [en, de]) in the flow files")
         if not flow.start:
-            self.r.err(
-                docs[0][0], (), "E403", "missing 'start' (the first state) in the flow files"
-            )
+            self.err(docs[0][0], (), "E403", "missing 'start' (the first state) in the flow files")
         self._defaults()
         for src, top in docs:
             states = top.get("states")
             if states is None:
                 continue
             if not isinstance(states, dict):
-                self.r.err(src, ("states",), "E402", "'states' must be a mapping of names")
+                self.err(src, ("states",), "E402", "'states' must be a mapping of names")
                 continue
             for name, node in states.items():
                 self._state(src, str(name), node, ("states", name))
         if self.out.flow.start and self.start_at:
             self._state_ref(self.start_at[0], self.out.flow.start, self.start_at[1])
-        check_graph(self.out.flow, self.refs, self.state_at, self.r)
+        check_graph(self.out.flow, self.refs, self.state_at, self)
         return self.out
 
+    # --- the shared checks, with the flow codes ------------------------------------
+    def keys(
+        self, src: YamlFile, node: Any, path: NodePath, allowed: tuple[str, ...], what: str
+    ) -> dict[str, Any]:
+        """The known keys of mapping ``node`` (E402 if it is none, E401 for each unknown key)."""
+        if not isinstance(node, dict):
+            self.err(src, path, "E402", f"{what} must be a mapping")
+            return {}
+        return self.unknown_keys(src, node, path, allowed, "E401", where=what)
+
+    def string(self, src: YamlFile, value: Any, path: NodePath, what: str) -> str | None:
+        if isinstance(value, str) and value:
+            return value
+        self.err(src, path, "E402", f"{what} must be a non-empty string, got {value!r}")
+        return None
+
+    def names(self, src: YamlFile, value: Any, path: NodePath, what: str) -> list[str]:
+        """A string or a list of strings."""
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+            self.err(src, path, "E402", f"{what} must be a name or a list of names")
+            return []
+        return items
+
     # --- top level ---------------------------------------------------------------
-    def _once(self, src: Source, key: str) -> bool:
+    def _once(self, src: YamlFile, key: str) -> bool:
         if key in self.first:
             first_src, first_path = self.first[key]
             line = first_src.at(first_path, key=True)[0]
-            self.r.err(
+            self.err(
                 src,
                 (key,),
                 "E416",
@@ -165,29 +180,29 @@ class FlowReader:
         self.first[key] = (src, (key,))
         return True
 
-    def _top(self, src: Source, top: dict[str, Any]) -> None:
-        r, flow = self.r, self.out.flow
+    def _top(self, src: YamlFile, top: dict[str, Any]) -> None:
+        flow = self.out.flow
         if "flow" in top and self._once(src, "flow"):
-            flow.name = r.string(src, top["flow"], ("flow",), "'flow' (the flow's name)") or ""
+            flow.name = self.string(src, top["flow"], ("flow",), "'flow' (the flow's name)") or ""
         if "languages" in top and self._once(src, "languages"):
-            langs = r.names(src, top["languages"], ("languages",), "'languages'")
+            langs = self.names(src, top["languages"], ("languages",), "'languages'")
             flow.languages = tuple(langs)
             self.out.languages_at = (src, ("languages",))
         if "start" in top and self._once(src, "start"):
-            flow.start = r.string(src, top["start"], ("start",), "'start'") or ""
+            flow.start = self.string(src, top["start"], ("start",), "'start'") or ""
             self.start_at = (src, ("start",))
         if "defaults" in top and self._once(src, "defaults"):
-            node = r.keys(src, top["defaults"], ("defaults",), DEFAULT_KEYS, "'defaults'")
+            node = self.keys(src, top["defaults"], ("defaults",), DEFAULT_KEYS, "'defaults'")
             self.defaults = (src, node)
         for module in (
-            r.names(src, top["hook_modules"], ("hook_modules",), "'hook_modules'")
+            self.names(src, top["hook_modules"], ("hook_modules",), "'hook_modules'")
             if "hook_modules" in top
             else []
         ):
             try:
                 importlib.import_module(module)
             except ImportError as exc:
-                r.err(
+                self.err(
                     src, ("hook_modules",), "E411", f"cannot import hook module {module!r}: {exc}"
                 )
         for section, target in (("global", flow.handlers), ("data", flow.data)):
@@ -195,11 +210,11 @@ class FlowReader:
             if node is None:
                 continue
             if not isinstance(node, dict):
-                r.err(src, (section,), "E402", f"{section!r} must be a mapping")
+                self.err(src, (section,), "E402", f"{section!r} must be a mapping")
                 continue
             for key, value in node.items():
                 if key in target:
-                    r.err(
+                    self.err(
                         src,
                         (section, key),
                         "E416",
@@ -213,15 +228,15 @@ class FlowReader:
                         continue
                 target[str(key)] = value
 
-    def _global(self, src: Source, intent: str, node: Any) -> str | None:
+    def _global(self, src: YamlFile, intent: str, node: Any) -> str | None:
         """A global handler: a state name, or ``{goto: state, return: true}`` (a digression:
         answered mid-collection, then the bot returns to its pending question)."""
-        r, path = self.r, ("global", intent)
+        path = ("global", intent)
         self.out.refs.append(Ref("intent", intent, src, path, key=True))
         if isinstance(node, dict):
-            data = r.keys(src, node, path, GLOBAL_KEYS, f"global handler {intent!r}")
+            data = self.keys(src, node, path, GLOBAL_KEYS, f"global handler {intent!r}")
             if "goto" not in data:
-                r.err(
+                self.err(
                     src,
                     path,
                     "E403",
@@ -229,12 +244,12 @@ class FlowReader:
                     key=True,
                 )
                 return None
-            target = r.string(src, data["goto"], (*path, "goto"), "'goto'")
+            target = self.string(src, data["goto"], (*path, "goto"), "'goto'")
             self._state_ref(src, target, (*path, "goto"), repeat=True)
             if "return" in data:
                 if self._bool(src, data["return"], (*path, "return")):
                     if target == REPEAT:
-                        r.err(
+                        self.err(
                             src,
                             (*path, "return"),
                             "E412",
@@ -243,17 +258,16 @@ class FlowReader:
                         )
                     self.out.flow.digressions.add(intent)
             return target
-        value = r.string(src, node, path, f"global handler for {intent!r}")
+        value = self.string(src, node, path, f"global handler for {intent!r}")
         self._state_ref(src, value, path, repeat=True)
         return value
 
     # --- states ------------------------------------------------------------------
-    def _state(self, src: Source, name: str, node: Any, path: Path_) -> None:
-        r = self.r
+    def _state(self, src: YamlFile, name: str, node: Any, path: NodePath) -> None:
         if name in self.state_at:
             first_src, first_path = self.state_at[name]
             line = first_src.at(first_path, key=True)[0]
-            r.err(
+            self.err(
                 src,
                 path,
                 "E407",
@@ -262,7 +276,7 @@ class FlowReader:
             )
             return
         self.state_at[name] = (src, path)
-        data = r.keys(src, node, path, STATE_KEYS, f"state {name!r}")
+        data = self.keys(src, node, path, STATE_KEYS, f"state {name!r}")
         line = src.at(path, key=True)[0]
         st = State(name, file=src.file, line=line)
         st.say = self._prompt(src, data.get("say"), (*path, "say"))
@@ -270,7 +284,7 @@ class FlowReader:
         st.reprompt = self._prompt(src, data.get("reprompt"), (*path, "reprompt"))
         for key in ("next", "transfer", "outcome", "collect", "on_error"):
             if key in data:
-                setattr(st, key, r.string(src, data[key], (*path, key), f"{key!r}"))
+                setattr(st, key, self.string(src, data[key], (*path, key), f"{key!r}"))
         for key in ("next", "on_error"):
             self._state_ref(src, getattr(st, key), (*path, key))
         if st.collect:
@@ -278,12 +292,12 @@ class FlowReader:
         if "within" in data:
             st.within = self._within(src, data["within"], (*path, "within"), "collect" in data)
         if "end" in data and data["end"] is not True:
-            r.err(src, (*path, "end"), "E402", "'end' must be true (omit it otherwise)")
+            self.err(src, (*path, "end"), "E402", "'end' must be true (omit it otherwise)")
         st.end = data.get("end") is True
         if "barge_in" in data:
             st.barge_in = self._bool(src, data["barge_in"], (*path, "barge_in"))
         if "clear" in data:
-            st.clear = tuple(r.names(src, data["clear"], (*path, "clear"), "'clear'"))
+            st.clear = tuple(self.names(src, data["clear"], (*path, "clear"), "'clear'"))
             for i, slot in enumerate(st.clear):
                 self.out.refs.append(Ref("value", slot, src, (*path, "clear", i)))
         self._on(src, st, data, path)
@@ -300,16 +314,16 @@ class FlowReader:
             st.barge_in = self.barge_in
         if st.on_error is None:
             st.on_error = self.on_error
-        check_shape(src, st.name, data, path, self.r)
+        check_shape(src, st.name, data, path, self)
         self.out.flow.states[name] = st
 
     def _within(
-        self, src: Source, node: Any, where: Path_, collects: bool
+        self, src: YamlFile, node: Any, where: NodePath, collects: bool
     ) -> tuple[str, str] | None:
         """``within: [open, close]``: of a time's readings ("8" is 08:00 or 20:00), take the
         one between these two values (hook values or slots, ``HH:MM``)."""
         if not collects:
-            self.r.err(
+            self.err(
                 src,
                 where,
                 "E403",
@@ -322,7 +336,7 @@ class FlowReader:
             or len(node) != 2
             or not all(isinstance(n, str) for n in node)
         ):
-            self.r.err(
+            self.err(
                 src, where, "E402", "'within' must be a list of two value names, e.g. [open, close]"
             )
             return None
@@ -330,29 +344,29 @@ class FlowReader:
             self.out.refs.append(Ref("value", name, src, (*where, i)))
         return node[0], node[1]
 
-    def _on(self, src: Source, st: State, data: dict[str, Any], path: Path_) -> None:
+    def _on(self, src: YamlFile, st: State, data: dict[str, Any], path: NodePath) -> None:
         node = data.get("on")
         if node is None:
             return
         if not isinstance(node, dict):
-            self.r.err(src, (*path, "on"), "E402", "'on' must map intents to states")
+            self.err(src, (*path, "on"), "E402", "'on' must map intents to states")
             return
         for intent, target in node.items():
             where = (*path, "on", intent)
             self.out.refs.append(Ref("intent", str(intent), src, where, key=True))
-            target = self.r.string(src, target, where, f"the target of {intent!r}")
+            target = self.string(src, target, where, f"the target of {intent!r}")
             self._state_ref(src, target, where, repeat=True)
             if target:
                 st.on[str(intent)] = target
 
-    def _confirm(self, src: Source, st: State, data: dict[str, Any], path: Path_) -> None:
+    def _confirm(self, src: YamlFile, st: State, data: dict[str, Any], path: NodePath) -> None:
         if "confirm" not in data:
             return
         where = (*path, "confirm")
-        node = self.r.keys(src, data["confirm"], where, ("affirm", "deny"), "'confirm'")
+        node = self.keys(src, data["confirm"], where, ("affirm", "deny"), "'confirm'")
         missing = [k for k in ("affirm", "deny") if k not in node]
         if missing and isinstance(data["confirm"], dict):
-            self.r.err(
+            self.err(
                 src,
                 where,
                 "E410",
@@ -360,28 +374,28 @@ class FlowReader:
             )
         st.confirm = {}
         for key, target in node.items():
-            target = self.r.string(src, target, (*where, key), f"the {key!r} target")
+            target = self.string(src, target, (*where, key), f"the {key!r} target")
             self._state_ref(src, target, (*where, key))
             if target:
                 st.confirm[key] = target
         for key in ("affirm", "deny"):
             self.out.refs.append(Ref("confirm", key, src, where))
 
-    def _branch(self, src: Source, st: State, data: dict[str, Any], path: Path_) -> None:
+    def _branch(self, src: YamlFile, st: State, data: dict[str, Any], path: NodePath) -> None:
         if "branch" not in data:
             return
         where = (*path, "branch")
         rules = data["branch"]
         if not isinstance(rules, list) or not rules:
-            self.r.err(src, where, "E402", "'branch' must be a list of {if: ..., goto: state}")
+            self.err(src, where, "E402", "'branch' must be a list of {if: ..., goto: state}")
             return
         for i, rule in enumerate(rules):
-            node = self.r.keys(src, rule, (*where, i), ("if", "goto"), "a branch rule")
-            goto = self.r.string(src, node.get("goto"), (*where, i, "goto"), "'goto'")
+            node = self.keys(src, rule, (*where, i), ("if", "goto"), "a branch rule")
+            goto = self.string(src, node.get("goto"), (*where, i, "goto"), "'goto'")
             self._state_ref(src, goto, (*where, i, "goto"))
             when = node.get("if", {})
             if not isinstance(when, dict):
-                self.r.err(
+                self.err(
                     src,
                     (*where, i, "if"),
                     "E402",
@@ -392,7 +406,7 @@ class FlowReader:
             for name in when:
                 self.out.refs.append(Ref("value", str(name), src, (*where, i, "if", name), True))
             if when and i == len(rules) - 1:
-                self.r.err(
+                self.err(
                     src,
                     (*where, i),
                     "E414",
@@ -400,7 +414,7 @@ class FlowReader:
                     "the default when nothing else applies",
                 )
             elif not when and i < len(rules) - 1:
-                self.r.err(
+                self.err(
                     src,
                     (*where, i),
                     "E414",
@@ -409,29 +423,29 @@ class FlowReader:
             if goto:
                 st.branch.append(BranchRule(goto, {str(k): v for k, v in when.items()}))
 
-    def _call(self, src: Source, node: Any, where: Path_) -> HookSpec | None:
-        data = self.r.keys(src, node, where, CALL_KEYS, "'call'")
+    def _call(self, src: YamlFile, node: Any, where: NodePath) -> HookSpec | None:
+        data = self.keys(src, node, where, CALL_KEYS, "'call'")
         if not data:
             return None
-        function = self.r.string(src, data.get("function"), (*where, "function"), "'function'")
+        function = self.string(src, data.get("function"), (*where, "function"), "'function'")
         if function is None:
             return None
         try:
             fn = resolve(function)
         except LookupError as exc:
-            self.r.err(src, (*where, "function"), "E411", str(exc))
+            self.err(src, (*where, "function"), "E411", str(exc))
             return None
         spec = HookSpec(function, fn)
         args = data.get("args", {})
         if not isinstance(args, dict):
-            self.r.err(src, (*where, "args"), "E402", "'args' must be a mapping")
+            self.err(src, (*where, "args"), "E402", "'args' must be a mapping")
         else:
             spec.args = dict(args)
         returns = data.get("returns", {})
         if isinstance(returns, list) and all(isinstance(n, str) for n in returns):
             returns = dict.fromkeys(returns)
         if not isinstance(returns, dict):
-            self.r.err(
+            self.err(
                 src,
                 (*where, "returns"),
                 "E402",
@@ -448,7 +462,7 @@ class FlowReader:
             if isinstance(ms, int) and not isinstance(ms, bool) and 0 < ms <= 60000:
                 spec.timeout = ms / 1000
             else:
-                self.r.err(
+                self.err(
                     src,
                     (*where, "timeout_ms"),
                     "E402",
@@ -466,22 +480,22 @@ class FlowReader:
         if "barge_in" in node:
             self.barge_in = self._bool(src, node["barge_in"], ("defaults", "barge_in"))
         if "on_error" in node:
-            self.on_error = self.r.string(
+            self.on_error = self.string(
                 src, node["on_error"], ("defaults", "on_error"), "'on_error'"
             )
             self._state_ref(src, self.on_error, ("defaults", "on_error"))
 
     def _policy(
-        self, src: Source, kind: str, node: Any, where: Path_, policy: RepromptPolicy
+        self, src: YamlFile, kind: str, node: Any, where: NodePath, policy: RepromptPolicy
     ) -> None:
         """Apply one ``silence`` / ``no_match`` mapping on top of ``policy``."""
-        data = self.r.keys(src, node, where, POLICY_KEYS[kind], repr(kind))
+        data = self.keys(src, node, where, POLICY_KEYS[kind], repr(kind))
         for key in ("reprompts", "timeout_ms"):
             if key not in data:
                 continue
             value = data[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                self.r.err(
+                self.err(
                     src,
                     (*where, key),
                     "E402",
@@ -492,25 +506,25 @@ class FlowReader:
             else:
                 policy.timeout = value / 1000
         if "exit" in data:
-            policy.exit = self.r.string(src, data["exit"], (*where, "exit"), "'exit'")
+            policy.exit = self.string(src, data["exit"], (*where, "exit"), "'exit'")
             self._state_ref(src, policy.exit, (*where, "exit"))
         if "say" in data:
             policy.say = self._prompt(src, data["say"], (*where, "say"))
 
-    def _bool(self, src: Source, value: Any, path: Path_) -> bool:
+    def _bool(self, src: YamlFile, value: Any, path: NodePath) -> bool:
         if isinstance(value, bool):
             return value
-        self.r.err(src, path, "E402", f"expected true or false, got {value!r}")
+        self.err(src, path, "E402", f"expected true or false, got {value!r}")
         return True
 
     # --- prompts and references ----------------------------------------------------
-    def _prompt(self, src: Source, node: Any, path: Path_) -> Prompt | None:
+    def _prompt(self, src: YamlFile, node: Any, path: NodePath) -> Prompt | None:
         if node is None:
             return None
         langs = self.out.flow.languages
         if isinstance(node, str):
             if len(langs) > 1:
-                self.r.err(
+                self.err(
                     src,
                     path,
                     "E408",
@@ -523,10 +537,10 @@ class FlowReader:
             where = {str(lang): (*path, lang) for lang in node}
             missing = [lang for lang in langs if lang not in node]
             if missing:
-                self.r.err(src, path, "E408", f"missing language variant {', '.join(missing)}")
+                self.err(src, path, "E408", f"missing language variant {', '.join(missing)}")
             for lang in node:
                 if langs and lang not in langs:
-                    self.r.warn(
+                    self.warn(
                         src,
                         (*path, lang),
                         "W403",
@@ -534,38 +548,40 @@ class FlowReader:
                         key=True,
                     )
         else:
-            self.r.err(src, path, "E402", "a prompt is a mapping of language -> text")
+            self.err(src, path, "E402", "a prompt is a mapping of language -> text")
             return None
         texts: dict[str, str] = {}
         for lang, text in node.items():
             if not isinstance(text, str):
-                self.r.err(
+                self.err(
                     src, where[str(lang)], "E402", f"prompt text must be a string, got {text!r}"
                 )
                 continue
             try:
                 parts = parse_template(text)
             except PromptTemplateError as exc:
-                line, col = self.r.template_col(src, where[str(lang)], exc.offset)
-                self.r.diags.append(
+                line, col = src.template_col(where[str(lang)], exc.offset)
+                self.diags.append(
                     Diagnostic(src.file, line, col, "E409", f"template syntax: {exc}")
                 )
                 continue
             texts[str(lang)] = text
             for part in parts:
                 if not isinstance(part, str):
-                    at = self.r.template_col(src, where[str(lang)], part.offset)
+                    at = src.template_col(where[str(lang)], part.offset)
                     self.out.refs.append(Ref("value", part.name, src, where[str(lang)], at=at))
         return Prompt.of(texts) if texts else None
 
-    def _state_ref(self, src: Source, name: str | None, path: Path_, repeat: bool = False) -> None:
+    def _state_ref(
+        self, src: YamlFile, name: str | None, path: NodePath, repeat: bool = False
+    ) -> None:
         if name:
             self.refs.append((name, src, path, repeat))
 
     # --- whole-graph checks ------------------------------------------------------
 
 
-def read_flow(paths: list[str | Path]) -> tuple[FlowSource, list[Diagnostic]]:
+def read_flow(paths: list[str | Path]) -> tuple[ParsedFlow, list[Diagnostic]]:
     """Parse flow files; diagnostics hold errors and warnings (``severity``)."""
     reader = FlowReader()
     out = reader.read(paths)

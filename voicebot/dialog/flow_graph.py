@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from voicebot.dialog.flow import REPEAT, Flow
-from voicebot.dialog.yamlutil import Reader, did_you_mean
-from voicebot.yamlsrc import Path_, Source
+from voicebot.yamlsrc import NodePath, Reader, YamlFile, did_you_mean
 
-StateRef = tuple[str, Source, Path_, bool]  # name, where, "@repeat" allowed
+StateRef = tuple[str, YamlFile, NodePath, bool]  # name, where, "@repeat" allowed
 
 
 def check_graph(
-    flow: Flow, refs: list[StateRef], state_at: dict[str, tuple[Source, Path_]], r: Reader
+    flow: Flow, refs: list[StateRef], state_at: dict[str, tuple[YamlFile, NodePath]], r: Reader
 ) -> None:
     states = flow.states
     for name, src, path, repeat in refs:
@@ -100,7 +99,7 @@ def loops(flow: Flow) -> list[tuple[str, list[str]]]:
     return found
 
 
-def check_shape(src: Source, name: str, data: dict[str, Any], path: Path_, r: Reader) -> None:
+def check_shape(src: YamlFile, name: str, data: dict[str, Any], path: NodePath, r: Reader) -> None:
     """One way forward per state: wait (ask), next, branch, end or transfer."""
     ways = [k for k in ("end", "transfer", "branch") if k in data]
     if "next" in data and "collect" not in data:

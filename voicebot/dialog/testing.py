@@ -36,12 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voicebot.diagnostics import ConfigError
 from voicebot.dialog.bot import LoadedBot, check_dialog, errors
 from voicebot.dialog.flow import Conversation, Step
 from voicebot.dialog.outcomes import MemoryOutcomeStore
-from voicebot.dialog.yamlutil import did_you_mean, literal_at, unbool_keys
 from voicebot.events import Event, IntentEvent, NoMatchEvent, OutcomeEvent, TransferEvent
-from voicebot.yamlsrc import ConfigError, Diagnostic, Path_, Source, load
+from voicebot.yamlsrc import NodePath, Reader, YamlFile, did_you_mean, load
 
 INPUTS = ("user", "user_partial", "silent")
 MODIFIERS = ("heard",)  # share of the bot's last reply heard before the caller spoke
@@ -65,7 +65,7 @@ class TestStep:
     input: str  # "start" | "user" | "user_partial" | "silent"
     text: str
     expect: dict[str, Any]
-    path: Path_
+    path: NodePath
     heard: float = 1.0
 
 
@@ -73,12 +73,12 @@ class TestStep:
 class DialogTest:
     name: str
     steps: list[TestStep]
-    path: Path_
+    path: NodePath
 
 
 @dataclass
 class Suite:
-    src: Source
+    src: YamlFile
     loaded: LoadedBot
     language: str
     today: dt.date | None
@@ -94,7 +94,7 @@ class Failure:
     lines: list[str]
 
 
-def _relative(src: Source, value: str) -> str:
+def _relative(src: YamlFile, value: str) -> str:
     p = Path(value)
     return str(p if p.is_absolute() else Path(src.file).parent / p)
 
@@ -102,68 +102,59 @@ def _relative(src: Source, value: str) -> str:
 def load_suite(path: str | Path) -> Suite:
     """Parse a dialog-test file and its bot; raises ``ConfigError`` with every problem."""
     src, diags = load(path)
-    unbool_keys(src)
+    src.unbool_keys()
     if src.data is None:
         raise ConfigError(diags or [src.diag((), "E502", "empty dialog-test file")])
+    r = Reader()
+    r.diags += diags
     data = src.data if isinstance(src.data, dict) else {}
     if not isinstance(src.data, dict):
-        diags.append(src.diag((), "E502", "a dialog-test file is a mapping with 'tests'"))
-    for key in data:
-        if key not in HEADER:
-            diags.append(
-                src.diag(
-                    (key,), "E501", f"unknown key {key!r}{did_you_mean(key, HEADER)}", key=True
-                )
-            )
-    loaded, language = _bot(src, data, diags)
+        r.err(src, (), "E502", "a dialog-test file is a mapping with 'tests'")
+    r.unknown_keys(src, data, (), HEADER, "E501")
+    loaded, language = _bot(src, data, r)
     today = data.get("today")
     if today is not None and not isinstance(today, dt.date):
-        diags.append(
-            src.diag(("today",), "E502", f"'today' must be a date (YYYY-MM-DD), got {today!r}")
-        )
+        r.err(src, ("today",), "E502", f"'today' must be a date (YYYY-MM-DD), got {today!r}")
         today = None
-    if errors(diags) or loaded is None:
-        raise ConfigError(diags)
+    if errors(r.diags) or loaded is None:
+        raise ConfigError(r.diags)
     suite = Suite(src, loaded, language, today)
     tests = data.get("tests")
     if not isinstance(tests, list) or not tests:
-        diags.append(src.diag(("tests",), "E502", "'tests' must be a non-empty list"))
+        r.err(src, ("tests",), "E502", "'tests' must be a non-empty list")
         tests = []
     for i, node in enumerate(tests):
-        test = _test(src, node, ("tests", i), suite, diags)
+        test = _test(src, node, ("tests", i), suite, r)
         if test is not None:
             suite.tests.append(test)
-    if errors(diags):
-        raise ConfigError(diags)
+    if errors(r.diags):
+        raise ConfigError(r.diags)
     return suite
 
 
-def _bot(
-    src: Source, data: dict[str, Any], diags: list[Diagnostic]
-) -> tuple[LoadedBot | None, str]:
+def _bot(src: YamlFile, data: dict[str, Any], r: Reader) -> tuple[LoadedBot | None, str]:
     if "pipeline" in data:
         from voicebot.config import load_pipeline
 
         try:
             config = load_pipeline(_relative(src, str(data["pipeline"])))
         except ConfigError as exc:
-            diags += exc.diagnostics
+            r.diags += exc.diagnostics
             return None, ""
         if config.dialog.type != "flow":
-            diags.append(src.diag(("pipeline",), "E502", "the pipeline's dialog is not a flow"))
+            r.err(src, ("pipeline",), "E502", "the pipeline's dialog is not a flow")
             return None, ""
         flow, intents, language = config.dialog.flow, config.dialog.intents, config.language
         pipeline: str | None = str(config.path)
     else:
         missing = [k for k in ("flow", "intents", "language") if k not in data]
         if missing:
-            diags.append(
-                src.diag(
-                    (),
-                    "E503",
-                    "name the bot: 'pipeline', or 'flow', 'intents' "
-                    f"and 'language' (missing {', '.join(missing)})",
-                )
+            r.err(
+                src,
+                (),
+                "E503",
+                "name the bot: 'pipeline', or 'flow', 'intents' "
+                f"and 'language' (missing {', '.join(missing)})",
             )
             return None, ""
         as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
@@ -171,85 +162,68 @@ def _bot(
         intents = [_relative(src, str(p)) for p in as_list(data["intents"])]
         language, pipeline = str(data["language"]), None
     loaded, bot_diags = check_dialog(tuple(flow), tuple(intents), language, pipeline)
-    diags += errors(bot_diags)
+    r.diags += errors(bot_diags)
     return loaded, language
 
 
-def _test(
-    src: Source, node: Any, path: Path_, suite: Suite, diags: list[Diagnostic]
-) -> DialogTest | None:
+def _test(src: YamlFile, node: Any, path: NodePath, suite: Suite, r: Reader) -> DialogTest | None:
     if not isinstance(node, dict) or not isinstance(node.get("steps"), list):
-        diags.append(src.diag(path, "E502", "a test is {name: ..., steps: [...]}"))
+        r.err(src, path, "E502", "a test is {name: ..., steps: [...]}")
         return None
-    for key in node:
-        if key not in ("name", "steps"):
-            diags.append(src.diag((*path, key), "E501", f"unknown key {key!r}", key=True))
+    r.unknown_keys(src, node, path, ("name", "steps"), "E501", suggest=False)
     test = DialogTest(str(node.get("name", f"test {path[-1]}")), [], path)
     states, intents = suite.loaded.bot.flow.states, suite.loaded.intents.intents
     for i, step in enumerate(node["steps"]):
         where = (*path, "steps", i)
         if not isinstance(step, dict):
-            diags.append(src.diag(where, "E502", "a step is a mapping (user: ..., expectations)"))
+            r.err(src, where, "E502", "a step is a mapping (user: ..., expectations)")
             continue
-        for key in step:
-            if key not in INPUTS + MODIFIERS + EXPECTS:
-                diags.append(
-                    src.diag(
-                        (*where, key),
-                        "E501",
-                        f"unknown key {key!r}{did_you_mean(key, INPUTS + MODIFIERS + EXPECTS)}",
-                        key=True,
-                    )
-                )
+        r.unknown_keys(src, step, where, INPUTS + MODIFIERS + EXPECTS, "E501")
         inputs = [k for k in INPUTS if k in step]
         if len(inputs) > 1 or (not inputs and i > 0):
-            diags.append(
-                src.diag(
-                    where,
-                    "E503",
-                    "each step needs exactly one input: user, "
-                    "user_partial or silent: true (only the first may have none: "
-                    "it checks the greeting)",
-                )
+            r.err(
+                src,
+                where,
+                "E503",
+                "each step needs exactly one input: user, "
+                "user_partial or silent: true (only the first may have none: "
+                "it checks the greeting)",
             )
             continue
         kind = inputs[0] if inputs else "start"
         text = "" if kind in ("start", "silent") else step[kind]
         if isinstance(text, bool):  # YAML 1.1: an unquoted yes / no is a boolean
-            text = literal_at(src, (*where, kind))
+            text = src.literal_at((*where, kind))
         text = str(text)
         if kind == "silent" and step["silent"] is not True:
-            diags.append(src.diag((*where, "silent"), "E502", "'silent' must be true"))
+            r.err(src, (*where, "silent"), "E502", "'silent' must be true")
         if step.get("state") is not None and step["state"] not in states:
-            diags.append(
-                src.diag(
-                    (*where, "state"),
-                    "E404",
-                    f"unknown state {step['state']!r}{did_you_mean(step['state'], states)}",
-                )
+            r.err(
+                src,
+                (*where, "state"),
+                "E404",
+                f"unknown state {step['state']!r}{did_you_mean(step['state'], states)}",
             )
         if step.get("intent") is not None and step["intent"] not in intents:
-            diags.append(
-                src.diag(
-                    (*where, "intent"),
-                    "E405",
-                    f"unknown intent {step['intent']!r}{did_you_mean(step['intent'], intents)}",
-                )
+            r.err(
+                src,
+                (*where, "intent"),
+                "E405",
+                f"unknown intent {step['intent']!r}{did_you_mean(step['intent'], intents)}",
             )
         expect = {k: step[k] for k in EXPECTS if k in step}
         heard = step.get("heard", 1.0)
         if isinstance(heard, bool) or not isinstance(heard, (int, float)) or not 0 <= heard <= 1:
-            diags.append(
-                src.diag(
-                    (*where, "heard"),
-                    "E502",
-                    "'heard' must be a number from 0 "
-                    "(the caller spoke before the bot's reply began) to 1",
-                )
+            r.err(
+                src,
+                (*where, "heard"),
+                "E502",
+                "'heard' must be a number from 0 "
+                "(the caller spoke before the bot's reply began) to 1",
             )
             heard = 1.0
         elif "heard" in step and kind != "user":
-            diags.append(src.diag((*where, "heard"), "E503", "'heard' goes with 'user'"))
+            r.err(src, (*where, "heard"), "E503", "'heard' goes with 'user'")
         test.steps.append(TestStep(kind, text, expect, where, float(heard)))
     return test
 

@@ -9,12 +9,12 @@ out, so the rest of the set stays usable for tooling.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from pathlib import Path
 
 from hassil import Sentence
 
+from voicebot.diagnostics import Diagnostic
 from voicebot.nlu.intent_file import (
     INTENT_KEYS,
     IntentDef,
@@ -27,7 +27,7 @@ from voicebot.nlu.intent_file import (
 from voicebot.nlu.normalize import normalize
 from voicebot.nlu.slots import SlotType
 from voicebot.nlu.templates import rule_refs, slot_refs
-from voicebot.yamlsrc import Diagnostic
+from voicebot.yamlsrc import did_you_mean
 
 
 def load_intents(paths: Iterable[str | Path]) -> tuple[IntentSet, list[Diagnostic]]:
@@ -212,8 +212,7 @@ def _template(
 
 
 def _undeclared(r: IntentReader, d: _Def, name: str) -> None:
-    close = difflib.get_close_matches(name, list(r.slots), n=1)
-    hint = f" (did you mean {{{close[0]}}}?)" if close else ""
+    hint = did_you_mean(name, r.slots, show=lambda slot: f"{{{slot}}}")
     r.template_diag(
         d,
         "I111",

@@ -23,17 +23,11 @@ Format (one or more files; names are global across them)::
           de: ["..."]
 
 ``{type_name:slot}`` fills slot ``slot`` from definition ``type_name``.
-Codes: I100 not a mapping, I101 unknown key, I102 wrong type, I103 missing key,
-I110 template syntax, I111 undeclared slot, I112 unknown rule, I113 recursive
-rule, I114 slot bound to two definitions, I120 missing language variant, I121
-language not declared, I122 (warning) slot missing in one language, I130
-duplicate intent, I131 conflicting slot definition, I132 conflicting rule,
-I140 unknown slot type, I141 bad slot option.
+Diagnostic codes: I1xx, listed with their meanings in ``voicebot.diagnostics``.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +35,11 @@ from typing import Any
 
 from hassil import Sentence
 
+from voicebot.diagnostics import Diagnostic
 from voicebot.nlu.slots import SLOT_KINDS, ListSlot, SlotType
 from voicebot.nlu.templates import IntentTemplateError, compile_template, rule_refs
 from voicebot.nlu.wordgraph import WordGraph
-from voicebot.yamlsrc import Diagnostic, Path_, Source, load
+from voicebot.yamlsrc import NodePath, Reader, YamlFile, did_you_mean, load
 
 TOP_KEYS = ("languages", "slots", "rules", "skip_words", "none_examples", "intents")
 INTENT_KEYS = ("description", "interim", "spot", "templates", "examples")
@@ -111,15 +106,17 @@ class IntentSet:
 class _Def:
     """A raw definition and where it was written."""
 
-    src: Source
-    path: Path_
+    src: YamlFile
+    path: NodePath
     data: Any
 
 
-class IntentReader:
+class IntentReader(Reader):
+    """Reads intent files (pass 1); ``intent_compile`` compiles what was read (pass 2)."""
+
     def __init__(self) -> None:
-        self.diags: list[Diagnostic] = []
-        self.lines: dict[str, list[str]] = {}
+        super().__init__()
+        self.files: dict[str, YamlFile] = {}  # every file read, in reading order
         self.slots: dict[str, _Def] = {}
         self.rules: dict[str, dict[str, _Def]] = {}
         self.skip: dict[str, list[str]] = {}
@@ -128,46 +125,33 @@ class IntentReader:
         self.file_languages: dict[str, list[str]] = {}
         self.languages: list[str] = []
 
-    def err(
-        self,
-        src: Source,
-        path: Path_,
-        code: str,
-        msg: str,
-        *,
-        key: bool = False,
-        severity: str = "error",
-    ) -> None:
-        self.diags.append(src.diag(path, code, msg, key=key, severity=severity))
-
     def expect(
-        self, src: Source, path: Path_, value: Any, kind: type | tuple[type, ...], what: str
+        self,
+        src: YamlFile,
+        path: NodePath,
+        value: Any,
+        kind: type,
+        what: str,
+        *,
+        code: str = "I102",
     ) -> bool:
-        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-        if not ok:
-            self.err(
-                src,
-                path,
-                "I102",
-                f"{what} must be {_KIND_NAMES.get(kind, 'valid')}, "
-                f"got {type(value).__name__} {value!r}",
-            )
-        return ok
+        return super().expect(src, path, value, kind, what, code=code)
 
     def keys(
-        self, src: Source, path: Path_, data: dict[str, Any], allowed: tuple[str, ...], what: str
+        self,
+        src: YamlFile,
+        path: NodePath,
+        data: dict[str, Any],
+        allowed: tuple[str, ...],
+        what: str,
     ) -> None:
-        for key in data:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.err(src, (*path, key), "I101", f"unknown {what} key {key!r}{hint}", key=True)
+        self.unknown_keys(src, data, path, allowed, "I101", noun=f"{what} key")
 
     def digest(self) -> str:
         """sha256 over the text of every file read (in reading order; paths not included)."""
         h = hashlib.sha256()
-        for lines in self.lines.values():
-            h.update("\n".join(lines).encode() + b"\0")
+        for src in self.files.values():
+            h.update("\n".join(src.lines).encode() + b"\0")
         return h.hexdigest()
 
     # --- pass 1: read files --------------------------------------------------------
@@ -175,10 +159,9 @@ class IntentReader:
     def read(self, path: str | Path) -> None:
         src, diags = load(path)
         self.diags.extend(diags)
-        try:
-            self.lines[src.file] = Path(path).read_text(encoding="utf-8").splitlines()
-        except OSError:
+        if any(d.code == "E001" for d in diags):  # not read
             return
+        self.files[src.file] = src
         data = src.data
         if data is None and diags:
             return
@@ -207,7 +190,7 @@ class IntentReader:
 
     def read_named(
         self,
-        src: Source,
+        src: YamlFile,
         data: dict[str, Any],
         section: str,
         table: dict[str, _Def],
@@ -231,8 +214,8 @@ class IntentReader:
                 continue
             table.setdefault(name, _Def(src, (section, name), body))
 
-    def read_language_section(self, src: Source, section: str, lang: str, entries: Any) -> None:
-        path: Path_ = (section, lang)
+    def read_language_section(self, src: YamlFile, section: str, lang: str, entries: Any) -> None:
+        path: NodePath = (section, lang)
         if section in ("skip_words", "none_examples"):
             what = "a skip word" if section == "skip_words" else "an example sentence"
             target = self.skip if section == "skip_words" else self.none_examples
@@ -278,8 +261,7 @@ class IntentReader:
             )
             return None
         if kind not in SLOT_KINDS:
-            close = difflib.get_close_matches(str(kind), list(SLOT_KINDS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(kind, SLOT_KINDS)
             self.err(
                 src,
                 (*path, "type"),
@@ -315,7 +297,9 @@ class IntentReader:
             return None
         return slot
 
-    def list_values(self, src: Source, path: Path_, value: Any) -> dict[str, dict[str, list[str]]]:
+    def list_values(
+        self, src: YamlFile, path: NodePath, value: Any
+    ) -> dict[str, dict[str, list[str]]]:
         out: dict[str, dict[str, list[str]]] = {}
         if isinstance(value, list):
             value = {v: None for v in value if self.expect(src, path, v, str, "a list value")}
@@ -346,7 +330,7 @@ class IntentReader:
         """Report at the template string, at ``offset`` inside it when it can be located."""
         line, col = d.src.at(d.path)
         text = d.data if isinstance(d.data, str) else ""
-        raw = self.lines.get(d.src.file, [])
+        raw = d.src.lines
         if offset is not None and 0 < line <= len(raw):
             src_line = raw[line - 1][col - 1 :]
             if src_line[:1] in "\"'" and src_line[1 : 1 + len(text)] == text:
@@ -387,24 +371,13 @@ class IntentReader:
         return compiled
 
     def unknown_rule(self, d: _Def, ref: str, lang: str) -> None:
-        known = list(self.rules.get(lang, {}))
-        close = difflib.get_close_matches(ref, known, n=1)
-        hint = f" (did you mean <{close[0]}>?)" if close else ""
+        hint = did_you_mean(ref, self.rules.get(lang, {}), show=lambda rule: f"<{rule}>")
         self.template_diag(
             d,
             "I112",
             f"unknown rule <{ref}> for language {lang!r}{hint}",
             _find(d.data, f"<{ref}>"),
         )
-
-
-_KIND_NAMES: dict[Any, str] = {
-    dict: "a mapping",
-    list: "a list",
-    str: "a string",
-    int: "an integer",
-    bool: "true or false",
-}
 
 
 def _option_problem(slot: SlotType) -> str | None:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.bundled import pipeline
+from voicebot.diagnostics import ConfigError
 from voicebot.server.calls import IceServer, ServerSettings
-from voicebot.yamlsrc import ConfigError
 
 DEFAULT_PIPELINE = pipeline("restaurant")
 TOKEN_ENV = "VOICEBOT_TOKEN"
