@@ -299,7 +299,7 @@ class Pipeline:
         ctx = self.ctx
         ctx.clock.start()
         ctx.lag.start()
-        ctx.bus.emit("call_started", t=0.0)
+        ctx.bus.emit("call_started", t=0.0, transport=ctx.transport)
         try:
             for stage in self.stages:
                 await stage.setup()
