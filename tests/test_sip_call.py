@@ -153,8 +153,9 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
         return np.frombuffer(w.readframes(w.getnframes()), np.int16), w.getframerate()
 
 
-def phone(tmp: Path, microphone: Path) -> Path:
-    """A baresip configuration directory: G.711 only, the WAV as microphone, recording on."""
+def phone(tmp: Path, microphone: Path, codec: str = "PCMU") -> Path:
+    """A baresip configuration directory: one codec offered, the WAV as microphone,
+    recording on."""
     (tmp / "rec").mkdir(parents=True)
     (tmp / "config").write_text(
         f"""poll_method epoll
@@ -165,6 +166,7 @@ audio_alert aubridge,nowhere
 audio_source aufile,{microphone}
 module_path /usr/lib/baresip/modules
 module g711.so
+module g722.so
 module aufile.so
 module aubridge.so
 module sndfile.so
@@ -173,11 +175,11 @@ module_app menu.so
 snd_path {tmp / "rec"}
 """
     )
-    (tmp / "accounts").write_text("<sip:caller@127.0.0.1>;regint=0\n")
+    (tmp / "accounts").write_text(f"<sip:caller@127.0.0.1>;regint=0;audio_codecs={codec}\n")
     return tmp
 
 
-async def dial(confdir: Path, port: int, seconds: int) -> str:
+async def dial(confdir: Path, port: int, seconds: int, transport: str = "udp") -> str:
     """Run baresip: dial the bot, return its output once the call is over."""
     assert BARESIP is not None
     proc = await asyncio.create_subprocess_exec(
@@ -185,7 +187,7 @@ async def dial(confdir: Path, port: int, seconds: int) -> str:
         "-f",
         str(confdir),
         "-e",
-        f"/dial sip:bot@127.0.0.1:{port}",
+        f"/dial sip:bot@127.0.0.1:{port};transport={transport}",
         "-t",
         str(seconds),
         stdin=asyncio.subprocess.DEVNULL,
@@ -214,8 +216,7 @@ def heard(confdir: Path) -> np.ndarray:
     """What baresip's speaker got (its decoded audio), at 16 kHz."""
     (path,) = (confdir / "rec").glob("dump-*-dec.wav")
     pcm, rate = read_wav(path)
-    assert rate == 8000
-    resampler = StreamResampler(8000, 1, 16000, 1)
+    resampler = StreamResampler(rate, 1, 16000, 1)
     return np.concatenate([resampler.process(pcm), resampler.flush()])
 
 
@@ -263,17 +264,24 @@ async def ended(events: list[Event], within: float = 10.0) -> Event:
 
 
 @needs_baresip
-async def test_baresip_calls_the_echo_bot_and_hangs_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("codec", "rate", "transport"),
+    [("PCMU", 8000, "udp"), ("G722", 16000, "udp"), ("PCMA", 8000, "tcp")],
+)
+async def test_baresip_calls_the_echo_bot_and_hangs_up(
+    tmp_path: Path, codec: str, rate: int, transport: str
+) -> None:
     said = "Hello, can you hear me? I would like to book a table."
     # 2.5 s before speaking, 6 s for the echo; at the WAV's end baresip hangs up
-    microphone = np.concatenate([silence(2.5, 8000), say(said, 8000), silence(6.0, 8000)])
-    confdir = phone(tmp_path, write_wav(tmp_path / "caller.wav", microphone))
+    microphone = np.concatenate([silence(2.5, rate), say(said, rate), silence(6.0, rate)])
+    confdir = phone(tmp_path, write_wav(tmp_path / "caller.wav", microphone, rate), codec)
     async with sip_server(ECHO) as (port, events, app):
-        output = await dial(confdir, port, seconds=30)
+        output = await dial(confdir, port, seconds=30, transport=transport)
         end = await ended(events)
         metrics = app.state.metrics.render()[0].decode()
         assert not app.state.manager.calls and not app.state.sip.calls  # all released
     assert "Call established" in output and "audio error (0,end of file)" in output, output[-2000:]
+    assert f"Set audio decoder: {codec} {rate}Hz" in output  # the codec it offered was taken
     (started,) = of_type(events, "call_started")
     assert started["transport"] == "sip"
     finals = [t["text"] for t in of_type(events, "transcript") if t["final"]]

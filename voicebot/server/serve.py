@@ -26,7 +26,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``voicebot`` command's subparsers."""
     p = subparsers.add_parser(
         "serve",
-        help="serve live calls over WebRTC, with the demo page",
+        help="serve live calls over WebRTC, with the demo page (and SIP with --sip-port)",
         description="One process: the demo page at /, WebRTC signalling at POST /offer, "
         "/healthz, Prometheus /metrics, and the local engines as the OpenAI audio API under /v1.",
     )
