@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup browser redis serve demo test bench
+.PHONY: setup browser redis phone serve demo test bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,12 @@ redis:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; }
 
+# Debian's baresip, the SIP phone of the phone-call tests (tests/test_sip_call.py).
+phone:
+	@command -v baresip >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq baresip-core; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq baresip-core; fi; }
+
 # The main job: the demo server with the default bot (restaurant, offline). Open the URL it prints.
 serve: setup
 	$(VENV)/bin/voicebot serve pipelines/restaurant.yaml --host $(HOST) --port $(PORT)
@@ -40,7 +46,7 @@ demo: setup
 	$(VENV)/bin/voicebot run pipelines/echo.yaml --input out/caller.wav \
 	  --output out/bot.wav --events out/events.jsonl --mix out/call.wav
 
-test: setup browser redis
+test: setup browser redis phone
 	$(VENV)/bin/ruff check voicebot tests setup.py
 	$(VENV)/bin/ruff format --check voicebot tests setup.py
 	$(VENV)/bin/pytest -q -rs

@@ -163,7 +163,8 @@ async def test_malformed_offers_get_400_and_the_server_keeps_serving(serve: Serv
         assert response.status_code == 400 and "audio" in response.json()["error"]
         await wait_idle(http, url)
         metrics = (await http.get(f"{url}/metrics")).text
-        assert 'voicebot_offers_rejected_total{reason="bad_request"} 9.0' in metrics
+        rejected = 'voicebot_offers_rejected_total{reason="bad_request",transport="webrtc"} 9.0'
+        assert rejected in metrics
     async with Caller(url) as caller:  # still serving calls
         hello = await caller.connect()
         assert hello["pipeline"] == "echo" and hello["latency_budget_ms"] == 1200
@@ -217,8 +218,8 @@ async def test_call_limit_answers_503(serve: Serve) -> None:
         assert ended["reason"] == "hangup"
         await wait_idle(http, url)
         metrics = (await http.get(f"{url}/metrics")).text
-        assert 'voicebot_offers_rejected_total{reason="busy"} 1.0' in metrics
-        assert 'voicebot_calls_total{reason="hangup"} 1.0' in metrics
+        assert 'voicebot_offers_rejected_total{reason="busy",transport="webrtc"} 1.0' in metrics
+        assert 'voicebot_calls_total{reason="hangup",transport="webrtc"} 1.0' in metrics
     async with Caller(url) as third:  # a line is free again
         await third.connect()
         await third.wait_event("call_started", 10)
@@ -281,7 +282,7 @@ async def test_a_vanished_peer_ends_the_call(serve: Serve) -> None:
         await caller.close()  # no hang-up message: the connection just goes away
         await wait_idle(http, url)
         metrics = (await http.get(f"{url}/metrics")).text
-        assert 'voicebot_calls_total{reason="peer_gone"} 1.0' in metrics
+        assert 'voicebot_calls_total{reason="peer_gone",transport="webrtc"} 1.0' in metrics
 
 
 async def test_shutdown_hangs_up_live_calls() -> None:

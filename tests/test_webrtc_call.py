@@ -377,7 +377,7 @@ async def test_calls_release_everything(echo_server: ServerProcess) -> None:
     assert (rss[-1] - rss[1]) / 2**20 < 32, mib
     (_, threads, fds), (_, threads_end, fds_end) = stats[1], stats[-1]
     assert threads_end <= threads and fds_end <= fds, (stats[1], stats[-1])
-    assert 'voicebot_calls_total{reason="hangup"}' in metrics
+    assert 'voicebot_calls_total{reason="hangup",transport="webrtc"}' in metrics
     assert "voicebot_calls_active 0.0" in metrics
 
 

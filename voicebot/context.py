@@ -34,6 +34,7 @@ class CallContext:
     ledger: TurnLedger = field(init=False)
     lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
     state: CallState = field(default_factory=CallState)
+    transport: str = "file"  # how the caller is connected: "file", "webrtc", "sip"
 
     def __post_init__(self) -> None:
         self.bus = EventBus(self.call_id, self.clock)

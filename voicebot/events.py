@@ -94,6 +94,8 @@ def _event(event_type: str) -> Callable[[type[_E]], type[_E]]:
 class CallStartedEvent(Event):
     """The call began (``t`` = 0)."""
 
+    transport: str = "file"  # file | webrtc | sip: how the caller is connected
+
 
 @_event("error")
 @dataclass(frozen=True, slots=True)

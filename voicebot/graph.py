@@ -344,7 +344,7 @@ class Pipeline:
         ctx = self.ctx
         ctx.clock.start(self.idle)
         ctx.lag.start()
-        ctx.bus.emit(CallStartedEvent(), t=0.0)
+        ctx.bus.emit(CallStartedEvent(transport=ctx.transport), t=0.0)
         try:
             for stage in self.stages:
                 await stage.setup()

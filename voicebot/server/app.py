@@ -82,10 +82,18 @@ def create_app(
         gc.collect()
         gc.freeze()
         metrics.start()
+        sip = None
+        if settings.sip is not None:  # phone calls too (transports/sip/)
+            from voicebot.server.sip import SipServer
+
+            sip = app.state.sip = SipServer(manager, settings.sip)
+            await sip.start()
         try:
             yield
         finally:
-            await manager.close()
+            await manager.close()  # hangs up SIP calls too (their BYEs need the listener)
+            if sip is not None:
+                await sip.stop()
             await metrics.stop()
 
     async def offer(request: Request) -> Response:
@@ -94,17 +102,16 @@ def create_app(
             description = await _read_offer(request)
             call, answer = await manager.accept(description)
         except _Refused as exc:
-            metrics.rejected.labels(exc.reason).inc()
+            metrics.rejected.labels(exc.reason, "webrtc").inc()
             return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
-        except Busy as exc:
-            metrics.rejected.labels("busy").inc()
+        except Busy as exc:  # counted by the manager
             return JSONResponse(
                 {"error": str(exc), "max_calls": settings.max_calls},
                 503,
                 headers={"Retry-After": "5"},
             )
         except OfferError as exc:
-            metrics.rejected.labels("bad_request").inc()
+            metrics.rejected.labels("bad_request", "webrtc").inc()
             return JSONResponse({"error": str(exc)}, 400)
         return JSONResponse({"sdp": answer.sdp, "type": answer.type, **manager.hello(call.call_id)})
 

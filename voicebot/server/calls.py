@@ -20,17 +20,20 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from voicebot.call import build_call
 from voicebot.config import PipelineConfig
 from voicebot.errors import VoicebotError
-from voicebot.events import EventRecord
+from voicebot.events import EventBus, EventRecord, Listener
 from voicebot.server.metrics import Metrics
 from voicebot.transports.jitter import set_audio_jitter
 from voicebot.transports.webrtc import EventBridge, LiveClock, OutputTrack, TrackSource
+
+if TYPE_CHECKING:
+    from voicebot.transports.sip.settings import SipSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class ServerSettings:
     cors_origins: list[str] = field(default_factory=list)  # none: same-origin only
     api_keys: tuple[str, ...] = ()  # keys for the /v1 speech API; none: open
     jitter_ms: int = 20  # inbound audio held back before the VAD (aiortc: 80); see jitter.py
+    sip: SipSettings | None = None  # answer phone calls over SIP too (transports/sip/)
 
     def rtc_configuration(self) -> RTCConfiguration:
         return RTCConfiguration(
@@ -87,8 +91,22 @@ class Busy(VoicebotError, RuntimeError):
     """The server is at its call limit."""
 
 
+class LiveCall(Protocol):
+    """What the registry needs of a call, whatever its transport."""
+
+    call_id: str
+    transport: str  # "webrtc", "sip": the label on its metrics and its call_started event
+    reason: str | None
+    task: asyncio.Task[None] | None
+    output: OutputTrack
+
+    def hang_up(self, reason: str) -> None: ...
+
+
 class Call:
     """One caller: a peer connection and the pipeline behind it."""
+
+    transport = "webrtc"
 
     def __init__(self, manager: CallManager, call_id: str) -> None:
         config, settings = manager.config, manager.settings
@@ -109,7 +127,8 @@ class Call:
         self.source.on_ended = lambda: self.hang_up("peer_gone")
         bus = self.pipeline.ctx.bus
         bus.subscribe(self.bridge)
-        bus.subscribe(manager.metrics.observe)
+        manager.observe(self.pipeline.ctx.bus, self.transport)
+        self.pipeline.ctx.transport = self.transport
         bus.subscribe(self._on_event)
         self._connected = asyncio.Event()
         self._running = False
@@ -207,7 +226,7 @@ class Call:
         finally:
             self.output.stop()
             await self.pc.close()
-            self.manager._release(self)
+            self.manager.release(self)
 
     # --- activity ---------------------------------------------------------------
     def _on_event(self, event: EventRecord) -> None:
@@ -251,9 +270,32 @@ class CallManager:
         self.config = config
         self.settings = settings
         self.metrics = metrics
-        self.calls: dict[str, Call] = {}
+        self.calls: dict[str, LiveCall] = {}
         self.total = 0
+        self.listeners: list[Listener] = []  # get every event of every call (tests, logs)
         metrics.calls_max.set(settings.max_calls)
+
+    def observe(self, bus: EventBus, transport: str) -> None:
+        """Feed a new call's events to the metrics (labelled ``transport``) and listeners."""
+        bus.subscribe(self.metrics.observer(transport))
+        for listener in self.listeners:
+            bus.subscribe(listener)
+
+    def admit(self, call: LiveCall) -> None:
+        """Count ``call`` in (before its first await: no overbooking); raises ``Busy``."""
+        if len(self.calls) >= self.settings.max_calls:
+            self.metrics.rejected.labels("busy", call.transport).inc()
+            raise Busy(f"at the limit of {self.settings.max_calls} concurrent calls")
+        self.calls[call.call_id] = call
+        self.metrics.calls_active.set(len(self.calls))
+
+    def withdraw(self, call: LiveCall) -> None:
+        """Forget a call that was admitted but never started (its offer failed)."""
+        self.calls.pop(call.call_id, None)
+        self.metrics.calls_active.set(len(self.calls))
+
+    def started(self, call: LiveCall) -> None:
+        self.total += 1
 
     def hello(self, call_id: str) -> dict[str, Any]:
         """What the caller learns first (answer JSON and the data channel's first message)."""
@@ -268,26 +310,25 @@ class CallManager:
     async def accept(self, offer: RTCSessionDescription) -> tuple[Call, RTCSessionDescription]:
         """Admit a caller and answer its offer; raises ``Busy`` or ``OfferError``."""
         if len(self.calls) >= self.settings.max_calls:
+            self.metrics.rejected.labels("busy", Call.transport).inc()
             raise Busy(f"at the limit of {self.settings.max_calls} concurrent calls")
         call = Call(self, uuid.uuid4().hex[:12])
-        self.calls[call.call_id] = call  # admitted before the first await: no overbooking
-        self.metrics.calls_active.set(len(self.calls))
+        self.admit(call)
         try:
             answer = await call.negotiate(offer)
         except BaseException:
             call.reason = "bad_offer"
             await call.pc.close()
-            self.calls.pop(call.call_id, None)
-            self.metrics.calls_active.set(len(self.calls))
+            self.withdraw(call)
             raise
-        self.total += 1
+        self.started(call)
         call.start()
         return call, answer
 
-    def _release(self, call: Call) -> None:
+    def release(self, call: LiveCall) -> None:
         if self.calls.pop(call.call_id, None) is not None:
             self.metrics.calls_active.set(len(self.calls))
-            self.metrics.calls.labels(call.reason or "completed").inc()
+            self.metrics.calls.labels(call.reason or "completed", call.transport).inc()
             self.metrics.output_drops(call.output.drops)
             asyncio.get_running_loop().call_soon(self._collect)
 

@@ -8,7 +8,9 @@ the dashboards and the page never disagree.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -38,17 +40,23 @@ class Metrics:
         self.calls_max = Gauge(
             "voicebot_calls_max", "Admission limit (concurrent calls)", registry=r
         )
-        self.calls = Counter("voicebot_calls", "Calls ended, by reason", ["reason"], registry=r)
+        self.calls = Counter(
+            "voicebot_calls",
+            "Calls ended, by reason and transport",
+            ["reason", "transport"],
+            registry=r,
+        )
         self.rejected = Counter(
             "voicebot_offers_rejected",
-            "Offers refused, by reason (busy, unauthorized, bad_request)",
-            ["reason"],
+            "Offers (WebRTC) and INVITEs (SIP) refused, by reason (busy, unauthorized, "
+            "bad_request) and transport",
+            ["reason", "transport"],
             registry=r,
         )
         self.turn_stage = Histogram(
             "voicebot_turn_stage_seconds",
             "Where a turn's time went: caller's last voice to the bot's first audio, per stage",
-            ["stage"],
+            ["stage", "transport"],
             buckets=STAGE_BUCKETS,
             registry=r,
         )
@@ -74,7 +82,9 @@ class Metrics:
         self.barge_ins = Counter(
             "voicebot_barge_ins", "Replies interrupted by the caller", registry=r
         )
-        self.turns = Counter("voicebot_turns", "Caller turns answered", registry=r)
+        self.turns = Counter(
+            "voicebot_turns", "Caller turns answered, by transport", ["transport"], registry=r
+        )
         self.speech_requests = Counter(
             "voicebot_speech_api_requests",
             "Speech API (/v1) requests, by route and status",
@@ -90,14 +100,18 @@ class Metrics:
         )
         self._lag_task: asyncio.Task[None] | None = None
 
-    def observe(self, event: EventRecord) -> None:
+    def observer(self, transport: str) -> Callable[[EventRecord], None]:
+        """The listener for one call's events, its figures labelled with its transport."""
+        return functools.partial(self.observe, transport=transport)
+
+    def observe(self, event: EventRecord, transport: str = "webrtc") -> None:
         kind = event["type"]
         if kind == "turn":
-            self.turns.inc()
+            self.turns.labels(transport).inc()
             for stage in TURN_STAGES:
                 ms = event.get(f"{stage}_ms")
                 if ms is not None:
-                    self.turn_stage.labels(stage).observe(ms / 1000)
+                    self.turn_stage.labels(stage, transport).observe(ms / 1000)
         elif kind == "interrupted":
             self.barge_ins.inc()
         elif kind == "error":

@@ -1,4 +1,4 @@
-"""``voicebot serve``: live calls over WebRTC with the demo page, on uvicorn.
+"""``voicebot serve``: live calls over WebRTC with the demo page (and SIP), on uvicorn.
 
 Also runnable as ``python -m voicebot.server.serve`` (the tests start it so).
 """
@@ -15,6 +15,7 @@ from typing import Any
 from voicebot.bundled import pipeline
 from voicebot.diagnostics import ConfigError
 from voicebot.server.calls import IceServer, ServerSettings
+from voicebot.transports.sip.settings import SipSettings
 
 DEFAULT_PIPELINE = pipeline("restaurant")
 TOKEN_ENV = "VOICEBOT_TOKEN"
@@ -25,7 +26,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``voicebot`` command's subparsers."""
     p = subparsers.add_parser(
         "serve",
-        help="serve live calls over WebRTC, with the demo page",
+        help="serve live calls over WebRTC, with the demo page (and SIP with --sip-port)",
         description="One process: the demo page at /, WebRTC signalling at POST /offer, "
         "/healthz, Prometheus /metrics, and the local engines as the OpenAI audio API under /v1.",
     )
@@ -111,6 +112,34 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         help="outcome store (bookings) for this server; overrides the pipeline's",
     )
     p.add_argument(
+        "--sip-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also answer phone calls over SIP/RTP on this UDP and TCP port (e.g. 5060; "
+        "see docs/telephony.md); default: no SIP",
+    )
+    p.add_argument(
+        "--sip-host",
+        default=None,
+        metavar="HOST",
+        help="address for SIP and RTP (default: --host; 0.0.0.0 for every interface)",
+    )
+    p.add_argument(
+        "--sip-advertise",
+        default=None,
+        metavar="HOST",
+        help="the address callers reach us at, for SDP and Contact (behind NAT; default: "
+        "the SIP address)",
+    )
+    p.add_argument(
+        "--rtp-timeout",
+        type=float,
+        default=SipSettings.rtp_timeout,
+        help="hang up a phone call after this many seconds without RTP from the caller "
+        f"(not while on hold; default {SipSettings.rtp_timeout:g})",
+    )
+    p.add_argument(
         "--no-warm-up",
         dest="warm",
         action="store_false",
@@ -122,7 +151,17 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     ice = [IceServer([url]) for url in args.stun]
     if args.turn:
         ice.append(IceServer(args.turn, args.turn_username, os.environ.get(TURN_CREDENTIAL_ENV)))
+    sip = None
+    if args.sip_port is not None:
+        sip = SipSettings(
+            port=args.sip_port,
+            host=args.sip_host or args.host,
+            advertised_host=args.sip_advertise,
+            rtp_timeout=args.rtp_timeout,
+            jitter_ms=args.jitter_ms,
+        )
     return ServerSettings(
+        sip=sip,
         max_calls=args.max_calls,
         idle_timeout=args.idle_timeout,
         ice_servers=ice,
@@ -157,9 +196,10 @@ def serve_main(args: argparse.Namespace) -> int:
     app = create_app(config, settings, warm=args.warm)
     auth = " (bearer token required)" if settings.token else ""
     scheme = "https" if args.ssl_certfile else "http"
+    phone = f" and sip:{settings.sip.host}:{settings.sip.port}" if settings.sip else ""
     print(
         f"voicebot: serving {config.name or args.pipeline} on {scheme}://{args.host}:"
-        f"{args.port}/{auth}",
+        f"{args.port}/{auth}{phone}",
         flush=True,
     )
     uvicorn.run(

@@ -1,0 +1,454 @@
+"""Phone calls over SIP/RTP: codecs, offer/answer, the RTP stream, and a real SIP phone.
+
+The phone is baresip (nobody here wrote it): it dials the server over UDP on
+127.0.0.1 with a synthesized WAV as its microphone (``aufile``), records what
+it hears (``sndfile``) and hangs up when the WAV ends. The server runs in this
+process (``create_app`` with SIP settings, its lifespan started as ``voicebot
+serve`` starts it), so the test reads the calls' events as they are emitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import re
+import shutil
+import socket
+import wave
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiortc.rtp import RtpPacket
+from aiosipua import IncomingCall, SipRequest, SipUAC, SipUAS, build_sdp, parse_sdp
+from speech import say, silence
+
+from voicebot.asr.whisper import WhisperEngine
+from voicebot.audio.resample import StreamResampler
+from voicebot.bench_calls import ServerProcess, free_port
+from voicebot.config import load_pipeline
+from voicebot.events import Event
+from voicebot.server.app import create_app
+from voicebot.server.calls import ServerSettings
+from voicebot.transports.sip.codecs import G722, PCMA, PCMU, RtpCodec
+from voicebot.transports.sip.rtp import RtpStream
+from voicebot.transports.sip.sdp import OfferNotAcceptable, answer_offer
+from voicebot.transports.sip.settings import SipSettings
+from voicebot.transports.sip.udp import UdpTransport
+
+ROOT = Path(__file__).resolve().parent.parent
+ECHO = ROOT / "pipelines" / "echo.yaml"
+RESTAURANT = ROOT / "pipelines" / "restaurant.yaml"
+BARESIP = shutil.which("baresip")
+needs_baresip = pytest.mark.skipif(
+    BARESIP is None, reason="baresip is not installed (apt-get install baresip)"
+)
+
+
+# --- codecs, SDP, RTP ------------------------------------------------------------------
+
+
+def tone(rate: int, seconds: float = 0.2) -> np.ndarray:
+    t = np.arange(round(rate * seconds)) / rate
+    return (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+
+
+@pytest.mark.parametrize("spec", [PCMU, PCMA, G722])
+def test_codecs_round_trip_a_tone(spec) -> None:
+    codec = RtpCodec(spec)
+    pcm = tone(spec.sample_rate)
+    n = codec.samples_per_frame
+    payloads = [codec.encode(pcm[k : k + n]) for k in range(0, len(pcm), n)]
+    assert {len(p) for p in payloads} == {160}  # 20 ms: 160 bytes for all three (64 kbit/s)
+    out = np.concatenate([f.to_ndarray().reshape(-1) for p in payloads for f in codec.decode(p)])
+    assert len(out) == len(pcm)
+    lag = 22 if spec is G722 else 0  # G.722's filter bank delays by 22 samples
+    corr = np.corrcoef(out[200 + lag :], pcm[200 : len(pcm) - lag])[0, 1]
+    assert corr > 0.99, (spec.name, corr)
+
+
+OFFER = """v=0
+o=- 1 1 IN IP4 192.0.2.10
+s=-
+c=IN IP4 192.0.2.10
+t=0 0
+m=audio 4000 RTP/AVP {formats} 101
+a=rtpmap:101 telephone-event/8000
+a={direction}
+"""
+
+
+def offer(formats: str = "0 8 9", direction: str = "sendrecv"):
+    return parse_sdp(OFFER.format(formats=formats, direction=direction).replace("\n", "\r\n"))
+
+
+def test_the_answer_prefers_wideband_then_mu_law() -> None:
+    answer = answer_offer(offer("0 8 9"), "127.0.0.1", 30000)
+    assert answer.codec is G722 and answer.remote == ("192.0.2.10", 4000)
+    assert not answer.on_hold
+    audio = answer.sdp.audio
+    assert audio is not None and audio.port == 30000 and audio.formats[0] == "9"
+    assert answer_offer(offer("8 0"), "127.0.0.1", 30000).codec is PCMU
+    assert answer_offer(offer("8"), "127.0.0.1", 30000).codec is PCMA
+    with pytest.raises(OfferNotAcceptable, match="no common codec"):
+        answer_offer(offer("18"), "127.0.0.1", 30000)
+
+
+def test_hold_is_read_from_the_offer() -> None:
+    for direction in ("sendonly", "inactive"):
+        answer = answer_offer(offer(direction=direction), "127.0.0.1", 30000)
+        assert answer.on_hold
+        assert answer.sdp.audio is not None
+        assert answer.sdp.audio.direction == {"sendonly": "recvonly"}.get(direction, direction)
+
+
+def packet(seq: int, pcm: np.ndarray, codec: RtpCodec, ssrc: int = 7) -> bytes:
+    return RtpPacket(
+        payload_type=codec.spec.payload_type,
+        sequence_number=seq,
+        timestamp=seq * codec.timestamp_step,
+        ssrc=ssrc,
+        payload=codec.encode(pcm),
+    ).serialize()
+
+
+async def test_rtp_stream_reorders_drops_late_packets_and_latches_the_sender() -> None:
+    codec = RtpCodec(PCMU)
+    stream = await RtpStream.bind("127.0.0.1", codec, ("192.0.2.10", 4000), jitter_ms=20)
+    try:
+        frame = tone(8000, 0.02)
+        for seq in (1, 3, 2, 5, 4, 6):  # one frame out of order: put back in order
+            stream.datagram_received(packet(seq, frame, codec), ("127.0.0.1", 5555))
+        stream.datagram_received(packet(8, frame, codec), ("127.0.0.1", 5555))  # 7 is lost
+        stream.datagram_received(packet(9, frame, codec), ("127.0.0.1", 5555))
+        assert stream.remote == ("127.0.0.1", 5555)  # symmetric RTP: not the SDP's address
+        released = []
+        while not stream.track._frames.empty():
+            f = await stream.track.recv()
+            released.append(f.pts // codec.timestamp_step)
+        # one frame is held back (the last, 9); 7 never came: skipped, not waited for
+        assert released == [1, 2, 3, 4, 5, 6, 8]
+        assert stream.packets_in == 8
+    finally:
+        stream.close()
+
+
+# --- a real phone ----------------------------------------------------------------------
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int = 8000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype(np.int16).tobytes())
+    return path
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), np.int16), w.getframerate()
+
+
+def phone(tmp: Path, microphone: Path, codec: str = "PCMU") -> Path:
+    """A baresip configuration directory: one codec offered, the WAV as microphone,
+    recording on."""
+    (tmp / "rec").mkdir(parents=True)
+    (tmp / "config").write_text(
+        f"""poll_method epoll
+sip_listen 127.0.0.1:{free_port()}
+call_local_timeout 120
+audio_player aubridge,nowhere
+audio_alert aubridge,nowhere
+audio_source aufile,{microphone}
+module_path /usr/lib/baresip/modules
+module g711.so
+module g722.so
+module aufile.so
+module aubridge.so
+module sndfile.so
+module_tmp account.so
+module_app menu.so
+snd_path {tmp / "rec"}
+"""
+    )
+    (tmp / "accounts").write_text(f"<sip:caller@127.0.0.1>;regint=0;audio_codecs={codec}\n")
+    return tmp
+
+
+async def dial(confdir: Path, port: int, seconds: int, transport: str = "udp") -> str:
+    """Run baresip: dial the bot, return its output once the call is over."""
+    assert BARESIP is not None
+    proc = await asyncio.create_subprocess_exec(
+        BARESIP,
+        "-f",
+        str(confdir),
+        "-e",
+        f"/dial sip:bot@127.0.0.1:{port};transport={transport}",
+        "-t",
+        str(seconds),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=confdir,
+    )
+    assert proc.stdout is not None
+    output = b""
+    try:
+        async with asyncio.timeout(seconds + 10):
+            while chunk := await proc.stdout.read(4096):
+                output += chunk
+                if b"terminated" in output:  # the call is over (either side hung up)
+                    break
+            await asyncio.sleep(0.5)  # let it answer a BYE and close its recording
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        output += await proc.stdout.read()
+        await proc.wait()
+    return output.decode(errors="replace")
+
+
+def heard(confdir: Path) -> np.ndarray:
+    """What baresip's speaker got (its decoded audio), at 16 kHz."""
+    (path,) = (confdir / "rec").glob("dump-*-dec.wav")
+    pcm, rate = read_wav(path)
+    resampler = StreamResampler(rate, 1, 16000, 1)
+    return np.concatenate([resampler.process(pcm), resampler.flush()])
+
+
+async def transcribe(pcm_16k: np.ndarray) -> str:
+    result = await WhisperEngine("tiny.en").transcribe(pcm_16k.astype(np.float32) / 32768, "en")
+    return " ".join(re.sub(r"[^a-z ]+", " ", result.text.lower()).split())
+
+
+@contextlib.asynccontextmanager
+async def sip_server(
+    pipeline: Path, outcomes: Path | None = None, max_calls: int = 4
+) -> AsyncIterator[tuple[int, list[Event], Any]]:
+    """The server's app with SIP on a free port, started as ``voicebot serve`` starts it."""
+    config = load_pipeline(pipeline)
+    if outcomes is not None:
+        config.dialog.outcomes = str(outcomes)
+    sip = SipSettings(port=0, rtp_timeout=RTP_TIMEOUT)
+    app = create_app(config, ServerSettings(sip=sip, max_calls=max_calls))
+    events: list[Event] = []
+    app.state.manager.listeners.append(events.append)
+    async with app.router.lifespan_context(app):
+        yield app.state.sip.port, events, app
+
+
+RTP_TIMEOUT = 3.0
+
+
+def of_type(events: list[Event], kind: str) -> list[Event]:
+    return [e for e in events if e["type"] == kind]
+
+
+async def until(condition: Callable[[], object], within: float) -> None:
+    """Poll ``condition`` every 50 ms; TimeoutError if it does not hold within ``within`` s."""
+    for _ in range(round(within / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"not within {within} s")
+
+
+async def ended(events: list[Event], within: float = 10.0) -> Event:
+    await until(lambda: of_type(events, "call_ended"), within)
+    (event,) = of_type(events, "call_ended")
+    return event
+
+
+@needs_baresip
+@pytest.mark.parametrize(
+    ("codec", "rate", "transport"),
+    [("PCMU", 8000, "udp"), ("G722", 16000, "udp"), ("PCMA", 8000, "tcp")],
+)
+async def test_baresip_calls_the_echo_bot_and_hangs_up(
+    tmp_path: Path, codec: str, rate: int, transport: str
+) -> None:
+    said = "Hello, can you hear me? I would like to book a table."
+    # 2.5 s before speaking, 6 s for the echo; at the WAV's end baresip hangs up
+    microphone = np.concatenate([silence(2.5, rate), say(said, rate), silence(6.0, rate)])
+    confdir = phone(tmp_path, write_wav(tmp_path / "caller.wav", microphone, rate), codec)
+    async with sip_server(ECHO) as (port, events, app):
+        output = await dial(confdir, port, seconds=30, transport=transport)
+        end = await ended(events)
+        metrics = app.state.metrics.render()[0].decode()
+        assert not app.state.manager.calls and not app.state.sip.calls  # all released
+    assert "Call established" in output and "audio error (0,end of file)" in output, output[-2000:]
+    assert f"Set audio decoder: {codec} {rate}Hz" in output  # the codec it offered was taken
+    (started,) = of_type(events, "call_started")
+    assert started["transport"] == "sip"
+    finals = [t["text"] for t in of_type(events, "transcript") if t["final"]]
+    assert len(finals) == 1 and "book a table" in finals[0].lower(), finals
+    assert end["reason"] == "hangup"  # the caller's BYE
+    assert 'voicebot_calls_total{reason="hangup",transport="sip"} 1.0' in metrics
+    assert 'voicebot_turns_total{transport="sip"} 1.0' in metrics
+
+    audio = heard(confdir)  # the echo came back over RTP, G.711 and all
+    assert np.sqrt(np.mean(audio.astype(np.float32) ** 2)) > 100, "baresip heard silence"
+    text = await transcribe(audio)
+    assert "you said" in text and "book a table" in text, text
+
+
+async def test_busy_hold_resume_and_the_rtp_timeout_hang_up() -> None:
+    """A bare SIP client (aiosipua's UAC, no media): the call limit answers 503; a
+    re-INVITE to ``sendonly`` holds the call (the bot stops sending, the RTP timeout
+    waits), one back to ``sendrecv`` resumes it, and then, with still no RTP from the
+    caller, the bot hangs up: the client gets our BYE."""
+    transport = UdpTransport(local_addr=("127.0.0.1", 0))
+    uac = SipUAC(transport)
+    client = SipUAS(transport, uac=uac)  # routes responses to the UAC, answers our BYE
+    byes: list[str] = []
+
+    def on_bye(call: IncomingCall, request: SipRequest) -> None:
+        byes.append(call.call_id)
+
+    client.on_bye = on_bye
+    await client.start()
+    me = transport._udp_transport.get_extra_info("sockname")  # type: ignore[union-attr]
+    uac.advertised_addr = client.advertised_addr = (me[0], me[1])
+
+    def sdp(direction: str = "sendrecv") -> Any:
+        offer = build_sdp("127.0.0.1", 40000, 0, "PCMU", session_id="1")
+        audio = offer.audio
+        assert audio is not None
+        audio.attributes.pop("sendrecv", None)
+        audio.attributes[direction] = []
+        return offer
+
+    try:
+        async with sip_server(ECHO, max_calls=1) as (port, events, app):
+            server = ("127.0.0.1", port)
+            first = uac.send_invite(
+                "sip:caller@127.0.0.1", f"sip:bot@127.0.0.1:{port}", server, sdp()
+            )
+            await first.wait_answered(10)
+            assert first.sdp_answer is not None and first.sdp_answer.audio is not None
+            assert first.sdp_answer.audio.formats[0] == "0"  # PCMU, as offered
+            second = uac.send_invite(
+                "sip:other@127.0.0.1", f"sip:bot@127.0.0.1:{port}", server, sdp()
+            )
+            with pytest.raises(RuntimeError, match="503"):
+                await second.wait_answered(10)
+            (call,) = app.state.sip.calls.values()
+            assert call.stream is not None and call.stream.sending
+
+            uac.send_reinvite(first.dialog, sdp("sendonly"), server)
+            await until(lambda: call.on_hold, 5)
+            assert not call.stream.sending
+            await asyncio.sleep(RTP_TIMEOUT + 1.5)  # on hold: no RTP is fine
+            assert not of_type(events, "call_ended")
+
+            uac.send_reinvite(first.dialog, sdp("sendrecv"), server)
+            end = await ended(events, within=RTP_TIMEOUT + 5)
+            assert not call.on_hold and end["reason"] == "rtp_timeout"
+            await until(lambda: byes, 5)
+            assert byes == [first.call_id]
+            metrics = app.state.metrics.render()[0].decode()
+            assert 'voicebot_offers_rejected_total{reason="busy",transport="sip"} 1.0' in metrics
+            assert 'voicebot_calls_total{reason="rtp_timeout",transport="sip"} 1.0' in metrics
+    finally:
+        await client.stop()
+
+
+def next_friday() -> str:
+    today = dt.date.today()
+    return (today + dt.timedelta(days=(4 - today.weekday()) % 7)).isoformat()
+
+
+# What the caller says, and roughly what the bot answers (its length sets the pause).
+BOOKING = [
+    ("Hi, I would like to book a table for four people on Friday.", "At what time?"),
+    (
+        "At seven in the evening.",
+        "A table for four on Friday, June sixth, at seven p m. Shall I book it?",
+    ),
+    (
+        "Yes, please.",
+        "Done! Your table for four on Friday at seven p m is booked. Is there anything "
+        "else I can do for you?",
+    ),
+    ("No, thank you.", "Thank you for calling. Goodbye!"),
+]
+GREETING = "Hello, thank you for calling Luigi's. How can I help you?"
+REPLY_MARGIN = 3.0  # s after the bot's reply would end: latency, then a person's pause
+
+
+@needs_baresip
+async def test_baresip_books_a_table_and_the_bot_hangs_up(tmp_path: Path) -> None:
+    # The caller's WAV speaks each answer once the bot's reply should be over (the
+    # flow asks "Are you still there?" only after 7 s of silence, so the margin is
+    # wide), and goes on long after the goodbye: the bot hangs up, not the WAV.
+    parts = [silence(len(say(GREETING)) / 16000 + REPLY_MARGIN, 8000)]
+    for text, reply in BOOKING:
+        parts += [say(text, 8000), silence(len(say(reply)) / 16000 + REPLY_MARGIN, 8000)]
+    parts.append(silence(20.0, 8000))
+    microphone = np.concatenate(parts)
+    confdir = phone(tmp_path, write_wav(tmp_path / "caller.wav", microphone))
+    db = tmp_path / "outcomes.db"
+    async with sip_server(RESTAURANT, outcomes=db) as (port, events, _):
+        output = await dial(confdir, port, seconds=round(len(microphone) / 8000) + 10)
+        end = await ended(events)
+    assert end["reason"] == "bot_hangup", [e for e in events if e["type"] != "transcript"]
+    # baresip did not hang up at the WAV's end ("audio error (0,end of file)"): our BYE did
+    assert "terminated" in output and "audio error" not in output, output[-2000:]
+    (started,) = of_type(events, "call_started")
+    assert started["transport"] == "sip"
+    story = [(e["type"], e.get("text") or e.get("name") or e.get("to")) for e in events]
+    intents = [i["name"] for i in of_type(events, "intent")]
+    assert intents == ["book_table", "inform", "affirm", "deny"], story
+    (outcome,) = of_type(events, "outcome")
+    assert outcome["kind"] == "booking"
+    from voicebot.dialog.outcomes import read_outcomes
+
+    (booking,) = read_outcomes(db)
+    assert booking.call_id == started["call_id"]
+    assert booking.slots == {
+        "party_size": 4,
+        "day": "friday",
+        "day_date": next_friday(),
+        "time": "19:00",
+    }
+    text = await transcribe(heard(confdir))
+    # the greeting, the read-back and the goodbye reached the phone (tiny.en hears
+    # "Luigi's" over 8 kHz as "Louis D's")
+    for words in ("thank you for calling", "shall i book it", "goodbye"):
+        assert words in text, text
+
+
+# --- voicebot serve --sip-port ----------------------------------------------------------
+
+
+def options(port: int, transport: str) -> str:
+    branch = f"z9hG4bK{transport}1"
+    request = (
+        f"OPTIONS sip:bot@127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport.upper()} 127.0.0.1:9;branch={branch};rport\r\n"
+        "From: <sip:probe@127.0.0.1>;tag=1\r\n"
+        f"To: <sip:bot@127.0.0.1:{port}>\r\n"
+        f"Call-ID: probe-{transport}@127.0.0.1\r\n"
+        "CSeq: 1 OPTIONS\r\n"
+        "Max-Forwards: 70\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        s.sendall(request)
+        return s.recv(4096).decode()
+
+
+def test_serve_answers_options_on_udp_and_tcp() -> None:
+    port = free_port()
+    with ServerProcess(ECHO, "--sip-port", str(port), "--no-warm-up"):
+        for transport in ("udp", "tcp"):
+            reply = options(port, transport)
+            assert reply.startswith("SIP/2.0 200 OK"), reply
+            assert "INVITE" in reply and "BYE" in reply, reply  # the Allow header

@@ -1,0 +1,164 @@
+"""The SIP listener (UAS) of ``voicebot serve``: answers INVITEs on UDP and TCP.
+
+Signalling is aiosipua's (transactions, dialogs, 100 Trying, 2xx
+retransmission until the ACK, OPTIONS keep-alives, CANCEL, session timers);
+this module admits each INVITE through the server's ``CallManager`` (the same
+call limit, metrics and events as WebRTC calls), answers it with a
+``SipCall`` and routes the dialog's later requests (BYE, re-INVITE) to it.
+Any user part is answered: ``sip:bot@host``, ``sip:+4930123@host``, … all
+reach the pipeline.
+
+At the call limit an INVITE gets ``503 Service Unavailable`` (a proxy tries
+its next server); an offer without a common codec gets ``488``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from aiosipua import IncomingCall, SipRequest, SipUAS
+from aiosipua.transport import SipTransport, TcpSipTransport
+
+from voicebot.server.calls import Busy
+from voicebot.server.sip_call import SipCall
+from voicebot.transports.sip.sdp import OfferNotAcceptable
+from voicebot.transports.sip.settings import SipSettings
+from voicebot.transports.sip.udp import ANY_HOST, UdpTransport, bound_port, default_ip, route_ip
+
+if TYPE_CHECKING:
+    from voicebot.server.calls import CallManager
+
+log = logging.getLogger(__name__)
+
+
+class SipServer:
+    """UDP and TCP listeners on one port, sharing their calls."""
+
+    def __init__(self, manager: CallManager, settings: SipSettings) -> None:
+        self.manager = manager
+        self.settings = settings
+        self.calls: dict[str, SipCall] = {}  # by SIP Call-ID
+        self.agents: list[SipUAS] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        """The UDP port listened on (the one asked for, or the one found for port 0)."""
+        return bound_port(self.agents[0].transport) if self.agents else self.settings.port
+
+    async def start(self) -> None:
+        s = self.settings
+        udp = await self._listen(UdpTransport(local_addr=(s.host, s.port)))
+        port = bound_port(udp)  # port 0 asked: TCP takes the one UDP got
+        await self._listen(TcpSipTransport(local_addr=(s.host, port)))
+        # A dialog's requests may come over either transport (a Contact has no transport
+        # parameter): both agents see every call.
+        self.agents[1]._calls = self.agents[0]._calls
+        log.info("sip: listening on %s:%d (UDP and TCP)", s.host, port)
+
+    async def _listen(self, transport: SipTransport) -> SipTransport:
+        s = self.settings
+        uas = SipUAS(transport, user_agent=s.user_agent, session_expires=s.session_expires)
+        uas.on_invite = lambda invite: self._spawn(self._answer(uas, invite))
+        uas.on_reinvite = self._on_reinvite
+        uas.on_bye = self._on_bye
+        uas.on_cancel = self._on_cancel
+        uas.on_ack_timeout = lambda invite: self._end(invite, "no_ack")
+        uas.on_session_expired = lambda invite: self._end(invite, "session_expired")
+        await uas.start()
+        advertised = s.advertised_host or (default_ip() if s.host in ANY_HOST else s.host)
+        uas.advertised_addr = (advertised, bound_port(transport))  # for Via and Contact
+        self.agents.append(uas)
+        return transport
+
+    async def stop(self) -> None:
+        """Stop listening (hang up the calls first: ``CallManager.close``)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for uas in self.agents:
+            await uas.stop()
+        self.agents.clear()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- requests -----------------------------------------------------------------
+    async def _answer(self, uas: SipUAS, invite: IncomingCall) -> None:
+        metrics = self.manager.metrics
+        call = SipCall(self.manager, invite, self.settings)
+        try:
+            self.manager.admit(call)
+        except Busy:
+            invite.reject(503, "Service Unavailable")
+            uas._calls.pop(invite.call_id, None)
+            return
+        try:
+            answer = await call.open(self._local_ip(invite), self.settings.host)
+        except OfferNotAcceptable as exc:
+            log.info("sip: INVITE %s refused: %s", invite.call_id, exc)
+            metrics.rejected.labels("bad_request", call.transport).inc()
+            invite.reject(488, "Not Acceptable Here")
+            uas._calls.pop(invite.call_id, None)
+            self.manager.withdraw(call)
+            call.abort()
+            return
+        except BaseException:
+            self.manager.withdraw(call)
+            call.abort()
+            raise
+        if invite.call_id not in uas._calls:  # CANCELled while we were getting ready
+            self.manager.withdraw(call)
+            call.abort()
+            return
+        invite.accept(answer.sdp)
+        self.calls[invite.call_id] = call
+        self.manager.started(call)
+        call.start()
+        assert call.task is not None
+        call.task.add_done_callback(lambda _: self._forget(uas, invite.call_id))
+        log.info(
+            "sip: call %s from %s answered (%s, call id %s)",
+            invite.call_id,
+            invite.caller,
+            answer.codec.name,
+            call.call_id,
+        )
+
+    def _forget(self, uas: SipUAS, sip_call_id: str) -> None:
+        self.calls.pop(sip_call_id, None)
+        uas._calls.pop(sip_call_id, None)
+
+    def _on_reinvite(self, invite: IncomingCall) -> None:
+        call = self.calls.get(invite.call_id)
+        if call is not None:
+            call.reinvited(self._local_ip(invite))
+
+    def _on_bye(self, invite: IncomingCall, request: SipRequest) -> None:
+        self._end(invite, "hangup")
+
+    def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        self._end_by_id(request.call_id or "", "cancelled")
+
+    def _end(self, invite: IncomingCall, reason: str) -> None:
+        self._end_by_id(invite.call_id, reason)
+
+    def _end_by_id(self, sip_call_id: str, reason: str) -> None:
+        call = self.calls.get(sip_call_id)
+        if call is not None:
+            call.hang_up(reason)
+
+    # --- addresses ----------------------------------------------------------------
+    def _local_ip(self, invite: IncomingCall) -> str:
+        """The address our SDP gives for media: advertised, bound, or the route to the caller."""
+        s = self.settings
+        if s.advertised_host:
+            return s.advertised_host
+        if s.host not in ANY_HOST:
+            return s.host
+        return route_ip(invite.source_addr[0])

@@ -1,0 +1,196 @@
+"""One phone call: a SIP dialog, its RTP stream, and the pipeline behind them.
+
+The call answers at once (200 OK with our SDP) and the pipeline starts with
+it, so the greeting is the first thing the caller hears. It ends on the
+caller's BYE (``hangup``), the flow's ``end`` (``bot_hangup``: we send the
+BYE once the goodbye has been played), no RTP for ``rtp_timeout`` seconds
+while not on hold (``rtp_timeout``), the session timer running out
+(``session_expired``), the 200 OK never being acknowledged (``no_ack``), the
+server's idle timeout or shutdown. Hold and resume arrive as re-INVITEs: the
+bot stops sending while held and the RTP timeout waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from aiosipua import IncomingCall
+
+from voicebot.call import build_call
+from voicebot.events import EventRecord
+from voicebot.server.calls import ACTIVITY
+from voicebot.transports.sip.codecs import RtpCodec
+from voicebot.transports.sip.rtp import RtpStream
+from voicebot.transports.sip.sdp import Answer, OfferNotAcceptable, answer_offer
+from voicebot.transports.sip.settings import SipSettings
+from voicebot.transports.webrtc import LiveClock, OutputTrack, TrackSource
+
+if TYPE_CHECKING:
+    from voicebot.server.calls import CallManager
+
+log = logging.getLogger(__name__)
+
+NO_MEDIA_TIMEOUT = 1e9  # TrackSource's own timeout: the call watches RTP itself (holds pause it)
+
+
+class SipCall:
+    """A caller on the phone; ``open`` binds its RTP port and answers the INVITE."""
+
+    transport = "sip"
+
+    def __init__(self, manager: CallManager, invite: IncomingCall, settings: SipSettings) -> None:
+        self.manager = manager
+        self.invite = invite
+        self.settings = settings
+        self.call_id = uuid.uuid4().hex[:12]
+        self.reason: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.clock = LiveClock()
+        self.stream: RtpStream | None = None
+        self.on_hold = False
+        self.answers = 0  # SDP answers given in this dialog (the o= version counts them)
+        self._session_id = str(int(time.time()))
+        self._running = False
+        self._last_active = 0.0
+
+    @property
+    def sip_call_id(self) -> str:
+        return self.invite.call_id
+
+    async def open(self, local_ip: str, rtp_host: str) -> Answer:
+        """Negotiate the offer, bind the RTP port and build the pipeline; raises
+        ``OfferNotAcceptable``. Nothing is sent to the caller yet."""
+        offer = self.invite.sdp_offer
+        if offer is None:
+            raise OfferNotAcceptable("INVITE without an SDP offer (late offer is not supported)")
+        answer = answer_offer(offer, local_ip, 0, self.settings.codecs)  # checks before binding
+        codec = RtpCodec(answer.codec)
+        self.stream = await RtpStream.bind(rtp_host, codec, answer.remote, self.settings.jitter_ms)
+        answer = self._answer(local_ip)
+        config = self.manager.config
+        self.source = TrackSource(NO_MEDIA_TIMEOUT, config.language)
+        self.source.attach(self.stream.track)
+        self.output = OutputTrack(self.clock.now, sample_rate=codec.spec.sample_rate)
+        self.pipeline = build_call(config, self.source, self.output, self.clock, self.call_id)
+        self.pipeline.ctx.transport = self.transport
+        self.manager.observe(self.pipeline.ctx.bus, self.transport)
+        self.pipeline.ctx.bus.subscribe(self._on_event)
+        self._hold(answer)
+        return answer
+
+    def _answer(self, local_ip: str) -> Answer:
+        assert self.stream is not None and self.invite.sdp_offer is not None
+        answer = answer_offer(
+            self.invite.sdp_offer,
+            local_ip,
+            self.stream.local_port,
+            (self.stream.codec.spec,),  # the codec stays for the whole call
+            session_id=self._session_id,
+            version=self.answers,
+        )
+        self.answers += 1
+        return answer
+
+    def _hold(self, answer: Answer) -> None:
+        assert self.stream is not None
+        self.on_hold = answer.on_hold
+        self.stream.renegotiated(answer.remote, answer.on_hold)
+
+    def reinvited(self, local_ip: str) -> None:
+        """A re-INVITE (hold, resume, a new address): answer it with the same codec."""
+        if self.invite.sdp_offer is None or self.stream is None:
+            self.invite.reject(488, "Not Acceptable Here")  # offerless re-INVITE: not supported
+            return
+        try:
+            answer = self._answer(local_ip)
+        except OfferNotAcceptable as exc:
+            log.info("call %s: re-INVITE refused: %s", self.call_id, exc)
+            self.invite.reject(488, "Not Acceptable Here")
+            return
+        self._hold(answer)
+        self.invite.accept(answer.sdp)
+        log.info("call %s: %s", self.call_id, "on hold" if answer.on_hold else "resumed")
+
+    # --- lifecycle ----------------------------------------------------------------
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"sip:{self.call_id}")
+
+    def hang_up(self, reason: str) -> None:
+        """End the call (the first reason given is the one reported)."""
+        if self.reason is None:
+            self.reason = reason
+        if self._running:
+            self.pipeline.hang_up(reason)
+        elif self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def _run(self) -> None:
+        assert self.stream is not None
+        loop = asyncio.get_running_loop()
+        sender = loop.create_task(self.stream.send(self.output), name=f"sip:{self.call_id}:rtp")
+        watchdog = loop.create_task(self._watch(), name=f"sip:{self.call_id}:watch")
+        try:
+            self._running = True
+            reason = await self.pipeline.run()
+            self.reason = self.reason or reason
+        except asyncio.CancelledError:
+            self.reason = self.reason or "cancelled"
+        finally:
+            self._running = False
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+            await self._close(sender)
+
+    async def _close(self, sender: asyncio.Task[None]) -> None:
+        try:
+            if self.reason != "hangup":
+                await self.output.drain()  # the goodbye's last words before the BYE
+        finally:
+            self.output.stop()
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            if self.invite.hangup() is not None:  # no-op unless the dialog is still up
+                log.info("call %s: BYE sent (%s)", self.call_id, self.reason)
+            if self.stream is not None:
+                self.stream.close()
+            self.manager.release(self)
+
+    # --- activity -----------------------------------------------------------------
+    def _on_event(self, event: EventRecord) -> None:
+        kind = event["type"]
+        if kind == "interrupted":
+            self.output.clear()
+        if kind in ACTIVITY:
+            self._last_active = event["t"]
+
+    async def _watch(self) -> None:
+        """Hang up on RTP silence (not while held) and on the server's idle timeout."""
+        assert self.stream is not None
+        idle_timeout = self.manager.settings.idle_timeout
+        rtp_timeout = self.settings.rtp_timeout
+        ctx = self.pipeline.ctx
+        while True:
+            await asyncio.sleep(min(1.0, rtp_timeout / 4, idle_timeout / 4))
+            if self.on_hold:
+                self.stream.last_packet = time.monotonic()
+            elif time.monotonic() - self.stream.last_packet > rtp_timeout:
+                self.hang_up("rtp_timeout")
+                return
+            now = ctx.now()
+            if ctx.state.bot_speaking:
+                self._last_active = now
+            elif now - self._last_active > idle_timeout:
+                self.hang_up("idle_timeout")
+                return
+
+    def abort(self) -> None:
+        """The call never started (CANCEL, failed answer): free what ``open`` took."""
+        if self.stream is not None:
+            self.stream.close()
+        with contextlib.suppress(AttributeError):
+            self.output.stop()

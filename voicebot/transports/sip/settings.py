@@ -1,0 +1,21 @@
+"""How the server answers phone calls over SIP (``voicebot serve --sip-port``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voicebot.transports.sip.codecs import CODECS, CodecSpec
+
+
+@dataclass
+class SipSettings:
+    """Where to listen and when to give up on a call; the pipeline says what the call does."""
+
+    port: int = 5060  # UDP and TCP
+    host: str = "127.0.0.1"  # 0.0.0.0: every interface
+    advertised_host: str | None = None  # the address peers reach us at (NAT); default: host
+    rtp_timeout: float = 30.0  # no RTP from the caller for this long (not on hold): hang up
+    session_expires: int | None = 1800  # RFC 4028 session timer; None: off
+    jitter_ms: int = 20  # caller audio held back for late packets (one 20 ms frame)
+    codecs: tuple[CodecSpec, ...] = CODECS  # in order of preference
+    user_agent: str = "voicebot"
