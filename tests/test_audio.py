@@ -14,8 +14,8 @@ from speech import say, silence
 from voicebot.audio.denoise import Denoiser
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler
-from voicebot.audio.resample_bench import boundary_ratio, compare, poly_frame
 from voicebot.audio.vad import Endpointer, SpeechEnd, SpeechStart, Voice
+from voicebot.bench.resample import boundary_ratio, compare, poly_frame
 from voicebot.config import VadSettings
 
 AMP = 10000.0

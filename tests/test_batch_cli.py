@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from speech_node import speech_node
+
+from voicebot.server.child import ChildServer
 
 
 def voicebot(
@@ -34,8 +35,8 @@ def words(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[str]:
-    with speech_node("--requests-per-minute", "100000") as url:
-        yield url
+    with ChildServer("speech-server", "--requests-per-minute", "100000", capture=True) as node:
+        yield node.url + "/v1"
 
 
 def test_speak_then_transcribe_locally(tmp_path):

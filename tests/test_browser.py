@@ -24,7 +24,7 @@ import pytest
 from playwright.async_api import Page, async_playwright
 from speech import say
 
-from voicebot.bench_calls import ServerProcess
+from voicebot.server.child import ChildServer
 from voicebot.transports.file import write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,19 +112,19 @@ async def bot_finished(page: Page, replies: int, within_ms: float = 30000) -> No
 
 
 @pytest.fixture(scope="module")
-def echo_server() -> Iterator[ServerProcess]:
-    with ServerProcess(ECHO) as server:
+def echo_server() -> Iterator[ChildServer]:
+    with ChildServer("serve", ECHO) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def restaurant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def restaurant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildServer]:
     db = tmp_path_factory.mktemp("outcomes") / "outcomes.db"
-    with ServerProcess(RESTAURANT, "--outcomes-db", str(db)) as server:
+    with ChildServer("serve", RESTAURANT, "--outcomes-db", str(db)) as server:
         yield server
 
 
-async def test_demo_page_call(echo_server: ServerProcess, tmp_path: Path) -> None:
+async def test_demo_page_call(echo_server: ChildServer, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     async with chromium_page(fake_microphone(tmp_path / "caller.wav", SENTENCE, 1.0)) as page:
         await page.goto(echo_server.url + "/")
@@ -158,9 +158,7 @@ async def test_demo_page_call(echo_server: ServerProcess, tmp_path: Path) -> Non
     await released(echo_server.url)
 
 
-async def test_demo_page_restaurant_booking(
-    restaurant_server: ServerProcess, tmp_path: Path
-) -> None:
+async def test_demo_page_restaurant_booking(restaurant_server: ChildServer, tmp_path: Path) -> None:
     """The default bot: greeting, a spoken request, typed answers, the booking on screen."""
     ARTIFACTS.mkdir(exist_ok=True)
     # The caller speaks once the ~3.5 s greeting is over.

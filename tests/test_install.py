@@ -8,7 +8,6 @@ folder, answers a real WebRTC call with the restaurant bot.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import sysconfig
@@ -20,6 +19,7 @@ import httpx
 import pytest
 from speech import say
 
+from voicebot.server.child import ChildServer
 from voicebot.transports.webrtc_client import Caller
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,32 +127,16 @@ def test_help_is_plain_text(installed: Path) -> None:
 @pytest.fixture(scope="module")
 def served(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("work")  # an empty folder: nothing of the checkout
-    port = 18000 + os.getpid() % 1000
-    proc = subprocess.Popen(
-        [str(installed / "voicebot"), "serve", "--host", "0.0.0.0", "--port", str(port)],
+    server = ChildServer(
+        "serve",
+        program=[installed / "voicebot"],
+        host="0.0.0.0",
         cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        capture=True,
+        startup_timeout=180,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read() if proc.stderr else "server exited")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError("the installed server did not come up")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with server:
+        yield server.url
     assert (work / "var" / "outcomes.db").is_file()  # bookings go to the working folder
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.nlu.match_bench import bench
+from voicebot.bench.match import bench
 from voicebot.nlu.slots import DaySlot, IntegerSlot, TimeSlot
 from voicebot.nlu.template_matcher import IntentSet, TemplateMatcher, load_intents
 

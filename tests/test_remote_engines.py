@@ -1,7 +1,7 @@
 """Remote ASR/TTS engines over real HTTP/WebSocket: retries, caches, costs, budget fallback.
 
 The provider is either the fault-injecting server of ``tests/faults.py`` (scripted
-429/503/timeouts/truncation) or a real voicebot speech node (``tests/speech_node.py``).
+429/503/timeouts/truncation) or a real voicebot speech node (``voicebot.server.child``).
 The local fallback engines are the real Whisper and Piper engines.
 """
 
@@ -17,7 +17,6 @@ import jiwer
 import numpy as np
 import pytest
 from faults import FaultServer
-from speech_node import speech_node
 
 from voicebot.asr.fallback import FallbackAsrEngine
 from voicebot.asr.remote import OpenAiAsrEngine
@@ -29,6 +28,7 @@ from voicebot.providers.errors import ProviderError
 from voicebot.providers.http import ProviderClient, ProviderSettings
 from voicebot.providers.retry import RetryPolicy
 from voicebot.samples import speak, write_caller
+from voicebot.server.child import ChildServer
 from voicebot.tts.fallback import FallbackTtsEngine
 from voicebot.tts.remote import PCM_RATE, OpenAiTtsEngine, WebSocketTtsEngine
 
@@ -273,8 +273,8 @@ async def test_tts_broken_stream_ends_the_clause_and_rests_the_provider(fault, t
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[str]:
-    with speech_node() as url:
-        yield url
+    with ChildServer("speech-server", capture=True) as node:
+        yield node.url + "/v1"
 
 
 async def test_engines_against_a_speech_node(node, tmp_path):

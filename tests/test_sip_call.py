@@ -28,11 +28,11 @@ from speech import say, silence
 
 from voicebot.asr.whisper import WhisperEngine
 from voicebot.audio.resample import StreamResampler
-from voicebot.bench_calls import ServerProcess, free_port
 from voicebot.config import load_pipeline
-from voicebot.events import Event
+from voicebot.events import EventRecord
 from voicebot.server.app import create_app
 from voicebot.server.calls import ServerSettings
+from voicebot.server.child import ChildServer, free_port
 from voicebot.transports.sip.codecs import G722, PCMA, PCMU, RtpCodec
 from voicebot.transports.sip.rtp import RtpStream
 from voicebot.transports.sip.sdp import OfferNotAcceptable, answer_offer
@@ -228,14 +228,14 @@ async def transcribe(pcm_16k: np.ndarray) -> str:
 @contextlib.asynccontextmanager
 async def sip_server(
     pipeline: Path, outcomes: Path | None = None, max_calls: int = 4
-) -> AsyncIterator[tuple[int, list[Event], Any]]:
+) -> AsyncIterator[tuple[int, list[EventRecord], Any]]:
     """The server's app with SIP on a free port, started as ``voicebot serve`` starts it."""
     config = load_pipeline(pipeline)
     if outcomes is not None:
         config.dialog.outcomes = str(outcomes)
     sip = SipSettings(port=0, rtp_timeout=RTP_TIMEOUT)
     app = create_app(config, ServerSettings(sip=sip, max_calls=max_calls))
-    events: list[Event] = []
+    events: list[EventRecord] = []
     app.state.manager.listeners.append(events.append)
     async with app.router.lifespan_context(app):
         yield app.state.sip.port, events, app
@@ -244,7 +244,7 @@ async def sip_server(
 RTP_TIMEOUT = 3.0
 
 
-def of_type(events: list[Event], kind: str) -> list[Event]:
+def of_type(events: list[EventRecord], kind: str) -> list[EventRecord]:
     return [e for e in events if e["type"] == kind]
 
 
@@ -257,7 +257,7 @@ async def until(condition: Callable[[], object], within: float) -> None:
     raise TimeoutError(f"not within {within} s")
 
 
-async def ended(events: list[Event], within: float = 10.0) -> Event:
+async def ended(events: list[EventRecord], within: float = 10.0) -> EventRecord:
     await until(lambda: of_type(events, "call_ended"), within)
     (event,) = of_type(events, "call_ended")
     return event
@@ -447,7 +447,7 @@ def options(port: int, transport: str) -> str:
 
 def test_serve_answers_options_on_udp_and_tcp() -> None:
     port = free_port()
-    with ServerProcess(ECHO, "--sip-port", str(port), "--no-warm-up"):
+    with ChildServer("serve", ECHO, "--sip-port", str(port), "--no-warm-up"):
         for transport in ("udp", "tcp"):
             reply = options(port, transport)
             assert reply.startswith("SIP/2.0 200 OK"), reply

@@ -21,10 +21,10 @@ import numpy as np
 import openai
 import pytest
 import websockets
-from speech_node import speech_node
 
 from voicebot.audio.codecs import decode_audio
 from voicebot.samples import speak
+from voicebot.server.child import ChildServer
 
 KEY = "sk-node-test-key"
 SENTENCE = "Please book a table for four people on Friday evening."
@@ -41,14 +41,16 @@ def words(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[str]:
-    with speech_node(
+    with ChildServer(
+        "speech-server",
         "--requests-per-minute",
         "6000",
         "--max-concurrency",
         "2",
         env={"VOICEBOT_API_KEYS": f"other-key,{KEY}"},
-    ) as url:
-        yield url
+        capture=True,
+    ) as node:
+        yield node.url + "/v1"
 
 
 @pytest.fixture(scope="module")
@@ -360,7 +362,10 @@ def test_overload_answers_503(node):
 
 
 def test_rate_limit_answers_429_with_retry_after():
-    with speech_node("--requests-per-minute", "2", "--no-warm-up") as url:
+    with ChildServer(
+        "speech-server", "--requests-per-minute", "2", "--no-warm-up", capture=True
+    ) as node:
+        url = node.url + "/v1"
         limited = openai.OpenAI(base_url=url, api_key="none", max_retries=0)
         got = []
         for _ in range(4):

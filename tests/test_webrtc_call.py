@@ -26,9 +26,9 @@ from aiortc.rtp import RtpPacket
 from speech import say
 
 from voicebot.asr.whisper import WhisperEngine
-from voicebot.bench_calls import ServerProcess
 from voicebot.clock import Clock
 from voicebot.samples import speak
+from voicebot.server.child import ChildServer
 from voicebot.transports.jitter import AudioJitterBuffer, audio_jitter_ms, set_audio_jitter
 from voicebot.transports.pacing import FramePacer
 from voicebot.transports.webrtc import CUSHION, OutputTrack
@@ -78,8 +78,8 @@ async def transcribe(audio_48k: np.ndarray) -> str:
 
 
 @pytest.fixture(scope="module")
-def echo_server() -> Iterator[ServerProcess]:
-    with ServerProcess(ECHO) as server:
+def echo_server() -> Iterator[ChildServer]:
+    with ChildServer("serve", ECHO) as server:
         yield server
 
 
@@ -252,7 +252,7 @@ async def test_audio_jitter_is_set_on_a_receiver_and_checked() -> None:
 ECHO_TURNS = ["Hello, I would like to book a table.", "For four people on Friday evening."]
 
 
-async def test_echo_call_end_to_end(echo_server: ServerProcess) -> None:
+async def test_echo_call_end_to_end(echo_server: ChildServer) -> None:
     async with Caller(echo_server.url) as caller:
         answer = await caller.connect()
         assert answer["pipeline"] == "echo"
@@ -293,7 +293,7 @@ OVER = "Actually, make it Sunday."
 
 
 async def test_barge_in_stops_playback_and_the_new_turn_is_answered(
-    echo_server: ServerProcess,
+    echo_server: ChildServer,
 ) -> None:
     async with Caller(echo_server.url) as caller:
         await caller.connect()
@@ -340,7 +340,7 @@ def process_stats(pid: int) -> tuple[int, int, int]:
     return rss, threads, len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
-async def test_calls_release_everything(echo_server: ServerProcess) -> None:
+async def test_calls_release_everything(echo_server: ChildServer) -> None:
     """Sequential calls leave nothing behind: memory, threads and descriptors.
 
     RSS is sampled after every call. The shared engines' memory (ONNX runtime's
@@ -390,8 +390,8 @@ def restaurant_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def restaurant_server(restaurant_db: Path) -> Iterator[ServerProcess]:
-    with ServerProcess(RESTAURANT, "--outcomes-db", str(restaurant_db)) as server:
+def restaurant_server(restaurant_db: Path) -> Iterator[ChildServer]:
+    with ChildServer("serve", RESTAURANT, "--outcomes-db", str(restaurant_db)) as server:
         yield server
 
 
@@ -415,7 +415,7 @@ BOOKING = [
 ]
 
 
-async def test_restaurant_booking_call(restaurant_server: ServerProcess) -> None:
+async def test_restaurant_booking_call(restaurant_server: ChildServer) -> None:
     # The caller answers as soon as the bot is done, like a person: its speech is
     # synthesized before dialing and what it heard is transcribed after hanging up.
     # (Loading Piper and Whisper in between turns on a loaded machine once took longer
@@ -484,7 +484,7 @@ def booked_ids(db: Path) -> set[int | None]:
 
 
 async def test_natural_caller_with_a_misheard_word_books_over_webrtc(
-    restaurant_server: ServerProcess, restaurant_db: Path
+    restaurant_server: ChildServer, restaurant_db: Path
 ) -> None:
     from voicebot.dialog.outcomes import read_outcomes
 

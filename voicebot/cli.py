@@ -126,49 +126,6 @@ def _cmd_make_caller(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.what == "match":
-        return _bench_match(args)
-    if args.what == "calls":
-        from voicebot.bench_calls import bench_calls_main
-
-        return bench_calls_main(args)
-    if args.what == "understanding":
-        from voicebot.bench_understanding import bench_understanding_main
-
-        if args.json_path == "bench-loop.json":
-            args.json_path = "bench-understanding.json"
-        return bench_understanding_main(args)
-    if args.what == "providers":
-        from voicebot.bench_providers import bench_providers_main
-
-        if args.json_path == "bench-loop.json":
-            args.json_path = "bench-providers.json"
-        return bench_providers_main(args)
-    from voicebot.bench import main as bench_main
-
-    return bench_main(args)
-
-
-def _bench_match(args: argparse.Namespace) -> int:
-    import json
-
-    from voicebot.nlu.match_bench import bench
-
-    result = bench(n_intents=50, rounds=args.repeat)
-    print(
-        f"intent matching, 50 intents x 2 languages, {result.get('samples', '?')} samples: "
-        f"p50 {result['p50_ms']:.3f} ms  p90 {result['p90_ms']:.3f} ms  "
-        f"p99 {result['p99_ms']:.3f} ms  max {result['max_ms']:.3f} ms "
-        f"(load {result['load_ms']:.0f} ms)"
-    )
-    path = Path(args.json_path if args.json_path != "bench-loop.json" else "bench-match.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-    print(f"JSON: {path}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voicebot",
@@ -227,31 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     caller.add_argument("--rate", type=int, default=16000, help="sample rate of the WAV")
     caller.set_defaults(func=_cmd_make_caller)
 
-    bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
-    bench.add_argument(
-        "what",
-        choices=["loop", "match", "calls", "providers", "understanding"],
-        help="loop: the voice loop's figures; match: intent matching speed; "
-        "calls: WebRTC callers against a server; providers: speech provider "
-        "latency, first byte, throughput, cost; understanding: the corpora "
-        "spoken through the audio paths, recognised and matched",
-    )
-    bench.add_argument("--pipeline", default=None, help="pipeline YAML (default: echo)")
-    bench.add_argument("--json", dest="json_path", default="bench-loop.json", help="JSON output")
-    bench.add_argument("--repeat", type=int, default=5, help="repetitions per measurement")
-    bench.add_argument("--fast", action="store_true", help="run the voice loop with the fast clock")
-    bench.set_defaults(func=_cmd_bench)
-
     from voicebot.batch import add_batch_parsers
-    from voicebot.bench_calls import add_bench_calls_arguments
-    from voicebot.bench_providers import add_bench_providers_arguments
-    from voicebot.bench_understanding import add_arguments as add_bench_understanding_arguments
+    from voicebot.bench.command import add_bench_parser
     from voicebot.server.serve import add_serve_parser
     from voicebot.server.speech_server import add_speech_server_parser
 
-    add_bench_calls_arguments(bench)
-    add_bench_providers_arguments(bench)
-    add_bench_understanding_arguments(bench)
+    add_bench_parser(sub)
     add_serve_parser(sub)
     add_speech_server_parser(sub)
     add_batch_parsers(sub)

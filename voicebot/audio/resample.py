@@ -5,7 +5,7 @@ history across calls, so a stream cut into 20 ms frames comes out as if it had
 been converted in one piece (no clicks at frame boundaries), and costs a few
 microseconds per frame. ``scipy.signal.resample_poly`` applied frame by frame
 is both slower and stateless: every frame edge is filtered against zeros.
-``voicebot/audio/resample_bench.py`` measures both.
+``voicebot/bench/resample.py`` measures both.
 
 Output timing is zero-phase: output sample ``k`` is the signal at
 ``k / out_rate`` seconds from the first input sample. The converter only holds

@@ -29,7 +29,7 @@ the normalized words.
 Modules: ``intent_file`` (YAML format, first pass) and ``intent_compile`` (templates,
 diagnostics) load; ``templates`` parses with hassil; ``normalize`` and ``slots`` /
 ``slot_time`` make text and values comparable; ``wordgraph`` (exact tier) and ``fuzzy``
-match; ``llm`` is the optional fallback; ``match_bench`` measures.
+match; ``llm`` is the optional fallback; ``voicebot.bench.match`` measures.
 """
 
 from __future__ import annotations

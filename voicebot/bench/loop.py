@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from scipy.signal import resample_poly
 
 from voicebot import runtime
 from voicebot.audio.stages import ResampleStage, VadStage
+from voicebot.bench.stats import summary
 from voicebot.bundled import pipeline
 from voicebot.clock import FastClock
 from voicebot.config import PipelineConfig, load_pipeline
@@ -49,25 +49,6 @@ REPLIES = (
     "A table for four on Friday at half past seven, shall I book it?",
     "Welcome to Luigi's. How can I help you?",
 )
-
-
-def nearest_rank(ordered: list[float], p: float) -> float:
-    """The ``p``-th percentile of sorted ``ordered`` by nearest rank (no interpolation)."""
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    """Median and tail percentiles (nearest rank) of ``values``."""
-    if not values:
-        return {"n": 0}
-    ordered = sorted(values)
-    return {
-        "n": len(values),
-        "p50": round(statistics.median(ordered), 3),
-        "p90": round(nearest_rank(ordered, 90), 3),
-        "p99": round(nearest_rank(ordered, 99), 3),
-        "max": round(ordered[-1], 3),
-    }
 
 
 # --- frame path ----------------------------------------------------------------
@@ -134,7 +115,7 @@ async def frame_path(speech: np.ndarray, seconds: float = 60.0) -> dict[str, Any
     return {
         "frames": frames,
         "total_us_per_frame": round(wall / frames * 1e6, 1),
-        "stages_us": {name: stats(v) for name, v in per_stage.items()},
+        "stages_us": {name: summary(v) for name, v in per_stage.items()},
         "drops": sum(e.dropped for e in pipeline.edges),
     }
 
@@ -160,7 +141,7 @@ async def asr_latency(config: PipelineConfig, repeat: int) -> dict[str, Any]:
             start = time.perf_counter()
             result = await session.finish()
             times.append((time.perf_counter() - start) * 1000)
-        out[f"{len(audio) / 16000:.1f}s"] = {**stats(times), "text": result.text}
+        out[f"{len(audio) / 16000:.1f}s"] = {**summary(times), "text": result.text}
     return out
 
 
@@ -181,7 +162,7 @@ async def tts_first_audio(config: PipelineConfig, repeat: int) -> dict[str, Any]
             await anext(chunks)
             times.append((time.perf_counter() - start) * 1000)
             await chunks.aclose()  # type: ignore[attr-defined]
-    return stats(times)
+    return summary(times)
 
 
 async def voice_loop(config: PipelineConfig, fast: bool) -> dict[str, Any]:
@@ -199,7 +180,7 @@ async def voice_loop(config: PipelineConfig, fast: bool) -> dict[str, Any]:
     return {
         "mode": "fast" if fast else "real-time",
         "turns": len(turns),
-        **{k: stats([t[k] for t in turns if t[k] is not None]) for k in keys},
+        **{k: summary([t[k] for t in turns if t[k] is not None]) for k in keys},
         "worst_loop_lag_ms": ended["worst_loop_lag_ms"],
         "loop": ended["loop"],
         "drops": ended.get("drops", {}),
@@ -207,7 +188,7 @@ async def voice_loop(config: PipelineConfig, fast: bool) -> dict[str, Any]:
 
 
 async def bench_loop(config: PipelineConfig, repeat: int, fast: bool) -> dict[str, Any]:
-    from voicebot.audio.resample_bench import compare
+    from voicebot.bench.resample import compare
     from voicebot.samples import speak
 
     speech = speak(" ".join(UTTERANCES[3:]))

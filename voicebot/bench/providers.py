@@ -20,14 +20,17 @@ import asyncio
 import contextlib
 import io
 import json
-import statistics
 import time
 import wave
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from voicebot.bench.stats import summary
+from voicebot.server.child import ChildServer
 
 SENTENCES = (
     "Thank you for calling the restaurant, how can I help you today?",
@@ -38,20 +41,9 @@ SENTENCES = (
 TTS_TEXT = "Your table for four is booked for Friday at half past seven. See you then!"
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    """avg, p50, p95, p99 (nearest rank) in the values' unit."""
-    from voicebot.bench import nearest_rank
-
-    if not values:
-        return {"n": 0}
-    ordered = sorted(values)
-    return {
-        "n": len(values),
-        "avg": round(statistics.fmean(values), 1),
-        "p50": round(statistics.median(values), 1),
-        "p95": round(nearest_rank(ordered, 95), 1),
-        "p99": round(nearest_rank(ordered, 99), 1),
-    }
+def latencies(values: list[float]) -> dict[str, float]:
+    """n, avg, p50, p95, p99 in the values' unit."""
+    return summary(values, (50, 95, 99), digits=1, mean=True, maximum=False)
 
 
 def speech_wav(seconds: float) -> bytes:
@@ -183,10 +175,8 @@ async def measure(
     audio_s = busy_s = 0.0
     for seconds in sizes:
         wav = await asyncio.to_thread(speech_wav, seconds)
-        values, wall, errors = await timed(
-            requests, concurrency, lambda _i, w=wav: target.transcribe_ms(w)
-        )
-        out["transcription_ms"][f"{seconds:g}s"] = {**summary(values), "errors": len(errors)}
+        values, wall, errors = await timed(requests, concurrency, partial(_transcribe, target, wav))
+        out["transcription_ms"][f"{seconds:g}s"] = {**latencies(values), "errors": len(errors)}
         audio_s += seconds * requests
         busy_s += wall
     out["asr_real_time_factor"] = round(audio_s / busy_s, 2) if busy_s else None
@@ -194,7 +184,7 @@ async def measure(
     for protocol in protocols:
         firsts = [(await target.tts_ms(TTS_TEXT, protocol))[0] for _ in range(tts_requests)]
         name = {"openai": "standard", "websocket": "streaming"}.get(protocol, "local")
-        out["tts_first_byte_ms"][name] = summary(firsts)
+        out["tts_first_byte_ms"][name] = latencies(firsts)
     text = text_of(chars)
     done, wall, errors = await timed(
         throughput_requests, concurrency, lambda _i: _last(target.tts_ms(text, protocols[0]))
@@ -209,6 +199,10 @@ async def measure(
     }
     out["cost_per_audio_hour_usd"] = round(target.price_per_audio_hour, 4)
     return out
+
+
+async def _transcribe(target: Target, wav: bytes, _i: int) -> float:
+    return await target.transcribe_ms(wav)
 
 
 async def _last(pair: Awaitable[tuple[float, float]]) -> float:
@@ -256,45 +250,14 @@ def _maybe_node(spec: str) -> Iterator[str]:
     if spec != "node":
         yield spec
         return
-    import socket
-    import subprocess
-    import sys
-
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voicebot",
-            "speech-server",
-            "--port",
-            str(port),
-            "--requests-per-minute",
-            "100000",
-            "--max-concurrency",
-            "16",
-        ]
-    )  # the engines queue; no 503s
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the speech node did not start")
-            time.sleep(0.2)
-        yield f"voicebot=http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    node = ChildServer(  # a high request limit: the engines queue, no 503s
+        "speech-server", "--requests-per-minute", "100000", "--max-concurrency", "16"
+    )
+    with node:
+        yield f"voicebot={node.url}/v1"
 
 
-def add_bench_providers_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("providers")
     g.add_argument(
         "--engine",
@@ -310,7 +273,7 @@ def add_bench_providers_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--chars", type=int, default=500, help="providers: characters per request")
 
 
-def bench_providers_main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from voicebot import runtime
 
     sizes = [float(s) for s in args.sizes.split(",") if s.strip()]

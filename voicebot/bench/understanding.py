@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from voicebot.bench import nearest_rank
+from voicebot.bench.stats import percentile
 
 PATHS = ("16k", "opus", "ulaw", "16k+noise", "opus+noise", "ulaw+noise")
 VOICES = {
@@ -91,7 +90,8 @@ def speak(text: str, engine: str, voice: str, rate: float) -> np.ndarray:
     """16 kHz int16 speech of ``text`` (cached)."""
     path = _cache() / "audio" / f"{_key('speech', engine, voice, rate, text)}.npy"
     if path.is_file():
-        return np.load(path)
+        cached: np.ndarray = np.load(path)
+        return cached
     from scipy.signal import resample_poly
 
     if engine == "piper":
@@ -204,15 +204,15 @@ class Cell:
         for score in self.scores:
             summary.add(score)
         rates = summary.rates()
-        ms = sorted(summary.match_ms) or [0.0]
-        asr = sorted(self.asr_ms) or [0.0]
+        ms = summary.match_ms or [0.0]
+        asr = self.asr_ms or [0.0]
         return {
             **rates,
             "wer": self.edits / max(self.words, 1),
-            "match_p50_ms": round(statistics.median(ms), 3),
-            "match_p99_ms": round(nearest_rank(ms, 99), 3),
-            "asr_p50_ms": round(statistics.median(asr), 1),
-            "asr_p95_ms": round(nearest_rank(asr, 95), 1),
+            "match_p50_ms": round(percentile(ms, 50), 3),
+            "match_p99_ms": round(percentile(ms, 99), 3),
+            "asr_p50_ms": round(percentile(asr, 50), 1),
+            "asr_p95_ms": round(percentile(asr, 95), 1),
         }
 
 
@@ -427,7 +427,7 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     )
 
 
-def bench_understanding_main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     report = asyncio.run(run(args))
     path = Path(args.json_path)
     path.parent.mkdir(parents=True, exist_ok=True)

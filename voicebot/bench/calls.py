@@ -19,10 +19,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,7 +29,9 @@ import httpx
 import numpy as np
 
 from voicebot import runtime
+from voicebot.bench.stats import percentile, summary
 from voicebot.bundled import pipeline
+from voicebot.server.child import ChildServer
 from voicebot.transports.webrtc_client import Caller
 
 DEFAULT_PIPELINE = pipeline("echo")
@@ -42,89 +40,6 @@ UTTERANCES = (
     "I would like to book a table for tonight.",
     "Could I come on Friday at seven?",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """``voicebot serve`` in a child process on a free loopback port, stopped on exit.
-
-    The child gets SIGTERM when this process dies, so an aborted test run or
-    benchmark leaves nothing behind.
-    """
-
-    def __init__(
-        self,
-        pipeline: str | Path,
-        *args: str,
-        env: dict[str, str] | None = None,
-        startup_timeout: float = 120.0,
-    ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [
-            sys.executable,
-            "-m",
-            "voicebot.server.serve",
-            str(pipeline),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            *args,
-        ]
-        self.env = {**os.environ, **(env or {})}
-        self.startup_timeout = startup_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> ServerProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.command, env=self.env, preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.command}")
-            with contextlib.suppress(httpx.HTTPError):  # not listening yet
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server did not come up within {self.startup_timeout} s")
-
-    def stop(self, timeout: float = 20.0) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it if the parent dies (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 # --- one caller ---------------------------------------------------------------------
@@ -183,23 +98,9 @@ async def talk(
 # --- the benchmark ------------------------------------------------------------------
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, -(-len(ordered) * p // 100) - 1))]
-
-
 def summarize(latencies: list[float]) -> dict[str, Any]:
-    if not latencies:
-        return {"n": 0}
-    ms = [x * 1000 for x in latencies]
-    return {
-        "n": len(ms),
-        "p50": round(percentile(ms, 50), 1),
-        "p95": round(percentile(ms, 95), 1),
-        "p99": round(percentile(ms, 99), 1),
-        "max": round(max(ms), 1),
-    }
+    """n, p50, p95, p99 and max of per-turn latencies (seconds), in ms."""
+    return summary([x * 1000 for x in latencies], (50, 95, 99), digits=1)
 
 
 STAGES = ("endpoint_ms", "asr_ms", "dialog_ms", "tts_ms", "playback_ms", "voice_to_voice_ms")
@@ -211,10 +112,7 @@ def server_side(turns: list[dict[str, Any]]) -> dict[str, Any]:
     for key in STAGES:
         values = [t[key] for t in turns if t.get(key) is not None]
         if values:
-            out[key] = {
-                "p50": round(percentile(values, 50), 1),
-                "p95": round(percentile(values, 95), 1),
-            }
+            out[key] = {f"p{p}": round(percentile(values, p), 1) for p in (50, 95)}
     return out
 
 
@@ -303,7 +201,7 @@ def _row(level: dict[str, Any], budget: int) -> str:
     )
 
 
-def add_bench_calls_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``voicebot bench calls``; options the parser already has are left alone."""
     have = set(parser._option_string_actions)  # the shared bench parser may define --pipeline
 
@@ -342,7 +240,7 @@ def add_bench_calls_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def bench_calls_main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     """Run ``voicebot bench calls``: print the table, write JSON."""
     token = os.environ.get("VOICEBOT_TOKEN")
     levels = (
@@ -365,7 +263,8 @@ def bench_calls_main(args: argparse.Namespace) -> int:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             extra = [] if args.jitter_ms is None else ["--jitter-ms", str(args.jitter_ms)]
             server = stack.enter_context(
-                ServerProcess(  # bookings made by the bench go nowhere
+                ChildServer(  # bookings made by the bench go nowhere
+                    "serve",
                     pipeline,
                     "--max-calls",
                     str(max_calls),
@@ -385,7 +284,7 @@ def bench_calls_main(args: argparse.Namespace) -> int:
                 caller_jitter_ms=args.caller_jitter_ms,
             )
         )
-    single = next((lv for lv in result["levels"] if lv["calls"] == 1), {})
+    single: dict[str, Any] = next((lv for lv in result["levels"] if lv["calls"] == 1), {})
     print(
         f"single call p50 {single.get('p50')} ms; {result['max_calls_within_budget']} "
         f"concurrent call(s) keep p95 within {result['budget_ms']} ms"
@@ -395,13 +294,3 @@ def bench_calls_main(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(result, indent=2))
     print(f"JSON: {out}")
     return 0 if result["max_calls_within_budget"] else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m voicebot.bench_calls", description=__doc__)
-    add_bench_calls_arguments(parser)
-    return bench_calls_main(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Per-frame cost and quality of the audio hot path (run by ``voicebot bench``).
+"""Per-frame cost and quality of the audio hot path (part of ``voicebot bench loop``).
 
 ``compare`` justifies the resampler choice: the streaming ``StreamResampler``
 (libswresample, state kept across frames) against ``scipy.signal.resample_poly``
@@ -24,6 +24,7 @@ from voicebot.audio.denoise import Denoiser
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import Endpointer
+from voicebot.bench.stats import percentile
 from voicebot.config import VadSettings
 
 CASES: tuple[tuple[int, int, int, int], ...] = (
@@ -92,7 +93,9 @@ def snr_db(parts: list[np.ndarray], rate: int, channels: int) -> float:
     ideal = AMPLITUDE * np.sin(2 * np.pi * TONE_HZ * np.arange(y.size) / rate)
     skip = rate // 100
     err = (y - ideal)[skip:-skip]
-    return float(10 * np.log10(np.mean(ideal[skip:-skip] ** 2) / max(np.mean(err**2), 1e-12)))
+    return float(
+        10 * np.log10(np.mean(ideal[skip:-skip] ** 2) / max(float(np.mean(err**2)), 1e-12))
+    )
 
 
 def boundary_ratio(parts: list[np.ndarray], rate: int, channels: int) -> float:
@@ -121,7 +124,8 @@ def _time_per_frame(step: Callable[[], object], frames: int) -> dict[str, float]
         step()
         times[i] = clock() - t0
     times /= 1000
-    return {"median_us": float(np.median(times)), "p99_us": float(np.percentile(times, 99))}
+    ordered = times.tolist()
+    return {"median_us": percentile(ordered, 50), "p99_us": percentile(ordered, 99)}
 
 
 def _vad_step() -> Callable[[], object]:

@@ -1,4 +1,4 @@
-"""Benchmark of intent matching: per-utterance time with N intents in two languages.
+"""``voicebot bench match``: per-utterance intent matching time with N intents in two languages.
 
 The reference restaurant intents plus synthetic ones (FAQ-style questions with
 alternatives, optional words, rules and a day slot) make up ``n_intents`` per
@@ -10,6 +10,8 @@ fuzzy tier, and out-of-domain ones that must come back empty.
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
 import statistics
 import tempfile
@@ -19,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from voicebot.bench.stats import percentile
 from voicebot.bundled import bundled
 from voicebot.nlu.template_matcher import TemplateMatcher, load_intents
 
@@ -184,25 +187,32 @@ def bench(
                 started = time.perf_counter()
                 matcher.match(text)
                 times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-
-    def pct(q: float) -> float:
-        return round(times[min(len(times) - 1, int(q * len(times)))], 3)
-
     return {
         "intents_per_language": len(intents.intents),
         "languages": list(utterances),
         "utterances": sum(len(t) for t in utterances.values()),
         "samples": len(times),
-        "p50_ms": pct(0.50),
-        "p90_ms": pct(0.90),
-        "p99_ms": pct(0.99),
-        "max_ms": round(times[-1], 3),
+        "p50_ms": round(percentile(times, 50), 3),
+        "p90_ms": round(percentile(times, 90), 3),
+        "p99_ms": round(percentile(times, 99), 3),
+        "max_ms": round(max(times), 3),
         "mean_ms": round(statistics.fmean(times), 3),
         "load_ms": round(load_ms, 1),
         "tiers": tiers,
     }
 
 
-if __name__ == "__main__":
-    print(bench())
+def main(args: argparse.Namespace) -> int:
+    """Run ``voicebot bench match``: print the figures, write JSON."""
+    result = bench(n_intents=50, rounds=args.repeat)
+    print(
+        f"intent matching, 50 intents x 2 languages, {result.get('samples', '?')} samples: "
+        f"p50 {result['p50_ms']:.3f} ms  p90 {result['p90_ms']:.3f} ms  "
+        f"p99 {result['p99_ms']:.3f} ms  max {result['max_ms']:.3f} ms "
+        f"(load {result['load_ms']:.0f} ms)"
+    )
+    path = Path(args.json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"JSON: {path}")
+    return 0
