@@ -17,9 +17,12 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from voicebot.asr import formats
+
+if TYPE_CHECKING:
+    from voicebot.config import CacheKind
 
 T = TypeVar("T")
 EXTENSIONS = {"text": "txt", "json": "json", "verbose_json": "json", "srt": "srt", "vtt": "vtt"}
@@ -55,7 +58,7 @@ async def run_all(
 class Transcriber:
     """One engine spec's way of turning a file into a response format."""
 
-    def __init__(self, spec: str, model: str, language: str | None, cache: str) -> None:
+    def __init__(self, spec: str, model: str, language: str | None, cache: CacheKind) -> None:
         from voicebot.engines import resolve, spec_remote
 
         self.language = language
@@ -194,7 +197,7 @@ def _slug(text: str, n: int) -> str:
 
 
 class Speaker:
-    def __init__(self, spec: str, voice: str, speed: float, cache: str) -> None:
+    def __init__(self, spec: str, voice: str, speed: float, cache: CacheKind) -> None:
         from voicebot.engines import local_tts, remote_tts, resolve, spec_remote
         from voicebot.providers.limits import Priority
 

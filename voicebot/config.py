@@ -141,6 +141,9 @@ class VadSettings:
 
 _VAD_RATES = (8000, 16000, 32000, 48000)  # the sample rates webrtcvad takes
 
+CacheKind = Literal["none", "memory", "redis"]
+"""``RemoteSettings.cache``: results kept nowhere, in this process, or in Redis too."""
+
 
 @dataclass
 class RemoteSettings:
@@ -408,7 +411,7 @@ class _Builder(Reader):
 
     def value(self, tp: Any, f: dataclasses.Field[Any], value: Any, path: NodePath) -> Any:
         origin = typing.get_origin(tp)
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             return self.build(tp, value, path)
         if origin in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]

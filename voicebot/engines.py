@@ -24,19 +24,23 @@ from voicebot.config import (
     DEFAULT_LATENCY_BUDGET_MS,
     TTS_BUDGET_SHARE,
     AsrSettings,
+    CacheKind,
     RemoteSettings,
     TtsSettings,
 )
 from voicebot.tts.base import TtsEngine
 
 if TYPE_CHECKING:
+    from voicebot.asr.whisper import WhisperEngine
+    from voicebot.providers.cache import Cache
+    from voicebot.providers.http import ProviderClient
     from voicebot.providers.limits import Priority
 
 
 @functools.cache
 def local_asr(
     model: str, compute_type: str = "int8", cpu_threads: int = 2, beam_size: int = 1
-) -> AsrEngine:
+) -> WhisperEngine:
     from voicebot.asr.whisper import WhisperEngine
 
     return WhisperEngine(
@@ -102,7 +106,7 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc or url
 
 
-def provider_client(provider: Provider) -> Any:
+def provider_client(provider: Provider) -> ProviderClient:
     from voicebot.providers.http import ProviderClient, ProviderSettings
     from voicebot.providers.retry import RetryPolicy
 
@@ -118,7 +122,7 @@ def provider_client(provider: Provider) -> Any:
     )
 
 
-def provider_cache(provider: Provider) -> Any:
+def provider_cache(provider: Provider) -> Cache | None:
     from voicebot.providers.cache import make_cache
 
     return make_cache(provider.cache, redis_url=provider.redis_url, ttl_s=provider.cache_ttl_s)
@@ -173,38 +177,39 @@ def remote_tts(
     )
 
 
-_ENGINES: dict[tuple[Any, ...], Any] = {}
+_ASR_ENGINES: dict[tuple[Any, ...], AsrEngine] = {}
+_TTS_ENGINES: dict[tuple[Any, ...], TtsEngine] = {}
 
 
 def asr_engine(settings: AsrSettings, budget_ms: int = DEFAULT_LATENCY_BUDGET_MS) -> AsrEngine:
     """The process-wide ASR engine for these settings and latency budget."""
     key = ("asr", dataclasses.astuple(settings), budget_ms)
-    if key not in _ENGINES:
+    if key not in _ASR_ENGINES:
         local = local_asr(
             settings.model, settings.compute_type, settings.cpu_threads, settings.beam_size
         )
         if settings.engine == "whisper":
-            _ENGINES[key] = local
+            _ASR_ENGINES[key] = local
         else:
             from voicebot.asr.fallback import FallbackAsrEngine
 
             remote = settings.remote
             timeout_s = (remote.timeout_ms or ASR_BUDGET_SHARE * budget_ms) / 1000
-            _ENGINES[key] = FallbackAsrEngine(
+            _ASR_ENGINES[key] = FallbackAsrEngine(
                 remote_asr(resolve(remote, "asr"), deadline_s=timeout_s, partials=remote.partials),
                 local if remote.fallback == "local" else None,
                 timeout_s=timeout_s,
                 hedge_s=None if remote.hedge_ms is None else remote.hedge_ms / 1000,
             )
-    return _ENGINES[key]
+    return _ASR_ENGINES[key]
 
 
 def tts_engine(settings: TtsSettings, budget_ms: int = DEFAULT_LATENCY_BUDGET_MS) -> TtsEngine:
     """The process-wide TTS engine for these settings and latency budget."""
     key = ("tts", dataclasses.astuple(settings), budget_ms)
-    if key not in _ENGINES:
+    if key not in _TTS_ENGINES:
         if not settings.is_remote:
-            _ENGINES[key] = local_tts(settings.local_engine, settings.voice, settings.speed)
+            _TTS_ENGINES[key] = local_tts(settings.local_engine, settings.voice, settings.speed)
         else:
             from voicebot.tts.fallback import FallbackTtsEngine
 
@@ -217,8 +222,8 @@ def tts_engine(settings: TtsSettings, budget_ms: int = DEFAULT_LATENCY_BUDGET_MS
             timeout_s = (remote.timeout_ms or TTS_BUDGET_SHARE * budget_ms) / 1000
             engine = remote_tts(resolve(remote, "tts"), settings.engine, speed=settings.speed)
             hedge = None if remote.hedge_ms is None else remote.hedge_ms / 1000
-            _ENGINES[key] = FallbackTtsEngine(engine, local, timeout_s=timeout_s, hedge_s=hedge)
-    return _ENGINES[key]
+            _TTS_ENGINES[key] = FallbackTtsEngine(engine, local, timeout_s=timeout_s, hedge_s=hedge)
+    return _TTS_ENGINES[key]
 
 
 # --- command-line specs ------------------------------------------------------------
@@ -230,7 +235,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return name.strip(), url.strip()
 
 
-def spec_remote(spec: str, *, cache: str = "memory") -> RemoteSettings | None:
+def spec_remote(spec: str, *, cache: CacheKind = "memory") -> RemoteSettings | None:
     """Remote settings for a command-line engine spec; None for ``local``."""
     from voicebot.providers.presets import PRESETS
 
@@ -242,4 +247,4 @@ def spec_remote(spec: str, *, cache: str = "memory") -> RemoteSettings | None:
             f"unknown engine {name!r}: use local or one of {', '.join(PRESETS)}"
             " (optionally =BASE_URL)"
         )
-    return RemoteSettings(preset=name, base_url=url, cache=cache)  # type: ignore[arg-type]
+    return RemoteSettings(preset=PRESETS[name].name, base_url=url, cache=cache)

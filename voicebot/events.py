@@ -16,7 +16,6 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, ClassVar, TextIO, TypeVar
 
 from voicebot.clock import Clock
@@ -50,14 +49,22 @@ class Event:
         return out
 
 
-@cache
-def _layout(cls: type[Event]) -> tuple[tuple[str, str, bool, Any], ...]:
-    """(attribute, record key, optional, default) per field of ``cls``."""
-    rows = []
-    for f in dataclasses.fields(cls):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        rows.append((f.name, record_key(f), is_optional(f), default))
-    return tuple(rows)
+_Layout = tuple[tuple[str, str, bool, Any], ...]
+_LAYOUTS: dict[type[Event], _Layout] = {}
+
+
+def _layout(cls: type[Event]) -> _Layout:
+    """(attribute, record key, optional, default) per field of ``cls``, computed once."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        rows = []
+        for f in dataclasses.fields(cls):
+            default = (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            )
+            rows.append((f.name, record_key(f), is_optional(f), default))
+        layout = _LAYOUTS[cls] = tuple(rows)
+    return layout
 
 
 def record_key(f: dataclasses.Field[Any]) -> str:

@@ -160,9 +160,10 @@ class Stage:
     """
 
     name = "stage"
+    ctx: CallContext
+    """The call this stage serves; set by ``Pipeline`` before ``setup``."""
 
     def __init__(self) -> None:
-        self.ctx: CallContext = None  # type: ignore[assignment]  # set by Pipeline
         self.inbox: Edge | None = None
         self.outbox: Edge | None = None
         self._children: set[asyncio.Task[Any]] = set()

@@ -34,7 +34,7 @@ def speak(text: str, language: str = "en", rate: int = 16000) -> np.ndarray:
     audio = engine.synthesize_sync(text)
     if engine.sample_rate != rate:
         audio = resample_poly(audio.astype(np.float32), rate, engine.sample_rate)
-    return np.clip(audio, -32768, 32767).astype(np.int16)
+    return audio.clip(-32768, 32767).astype(np.int16)
 
 
 def make_caller(

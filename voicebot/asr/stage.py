@@ -104,7 +104,8 @@ class AsrStage(Stage):
             try:
                 await self._partial
             except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
                     raise
         with self.ctx.clock.busy():
             result: AsrResult = await session.finish()

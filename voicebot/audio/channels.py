@@ -11,6 +11,8 @@ Used by ``voicebot bench understanding`` and the tests; all int16 mono in and ou
 from __future__ import annotations
 
 import fractions
+import math
+from typing import Literal
 
 import av
 import numpy as np
@@ -31,7 +33,11 @@ def _resample(pcm: np.ndarray, rate: int, to: int) -> np.ndarray:
 
 
 def _roundtrip(
-    pcm: np.ndarray, rate: int, codec: str, frame: int, bit_rate: int | None = None
+    pcm: np.ndarray,
+    rate: int,
+    codec: Literal["libopus", "pcm_mulaw"],
+    frame: int,
+    bit_rate: int | None = None,
 ) -> np.ndarray:
     """Encode ``pcm`` with ``codec`` in ``frame``-sample frames and decode it again."""
     encoder = av.CodecContext.create(codec, "w")
@@ -108,7 +114,7 @@ def add_noise(pcm: np.ndarray, noise: np.ndarray, snr_db: float, rate: int = 160
     bed = np.tile(noise.astype(np.float64), reps)[: len(pcm)]
     speech = voiced_power(pcm, rate)
     noise_power = float(np.mean(bed**2)) or 1.0
-    gain = np.sqrt(speech / noise_power / (10 ** (snr_db / 10)))
+    gain = math.sqrt(speech / noise_power / (10 ** (snr_db / 10)))
     mixed = pcm.astype(np.float64) + gain * bed
     return np.clip(mixed, -32768, 32767).astype(np.int16)
 

@@ -15,12 +15,17 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
+from av.container import OutputContainer
 
 from voicebot.audio.resample import StreamResampler
 from voicebot.errors import VoicebotError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 ASR_RATE = 16000
 
@@ -72,9 +77,10 @@ class _Sink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, b: bytes) -> int:  # type: ignore[override]
-        self._buf += b
-        return len(b)
+    def write(self, b: ReadableBuffer) -> int:
+        data = memoryview(b)
+        self._buf += data
+        return data.nbytes
 
     def drain(self) -> bytes:
         out = bytes(self._buf)
@@ -92,18 +98,21 @@ class StreamEncoder:
     def __post_init__(self) -> None:
         container_fmt, codec, self.content_type = FORMATS[self.fmt]
         self._header_sent = False
-        self._container = None
+        self._sink = _Sink()
+        self._container: OutputContainer | None = None
         if codec and self.fmt != "wav":
-            self._sink = _Sink()
             # Ogg pages would otherwise hold a second of audio before anything goes out
             options = {"page_duration": "100000"} if container_fmt == "ogg" else {}
             self._container = av.open(
                 self._sink, mode="w", format=container_fmt, container_options=options
             )
-            self._stream = self._container.add_stream(codec, rate=self.rate)
-            self._stream.layout = "mono"  # type: ignore[union-attr]
+            stream = self._container.add_stream(codec, rate=self.rate)
+            if not isinstance(stream, av.AudioStream):
+                raise TypeError(f"{codec!r} is not an audio codec")
+            stream.layout = "mono"
             if self.fmt in ("mp3", "aac", "opus"):
-                self._stream.bit_rate = 64000  # type: ignore[union-attr]
+                stream.bit_rate = 64000
+            self._stream = stream
 
     def push(self, pcm: np.ndarray) -> bytes:
         pcm = np.ascontiguousarray(pcm, dtype=np.int16)
@@ -115,10 +124,12 @@ class StreamEncoder:
             return head + pcm.tobytes()
         if not len(pcm):
             return self._sink.drain()
+        if self._container is None:
+            raise RuntimeError("the encoder is closed")
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = self.rate
-        for packet in self._stream.encode(frame):  # type: ignore[union-attr]
-            self._container.mux(packet)  # type: ignore[union-attr]
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
         return self._sink.drain()
 
     def close(self) -> bytes:
@@ -128,7 +139,7 @@ class StreamEncoder:
             return wav_stream_header(self.rate)
         if self._container is None:
             return b""
-        for packet in self._stream.encode(None):  # type: ignore[union-attr]
+        for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
         self._container = None

@@ -42,7 +42,8 @@ class Framer:
         if n % self.channels:
             raise ValueError(f"{n} samples is not a whole number of {self.channels}-channel frames")
         pcm = pcm.reshape(-1)
-        size, frames, pos = self._size, [], 0
+        size, pos = self._size, 0
+        frames: list[np.ndarray] = []
         if self._fill:
             pos = min(size - self._fill, n)
             self._buf[self._fill : self._fill + pos] = pcm[:pos]

@@ -109,7 +109,8 @@ class StreamResampler:
         if self._upmix:
             return np.repeat(pcm, 2)
         # Floor of the mean, as int32 so that L + R cannot overflow.
-        return ((pcm[0::2].astype(np.int32) + pcm[1::2]) >> 1).astype(np.int16)
+        total: np.ndarray = pcm[0::2].astype(np.int32) + pcm[1::2]
+        return (total >> 1).astype(np.int16)
 
 
 @functools.lru_cache(maxsize=64)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from voicebot.audio.denoise import Denoiser
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler
@@ -36,7 +38,7 @@ class ResampleStage(Stage):
         self._resampler: StreamResampler | None = None
         self._format: tuple[int, int] | None = None
 
-    def _convert(self, pcm, rate: int, channels: int):
+    def _convert(self, pcm: np.ndarray, rate: int, channels: int) -> np.ndarray:
         if (rate, channels) != self._format:
             self._format = (rate, channels)
             self._resampler = StreamResampler(rate, channels, self.rate, self.channels)

@@ -75,7 +75,7 @@ def bind(src: ParsedFlow, intents: IntentSet) -> tuple[Bot, list[Diagnostic]]:
                 )
             )
         elif ref.kind == "confirm" and ref.name not in names and where not in confirm_reported:
-            confirm_reported.add(where)  # type: ignore[arg-type]
+            confirm_reported.add(where)
             missing = [n for n in ("affirm", "deny") if n not in names]
             diags.append(
                 ref.src.diag(

@@ -206,13 +206,13 @@ class FlowReader(Reader):
                     src, ("hook_modules",), "E411", f"cannot import hook module {module!r}: {exc}"
                 )
         for section, target in (("global", flow.handlers), ("data", flow.data)):
-            node = top.get(section)
-            if node is None:
+            entries = top.get(section)
+            if entries is None:
                 continue
-            if not isinstance(node, dict):
+            if not isinstance(entries, dict):
                 self.err(src, (section,), "E402", f"{section!r} must be a mapping")
                 continue
-            for key, value in node.items():
+            for key, value in entries.items():
                 if key in target:
                     self.err(
                         src,

@@ -101,7 +101,7 @@ def loops(flow: Flow) -> list[tuple[str, list[str]]]:
 
 def check_shape(src: YamlFile, name: str, data: dict[str, Any], path: NodePath, r: Reader) -> None:
     """One way forward per state: wait (ask), next, branch, end or transfer."""
-    ways = [k for k in ("end", "transfer", "branch") if k in data]
+    ways: list[str] = [k for k in ("end", "transfer", "branch") if k in data]
     if "next" in data and "collect" not in data:
         ways.append("next")
     if "ask" in data:

@@ -16,7 +16,7 @@ import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from voicebot.errors import VoicebotError
 
@@ -83,14 +83,14 @@ def resolve(ref: str) -> HookFn:
             raise LookupError(f"{module_name!r} has no {attr!r}")
     if not callable(target):
         raise LookupError(f"{ref!r} is not callable")
-    return target
+    return cast(HookFn, target)  # a callable; its signature is the hook author's promise
 
 
 async def run_hook(fn: HookFn, call: HookCall, limit: float) -> dict[str, Any]:
     """Run ``fn`` for at most ``limit`` seconds; sync functions run in the default executor."""
     try:
         if inspect.iscoroutinefunction(fn):
-            result = await asyncio.wait_for(fn(call), limit)  # type: ignore[arg-type]
+            result = await asyncio.wait_for(fn(call), limit)
         else:
             loop = asyncio.get_running_loop()
             future = loop.run_in_executor(None, functools.partial(fn, call))

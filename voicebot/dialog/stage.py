@@ -23,8 +23,7 @@ emits ``playback_stopped`` / ``interrupted``), so the stages stay decoupled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from voicebot.dialog.flow import Bot, Conversation, Step
 from voicebot.dialog.outcomes import OutcomeStore
@@ -156,7 +155,7 @@ class FlowDialog(Stage):
         step = await self._step(frame.turn, self._conv.hear_interim(match))
         await self._reply(step, frame.turn)
 
-    async def _step(self, turn: int, work: Any) -> Step:
+    async def _step(self, turn: int, work: Awaitable[Step]) -> Step:
         async with self._lock:
             self._conv.turn = turn  # the turn its events carry
             with self.ctx.clock.busy():  # hooks, commits, an LLM fallback: not idle time

@@ -133,6 +133,7 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def _bot(src: YamlFile, data: dict[str, Any], r: Reader) -> tuple[LoadedBot | None, str]:
+    language: str
     if "pipeline" in data:
         from voicebot.config import load_pipeline
 
@@ -157,13 +158,16 @@ def _bot(src: YamlFile, data: dict[str, Any], r: Reader) -> tuple[LoadedBot | No
                 f"and 'language' (missing {', '.join(missing)})",
             )
             return None, ""
-        as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
-        flow = [_relative(src, str(p)) for p in as_list(data["flow"])]
-        intents = [_relative(src, str(p)) for p in as_list(data["intents"])]
+        flow = [_relative(src, str(p)) for p in _as_list(data["flow"])]
+        intents = [_relative(src, str(p)) for p in _as_list(data["intents"])]
         language, pipeline = str(data["language"]), None
     loaded, bot_diags = check_dialog(tuple(flow), tuple(intents), language, pipeline)
     r.diags += errors(bot_diags)
     return loaded, language
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _test(src: YamlFile, node: Any, path: NodePath, suite: Suite, r: Reader) -> DialogTest | None:
@@ -298,9 +302,9 @@ def _check(run: _Run, step: Step, expect: dict[str, Any]) -> list[str]:
                     [{"kind": o.kind, "slots": o.slots} for o in outcomes] or None,
                 )
         elif key == "collected":
-            have = {k: run.conv.slots.get(k) for k in (want or {})}
-            if have != (want or {}):
-                out += _diff("collected", want, have)
+            collected = {k: run.conv.slots.get(k) for k in (want or {})}
+            if collected != (want or {}):
+                out += _diff("collected", want, collected)
         elif key == "bot":
             if _norm(want) != got["bot"]:
                 out += _diff("bot", _norm(want), got["bot"])

@@ -120,7 +120,9 @@ def align(
     heap: list[int] = []
     current = 0
 
-    def relax(i: int, v: int, cost: float, edits: float, lits: int, slots: tuple) -> None:
+    def relax(
+        i: int, v: int, cost: float, edits: float, lits: int, slots: tuple[tuple[str, Any], ...]
+    ) -> None:
         if edits > max_edits or cost > can_match[i]:
             return
         row = rows[i]
@@ -176,7 +178,7 @@ def align(
 
 def similar_words(words: list[str], vocab: list[str]) -> list[frozenset[str]]:
     """Per utterance word, the template words within a half edit ("reservations")."""
-    out = []
+    out: list[frozenset[str]] = []
     for word in words:
         if len(word) < 3 or word.isdigit():
             out.append(frozenset())

@@ -85,9 +85,9 @@ def compile_intents(r: IntentReader) -> IntentSet:
     for name, (intent, _) in defs.items():
         per_lang = bindings.get(name, {})
         for by_lang in per_lang.values():
-            for slot, definition in by_lang.items():
+            for slot_name, definition in by_lang.items():
                 if definition in types:
-                    intent.slots.setdefault(slot, types[definition])
+                    intent.slots.setdefault(slot_name, types[definition])
         _check_slot_languages(r, r.intents[name], name, per_lang, intent.languages)
         out.intents[name] = intent
     return out
@@ -158,16 +158,17 @@ def _intent(r: IntentReader, name: str, d: _Def) -> tuple[IntentDef, dict[str, l
         intent.templates[lang] = [t.data for t in templates[lang]]
         if not templates[lang]:
             r.err(src, at, "I103", f"intent {name!r}: no {lang} templates")
-    for lang in declared or []:
-        if lang not in raw:
-            r.err(
-                src,
-                path,
-                "I120",
-                f"intent {name!r} has no {lang!r} templates (the file "
-                f"declares languages [{', '.join(declared)}])",
-                key=True,
-            )
+    if declared is not None:
+        for lang in declared:
+            if lang not in raw:
+                r.err(
+                    src,
+                    path,
+                    "I120",
+                    f"intent {name!r} has no {lang!r} templates (the file "
+                    f"declares languages [{', '.join(declared)}])",
+                    key=True,
+                )
     intent.languages = tuple(lang for lang in templates if templates[lang])
     return intent, templates
 
@@ -185,10 +186,10 @@ def _template(
     if sentence is None:
         return None
     ok = True
-    for ref in rule_refs(sentence.expression):
-        if ref not in rules:
-            if ref not in r.rules.get(lang, {}):
-                r.unknown_rule(d, ref, lang)
+    for rule_name in rule_refs(sentence.expression):
+        if rule_name not in rules:
+            if rule_name not in r.rules.get(lang, {}):
+                r.unknown_rule(d, rule_name, lang)
             ok = False
     for ref in slot_refs(sentence.expression):
         if ref.list_name not in r.slots:

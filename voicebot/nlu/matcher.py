@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from voicebot.nlu.intent_file import IntentSet
-from voicebot.nlu.match import Match, Matcher
+from voicebot.nlu.match import Match, Matcher, MatcherKind
 from voicebot.nlu.normalize import normalize
 from voicebot.nlu.statistical import NONE, StatisticalModel, load_model
 from voicebot.nlu.template_matcher import TemplateMatcher
@@ -141,7 +141,7 @@ class IntentMatcher(Matcher):
         probs: Mapping[str, float],
         names: frozenset[str],
         action: Callable[[str], str],
-    ) -> tuple[str, float, str] | None:
+    ) -> tuple[str, float, MatcherKind] | None:
         """The reading to act on: (intent, confidence, tier), or None (no clear reading)."""
         # Intents with the same action add up; "none" and intents this state cannot
         # take add up against them.
@@ -152,7 +152,7 @@ class IntentMatcher(Matcher):
             total[key] = total.get(key, 0.0) + p
             if key != NONE and (key not in best or p > best[key][0]):
                 best[key] = (p, intent)
-        readings = {
+        readings: dict[str, tuple[float, str, MatcherKind]] = {
             key: (p, best[key][1] if key in best else NONE, "statistical")
             for key, p in total.items()
         }

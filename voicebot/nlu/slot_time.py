@@ -384,8 +384,8 @@ def _parse_exact(text: str, language: str, prefer: Prefer) -> tuple[str, tuple[s
             return None
         readings = [value]
         if not meridiem and 1 <= parsed[0] <= 11:
-            other = "morning" if prefer == "evening" else "evening"
-            alt = _resolve(*parsed, meridiem, other)  # type: ignore[arg-type]
+            other: Prefer = "morning" if prefer == "evening" else "evening"
+            alt = _resolve(*parsed, meridiem, other)
             if alt is not None and alt != value:
                 readings.append(alt)
         return value, tuple(readings)
@@ -459,7 +459,10 @@ def speak_time(value: str, language: str) -> str:
         return "noon"
     if (hour, minute) == (0, 0):
         return "midnight"
-    w = lambda n: number_words(n, "en")  # noqa: E731
+
+    def w(n: int) -> str:
+        return number_words(n, "en")
+
     meridiem = "a m" if hour < 12 else "p m"
     if minute == 0:
         return f"{w(h12)} {meridiem}"
@@ -474,7 +477,9 @@ def speak_time(value: str, language: str) -> str:
 
 
 def _speak_de(hour: int, minute: int, h12: int, nxt: int) -> str:
-    w = lambda n: number_words(n, "de")  # noqa: E731
+    def w(n: int) -> str:
+        return number_words(n, "de")
+
     if (hour, minute) == (0, 0):
         return "Mitternacht"
     if minute == 0:

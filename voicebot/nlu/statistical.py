@@ -403,7 +403,8 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
         p = 1.0 / (1.0 + np.exp(-scores[0]))
         return np.array([1.0 - p, p])
     e = np.exp(scores - scores.max())
-    return e / e.sum()
+    probs: np.ndarray = e / e.sum()
+    return probs
 
 
 def _asked_only(sample: Sample, slot: str, group: list[Span], uncued: frozenset[str]) -> bool:
@@ -425,7 +426,8 @@ def _with_prior(probs: np.ndarray, labels: list[str], expect: str | None) -> np.
         return probs
     boosted = probs.copy()
     boosted[labels.index(expect)] *= EXPECT_ODDS
-    return boosted / boosted.sum()
+    normalized: np.ndarray = boosted / boosted.sum()
+    return normalized
 
 
 def _gold_label(sample: Sample, a: int, b: int, group: list[Span]) -> str:

@@ -110,8 +110,9 @@ class TemplateMatcher(Matcher):
         self._slot_words: dict[int, frozenset[str] | None] = {}
         for t in self._graph.templates:
             sets = [type_words[name] for name in t.slot_types]
+            known = [w for w in sets if w is not None]
             self._slot_words[t.start] = (
-                None if any(w is None for w in sets) else frozenset().union(*sets)
+                None if len(known) < len(sets) else frozenset().union(*known)
             )
         self._restricted: dict[frozenset[str], tuple[Entry, list[Template]]] = {}
 
@@ -251,7 +252,7 @@ class TemplateMatcher(Matcher):
         templates: list[Template],
         spans: Callable[[str, int], list[tuple[int, Any]]],
     ) -> Match | None:
-        skipped = set()
+        skipped: set[int] = set()
         for i, ends in self._skips(words).items():
             for j in ends:
                 skipped.update(range(i, j))
@@ -276,8 +277,8 @@ class TemplateMatcher(Matcher):
                     old.literals,
                 ):
                     best[found.intent] = found
-                top = max(r.confidence for r in best.values())
-                budget = min(budget, edits_for(top - self.margin))
+                best_confidence = max(r.confidence for r in best.values())
+                budget = min(budget, edits_for(best_confidence - self.margin))
             if best:
                 break
         if not best:

@@ -14,15 +14,19 @@ the model and voice it was started with, so the node's operator chooses them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from voicebot.providers.costs import PriceTable
+
+PresetName = Literal["openai", "holysheep", "voicebot"]
+"""A known provider: the values of a pipeline's ``remote.preset``."""
 
 
 @dataclass(frozen=True)
 class Preset:
     """A provider's defaults; every field can be overridden in a pipeline's ``remote``."""
 
-    name: str
+    name: PresetName
     base_url: str
     api_key_env: str
     asr_model: str

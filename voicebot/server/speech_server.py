@@ -86,7 +86,7 @@ def tts_engine_for(voice: str) -> str:
 
 
 def add_speech_server_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "speech-server",
         help="serve the local speech engines as an OpenAI-compatible API",
         description=__doc__,

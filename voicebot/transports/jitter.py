@@ -68,7 +68,10 @@ class AudioJitterBuffer:
         oldest = min(self._packets, key=lambda s: (s - next_) % 65536)
         out = self._packets.pop(oldest)
         self._next = (oldest + 1) % 65536
-        return False, JitterFrame(data=out._data, timestamp=out.timestamp)  # type: ignore[attr-defined]
+        # aiortc's receiver stores the depayloaded bytes on each packet as ``_data``,
+        # an attribute its RtpPacket class does not declare.
+        data: bytes = out._data  # type: ignore[attr-defined]
+        return False, JitterFrame(data=data, timestamp=out.timestamp)
 
 
 def _check(receiver: Any) -> Any:

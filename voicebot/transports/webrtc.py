@@ -100,6 +100,8 @@ class TrackSource(Source):
                     frame = await track.recv()
             except (MediaStreamError, TimeoutError):
                 break
+            if not isinstance(frame, av.AudioFrame):
+                raise TypeError(f"the caller's audio track sent a {type(frame).__name__}")
             for audio in self._convert(frame):
                 await self.push(audio)
         if self.on_ended is not None:
@@ -311,8 +313,8 @@ class EventBridge:
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "hangup":
             self.on_hangup()
-        elif kind == "text" and isinstance(data.get("text"), str):  # type: ignore[union-attr]
-            if not self.on_text(data["text"]):  # type: ignore[index]
+        elif kind == "text" and isinstance(data.get("text"), str):
+            if not self.on_text(data["text"]):
                 self.send_text(json.dumps({"type": "client_error", "error": "text not accepted"}))
         else:
             self.send_text(

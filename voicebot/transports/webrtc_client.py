@@ -42,7 +42,7 @@ def to_rate(pcm: np.ndarray, rate: int, target: int = RATE) -> np.ndarray:
     if rate == target:
         return pcm.astype(np.int16)
     out = resample_poly(pcm.astype(np.float32), target, rate)
-    return np.clip(out, -32768, 32767).astype(np.int16)
+    return out.clip(-32768, 32767).astype(np.int16)
 
 
 def voiced_end(pcm: np.ndarray, rate: int, threshold: float = LOUD_RMS) -> int:
@@ -121,6 +121,8 @@ class Speaker:
                 self.ended = True
                 self._new.set()
                 return
+            if not isinstance(frame, av.AudioFrame):
+                raise TypeError(f"the bot's audio track sent a {type(frame).__name__}")
             pcm = frame.to_ndarray().reshape(-1).astype(np.int16)
             channels = len(frame.layout.channels)
             if channels > 1:

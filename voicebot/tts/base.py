@@ -9,9 +9,13 @@ Synthesis runs in the engine's executor, never on the event loop.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import numpy as np
+
+PcmChunks = AsyncGenerator[np.ndarray, None]
+"""What ``synthesize`` returns: int16 mono chunks from an async generator, which a
+consumer that stops early closes with ``aclose``."""
 
 
 class TtsEngine(ABC):
@@ -19,7 +23,7 @@ class TtsEngine(ABC):
     sample_rate: int = 22050
 
     @abstractmethod
-    def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+    def synthesize(self, text: str) -> PcmChunks:
         """Yield int16 mono chunks at ``sample_rate`` for ``text``."""
 
     async def warm_up(self) -> None:  # noqa: B027 - optional hook, empty by default

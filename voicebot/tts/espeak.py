@@ -10,13 +10,13 @@ aborts the synthesis once the consumer has gone.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
 
-from voicebot.tts.base import TtsEngine
+from voicebot.tts.base import PcmChunks, TtsEngine
 from voicebot.tts.piper import Emit, stream_from_executor
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -144,7 +144,7 @@ class EspeakEngine(TtsEngine):
         if not chunks:
             raise RuntimeError(f"{self.name} voice {self.voice!r} produced no audio")
 
-    def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+    def synthesize(self, text: str) -> PcmChunks:
         return stream_from_executor(_EXECUTOR, lambda emit: self._produce(text, emit))
 
     def synthesize_sync(self, text: str) -> np.ndarray:

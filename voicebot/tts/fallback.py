@@ -18,16 +18,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 
 import numpy as np
 
 from voicebot.audio.resample import StreamResampler
-from voicebot.tts.base import TtsEngine
+from voicebot.tts.base import PcmChunks, TtsEngine
 
 log = logging.getLogger(__name__)
-
-_END = object()
 
 
 class FallbackTtsEngine(TtsEngine):
@@ -55,10 +52,10 @@ class FallbackTtsEngine(TtsEngine):
             await self.local.warm_up()
         await self.remote.warm_up()
 
-    def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+    def synthesize(self, text: str) -> PcmChunks:
         return self._synthesize(text)
 
-    async def _synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+    async def _synthesize(self, text: str) -> PcmChunks:
         if time.monotonic() < self._skip_until:
             self.fallbacks += 1
             async for chunk in self._local(text):
@@ -105,7 +102,7 @@ class FallbackTtsEngine(TtsEngine):
         await remote.cancel()
         return local
 
-    async def _drain_remote(self, remote: _Pump) -> AsyncIterator[np.ndarray]:
+    async def _drain_remote(self, remote: _Pump) -> PcmChunks:
         async for chunk in remote.drain(raise_errors=False):
             yield chunk
         if remote.failed:
@@ -117,7 +114,7 @@ class FallbackTtsEngine(TtsEngine):
                 self.cooldown_s,
             )
 
-    async def _local(self, text: str) -> AsyncIterator[np.ndarray]:
+    async def _local(self, text: str) -> PcmChunks:
         if self.local is None:  # fallback: none — the clause is skipped, the call goes on
             return
         rate = self.local.sample_rate
@@ -136,15 +133,15 @@ class FallbackTtsEngine(TtsEngine):
             if len(tail):
                 yield tail
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
 
 
 class _Pump:
     """Runs an audio iterator in a task, so its first chunk can be awaited with a timeout."""
 
-    def __init__(self, chunks: AsyncIterator[np.ndarray]) -> None:
+    def __init__(self, chunks: PcmChunks) -> None:
         self._chunks = chunks
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue()  # None: the end
         self._first = asyncio.Event()
         self.error: BaseException | None = None
         self.finished = False
@@ -159,10 +156,10 @@ class _Pump:
             self.error = exc
         finally:
             self.finished = True
-            self._queue.put_nowait(_END)
+            self._queue.put_nowait(None)
             self._first.set()
             with contextlib.suppress(Exception):
-                await self._chunks.aclose()  # type: ignore[attr-defined]
+                await self._chunks.aclose()
 
     async def ready(self, wait_s: float) -> bool:
         """True once a chunk (or the end) is there; False after ``wait_s``."""
@@ -188,14 +185,14 @@ class _Pump:
             return str(self.error) or type(self.error).__name__
         return "timeout"
 
-    async def drain(self, raise_errors: bool = True) -> AsyncIterator[np.ndarray]:
+    async def drain(self, raise_errors: bool = True) -> PcmChunks:
         while True:
             item = await self._queue.get()
-            if item is _END:
+            if item is None:
                 if self.error is not None and raise_errors:
                     raise self.error
                 return
-            yield item  # type: ignore[misc]
+            yield item
 
     async def cancel(self) -> None:
         if not self._task.done():

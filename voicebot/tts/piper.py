@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from voicebot.tts.base import TtsEngine
+from voicebot.tts.base import PcmChunks, TtsEngine
 from voicebot.tts.voices import piper_voice_files
 
 if TYPE_CHECKING:
@@ -31,9 +31,7 @@ Emit = Callable[[np.ndarray], bool]
 _DONE = object()
 
 
-async def stream_from_executor(
-    executor: Executor, produce: Callable[[Emit], None]
-) -> AsyncIterator[np.ndarray]:
+async def stream_from_executor(executor: Executor, produce: Callable[[Emit], None]) -> PcmChunks:
     """Run ``produce`` on ``executor`` and yield the chunks it emits, as it emits them.
 
     Leaving the iteration (``aclose``, cancellation, an exception) makes ``emit`` return
@@ -153,9 +151,7 @@ class PiperEngine(TtsEngine):
         self.volume = volume
         # Piper samples noise for natural variation; tests and benchmarks want
         # the same audio for the same text.
-        self._noise: dict[str, float] = (
-            {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}
-        )
+        self._noise_scale = 0.0 if deterministic else None  # None: the voice's own
         self._length_scale = float(settings.get("inference", {}).get("length_scale", 1.0)) / speed
         self._shared = _shared_voice(model, config)
 
@@ -168,7 +164,7 @@ class PiperEngine(TtsEngine):
         if not chunks:
             raise RuntimeError(f"{self.name} voice {self.voice!r} produced no audio")
 
-    def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+    def synthesize(self, text: str) -> PcmChunks:
         return stream_from_executor(self._shared.executor, lambda emit: self._produce(text, emit))
 
     def synthesize_sync(self, text: str) -> np.ndarray:
@@ -185,7 +181,12 @@ class PiperEngine(TtsEngine):
     def _produce(self, text: str, emit: Emit) -> None:
         from piper import SynthesisConfig
 
-        config = SynthesisConfig(length_scale=self._length_scale, volume=self.volume, **self._noise)
+        config = SynthesisConfig(
+            length_scale=self._length_scale,
+            volume=self.volume,
+            noise_scale=self._noise_scale,
+            noise_w_scale=self._noise_scale,
+        )
         for chunk in self._shared.get().synthesize(text, syn_config=config):
             if not emit(chunk.audio_int16_array):
                 return

@@ -29,7 +29,7 @@ from voicebot.providers.current_call import current_call
 from voicebot.providers.errors import ProviderError
 from voicebot.providers.http import ProviderClient, iter_bytes
 from voicebot.providers.limits import Priority
-from voicebot.tts.base import TtsEngine
+from voicebot.tts.base import PcmChunks, TtsEngine
 
 PCM_RATE = 24000  # OpenAI's "pcm": 24 kHz s16le mono
 CACHE_CHUNK = PCM_RATE // 10  # a cached clause is replayed in 100 ms chunks
@@ -89,18 +89,18 @@ class RemoteTtsEngine(TtsEngine):
             text, self.voice, model=self.model, speed=self.speed, format="pcm", rate=PCM_RATE
         )
 
-    def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+    def synthesize(self, text: str) -> PcmChunks:
         return self._synthesize(text, None)
 
     def synthesize_with(
         self, text: str, *, priority: Priority, deadline: float | None = None
-    ) -> AsyncIterator[np.ndarray]:
+    ) -> PcmChunks:
         """Like ``synthesize`` with an explicit priority/deadline (batch work, benchmarks)."""
         return self._synthesize(text, (priority, deadline))
 
     async def _synthesize(
         self, text: str, override: tuple[Priority, float | None] | None
-    ) -> AsyncIterator[np.ndarray]:
+    ) -> PcmChunks:
         start = time.perf_counter()
         key = self.cache_key(text)
         if self.cache is not None and (hit := await self.cache.get(key)) is not None:

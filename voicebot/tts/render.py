@@ -7,17 +7,13 @@ engine's chunks are resampled on the way out.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import numpy as np
-
 from voicebot.audio.resample import StreamResampler
-from voicebot.tts.base import TtsEngine
+from voicebot.tts.base import PcmChunks, TtsEngine
 from voicebot.tts.split import split_clauses
 from voicebot.tts.stage import FIRST_MAX_CHARS, FIRST_MIN_CHARS
 
 
-async def speak_pcm(engine: TtsEngine, text: str, rate: int) -> AsyncIterator[np.ndarray]:
+async def speak_pcm(engine: TtsEngine, text: str, rate: int) -> PcmChunks:
     """int16 mono chunks of ``text`` at ``rate``."""
     resampler = (
         None if engine.sample_rate == rate else StreamResampler(engine.sample_rate, 1, rate, 1)
@@ -30,6 +26,6 @@ async def speak_pcm(engine: TtsEngine, text: str, rate: int) -> AsyncIterator[np
                 if len(out):
                     yield out
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
     if resampler is not None and len(tail := resampler.flush()):
         yield tail

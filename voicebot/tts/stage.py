@@ -57,5 +57,5 @@ class TtsStage(Stage):
                         self.ctx.bus.emit(TtsFirstAudioEvent(turn=reply.turn), t=now)
                     await self.push(BotAudioFrame(chunk, rate, 1, reply.turn))
             finally:
-                await chunks.aclose()  # type: ignore[attr-defined]
+                await chunks.aclose()
         await self.push(ReplyDone(reply.turn))
