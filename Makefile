@@ -49,6 +49,7 @@ demo: setup
 test: setup browser redis phone
 	$(VENV)/bin/ruff check voicebot tests setup.py
 	$(VENV)/bin/ruff format --check voicebot tests setup.py
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -rs
 
 bench: setup

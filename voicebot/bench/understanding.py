@@ -255,7 +255,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         corpora = [c for c in corpora if not c.name.endswith(".heard.yaml")]
         for corpus_path in corpora:
             corpus = load_corpus(corpus_path, loaded)
-            split = "heldout" if "heldout" in corpus_path.stem else "dev"
+            split = corpus_path.stem.rsplit("_", 1)[-1]  # dev, heldout, heldout2: reported apart
             matcher = loaded.matcher(language, corpus.today)
             for item in corpus.items[:5]:  # warm the matcher's per-state tables
                 await score_turn(loaded, matcher, item, language)
@@ -351,7 +351,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_row(row: dict[str, Any]) -> None:
     print(
-        f"{row['language']} {row['split']:7} {row['path']:11} {row['model']:7} "
+        f"{row['language']} {row['split']:8} {row['path']:11} {row['model']:7} "
         f"{row['context']:6} n={row['turns']:4}  WER {row['wer']:.3f}  "
         f"intent {row['intent_accuracy']:.3f}  slots {row['slot_accuracy']:.3f}  "
         f"turn {row['turn_success']:.3f}  no-match {row['no_match_rate']:.3f}  "

@@ -24,7 +24,7 @@ TURN_CREDENTIAL_ENV = "VOICEBOT_TURN_CREDENTIAL"
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``voicebot`` command's subparsers."""
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "serve",
         help="serve live calls over WebRTC, with the demo page (and SIP with --sip-port)",
         description="One process: the demo page at /, WebRTC signalling at POST /offer, "
