@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from aiosipua import SdpMessage
 from aiosipua.sdp_negotiate import SdpNegotiationError, negotiate_sdp
 
+from voicebot.errors import VoicebotError
 from voicebot.transports.sip.codecs import BY_PAYLOAD_TYPE, CODECS, CodecSpec
 
 
-class OfferNotAcceptable(ValueError):
+class OfferNotAcceptable(VoicebotError, ValueError):
     """The offer has no audio we can take (no common codec, no address): a 488."""
 
 
