@@ -18,7 +18,7 @@ indented under its base (``tests/test_errors.py`` keeps it complete)::
         ApiError  voicebot.server.openai_errors  - an OpenAI-style HTTP error response
         _Refused  voicebot.server.app  - (internal) an /offer refused: bad token or body
         OfferRejected [RuntimeError]  voicebot.transports.webrtc_client  - our offer refused
-        OfferNotAcceptable [ValueError]  voicebot.transports.sip.sdp  - an SDP offer with no audio we take (488)
+        OfferNotAcceptable [ValueError]  voicebot.transports.sip.sdp  - a 488: no audio we take
 
 A leaf module: it imports nothing from voicebot, so every module can use it.
 """
