@@ -511,8 +511,8 @@ def test_bundled_dialog_tests_pass():
     en, de = "intents/tests/restaurant_en.yaml", "intents/tests/restaurant_de.yaml"
     proc = test_dialog(en, de, "--list")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"{en}: 36 passed, 0 failed" in proc.stdout
-    assert f"{de}: 19 passed, 0 failed" in proc.stdout
+    assert f"{en}: 43 passed, 0 failed" in proc.stdout
+    assert f"{de}: 20 passed, 0 failed" in proc.stdout
     for name in (
         "silence re-prompts, then the bot says goodbye",
         "a question about the opening hours mid-booking is answered, then the bot returns",
@@ -524,6 +524,8 @@ def test_bundled_dialog_tests_pass():
         "repeat says the last prompt again",
         "asking for a human transfers with what is known so far",
         "deny and change the day",
+        'key 1 at the start books, the party size is keyed in with "#"',
+        "a keyed party size ends after a pause too, and at its longest",
     ):
         assert f"ok   {name}" in proc.stdout
 
@@ -576,12 +578,14 @@ def test_dialog_test_files_are_validated(tmp_path):
         "        state: how_can_i_hlp\n"
         "        intnt: greet\n"
         "      - intent: greet\n"
+        '      - dtmf: "1x"\n'
     )
     proc = test_dialog(str(path))
     assert proc.returncode == 2
     assert proc.stdout.splitlines() == [
         f"{path}:6:16: E404 unknown state 'how_can_i_hlp' (did you mean 'how_can_i_help'?)",
         f"{path}:7:9: E501 unknown key 'intnt' (did you mean 'intent'?)",
-        f"{path}:8:9: E503 each step needs exactly one input: user, user_partial or silent: "
-        "true (only the first may have none: it checks the greeting)",
+        f"{path}:8:9: E503 each step needs exactly one input: user, user_partial, dtmf or "
+        "silent: true (only the first may have none: it checks the greeting)",
+        f"{path}:9:15: E502 'dtmf' must be keypad keys (0-9, *, #, A-D; quote them), got '1x'",
     ]

@@ -2,7 +2,8 @@
 
 The phone is baresip (nobody here wrote it): it dials the server over UDP on
 127.0.0.1 with a synthesized WAV as its microphone (``aufile``), records what
-it hears (``sndfile``) and hangs up when the WAV ends. The server runs in this
+it hears (``sndfile``) and hangs up when the WAV ends; with its ``stdio`` module,
+keys written to its stdin are pressed (sent as RFC 4733 telephone-events). The server runs in this
 process (``create_app`` with SIP settings, its lifespan started as ``voicebot
 serve`` starts it), so the test reads the calls' events as they are emitted.
 """
@@ -16,7 +17,7 @@ import re
 import shutil
 import socket
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +154,9 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
         return np.frombuffer(w.readframes(w.getnframes()), np.int16), w.getframerate()
 
 
-def phone(tmp: Path, microphone: Path, codec: str = "PCMU") -> Path:
+def phone(tmp: Path, microphone: Path, codec: str = "PCMU", keypad: bool = False) -> Path:
     """A baresip configuration directory: one codec offered, the WAV as microphone,
-    recording on."""
+    recording on; ``keypad``: keys written to its stdin are pressed."""
     (tmp / "rec").mkdir(parents=True)
     (tmp / "config").write_text(
         f"""poll_method epoll
@@ -171,6 +172,7 @@ module aufile.so
 module aubridge.so
 module sndfile.so
 module_tmp account.so
+{"module stdio.so" if keypad else ""}
 module_app menu.so
 snd_path {tmp / "rec"}
 """
@@ -179,8 +181,15 @@ snd_path {tmp / "rec"}
     return tmp
 
 
-async def dial(confdir: Path, port: int, seconds: int, transport: str = "udp") -> str:
-    """Run baresip: dial the bot, return its output once the call is over."""
+async def dial(
+    confdir: Path,
+    port: int,
+    seconds: int,
+    transport: str = "udp",
+    keys: Sequence[tuple[float, str]] = (),
+) -> str:
+    """Run baresip: dial the bot, press ``keys`` (seconds after the call is established,
+    keys), return its output once the call is over."""
     assert BARESIP is not None
     proc = await asyncio.create_subprocess_exec(
         BARESIP,
@@ -190,26 +199,47 @@ async def dial(confdir: Path, port: int, seconds: int, transport: str = "udp") -
         f"/dial sip:bot@127.0.0.1:{port};transport={transport}",
         "-t",
         str(seconds),
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if keys else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=confdir,
     )
     assert proc.stdout is not None
     output = b""
+    established = asyncio.Event()
+    presser = asyncio.get_running_loop().create_task(_press(proc, keys, established))
     try:
         async with asyncio.timeout(seconds + 10):
             while chunk := await proc.stdout.read(4096):
                 output += chunk
+                if b"Call established" in output:
+                    established.set()
                 if b"terminated" in output:  # the call is over (either side hung up)
                     break
             await asyncio.sleep(0.5)  # let it answer a BYE and close its recording
     finally:
+        presser.cancel()
+        await asyncio.gather(presser, return_exceptions=True)
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         output += await proc.stdout.read()
         await proc.wait()
     return output.decode(errors="replace")
+
+
+async def _press(
+    proc: asyncio.subprocess.Process, keys: Sequence[tuple[float, str]], established: asyncio.Event
+) -> None:
+    """Type ``keys`` on baresip's console (its ``stdio`` module) at their times."""
+    if not keys:
+        return
+    assert proc.stdin is not None
+    await established.wait()
+    start = asyncio.get_running_loop().time()
+    for at, key in keys:
+        await asyncio.sleep(max(0.0, start + at - asyncio.get_running_loop().time()))
+        proc.stdin.write(key.encode())
+        await proc.stdin.drain()
 
 
 def heard(confdir: Path) -> np.ndarray:
@@ -422,6 +452,149 @@ async def test_baresip_books_a_table_and_the_bot_hangs_up(tmp_path: Path) -> Non
         assert words in text, text
 
 
+# What the caller does by keys (RFC 4733, from baresip's keypad) and by voice, and
+# roughly what the bot answers. "1" is pressed during the greeting: it barges in.
+KEYED_BOOKING = [
+    ("key", "1", "For how many people?"),
+    ("key", "4#", "On which day would you like to come?"),
+    ("say", "On Friday.", "At what time?"),
+    (
+        "say",
+        "At seven in the evening.",
+        "A table for four on Friday, June sixth, at seven p m. Shall I book it?",
+    ),
+    (
+        "key",
+        "1",
+        "Done! Your table for four on Friday at seven p m is booked. Is there "
+        "anything else I can do for you?",
+    ),
+    ("say", "No, thank you.", "Thank you for calling. Goodbye!"),
+]
+KEY_GAP = 0.6  # s between two key presses
+
+
+@needs_baresip
+async def test_baresip_books_a_table_with_its_keypad(tmp_path: Path) -> None:
+    """The menu key, the party size keyed in with "#" and the "yes" key by DTMF, the day
+    and time by voice: a booking in the outcome store, and the bot hangs up."""
+    at = 2.0  # into the greeting (about 3.5 s): the key cuts it short
+    parts, said_until, keys = [], 0.0, []
+    for kind, what, reply in KEYED_BOOKING:
+        if kind == "key":
+            keys += [(at + i * KEY_GAP, key) for i, key in enumerate(what)]
+            took = len(what) * KEY_GAP
+        else:
+            parts += [silence(at - said_until, 8000), say(what, 8000)]
+            took = len(parts[-1]) / 8000
+            said_until = at + took
+        at += took + len(say(reply)) / 16000 + REPLY_MARGIN
+    parts.append(silence(at - said_until + 20.0, 8000))
+    microphone = np.concatenate(parts)
+    confdir = phone(tmp_path, write_wav(tmp_path / "caller.wav", microphone), keypad=True)
+    db = tmp_path / "outcomes.db"
+    async with sip_server(RESTAURANT, outcomes=db) as (port, events, _):
+        output = await dial(confdir, port, seconds=round(at) + 20, keys=keys)
+        end = await ended(events)
+    story = [(e["type"], e.get("text") or e.get("name") or e.get("digit")) for e in events]
+    assert end["reason"] == "bot_hangup", story
+    assert "send DTMF digit" in output, output[-2000:]
+    assert [(e["digit"], e["via"]) for e in of_type(events, "dtmf")] == [
+        ("1", "rtp"),
+        ("4", "rtp"),
+        ("#", "rtp"),
+        ("1", "rtp"),
+    ], story
+    intents = [(i["name"], i["matcher"]) for i in of_type(events, "intent")]
+    assert [name for name, _ in intents] == [
+        "book_table",
+        "book_table",
+        "inform",
+        "inform",
+        "affirm",
+        "deny",
+    ], story
+    assert [m for _, m in intents if m == "dtmf"] == ["dtmf"] * 3, story
+    assert of_type(events, "interrupted"), story  # "1" cut the greeting short
+    from voicebot.dialog.outcomes import read_outcomes
+
+    (booking,) = read_outcomes(db)
+    assert booking.slots == {
+        "party_size": 4,
+        "day": "friday",
+        "day_date": next_friday(),
+        "time": "19:00",
+    }
+
+
+def telephone_event(key: int, timestamp: int, seq: int, end: bool) -> bytes:
+    payload = bytes([key, (0x80 if end else 0) | 10, 0, 160])
+    return RtpPacket(
+        101, sequence_number=seq, timestamp=timestamp, ssrc=99, payload=payload
+    ).serialize()
+
+
+async def test_keys_by_sip_info_and_by_rfc_4733_reach_the_flow() -> None:
+    """A bare SIP client: "1" by SIP INFO (dtmf-relay) picks the booking from the menu,
+    "4" and "#" as RFC 4733 packets (end packets sent three times) fill the party size;
+    an INFO of another type gets 415, an empty one 200."""
+    transport = UdpTransport(local_addr=("127.0.0.1", 0))
+    uac = SipUAC(transport)
+    client = SipUAS(transport, uac=uac)
+    answers: list[tuple[str, int]] = []
+    handle_response = uac.handle_response
+
+    def spy(response: Any, addr: tuple[str, int]) -> None:
+        cseq = response.headers.get_first("cseq") or ""
+        answers.append((cseq.split()[-1], response.status_code))
+        handle_response(response, addr)
+
+    uac.handle_response = spy  # type: ignore[method-assign]
+    await client.start()
+    me = transport._udp_transport.get_extra_info("sockname")  # type: ignore[union-attr]
+    uac.advertised_addr = client.advertised_addr = (me[0], me[1])
+    media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    media.bind(("127.0.0.1", 0))
+    try:
+        async with sip_server(RESTAURANT) as (port, events, _):
+            server = ("127.0.0.1", port)
+            offer = build_sdp("127.0.0.1", media.getsockname()[1], 0, "PCMU", session_id="1")
+            call = uac.send_invite(
+                "sip:caller@127.0.0.1", f"sip:bot@127.0.0.1:{port}", server, offer
+            )
+            await call.wait_answered(10)
+            answer = call.sdp_answer
+            assert answer is not None and answer.audio is not None
+            assert answer.audio.formats == ["0", "101"]  # telephone-event accepted
+            assert "101 telephone-event/8000" in answer.audio.attributes["rtpmap"]
+            rtp = (answer.rtp_address or ("", 0))[0], answer.audio.port
+
+            uac.send_info(
+                call.dialog, "Signal=1\r\nDuration=160\r\n", "application/dtmf-relay", server
+            )
+            await until(lambda: of_type(events, "intent"), 5)
+            for seq, (key, end) in enumerate([(4, False), (4, True), (4, True), (4, True)]):
+                media.sendto(telephone_event(key, 8000, seq, end), rtp)
+            for seq, (key, end) in enumerate([(11, False), (11, True), (11, True), (11, True)]):
+                media.sendto(telephone_event(key, 9600, 10 + seq, end), rtp)
+            await until(lambda: len(of_type(events, "intent")) == 2, 5)
+            uac.send_info(call.dialog, "Signal=5", "text/plain", server)
+            uac.send_info(call.dialog, "", "", server)
+            await until(lambda: ("INFO", 415) in answers and len(answers) >= 5, 5)
+            uac.send_bye(call.dialog, server)
+            end = await ended(events)
+        keys = [(e["digit"], e["via"]) for e in of_type(events, "dtmf")]
+        assert keys == [("1", "info"), ("4", "rtp"), ("#", "rtp")]
+        intents = [(i["name"], i["slots"], i["matcher"]) for i in of_type(events, "intent")]
+        assert intents == [("book_table", {}, "dtmf"), ("book_table", {"party_size": 4}, "dtmf")]
+        assert [s["to"] for s in of_type(events, "state")][-1] == "ask_day"
+        assert [code for method, code in answers if method == "INFO"] == [200, 415, 200]
+        assert end["reason"] == "hangup"
+    finally:
+        media.close()
+        await client.stop()
+
+
 # --- voicebot serve --sip-port ----------------------------------------------------------
 
 
@@ -451,4 +624,4 @@ def test_serve_answers_options_on_udp_and_tcp() -> None:
         for transport in ("udp", "tcp"):
             reply = options(port, transport)
             assert reply.startswith("SIP/2.0 200 OK"), reply
-            assert "INVITE" in reply and "BYE" in reply, reply  # the Allow header
+            assert "INVITE" in reply and "BYE" in reply and "INFO" in reply, reply  # Allow

@@ -159,6 +159,16 @@ class TranscriptEvent(Event):
     engine: str | None = _optional(None)
 
 
+@_event("dtmf")
+@dataclass(frozen=True, slots=True)
+class DtmfEvent(Event):
+    """The caller pressed a key on the phone's keypad."""
+
+    digit: str
+    turn: int
+    via: str  # rtp (RFC 4733) | info (SIP INFO) | webrtc
+
+
 # --- the dialog ------------------------------------------------------------------
 
 

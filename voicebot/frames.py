@@ -131,6 +131,20 @@ class EndOfStream(Frame):
     """Graceful end of input: ordered like data, so queued work drains first."""
 
 
+DTMF_KEYS = "0123456789*#ABCD"
+"""The keypad's sixteen keys, in the order of their RFC 4733 event codes (0-15)."""
+
+
+@dataclass(slots=True)
+class Dtmf(Frame):
+    """A key the caller pressed on the keypad (``0``-``9``, ``*``, ``#``, ``A``-``D``), from any
+    transport (``transports/dtmf.press``); ``turn`` is the caller turn it opens."""
+
+    digit: str
+    turn: int
+    t: float = 0.0
+
+
 # --- control ----------------------------------------------------------------
 
 

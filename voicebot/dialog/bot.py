@@ -7,8 +7,9 @@ and the intents cover the flow's languages. ``load_bot`` does all of it for a
 pipeline (plus: the pipeline's language is one the flow speaks).
 
 Codes: E405 unknown intent, E406 undeclared slot or value, E410 confirm without
-affirm/deny intents, E413 collect of an undeclared slot, E415 language not
-covered.
+affirm/deny intents, E412 a digit of a ``dtmf`` menu in a state that takes its
+slot keyed in, E413 collect of an undeclared slot, E415 language not covered;
+W405 a ``dtmf`` key's intent that its state does not handle.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from voicebot.diagnostics import ConfigError, Diagnostic
 from voicebot.dialog.flow import Bot
 from voicebot.dialog.flow_file import ParsedFlow, read_flow
+from voicebot.dialog.keypad import DIGITS, entry_length
 from voicebot.dialog.prompt import Speaker
 from voicebot.nlu.slot_day import speak_date
 from voicebot.yamlsrc import did_you_mean, load
@@ -137,7 +139,44 @@ def bind(src: ParsedFlow, intents: IntentSet) -> tuple[Bot, list[Diagnostic]]:
     collectors = {
         slot: frozenset(i.name for i in names.values() if slot in i.slots) for slot in slots
     }
-    return Bot(flow, collectors, speakers, frozenset(names)), diags
+    keyed = {slot: kind for slot, kind in slots.items() if entry_length(kind) is not None}
+    bot = Bot(flow, collectors, speakers, frozenset(names), keyed)
+    return bot, diags + _menu_diags(bot, src)
+
+
+def _menu_diags(bot: Bot, src: ParsedFlow) -> list[Diagnostic]:
+    """A ``dtmf`` key's intent the state does not handle (W405); a digit key where the
+    state's slot is keyed in (E412: the entry could never start with it)."""
+    diags: list[Diagnostic] = []
+    for ref in src.refs:
+        if ref.kind != "menu" or ref.name not in bot.intent_names:
+            continue
+        state = bot.flow.states.get(str(ref.path[1]))
+        if state is None:
+            continue
+        key = str(ref.path[-1]).upper()
+        slot = bot.keyed_slot(state)
+        if slot is not None and key in DIGITS:
+            diags.append(
+                ref.src.diag(
+                    ref.path,
+                    "E412",
+                    f"key {key!r} cannot be a menu key here: {state.name!r} takes "
+                    f"{slot!r} keyed in (use *, # or A-D, or a state without it)",
+                    key=True,
+                )
+            )
+        elif ref.name not in bot.accepts(state):
+            diags.append(
+                ref.src.diag(
+                    ref.path,
+                    "W405",
+                    f"key {key!r}: state {state.name!r} does not handle intent {ref.name!r} "
+                    "(add it to 'on' or 'global')",
+                    severity="warning",
+                )
+            )
+    return diags
 
 
 @dataclass

@@ -8,11 +8,13 @@ caller (``ask``: with ``on`` / ``collect`` / ``confirm``), moves on (``next``,
 whose slot is already filled is skipped, so slots given early carry over.
 
 ``Conversation`` is that engine at the text level: the dialog stage feeds it
-final transcripts, interim ones and silence timeouts; ``voicebot test-dialog``
-feeds it a test file's lines. Everything it decides is reported through an
-``emit(event)`` callback as ``intent`` / ``no_match`` / ``state`` /
-``silence_timeout`` / ``transfer`` / ``outcome`` / ``flow_error`` events, each
-carrying the caller turn the dialog stage set in ``turn``.
+final transcripts, interim ones, key presses (``press``: a state's ``dtmf``
+menu keys, digits keyed into a number slot, see ``keypad.py``) and silence
+timeouts; ``voicebot test-dialog`` feeds it a test file's lines. Everything it
+decides is reported through an ``emit(event)`` callback as ``intent`` /
+``no_match`` / ``state`` / ``silence_timeout`` / ``transfer`` / ``outcome`` /
+``flow_error`` events, each carrying the caller turn the dialog stage set in
+``turn``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicebot.dialog.hooks import HookCall, HookFn, run_hook
+from voicebot.dialog.keypad import (
+    CLEAR_KEY,
+    DIGIT_TIMEOUT,
+    DIGITS,
+    END_KEY,
+    DigitEntry,
+    entry_length,
+)
 from voicebot.dialog.outcomes import Outcome, OutcomeStore
 from voicebot.dialog.prompt import Prompt, Speaker
 from voicebot.errors import VoicebotError
@@ -40,6 +50,7 @@ from voicebot.events import (
 )
 from voicebot.nlu.match import Match, Matcher
 from voicebot.nlu.slot_time import pick_reading
+from voicebot.nlu.slots import SlotType
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +112,7 @@ class State:
     ask: Prompt | None = None
     reprompt: Prompt | None = None
     on: dict[str, str] = field(default_factory=dict)
+    dtmf: dict[str, str] = field(default_factory=dict)  # menu: key -> intent
     collect: str | None = None
     within: tuple[str, str] | None = None  # a collected time's reading between two values
     confirm: dict[str, str] | None = None  # {"affirm": state, "deny": state}
@@ -155,6 +167,12 @@ class Bot:
     collectors: dict[str, frozenset[str]]  # slot -> intents that can carry it
     speakers: dict[str, Speaker]  # value name -> how to say it
     intent_names: frozenset[str] = frozenset()
+    keyed: dict[str, SlotType] = field(default_factory=dict)  # slots that take digit entry
+
+    def keyed_slot(self, state: State) -> str | None:
+        """The slot ``state`` collects when it can be keyed in (a number, digits)."""
+        slot = state.collect
+        return slot if slot in self.keyed else None
 
     def accepts(self, state: State) -> frozenset[str]:
         """The intents the matcher may return in ``state``: its own plus the global ones."""
@@ -253,6 +271,7 @@ class Conversation:
         self._visits = 0
         self._collected_in: dict[str, tuple[int, str]] = {}  # slot -> (visit, collect state)
         self._digression: _Digression | None = None
+        self.entry = DigitEntry()
 
     @property
     def state(self) -> State:
@@ -277,6 +296,8 @@ class Conversation:
         """Seconds of caller silence (after the prompt) until ``silence()``; None: never."""
         if self.ended or not self.state_name:
             return None
+        if self.entry.pending:
+            return DIGIT_TIMEOUT  # the keys so far are the entry
         policy = self.state.silence
         if self.silences >= policy.reprompts and not policy.exit:
             return None
@@ -299,6 +320,7 @@ class Conversation:
         if self.ended:
             return Step(state=self.state_name, ended=self.ended)
         self.heard = heard
+        self.entry.clear()  # said, not keyed: the keys so far are moot
         allowed = self.bot.actions(self.state) if self.state_name else {}
         match = await self.matcher.match_async(text, allowed, expect=self.expected_slot())
         return await self._handle(match, text)
@@ -313,10 +335,51 @@ class Conversation:
         """Act on ``match_interim``'s result (the final transcript of the turn is then moot)."""
         return await self._handle(match, match.text, interim=True)
 
-    async def silence(self) -> Step:
-        """The caller said nothing for ``silence_timeout()`` seconds."""
+    async def press(self, key: str) -> Step:
+        """A key the caller pressed: a ``dtmf`` menu key of the state acts at once; in a
+        state collecting a number, digits gather until ``#`` (or the value's length, or
+        ``silence()`` after ``DIGIT_TIMEOUT``). Anything else is a no-match."""
         if self.ended:
             return Step(state=self.state_name, ended=self.ended)
+        state = self.state
+        self.heard = 1.0  # a key is pressed on purpose, whatever was playing
+        if not self.entry.pending and key in state.dtmf:
+            return await self._handle(Match(state.dtmf[key], {}, 1.0, "dtmf", key), key)
+        slot = self.bot.keyed_slot(state)
+        if slot is None or key not in DIGITS + END_KEY + CLEAR_KEY:
+            return await self._no_match(state, key)
+        longest = entry_length(self.bot.keyed[slot]) or 1
+        keys = self.entry.add(key, longest)
+        if keys is None:
+            return Step(state=state.name)  # more keys to come
+        return await self._keyed(state, slot, keys)
+
+    async def _keyed(self, state: State, slot: str, keys: str) -> Step:
+        """A complete digit entry: the slot's value, as if the caller had said it (with the
+        intent that collects it here carrying the fewest slots: the ``intent`` event's name)."""
+        value = self.bot.keyed[slot].parse(keys, self.language) if keys else None
+        accepted = self.accepts()
+        collecting = sorted(
+            (sum(i in carriers for carriers in self.bot.collectors.values()), i)
+            for i in self.bot.collectors.get(slot, ())
+            if i in accepted and self.bot.route(state, i)[0] == "collect"
+        )
+        if value is None or not collecting:
+            return await self._no_match(state, keys or END_KEY)
+        match = Match(collecting[0][1], {slot: value}, 1.0, "dtmf", keys)
+        return await self._handle(match, keys)
+
+    async def silence(self) -> Step:
+        """The caller said nothing for ``silence_timeout()`` seconds (after keys: the
+        entry is complete)."""
+        if self.ended:
+            return Step(state=self.state_name, ended=self.ended)
+        if self.entry.pending:
+            keys, state = self.entry.keys, self.state
+            self.entry.clear()
+            slot = self.bot.keyed_slot(state)
+            assert slot is not None
+            return await self._keyed(state, slot, keys)
         self.silences += 1
         state = self.state
         self.emit(SilenceTimeoutEvent(self.turn, state=state.name, count=self.silences))
@@ -456,6 +519,7 @@ class Conversation:
         texts: list[str] = []
         barge_in = True
         outcomes: list[Outcome] = []
+        self.entry.clear()
         for _ in range(MAX_HOPS):
             state = self.flow.states[name]
             digression = self._digression

@@ -10,7 +10,9 @@ Diagnostic codes: E4xx and W4xx (the cross-file ones, E405, E406, E413 and
 E415, come from ``bot.py``), listed with their meanings in
 ``voicebot.diagnostics``. A ``global`` entry is a state name or ``{goto:
 state, return: true}`` (a digression: the bot answers, then returns to the
-pending question).
+pending question). A state's ``dtmf`` maps keypad keys to intents (a menu:
+``{"1": book_table, "0": human_agent}``; E418 for a key that is not one of
+``0-9 * # A-D``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from voicebot.dialog.flow import REPEAT, BranchRule, Flow, HookSpec, RepromptPol
 from voicebot.dialog.flow_graph import StateRef, check_graph, check_shape
 from voicebot.dialog.hooks import resolve
 from voicebot.dialog.prompt import Prompt, PromptTemplateError, parse_template
+from voicebot.frames import DTMF_KEYS
 from voicebot.yamlsrc import NodePath, Reader, YamlFile, load
 
 TOP_KEYS = ("flow", "languages", "start", "defaults", "global", "data", "hook_modules", "states")
@@ -33,6 +36,7 @@ STATE_KEYS = (
     "ask",
     "reprompt",
     "on",
+    "dtmf",
     "collect",
     "within",
     "confirm",
@@ -301,6 +305,7 @@ class FlowReader(Reader):
             for i, slot in enumerate(st.clear):
                 self.out.refs.append(Ref("value", slot, src, (*path, "clear", i)))
         self._on(src, st, data, path)
+        self._dtmf(src, st, data, path)
         self._confirm(src, st, data, path)
         self._branch(src, st, data, path)
         if "call" in data:
@@ -358,6 +363,32 @@ class FlowReader(Reader):
             self._state_ref(src, target, where, repeat=True)
             if target:
                 st.on[str(intent)] = target
+
+    def _dtmf(self, src: YamlFile, st: State, data: dict[str, Any], path: NodePath) -> None:
+        """``dtmf: {"1": book_table, "0": human_agent}``: keys that stand for intents."""
+        node = data.get("dtmf")
+        if node is None:
+            return
+        if not isinstance(node, dict):
+            self.err(src, (*path, "dtmf"), "E402", "'dtmf' must map keys to intents")
+            return
+        for key, intent in node.items():
+            where = (*path, "dtmf", key)
+            name = str(key)
+            if isinstance(key, bool) or len(name) != 1 or name.upper() not in DTMF_KEYS:
+                self.err(
+                    src,
+                    where,
+                    "E418",
+                    f"{name!r} is not a keypad key (one of 0-9, *, #, A-D; quote * and #)",
+                    key=True,
+                )
+                continue
+            intent = self.string(src, intent, where, f"the intent of key {name!r}")
+            if intent:
+                self.out.refs.append(Ref("intent", intent, src, where))
+                self.out.refs.append(Ref("menu", intent, src, where))
+                st.dtmf[name.upper()] = intent
 
     def _confirm(self, src: YamlFile, st: State, data: dict[str, Any], path: NodePath) -> None:
         if "confirm" not in data:

@@ -6,6 +6,10 @@
   while the bot is speaking: a hit interrupts the bot at once (an ``Interrupt``
   sent downstream, as the VAD does for barge-in) and is acted on; that turn's
   final transcript is then ignored.
+* Key presses (``Dtmf`` frames from any transport) go to ``Conversation.press``;
+  the transport has already interrupted the bot (a key barges in like speech)
+  and dropped keys pressed over a ``barge_in: false`` prompt. While digits are
+  being keyed in, the silence timer waits the inter-digit timeout instead.
 * Caller speech that starts while a ``barge_in: false`` prompt plays is ignored
   (the prompt must be heard), except for interim intents.
 * Silence is timed on the call clock from the end of the bot's prompt playback
@@ -28,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from voicebot.dialog.flow import Bot, Conversation, Step
 from voicebot.dialog.outcomes import OutcomeStore
 from voicebot.events import EventRecord, ReplyEvent
-from voicebot.frames import Frame, Interrupt, ReplyText, Transcript
+from voicebot.frames import Dtmf, Frame, Interrupt, ReplyText, Transcript
 from voicebot.graph import Stage
 from voicebot.nlu.match import Matcher
 
@@ -112,6 +116,10 @@ class FlowDialog(Stage):
 
     # --- caller input ----------------------------------------------------------
     async def process(self, frame: Frame) -> None:
+        if isinstance(frame, Dtmf) and not self._conv.ended:
+            step = await self._step(frame.turn, self._conv.press(frame.digit))
+            await self._reply(step, frame.turn)
+            return
         if not isinstance(frame, Transcript) or self._conv.ended:
             return  # turn boundaries arrive through the bus; nothing else is for us
         if frame.final:

@@ -18,7 +18,9 @@ conversations; each step is one caller input and what should follow::
             bot_contains: still there
 
 Inputs: ``user`` (final transcript), ``user_partial`` (a partial transcript
-while the bot speaks: only interim intents act), ``silent: true``; with
+while the bot speaks: only interim intents act), ``dtmf: "4#"`` (keys pressed,
+one after the other; the step checks what follows the last), ``silent: true``
+(after keys: the inter-digit timeout, which ends the entry); with
 ``user``, ``heard: 0.4`` says the caller began speaking when 40 % of the bot's
 last reply had played (a barge-in; a "yes" over a read-back confirms nothing).
 Expectations: ``intent`` (null: no match), ``slots``, ``matcher``, ``state``,
@@ -41,9 +43,10 @@ from voicebot.dialog.bot import LoadedBot, check_dialog, errors
 from voicebot.dialog.flow import Conversation, Step
 from voicebot.dialog.outcomes import MemoryOutcomeStore
 from voicebot.events import Event, IntentEvent, NoMatchEvent, OutcomeEvent, TransferEvent
+from voicebot.frames import DTMF_KEYS
 from voicebot.yamlsrc import NodePath, Reader, YamlFile, did_you_mean, load
 
-INPUTS = ("user", "user_partial", "silent")
+INPUTS = ("user", "user_partial", "dtmf", "silent")
 MODIFIERS = ("heard",)  # share of the bot's last reply heard before the caller spoke
 EXPECTS = (
     "intent",
@@ -62,7 +65,7 @@ HEADER = ("pipeline", "flow", "intents", "language", "today", "tests")
 
 @dataclass
 class TestStep:
-    input: str  # "start" | "user" | "user_partial" | "silent"
+    input: str  # "start" | "user" | "user_partial" | "dtmf" | "silent"
     text: str
     expect: dict[str, Any]
     path: NodePath
@@ -190,7 +193,7 @@ def _test(src: YamlFile, node: Any, path: NodePath, suite: Suite, r: Reader) -> 
                 where,
                 "E503",
                 "each step needs exactly one input: user, "
-                "user_partial or silent: true (only the first may have none: "
+                "user_partial, dtmf or silent: true (only the first may have none: "
                 "it checks the greeting)",
             )
             continue
@@ -201,6 +204,13 @@ def _test(src: YamlFile, node: Any, path: NodePath, suite: Suite, r: Reader) -> 
         text = str(text)
         if kind == "silent" and step["silent"] is not True:
             r.err(src, (*where, "silent"), "E502", "'silent' must be true")
+        if kind == "dtmf" and (not text or any(k not in DTMF_KEYS for k in text.upper())):
+            r.err(
+                src,
+                (*where, "dtmf"),
+                "E502",
+                f"'dtmf' must be keypad keys (0-9, *, #, A-D; quote them), got {text!r}",
+            )
         if step.get("state") is not None and step["state"] not in states:
             r.err(
                 src,
@@ -259,6 +269,11 @@ class _Run:
             return await self.conv.start()
         if step.input == "silent":
             return await self.conv.silence()
+        if step.input == "dtmf":
+            result = Step(state=self.conv.state_name)
+            for key in step.text.upper():
+                result = await self.conv.press(key)  # the step checks the last key's answer
+            return result
         if step.input == "user_partial":
             match = self.conv.match_interim(step.text)
             if match is None:

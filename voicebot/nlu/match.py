@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-MatcherKind = Literal["exact", "fuzzy", "statistical", "spotted", "llm"]
+MatcherKind = Literal["exact", "fuzzy", "statistical", "spotted", "llm", "dtmf"]
 
 
 @dataclass(slots=True)

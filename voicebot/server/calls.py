@@ -29,6 +29,7 @@ from voicebot.config import PipelineConfig
 from voicebot.errors import VoicebotError
 from voicebot.events import EventBus, EventRecord, Listener
 from voicebot.server.metrics import Metrics
+from voicebot.transports.dtmf import press
 from voicebot.transports.jitter import set_audio_jitter
 from voicebot.transports.webrtc import EventBridge, LiveClock, OutputTrack, TrackSource
 
@@ -123,6 +124,7 @@ class Call:
             manager.hello(call_id),
             on_hangup=lambda: self.hang_up("hangup"),
             on_text=self.source.push_text,
+            on_dtmf=lambda key: press(self.source, key, "webrtc"),
         )
         self.source.on_ended = lambda: self.hang_up("peer_gone")
         bus = self.pipeline.ctx.bus

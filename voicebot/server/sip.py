@@ -4,7 +4,10 @@ Signalling is aiosipua's (transactions, dialogs, 100 Trying, 2xx
 retransmission until the ACK, OPTIONS keep-alives, CANCEL, session timers);
 this module admits each INVITE through the server's ``CallManager`` (the same
 call limit, metrics and events as WebRTC calls), answers it with a
-``SipCall`` and routes the dialog's later requests (BYE, re-INVITE) to it.
+``SipCall`` and routes the dialog's later requests (BYE, re-INVITE, INFO) to it.
+An INFO carrying a key press (``application/dtmf-relay`` "Signal=5", or
+``application/dtmf``) is answered ``200 OK`` and the key goes to the call;
+an INFO of another content type gets ``415``.
 Any user part is answered: ``sip:bot@host``, ``sip:+4930123@host``, … all
 reach the pipeline.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiosipua import IncomingCall, SipRequest, SipUAS
@@ -24,6 +28,7 @@ from aiosipua.transport import SipTransport, TcpSipTransport
 
 from voicebot.server.calls import Busy
 from voicebot.server.sip_call import SipCall
+from voicebot.transports.dtmf import INFO_TYPES, info_digit
 from voicebot.transports.sip.sdp import OfferNotAcceptable
 from voicebot.transports.sip.settings import SipSettings
 from voicebot.transports.sip.udp import ANY_HOST, UdpTransport, bound_port, default_ip, route_ip
@@ -68,6 +73,7 @@ class SipServer:
         uas.on_cancel = self._on_cancel
         uas.on_ack_timeout = lambda invite: self._end(invite, "no_ack")
         uas.on_session_expired = lambda invite: self._end(invite, "session_expired")
+        uas._handlers["INFO"] = partial(self._on_info, uas)  # aiosipua answers INFO with 405
         await uas.start()
         advertised = s.advertised_host or (default_ip() if s.host in ANY_HOST else s.host)
         uas.advertised_addr = (advertised, bound_port(transport))  # for Via and Contact
@@ -138,6 +144,26 @@ class SipServer:
         call = self.calls.get(invite.call_id)
         if call is not None:
             call.reinvited(self._local_ip(invite))
+
+    def _on_info(self, uas: SipUAS, request: SipRequest, addr: tuple[str, int]) -> None:
+        """An in-dialog INFO: a key press (SIP INFO DTMF), or an empty keep-alive."""
+        sip_call_id = request.call_id or ""
+        invite, call = uas._calls.get(sip_call_id), self.calls.get(sip_call_id)
+        if invite is None or call is None:
+            uas._send_error(request, 481, "Call/Transaction Does Not Exist")
+            return
+        if not uas._validate_in_dialog(invite.dialog, request):
+            return
+        kind = (request.content_type or "").split(";")[0].strip().lower()
+        if request.body and kind not in INFO_TYPES:
+            response = invite.dialog.create_response(request, 415, "Unsupported Media Type")
+            response.headers.set_single("Accept", ", ".join(INFO_TYPES))
+            uas.transport.send_reply(response)
+            return
+        uas.transport.send_reply(invite.dialog.create_response(request, 200, "OK"))
+        key = info_digit(kind, request.text) if request.body else None
+        if key is not None:
+            call.dtmf(key, "info")
 
     def _on_bye(self, invite: IncomingCall, request: SipRequest) -> None:
         self._end(invite, "hangup")

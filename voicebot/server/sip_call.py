@@ -7,7 +7,9 @@ BYE once the goodbye has been played), no RTP for ``rtp_timeout`` seconds
 while not on hold (``rtp_timeout``), the session timer running out
 (``session_expired``), the 200 OK never being acknowledged (``no_ack``), the
 server's idle timeout or shutdown. Hold and resume arrive as re-INVITEs: the
-bot stops sending while held and the RTP timeout waits.
+bot stops sending while held and the RTP timeout waits. Key presses (RFC 4733
+from the RTP stream, SIP INFO from ``SipServer``) go to the graph through
+``transports/dtmf.press``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aiosipua import IncomingCall
 from voicebot.call import build_call
 from voicebot.events import EventRecord
 from voicebot.server.calls import ACTIVITY
+from voicebot.transports.dtmf import press
 from voicebot.transports.sip.codecs import RtpCodec
 from voicebot.transports.sip.rtp import RtpStream
 from voicebot.transports.sip.sdp import Answer, OfferNotAcceptable, answer_offer
@@ -80,8 +83,16 @@ class SipCall:
         self.pipeline.ctx.transport = self.transport
         self.manager.observe(self.pipeline.ctx.bus, self.transport)
         self.pipeline.ctx.bus.subscribe(self._on_event)
+        self.stream.on_dtmf = lambda key: self.dtmf(key, "rtp")
         self._hold(answer)
         return answer
+
+    def dtmf(self, key: str, via: str) -> bool:
+        """A key the caller pressed (``rtp``: a telephone-event; ``info``: SIP INFO)."""
+        if not self._running:
+            return False
+        log.info("call %s: key %r (%s)", self.call_id, key, via)
+        return press(self.source, key, via)
 
     def _answer(self, local_ip: str) -> Answer:
         assert self.stream is not None and self.invite.sdp_offer is not None
@@ -99,6 +110,7 @@ class SipCall:
     def _hold(self, answer: Answer) -> None:
         assert self.stream is not None
         self.on_hold = answer.on_hold
+        self.stream.dtmf_payload_type = answer.dtmf_payload_type
         self.stream.renegotiated(answer.remote, answer.on_hold)
 
     def reinvited(self, local_ip: str) -> None:

@@ -256,8 +256,9 @@ class EventBridge:
     """Call events to the caller's ``events`` data channel; the caller's messages back.
 
     Events emitted before the channel opens (the call's start, a greeting) are
-    held and sent on open. Client messages (JSON objects): ``{"type": "hangup"}``
-    and ``{"type": "text", "text": "..."}``; anything else is answered with an
+    held and sent on open. Client messages (JSON objects): ``{"type": "hangup"}``,
+    ``{"type": "text", "text": "..."}`` and ``{"type": "dtmf", "digit": "5"}`` (a key
+    pressed on the page's keypad); anything else is answered with an
     ``{"type": "client_error"}`` message and otherwise ignored.
     """
 
@@ -267,10 +268,12 @@ class EventBridge:
         on_hangup: Callable[[], None],
         on_text: Callable[[str], bool],
         max_pending: int = 1000,
+        on_dtmf: Callable[[str], bool] | None = None,
     ) -> None:
         self.hello = {"type": "hello", **hello}
         self.on_hangup = on_hangup
         self.on_text = on_text
+        self.on_dtmf = on_dtmf
         self.max_pending = max_pending
         self.channel: RTCDataChannel | None = None
         self.sent = 0
@@ -316,12 +319,17 @@ class EventBridge:
         elif kind == "text" and isinstance(data.get("text"), str):
             if not self.on_text(data["text"]):
                 self.send_text(json.dumps({"type": "client_error", "error": "text not accepted"}))
+        elif kind == "dtmf" and self.on_dtmf is not None and isinstance(data, dict):
+            digit = data.get("digit")
+            if not isinstance(digit, str) or not self.on_dtmf(digit):
+                self.send_text(json.dumps({"type": "client_error", "error": "key not accepted"}))
         else:
             self.send_text(
                 json.dumps(
                     {
                         "type": "client_error",
-                        "error": 'expected {"type": "hangup"} or {"type": "text", "text": ...}',
+                        "error": 'expected {"type": "hangup"}, {"type": "text", "text": ...} '
+                        'or {"type": "dtmf", "digit": ...}',
                     }
                 )
             )

@@ -12,6 +12,10 @@ the far end hears a steady stream) and sends one packet per frame.
 Symmetric RTP: media goes to where the caller's packets come from, not only
 to the address in its SDP, so callers behind NAT hear the bot. The address
 latches on the first packet and again when the stream's SSRC changes.
+
+Key presses come as RFC 4733 telephone-events on the payload type the SDP
+agreed (``dtmf_payload_type``): ``TelephoneEvents`` makes one key of each event
+and ``on_dtmf(key)`` gets it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import fractions
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import av
@@ -29,6 +34,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 
+from voicebot.transports.dtmf import TelephoneEvents
 from voicebot.transports.jitter import AudioJitterBuffer, frames_for
 from voicebot.transports.sip.codecs import RtpCodec
 from voicebot.transports.webrtc import OutputTrack
@@ -84,6 +90,9 @@ class RtpStream(asyncio.DatagramProtocol):
         self._jitter_frames = frames_for(jitter_ms)
         self._jitter = AudioJitterBuffer(self._jitter_frames)
         self._remote_ssrc: int | None = None
+        self.dtmf_payload_type: int | None = None  # telephone-event's, as the SDP agreed
+        self.on_dtmf: Callable[[str], object] | None = None
+        self._events = TelephoneEvents()
         self._transport: asyncio.DatagramTransport | None = None
         self._time_base = fractions.Fraction(1, codec.spec.clock_rate)
         self._ssrc = random.getrandbits(32)
@@ -125,8 +134,14 @@ class RtpStream(asyncio.DatagramProtocol):
             packet = RtpPacket.parse(data)
         except ValueError:
             return
+        if packet.payload_type == self.dtmf_payload_type:
+            self.last_packet = time.monotonic()
+            for key in self._events.feed(packet.payload, packet.timestamp):
+                if self.on_dtmf is not None:
+                    self.on_dtmf(key)
+            return
         if packet.payload_type != self.codec.spec.payload_type:
-            return  # telephone-event, comfort noise: not (yet) for us
+            return  # comfort noise, other payload types: not for us
         self.last_packet = time.monotonic()
         self.packets_in += 1
         if packet.ssrc != self._remote_ssrc:  # a new stream: follow it

@@ -3,7 +3,8 @@
 The codec is ours to choose among what the caller offers: G.722 first
 (wideband recognises better), then G.711 μ-law, then A-law. The offer's
 direction says whether the caller holds the call (``sendonly``/``inactive``,
-or the old ``c=0.0.0.0`` convention).
+or the old ``c=0.0.0.0`` convention). DTMF: an offered ``telephone-event/8000``
+(RFC 4733) is accepted under the offer's own payload type.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Answer:
     codec: CodecSpec
     remote: tuple[str, int]  # where the offer says to send RTP
     on_hold: bool  # the caller does not want to hear us (sendonly/inactive/0.0.0.0)
+    dtmf_payload_type: int | None = None  # telephone-event's, when the caller offered it
 
 
 def answer_offer(
@@ -48,12 +50,21 @@ def answer_offer(
     if not preferred:
         names = [c.encoding_name or str(c.payload_type) for c in audio.codecs]
         raise OfferNotAcceptable(f"no common codec: offered {names}")
+    dtmf = next(
+        (
+            c.payload_type
+            for c in audio.codecs
+            if c.encoding_name.lower() == "telephone-event" and (c.clock_rate or 8000) == 8000
+        ),
+        None,
+    )
     try:
         sdp, payload_type = negotiate_sdp(
             offer,
             local_ip,
             rtp_port,
             supported_codecs=preferred[:1],
+            dtmf_payload_type=dtmf or 0,  # the offer's number (0: none offered, none answered)
             session_id=session_id,
             session_name="voicebot",
         )
@@ -63,4 +74,4 @@ def answer_offer(
         sdp.origin.session_version = str(int(sdp.origin.session_id) + version)
     host, port = offer.rtp_address
     on_hold = audio.direction in ("sendonly", "inactive") or host in ("0.0.0.0", "::")
-    return Answer(sdp, BY_PAYLOAD_TYPE[payload_type], (host, port), on_hold)
+    return Answer(sdp, BY_PAYLOAD_TYPE[payload_type], (host, port), on_hold, dtmf)
