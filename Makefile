@@ -28,7 +28,7 @@ redis:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; }
 
-# Debian's baresip, the SIP phone of the phone-call tests (tests/test_sip_call.py).
+# Debian's baresip, the SIP phone of the phone-call tests (tests/transports/test_sip_call.py).
 phone:
 	@command -v baresip >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq baresip-core; \

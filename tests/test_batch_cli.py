@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.transcripts import words
 from voicebot.server.child import ChildServer
 
 
@@ -27,10 +27,6 @@ def voicebot(
         cwd=cwd,
         timeout=600,
     )
-
-
-def words(text: str) -> str:
-    return " ".join(re.sub(r"[^\w' ]", " ", text.lower()).split())
 
 
 @pytest.fixture(scope="module")

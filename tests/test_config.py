@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import ECHO_PIPELINE, PIPELINES, ROOT
 from voicebot.audio.vad import Endpointer
 from voicebot.config import PipelineConfig, VadSettings, load_pipeline
 from voicebot.diagnostics import ConfigError
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def errors(tmp_path: Path, text: str) -> list[str]:
@@ -24,7 +23,7 @@ def errors(tmp_path: Path, text: str) -> list[str]:
 
 
 def test_bundled_pipelines_are_valid():
-    for path in sorted((ROOT / "pipelines").glob("*.yaml")):
+    for path in sorted(PIPELINES.glob("*.yaml")):
         config = load_pipeline(path)
         assert isinstance(config, PipelineConfig)
 
@@ -123,7 +122,7 @@ def test_voicebot_check_exit_codes(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("asr:\n  modle: base\n")
     ok = subprocess.run(
-        [sys.executable, "-m", "voicebot", "check", str(ROOT / "pipelines" / "echo.yaml")],
+        [sys.executable, "-m", "voicebot", "check", str(ECHO_PIPELINE)],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from pathlib import Path
 
 import pytest
 
+from tests.support.paths import DOCS
 from voicebot import config_docs
 from voicebot.config import PipelineConfig
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def schema_keys(cls: type = PipelineConfig, prefix: str = "") -> list[tuple[str, dict]]:
@@ -79,7 +77,7 @@ def test_the_reference_lists_every_key_in_its_section():
 
 
 def test_the_committed_reference_is_current():
-    committed = (ROOT / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    committed = (DOCS / "pipeline.md").read_text(encoding="utf-8")
     assert committed == config_docs.render(), (
         f"docs/pipeline.md is out of date with voicebot/config.py: run `{config_docs.COMMAND}`"
         " and commit the result"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
+from tests.support.paths import DOCS, ROOT
 from voicebot.diagnostics import CODES, SECTIONS, Diagnostic, markdown
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "diagnostics.md"
+DOC = DOCS / "diagnostics.md"
 CODE = re.compile(r"""["']([EWI]\d{3})["']""")  # a code as a string literal
 
 
@@ -69,7 +68,7 @@ def test_codes_are_unique_across_sections_and_have_a_meaning() -> None:
 
 
 def test_codes_named_in_the_other_docs_exist() -> None:
-    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    for doc in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
         named = set(re.findall(r"\b([EWI]\d{3})\b", doc.read_text(encoding="utf-8")))
         assert named <= set(CODES), f"{doc.name} names unknown codes {sorted(named - set(CODES))}"
 

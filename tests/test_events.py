@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.paths import DOCS
 from voicebot import events
 from voicebot.clock import FastClock
 from voicebot.events import (
@@ -24,7 +24,7 @@ from voicebot.events import (
     record_key,
 )
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "events.md"
+DOC = DOCS / "events.md"
 _CELL = re.compile(r"`([^`]+)`")
 
 

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from speech import say
 
+from tests.support.paths import ROOT
+from tests.support.speech import say
 from voicebot.server.child import ChildServer
 from voicebot.transports.webrtc_client import Caller
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

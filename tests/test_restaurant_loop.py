@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.support.paths import RESTAURANT_PIPELINE, ROOT
 from voicebot.nlu.slot_day import parse_day, speak_date
 from voicebot.samples import speak
 from voicebot.transports.file import write_wav
@@ -24,8 +25,6 @@ from voicebot.transports.file import write_wav
 FRIDAY = parse_day("friday", "en").date  # what the bot takes "Friday" for today
 assert FRIDAY is not None
 
-ROOT = Path(__file__).resolve().parent.parent
-PIPELINE = ROOT / "pipelines" / "restaurant.yaml"
 RATE = 16000
 GREETING = "Hello, thank you for calling Luigi's. How can I help you?"
 ANSWER_LATENCY = 1.5  # end of the caller's turn -> the bot starts speaking (generous)
@@ -55,7 +54,7 @@ def run_bot(tmp: Path, caller: Path, db: Path, *extra: str) -> tuple[int, list[d
             "-m",
             "voicebot",
             "run",
-            str(PIPELINE),
+            str(RESTAURANT_PIPELINE),
             "-i",
             str(caller),
             "-o",

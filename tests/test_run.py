@@ -12,14 +12,13 @@ import jiwer
 import numpy as np
 import pytest
 
+from tests.support.paths import ECHO_PIPELINE, ROOT
 from voicebot.config import load_pipeline
 from voicebot.events import EVENT_TYPES
 from voicebot.runner import run_file
 from voicebot.samples import write_caller
 from voicebot.transports.file import read_audio
 
-ROOT = Path(__file__).resolve().parent.parent
-ECHO = ROOT / "pipelines" / "echo.yaml"
 UTTERANCES = [
     "Hello, I would like to book a table.",
     "For four people on Friday evening.",
@@ -49,7 +48,7 @@ def cli_run(caller, tmp_path_factory):
             "-m",
             "voicebot",
             "run",
-            str(ECHO),
+            str(ECHO_PIPELINE),
             "--input",
             str(caller[0]),
             "--output",
@@ -153,7 +152,7 @@ async def test_bot_reply_audio_says_the_reply(cli_run):
 
 async def test_fast_and_real_time_runs_line_up(caller, tmp_path):
     """``--fast`` only skips idle time: its events fall where the real-time run's do."""
-    config = load_pipeline(ECHO)
+    config = load_pipeline(ECHO_PIPELINE)
     path = tmp_path / "short.wav"
     write_caller(path, UTTERANCES[:1], pause=3.0)
     real = await run_file(config, path, tmp_path / "real.wav")
@@ -179,7 +178,7 @@ async def test_fast_and_real_time_runs_line_up(caller, tmp_path):
 
 async def test_caller_speaking_over_the_bot_interrupts_it(tmp_path):
     """Barge-in: the caller talks while the echo plays; playback stops, the new turn is handled."""
-    config = load_pipeline(ECHO)
+    config = load_pipeline(ECHO_PIPELINE)
     path = tmp_path / "bargein.wav"
     long = "I would like to book a table for six people on Saturday evening at eight o'clock."
     write_caller(path, [long, "Stop, please."], pause=1.2)
@@ -208,8 +207,9 @@ def test_cli_reports_bad_config_with_position(tmp_path):
     )
     assert proc.returncode == 2
     assert f"{bad}:3:19: E106 expected int, got str 'fast'" in proc.stderr
+    missing_input = ["-i", "missing.wav", "-o", "y.wav"]
     proc = subprocess.run(
-        [sys.executable, "-m", "voicebot", "run", str(ECHO), "-i", "missing.wav", "-o", "y.wav"],
+        [sys.executable, "-m", "voicebot", "run", str(ECHO_PIPELINE), *missing_input],
         capture_output=True,
         text=True,
         timeout=60,

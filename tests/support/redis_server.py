@@ -1,6 +1,6 @@
 """A real ``redis-server`` on a free port for the tests that need one.
 
-``redis_url`` is a module-scoped fixture (import it into the test module);
+The ``redis_url`` fixture (``tests/conftest.py``) is one per test module;
 ``RedisServer`` starts one by hand, e.g. on a port a client already failed on. No
 persistence (``--save "" --appendonly no``), files in a temporary directory.
 
@@ -16,16 +16,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from voicebot.server.child import free_port
 
 
 def redis_binary() -> str:
@@ -85,9 +80,3 @@ class RedisServer:
             self._proc.kill()
             self._proc.wait()
         self._dir.cleanup()
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with RedisServer() as server:
-        yield server.url

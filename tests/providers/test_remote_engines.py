@@ -1,6 +1,6 @@
 """Remote ASR/TTS engines over real HTTP/WebSocket: retries, caches, costs, budget fallback.
 
-The provider is either the fault-injecting server of ``tests/faults.py`` (scripted
+The provider is either the fault-injecting server of ``tests/support/faults.py`` (scripted
 429/503/timeouts/truncation) or a real voicebot speech node (``voicebot.server.child``).
 The local fallback engines are the real Whisper and Piper engines.
 """
@@ -8,7 +8,6 @@ The local fallback engines are the real Whisper and Piper engines.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,9 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import pytest
-from faults import FaultServer
 
+from tests.support.paths import RESTAURANT_FLOW, RESTAURANT_INTENTS
+from tests.support.transcripts import words
 from voicebot.asr.fallback import FallbackAsrEngine
 from voicebot.asr.remote import OpenAiAsrEngine
 from voicebot.config import load_pipeline
@@ -32,13 +32,8 @@ from voicebot.server.child import ChildServer
 from voicebot.tts.fallback import FallbackTtsEngine
 from voicebot.tts.remote import PCM_RATE, OpenAiTtsEngine, WebSocketTtsEngine
 
-ROOT = Path(__file__).resolve().parent.parent
 UTTERANCE = "I would like to book a table for two people."
 FAST_RETRY = RetryPolicy(max_attempts=4, base_s=0.02, cap_s=0.1)
-
-
-def words(text: str) -> str:
-    return " ".join(re.sub(r"[^\w' ]", " ", text.lower()).split())
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -55,12 +50,6 @@ def costs_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "costs.db"
     monkeypatch.setenv("VOICEBOT_COSTS_DB", str(path))
     return path
-
-
-@pytest.fixture
-def fault() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
 
 
 _clients = 0
@@ -309,8 +298,8 @@ def remote_pipeline(
 ) -> Path:
     dialog = (
         "dialog:\n  type: flow\n"
-        f"  flow: {ROOT / 'intents' / 'restaurant_flow.yaml'}\n"
-        f"  intents: [{ROOT / 'intents' / 'restaurant.yaml'}]\n"
+        f"  flow: {RESTAURANT_FLOW}\n"
+        f"  intents: [{RESTAURANT_INTENTS}]\n"
         f"  outcomes: {tmp_path / 'outcomes.db'}\n"
         if flow
         else "dialog:\n  type: echo\n"

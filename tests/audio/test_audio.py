@@ -9,8 +9,8 @@ import itertools
 
 import numpy as np
 import pytest
-from speech import say, silence
 
+from tests.support.speech import say, silence
 from voicebot.audio.denoise import Denoiser
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler

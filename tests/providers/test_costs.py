@@ -6,7 +6,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,6 @@ from voicebot.providers.costs import (
     format_report,
 )
 from voicebot.providers.presets import PRESETS, preset
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_price_table():

@@ -16,8 +16,8 @@ import jiwer
 import numpy as np
 import pytest
 from scipy.signal import resample_poly
-from speech import say, silence
 
+from tests.support.speech import say, silence
 from voicebot.asr import models
 from voicebot.asr.base import SAMPLE_RATE
 from voicebot.asr.models import KNOWN_MODELS, resolve_model

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.paths import CORPUS, PIPELINES, RESTAURANT_INTENTS
 from voicebot.config import load_pipeline
 from voicebot.dialog.bot import load_bot
 from voicebot.dialog.corpus import load_corpus
@@ -20,15 +21,7 @@ from voicebot.nlu.samples import augment, generate
 from voicebot.nlu.statistical import StatisticalModel, load_model, model_key, span_features
 from voicebot.nlu.template_matcher import load_intents
 
-ROOT = Path(__file__).resolve().parents[1]
-RESTAURANT = ROOT / "intents" / "restaurant.yaml"
 TUESDAY = dt.date(2026, 12, 1)
-
-
-@pytest.fixture(scope="module")
-def restaurant():  # type: ignore[no-untyped-def]
-    intents, _ = load_intents([RESTAURANT])
-    return intents
 
 
 def test_samples_come_from_the_templates_with_their_slots(restaurant) -> None:  # type: ignore
@@ -73,7 +66,7 @@ def test_trained_once_per_content_then_read_from_the_cache(
 ) -> None:
     monkeypatch.setenv("VOICEBOT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(statistical, "_MODELS", {})
-    text = RESTAURANT.read_text(encoding="utf-8")
+    text = RESTAURANT_INTENTS.read_text(encoding="utf-8")
     first = tmp_path / "a.yaml"
     first.write_text(text, encoding="utf-8")
     intents, _ = load_intents([first])
@@ -151,8 +144,8 @@ def test_confidence_is_calibrated_on_the_dev_corpora() -> None:
         ("restaurant.yaml", "restaurant_en_dev.yaml"),
         ("restaurant_de.yaml", "restaurant_de_dev.yaml"),
     ):
-        loaded = load_bot(load_pipeline(ROOT / "pipelines" / pipeline))
-        items = load_corpus(ROOT / "intents" / "corpus" / corpus, loaded)
+        loaded = load_bot(load_pipeline(PIPELINES / pipeline))
+        items = load_corpus(CORPUS / corpus, loaded)
         matcher = loaded.matcher(items.language, items.today)
         points = []
         for item in items.items:

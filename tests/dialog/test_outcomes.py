@@ -13,9 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.support.paths import RESTAURANT_PIPELINE, ROOT
 from voicebot.dialog.outcomes import Outcome, SqliteOutcomeStore, read_outcomes
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def outcomes_cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -132,7 +131,7 @@ def test_booking_survives_kill_9_right_after_the_confirmation_starts(tmp_path):
             "-m",
             "voicebot",
             "run",
-            str(ROOT / "pipelines" / "restaurant.yaml"),
+            str(RESTAURANT_PIPELINE),
             "-i",
             str(caller),
             "-o",

@@ -11,6 +11,7 @@ import asyncio
 
 import numpy as np
 
+from tests.support.paths import RESTAURANT_PIPELINE
 from voicebot.asr.base import AsrEngine, AsrResult, AsrSession
 from voicebot.asr.stage import AsrStage
 from voicebot.asr.whisper import WhisperEngine
@@ -125,15 +126,13 @@ async def test_context_helps_whisper_read_an_answer_in_its_light() -> None:
 
 
 def test_the_conversation_offers_its_last_question() -> None:
-    from pathlib import Path
 
     from voicebot.config import load_pipeline
     from voicebot.dialog.bot import load_bot
     from voicebot.dialog.flow import Conversation
     from voicebot.dialog.outcomes import MemoryOutcomeStore
 
-    root = Path(__file__).resolve().parents[1]
-    loaded = load_bot(load_pipeline(root / "pipelines" / "restaurant.yaml"))
+    loaded = load_bot(load_pipeline(RESTAURANT_PIPELINE))
     conv = Conversation(loaded.bot, loaded.matcher("en"), MemoryOutcomeStore(), call_id="c")
     assert conv.asr_context() is None
     asyncio.run(conv.start())

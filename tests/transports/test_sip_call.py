@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import re
 import shutil
 import socket
@@ -25,8 +24,10 @@ import numpy as np
 import pytest
 from aiortc.rtp import RtpPacket
 from aiosipua import IncomingCall, SipRequest, SipUAC, SipUAS, build_sdp, parse_sdp
-from speech import say, silence
 
+from tests.support.dates import next_friday
+from tests.support.paths import ECHO_PIPELINE, RESTAURANT_PIPELINE
+from tests.support.speech import say, silence
 from voicebot.asr.whisper import WhisperEngine
 from voicebot.audio.resample import StreamResampler
 from voicebot.config import load_pipeline
@@ -40,9 +41,6 @@ from voicebot.transports.sip.sdp import OfferNotAcceptable, answer_offer
 from voicebot.transports.sip.settings import SipSettings
 from voicebot.transports.sip.udp import UdpTransport
 
-ROOT = Path(__file__).resolve().parent.parent
-ECHO = ROOT / "pipelines" / "echo.yaml"
-RESTAURANT = ROOT / "pipelines" / "restaurant.yaml"
 BARESIP = shutil.which("baresip")
 needs_baresip = pytest.mark.skipif(
     BARESIP is None, reason="baresip is not installed (apt-get install baresip)"
@@ -305,7 +303,7 @@ async def test_baresip_calls_the_echo_bot_and_hangs_up(
     # 2.5 s before speaking, 6 s for the echo; at the WAV's end baresip hangs up
     microphone = np.concatenate([silence(2.5, rate), say(said, rate), silence(6.0, rate)])
     confdir = phone(tmp_path, write_wav(tmp_path / "caller.wav", microphone, rate), codec)
-    async with sip_server(ECHO) as (port, events, app):
+    async with sip_server(ECHO_PIPELINE) as (port, events, app):
         output = await dial(confdir, port, seconds=30, transport=transport)
         end = await ended(events)
         metrics = app.state.metrics.render()[0].decode()
@@ -353,7 +351,7 @@ async def test_busy_hold_resume_and_the_rtp_timeout_hang_up() -> None:
         return offer
 
     try:
-        async with sip_server(ECHO, max_calls=1) as (port, events, app):
+        async with sip_server(ECHO_PIPELINE, max_calls=1) as (port, events, app):
             server = ("127.0.0.1", port)
             first = uac.send_invite(
                 "sip:caller@127.0.0.1", f"sip:bot@127.0.0.1:{port}", server, sdp()
@@ -387,11 +385,6 @@ async def test_busy_hold_resume_and_the_rtp_timeout_hang_up() -> None:
         await client.stop()
 
 
-def next_friday() -> str:
-    today = dt.date.today()
-    return (today + dt.timedelta(days=(4 - today.weekday()) % 7)).isoformat()
-
-
 # What the caller says, and roughly what the bot answers (its length sets the pause).
 BOOKING = [
     ("Hi, I would like to book a table for four people on Friday.", "At what time?"),
@@ -422,7 +415,7 @@ async def test_baresip_books_a_table_and_the_bot_hangs_up(tmp_path: Path) -> Non
     microphone = np.concatenate(parts)
     confdir = phone(tmp_path, write_wav(tmp_path / "caller.wav", microphone))
     db = tmp_path / "outcomes.db"
-    async with sip_server(RESTAURANT, outcomes=db) as (port, events, _):
+    async with sip_server(RESTAURANT_PIPELINE, outcomes=db) as (port, events, _):
         output = await dial(confdir, port, seconds=round(len(microphone) / 8000) + 10)
         end = await ended(events)
     assert end["reason"] == "bot_hangup", [e for e in events if e["type"] != "transcript"]
@@ -620,7 +613,7 @@ def options(port: int, transport: str) -> str:
 
 def test_serve_answers_options_on_udp_and_tcp() -> None:
     port = free_port()
-    with ChildServer("serve", ECHO, "--sip-port", str(port), "--no-warm-up"):
+    with ChildServer("serve", ECHO_PIPELINE, "--sip-port", str(port), "--no-warm-up"):
         for transport in ("udp", "tcp"):
             reply = options(port, transport)
             assert reply.startswith("SIP/2.0 200 OK"), reply

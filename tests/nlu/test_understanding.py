@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.paths import CORPUS, PIPELINES
 from voicebot.config import load_pipeline
 from voicebot.diagnostics import ConfigError
 from voicebot.dialog.bot import LoadedBot, load_bot
 from voicebot.dialog.corpus import Summary, load_corpus, score_turn
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / "intents" / "corpus"
-PIPELINES = {"en": "restaurant.yaml", "de": "restaurant_de.yaml"}
+PIPELINE_FILES = {"en": "restaurant.yaml", "de": "restaurant_de.yaml"}
 
 # corpus -> (turn success at least, wrong-action rate at most) on the written text
 TEXT_BOUNDS = {
@@ -51,7 +50,7 @@ HEARD_BOUNDS = {
 
 
 def _bot(language: str) -> LoadedBot:
-    return load_bot(load_pipeline(ROOT / "pipelines" / PIPELINES[language]))
+    return load_bot(load_pipeline(PIPELINES / PIPELINE_FILES[language]))
 
 
 def _score(name: str, heard_path: str | None = None) -> dict[str, float]:

@@ -12,8 +12,6 @@ from voicebot.bench.match import bench
 from voicebot.nlu.slots import DaySlot, IntegerSlot, TimeSlot
 from voicebot.nlu.template_matcher import IntentSet, TemplateMatcher, load_intents
 
-ROOT = Path(__file__).resolve().parents[1]
-RESTAURANT = ROOT / "intents" / "restaurant.yaml"
 WEDNESDAY = dt.date(2025, 6, 4)
 
 
@@ -27,11 +25,6 @@ def load_ok(*paths: Path) -> IntentSet:
     intents, diags = load_intents(list(paths))
     assert [str(d) for d in diags] == []
     return intents
-
-
-@pytest.fixture(scope="module")
-def restaurant() -> IntentSet:
-    return load_ok(RESTAURANT)
 
 
 @pytest.fixture(scope="module")

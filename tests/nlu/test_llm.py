@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 
 import pytest
 
+from tests.support.paths import RESTAURANT_INTENTS, RESTAURANT_PIPELINE, ROOT
 from voicebot.nlu.llm import LlmMatcher
 from voicebot.nlu.matcher import IntentMatcher
 from voicebot.nlu.template_matcher import TemplateMatcher, load_intents
 
-RESTAURANT = Path(__file__).resolve().parents[1] / "intents" / "restaurant.yaml"
 KEY = "sk-test-not-a-real-key-1234"
 
 # What the fake model answers, by the user's utterance.
@@ -89,7 +89,7 @@ def server() -> Iterator[str]:
 @pytest.fixture
 async def matcher(server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LlmMatcher]:
     monkeypatch.setenv("TEST_LLM_KEY", KEY)
-    intents, _ = load_intents([RESTAURANT])
+    intents, _ = load_intents([RESTAURANT_INTENTS])
     base = TemplateMatcher(intents, "en", today=dt.date(2025, 6, 4))
     FakeChat.requests.clear()
     llm = LlmMatcher(
@@ -175,7 +175,7 @@ async def test_unreachable_endpoint(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("TEST_LLM_KEY", KEY)
-    intents, _ = load_intents([RESTAURANT])
+    intents, _ = load_intents([RESTAURANT_INTENTS])
     llm = LlmMatcher(
         TemplateMatcher(intents, "en"),
         base_url="http://127.0.0.1:9",
@@ -193,7 +193,7 @@ def test_missing_key_is_reported_without_failing(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
-    intents, _ = load_intents([RESTAURANT])
+    intents, _ = load_intents([RESTAURANT_INTENTS])
     LlmMatcher(
         TemplateMatcher(intents, "en"),
         base_url="http://x",
@@ -212,8 +212,7 @@ async def test_pipeline_llm_settings_wire_the_fallback(
     from voicebot.diagnostics import ConfigError
 
     monkeypatch.setenv("TEST_LLM_KEY", KEY)
-    root = RESTAURANT.parents[1]
-    text = (root / "pipelines" / "restaurant.yaml").read_text().replace("../", f"{root}/")
+    text = RESTAURANT_PIPELINE.read_text().replace("../", f"{ROOT}/")
     text += f"  outcomes: {tmp_path}/o.db\n"
     llm = (
         f"  llm:\n    enabled: true\n    base_url: {server}\n    model: tiny-test\n"

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-INTENTS = ROOT / "intents" / "restaurant.yaml"
-FLOW = ROOT / "intents" / "restaurant_flow.yaml"
+from tests.support.paths import (
+    PIPELINES,
+    RESTAURANT_FLOW,
+    RESTAURANT_INTENTS,
+    RESTAURANT_PIPELINE,
+    ROOT,
+)
 
 
 def check(*paths: Path) -> tuple[int, list[str], str]:
@@ -29,14 +33,13 @@ def rel(lines: list[str], path: Path) -> list[str]:
 
 def test_reference_bots_are_clean():
     """No errors; no warnings about the flow or pipelines (the intent files have their own)."""
-    code, errs, out = check(
-        ROOT / "pipelines" / "restaurant.yaml", ROOT / "pipelines" / "restaurant_de.yaml"
-    )
-    assert code == 0 and not [e for e in errs if not e.startswith(str(INTENTS))], errs
+    code, errs, out = check(RESTAURANT_PIPELINE, PIPELINES / "restaurant_de.yaml")
+    assert code == 0 and not [e for e in errs if not e.startswith(str(RESTAURANT_INTENTS))], errs
     assert "restaurant.yaml: ok" in out and "restaurant_de.yaml: ok" in out
-    code, errs, out = check(FLOW, INTENTS)  # the files directly, checked as one bot
-    assert code == 0 and not [e for e in errs if not e.startswith(str(INTENTS))], errs
-    assert f"{FLOW}: ok" in out
+    # the files directly, checked as one bot
+    code, errs, out = check(RESTAURANT_FLOW, RESTAURANT_INTENTS)
+    assert code == 0 and not [e for e in errs if not e.startswith(str(RESTAURANT_INTENTS))], errs
+    assert f"{RESTAURANT_FLOW}: ok" in out
 
 
 BAD_FLOW = """\
@@ -132,7 +135,7 @@ states:
 def test_flow_against_intents_did_you_mean(tmp_path):
     flow = tmp_path / "cross_flow.yaml"
     flow.write_text(CROSS_FLOW)
-    code, errs, _ = check(flow, INTENTS)
+    code, errs, _ = check(flow, RESTAURANT_INTENTS)
     assert code == 1
     assert rel(errs, flow) == [
         "5:3: E405 unknown intent 'goodby' (did you mean 'goodbye'?)",
@@ -147,7 +150,7 @@ def test_flow_against_intents_did_you_mean(tmp_path):
 
 
 def test_pipeline_references_and_language(tmp_path):
-    shutil.copy(FLOW, tmp_path / "flow.yaml")
+    shutil.copy(RESTAURANT_FLOW, tmp_path / "flow.yaml")
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text(
         "language: de\ndialog:\n  type: flow\n  flow: flow.yaml\n  intents: [intentz.yaml]\n"
@@ -170,7 +173,8 @@ def test_missing_language_variant_for_the_pipeline(tmp_path):
     )
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text(
-        f"language: de\ndialog:\n  type: flow\n  flow: {flow.name}\n  intents: [{INTENTS}]\n"
+        f"language: de\ndialog:\n  type: flow\n  flow: {flow.name}\n"
+        f"  intents: [{RESTAURANT_INTENTS}]\n"
     )
     code, errs, _ = check(pipeline)
     assert code == 1
@@ -185,6 +189,6 @@ def test_duplicate_states_across_flow_files(tmp_path):
     )
     two = tmp_path / "two.yaml"
     two.write_text("states:\n  b:\n    say: Ciao.\n    end: true\n")
-    code, errs, _ = check(one, two, INTENTS)
+    code, errs, _ = check(one, two, RESTAURANT_INTENTS)
     assert code == 1
     assert rel(errs, two) == [f"2:3: E407 state 'b' is already defined at {one}:8"]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.support.paths import RESTAURANT_FLOW, RESTAURANT_PIPELINE, ROOT
 from voicebot.clock import FastClock
 from voicebot.context import CallContext
 from voicebot.dialog.flow import Bot, Conversation, FlowError
@@ -39,8 +40,6 @@ from voicebot.frames import AudioFrame, Frame, Interrupt, ReplyText, Transcript
 from voicebot.graph import INTERRUPTED, Pipeline, Source, Stage
 from voicebot.nlu.match import Match, Matcher
 from voicebot.nlu.slots import DaySlot, IntegerSlot, TimeSlot
-
-ROOT = Path(__file__).resolve().parent.parent
 
 SHOP = """\
 flow: shop
@@ -90,7 +89,7 @@ states:
   open: {say: "Open at {open}.", next: more}
   closed: {say: "Closed that day.", next: more}
   slow:
-    call: {function: "test_flow:slow_hook", timeout_ms: 200}
+    call: {function: "tests.dialog.test_flow:slow_hook", timeout_ms: 200}
     on_error: agent
     next: more
   agent: {say: "Connecting.", transfer: desk}
@@ -468,7 +467,7 @@ async def test_stage_speech_over_a_non_barge_in_prompt_is_ignored(tmp_path):
 
 
 def test_reference_flow_is_clean():
-    _, diags = read_flow([ROOT / "intents" / "restaurant_flow.yaml"])
+    _, diags = read_flow([RESTAURANT_FLOW])
     assert diags == []
 
 
@@ -476,7 +475,7 @@ def test_check_cli_on_a_flow_without_intents_warns(tmp_path):
     path = tmp_path / "shop_flow.yaml"
     path.write_text(
         SHOP.replace("function: shop_hours", "function: lookup").replace(
-            '"test_flow:slow_hook"', "lookup"
+            '"tests.dialog.test_flow:slow_hook"', "lookup"
         )
     )
     proc = subprocess.run(
@@ -533,7 +532,7 @@ def test_bundled_dialog_tests_pass():
 def test_a_failing_dialog_test_shows_a_diff(tmp_path):
     path = tmp_path / "wrong.yaml"
     path.write_text(
-        f"pipeline: {ROOT / 'pipelines' / 'restaurant.yaml'}\n"
+        f"pipeline: {RESTAURANT_PIPELINE}\n"
         "today: 2025-06-02\n"
         "tests:\n"
         "  - name: wrong time\n"
@@ -570,7 +569,7 @@ def test_a_failing_dialog_test_shows_a_diff(tmp_path):
 def test_dialog_test_files_are_validated(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(
-        f"pipeline: {ROOT / 'pipelines' / 'restaurant.yaml'}\n"
+        f"pipeline: {RESTAURANT_PIPELINE}\n"
         "tests:\n"
         "  - name: typos\n"
         "    steps:\n"

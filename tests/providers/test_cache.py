@@ -6,12 +6,8 @@ import asyncio
 import time
 
 import pytest
-from redis_server import (
-    RedisServer,
-    free_port,
-    redis_url,  # noqa: F401 - the fixture
-)
 
+from tests.support.redis_server import RedisServer
 from voicebot.providers.cache import (
     MemoryCache,
     RedisCache,
@@ -20,6 +16,7 @@ from voicebot.providers.cache import (
     speech_key,
     transcript_key,
 )
+from voicebot.server.child import free_port
 
 
 class FakeClock:
@@ -97,7 +94,7 @@ def test_keys_cover_the_parameters():
     assert transcript_key(audio).startswith("asr:") and speech_key("a", "b").startswith("tts:")
 
 
-async def test_redis_is_shared_between_clients(redis_url):  # noqa: F811
+async def test_redis_is_shared_between_clients(redis_url):
     one = RedisCache(redis_url, prefix="t1:", ttl_s=120)
     two = RedisCache(redis_url, prefix="t1:", ttl_s=120)
     await one.set("k", b"\x00audio\xff")
@@ -113,7 +110,7 @@ async def test_redis_is_shared_between_clients(redis_url):  # noqa: F811
     await two.aclose()
 
 
-async def test_tiered_cache_fills_memory_from_redis(redis_url):  # noqa: F811
+async def test_tiered_cache_fills_memory_from_redis(redis_url):
     writer = TieredCache(MemoryCache(), RedisCache(redis_url, prefix="t2:"))
     await writer.set("k", b"value")
     reader = TieredCache(MemoryCache(), RedisCache(redis_url, prefix="t2:"))

@@ -8,11 +8,9 @@ hears, and the recorded replies are transcribed with the project's ASR.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import fractions
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -23,8 +21,9 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
-from speech import say
 
+from tests.support.dates import next_friday
+from tests.support.speech import say
 from voicebot.asr.whisper import WhisperEngine
 from voicebot.clock import Clock
 from voicebot.samples import speak
@@ -33,11 +32,6 @@ from voicebot.transports.jitter import AudioJitterBuffer, audio_jitter_ms, set_a
 from voicebot.transports.pacing import FramePacer
 from voicebot.transports.webrtc import CUSHION, OutputTrack
 from voicebot.transports.webrtc_client import LOUD_RMS, Caller, Speaker, to_rate
-
-ROOT = Path(__file__).resolve().parent.parent
-ECHO = ROOT / "pipelines" / "echo.yaml"
-RESTAURANT = ROOT / "pipelines" / "restaurant.yaml"
-
 
 NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve").split()
 
@@ -75,12 +69,6 @@ async def transcribe(audio_48k: np.ndarray) -> str:
     pcm = to_rate(audio_48k, 48000, 16000)
     result = await WhisperEngine("tiny.en").transcribe(pcm.astype(np.float32) / 32768, "en")
     return result.text
-
-
-@pytest.fixture(scope="module")
-def echo_server() -> Iterator[ChildServer]:
-    with ChildServer("serve", ECHO) as server:
-        yield server
 
 
 # --- the output track on its own ----------------------------------------------------
@@ -382,23 +370,6 @@ async def test_calls_release_everything(echo_server: ChildServer) -> None:
 
 
 # --- the restaurant bot ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def restaurant_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("outcomes") / "outcomes.db"
-
-
-@pytest.fixture(scope="module")
-def restaurant_server(restaurant_db: Path) -> Iterator[ChildServer]:
-    with ChildServer("serve", RESTAURANT, "--outcomes-db", str(restaurant_db)) as server:
-        yield server
-
-
-def next_friday() -> str:
-    """The date the server gives "Friday" (its next Friday, today included)."""
-    today = dt.date.today()
-    return (today + dt.timedelta(days=(4 - today.weekday()) % 7)).isoformat()
 
 
 GREETING = "Hello, thank you for calling Luigi's. How can I help you?"

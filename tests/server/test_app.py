@@ -11,23 +11,20 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 from aiortc import RTCConfiguration, RTCPeerConnection
-from speech import say
 from starlette.applications import Starlette
 
+from tests.support.paths import ECHO_PIPELINE
+from tests.support.speech import say
 from voicebot.config import load_pipeline
 from voicebot.server.app import create_app
 from voicebot.server.calls import ServerSettings
 from voicebot.transports.jitter import AudioJitterBuffer, audio_jitter_ms
 from voicebot.transports.webrtc_client import Caller, OfferRejected
-
-ROOT = Path(__file__).resolve().parent.parent
-ECHO = ROOT / "pipelines" / "echo.yaml"
 
 Serve = Callable[[ServerSettings], Awaitable[str]]
 
@@ -48,7 +45,7 @@ async def start_server(app: Starlette) -> tuple[uvicorn.Server, asyncio.Task[Non
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
     """Start the echo bot's app with given settings; returns its base URL."""
-    config = load_pipeline(ECHO)
+    config = load_pipeline(ECHO_PIPELINE)
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     async def start(settings: ServerSettings) -> str:
@@ -286,7 +283,7 @@ async def test_a_vanished_peer_ends_the_call(serve: Serve) -> None:
 
 
 async def test_shutdown_hangs_up_live_calls() -> None:
-    config = load_pipeline(ECHO)
+    config = load_pipeline(ECHO_PIPELINE)
     app = create_app(config, ServerSettings())
     server, task, url = await start_server(app)
     async with Caller(url) as caller:
@@ -303,7 +300,7 @@ async def test_shutdown_hangs_up_live_calls() -> None:
 async def test_inbound_audio_jitter_buffer_has_the_configured_depth(jitter_ms: int) -> None:
     """aiortc holds 80 ms of inbound audio; the server asks for ``jitter_ms`` (and a changed
     aiortc internals layout fails here, not silently). Speech still arrives whole."""
-    config = load_pipeline(ECHO)
+    config = load_pipeline(ECHO_PIPELINE)
     app = create_app(config, ServerSettings(jitter_ms=jitter_ms))
     server, task, url = await start_server(app)
     try:

@@ -14,7 +14,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -22,15 +22,12 @@ import jiwer
 import numpy as np
 import pytest
 from playwright.async_api import Page, async_playwright
-from speech import say
 
+from tests.support.paths import ARTIFACTS
+from tests.support.speech import say
 from voicebot.server.child import ChildServer
 from voicebot.transports.file import write_wav
 
-ROOT = Path(__file__).resolve().parent.parent
-ECHO = ROOT / "pipelines" / "echo.yaml"
-RESTAURANT = ROOT / "pipelines" / "restaurant.yaml"
-ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 SENTENCE = "Hello, I would like to book a table for two."
 BOOKING = "Hi, I would like to book a table for four people on Friday."
@@ -109,19 +106,6 @@ async def bot_finished(page: Page, replies: int, within_ms: float = 30000) -> No
         arg=replies,
         timeout=within_ms,
     )
-
-
-@pytest.fixture(scope="module")
-def echo_server() -> Iterator[ChildServer]:
-    with ChildServer("serve", ECHO) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def restaurant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildServer]:
-    db = tmp_path_factory.mktemp("outcomes") / "outcomes.db"
-    with ChildServer("serve", RESTAURANT, "--outcomes-db", str(db)) as server:
-        yield server
 
 
 async def test_demo_page_call(echo_server: ChildServer, tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ import openai
 import pytest
 import websockets
 
+from tests.support.paths import ECHO_PIPELINE
+from tests.support.transcripts import words
 from voicebot.audio.codecs import decode_audio
 from voicebot.samples import speak
 from voicebot.server.child import ChildServer
@@ -33,10 +35,6 @@ LONG = (
     "every day except Monday. We take bookings for up to twelve people, and for larger "
     "groups we can reserve the whole terrace. Is there anything else I can help with?"
 )
-
-
-def words(text: str) -> str:
-    return " ".join(re.sub(r"[^\w' ]", " ", text.lower()).split())
 
 
 @pytest.fixture(scope="module")
@@ -443,7 +441,7 @@ def test_serve_mounts_the_speech_api(tmp_path):
     from voicebot.config import load_pipeline
     from voicebot.server.app import create_app
 
-    config = load_pipeline(Path(__file__).resolve().parent.parent / "pipelines" / "echo.yaml")
+    config = load_pipeline(ECHO_PIPELINE)
     with TestClient(create_app(config, warm=False)) as http:
         models = http.get("/v1/models").json()
         assert models["voices"]["default"] == "en_US-joe-medium"

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 import time
-from collections.abc import Iterator
 
 import pytest
-from faults import FaultServer
 
+from tests.support.faults import FaultServer
 from voicebot.providers.errors import ProviderError
 from voicebot.providers.http import (
     ProviderClient,
@@ -22,15 +20,10 @@ from voicebot.providers.http import (
 )
 from voicebot.providers.limits import Priority
 from voicebot.providers.retry import RetryPolicy, retry_after
+from voicebot.server.child import free_port
 
 FAST = RetryPolicy(max_attempts=4, base_s=0.02, cap_s=0.1)
 _n = 0
-
-
-@pytest.fixture
-def fault() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
 
 
 def client(base_url: str, **kw: object) -> ProviderClient:
@@ -60,12 +53,6 @@ async def post(c: ProviderClient, **kw: object):
         files={"file": ("a.wav", b"RIFF....", "audio/wav")},
         **kw,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens here once closed
 
 
 # --- policy -------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Tests of voicebot.asr: the Whisper engine and dialog-aware recognition."""

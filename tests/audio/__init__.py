@@ -1,0 +1,1 @@
+"""Tests of voicebot.audio: resampler, framer, VAD, denoiser, simulated channels."""

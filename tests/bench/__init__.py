@@ -1,0 +1,1 @@
+"""Tests of voicebot.bench: the benchmark statistics."""

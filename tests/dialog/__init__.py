@@ -1,0 +1,1 @@
+"""Tests of voicebot.dialog: flows, repair, outcomes, ``voicebot check``."""

@@ -1,0 +1,1 @@
+"""Tests of voicebot.nlu: intents, slots, the statistical and LLM matchers, understanding."""

@@ -1,0 +1,1 @@
+"""Tests of voicebot.providers: HTTP client, limits, caches, costs, remote engines."""

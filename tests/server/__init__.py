@@ -1,0 +1,1 @@
+"""Tests of voicebot.server: the app, the speech API, the demo page in a browser."""

@@ -1,0 +1,1 @@
+"""Helpers the tests share: synthesized speech, a fault-injecting provider, Redis, paths."""

@@ -1,0 +1,1 @@
+"""Tests of voicebot.transports: WebRTC and SIP calls end to end."""

@@ -1,0 +1,1 @@
+"""Tests of voicebot.tts: clause splitting, Piper and eSpeak NG."""
