@@ -486,7 +486,7 @@ async def test_baresip_books_a_table_with_its_keypad(tmp_path: Path) -> None:
     microphone = np.concatenate(parts)
     confdir = phone(tmp_path, write_wav(tmp_path / "caller.wav", microphone), keypad=True)
     db = tmp_path / "outcomes.db"
-    async with sip_server(RESTAURANT, outcomes=db) as (port, events, _):
+    async with sip_server(RESTAURANT_PIPELINE, outcomes=db) as (port, events, _):
         output = await dial(confdir, port, seconds=round(at) + 20, keys=keys)
         end = await ended(events)
     story = [(e["type"], e.get("text") or e.get("name") or e.get("digit")) for e in events]
@@ -549,7 +549,7 @@ async def test_keys_by_sip_info_and_by_rfc_4733_reach_the_flow() -> None:
     media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     media.bind(("127.0.0.1", 0))
     try:
-        async with sip_server(RESTAURANT) as (port, events, _):
+        async with sip_server(RESTAURANT_PIPELINE) as (port, events, _):
             server = ("127.0.0.1", port)
             offer = build_sdp("127.0.0.1", media.getsockname()[1], 0, "PCMU", session_id="1")
             call = uac.send_invite(

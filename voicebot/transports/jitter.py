@@ -9,7 +9,7 @@ the server those 80 ms are pure latency on every turn.
 
 aiortc's buffer also never gives up on a missing packet: after one lost
 packet it waits until the buffer overflows and from then on stays 14 frames
-(280 ms) behind for the rest of the call (``tests/test_webrtc_call.py`` shows
+(280 ms) behind for the rest of the call (``tests/transports/test_webrtc_call.py`` shows
 it). ``AudioJitterBuffer`` releases the oldest packet once ``prefetch`` later
 ones have arrived instead, so a packet that late counts as lost (20 ms of
 silence) and the depth never grows.

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from aiortc.rtp import RtpPacket
 from aiosipua import parse_sdp
-from test_flow import SHOP, SILENCE, KeywordMatcher, Speaker, make_bot
 
+from tests.dialog.test_flow import SHOP, SILENCE, KeywordMatcher, Speaker, make_bot
+from tests.support.paths import RESTAURANT_INTENTS
 from voicebot.clock import FastClock
 from voicebot.context import CallContext
 from voicebot.dialog.bot import check_files
@@ -31,8 +32,6 @@ from voicebot.transports.sip.codecs import PCMU, RtpCodec
 from voicebot.transports.sip.rtp import RtpStream
 from voicebot.transports.sip.sdp import answer_offer
 from voicebot.transports.webrtc import EventBridge
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def event(code: int, end: bool = False, duration: int = 160) -> bytes:
@@ -170,7 +169,7 @@ states:
 def test_dtmf_keys_are_checked_with_their_place(tmp_path: Path) -> None:
     path = tmp_path / "keys_flow.yaml"
     path.write_text(FLOW)
-    _, _, diags = check_files([path], [ROOT / "intents" / "restaurant.yaml"])
+    _, _, diags = check_files([path], [RESTAURANT_INTENTS])
     found = {(d.code, d.line, d.col) for d in diags}
     lines = FLOW.splitlines()
 
