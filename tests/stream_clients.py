@@ -1,4 +1,4 @@
-"""Protocol-faithful provider clients for the media-stream tests: Twilio, Telnyx and raw PCM.
+"""Protocol-faithful provider clients for the media-stream tests: Twilio, Telnyx, raw PCM.
 
 Each plays the provider's side of a bidirectional stream the way the
 provider does: caller audio goes out as 20 ms messages on a fixed real-time
@@ -24,7 +24,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from voicebot.transports.sip.codecs import PCMU, RtpCodec
+from voicebot.transports.sip.codecs import PCMA, PCMU, RtpCodec
 
 FRAME_S = 0.02
 
@@ -305,3 +305,96 @@ class RawClient(StreamClient):
             self._bot_clear()
         else:
             self.events.append(data)
+
+
+class TelnyxClient(StreamClient):
+    """Telnyx's side of a bidirectional (RTP mode) media stream: Twilio's shape in
+    snake_case, here with A-law (PCMA) as the codec."""
+
+    def __init__(self, url: str, encoding: str = "PCMA") -> None:
+        super().__init__(url)
+        self.encoding = encoding
+        self.stream_id = "32de0dea-53cb-4b21-89a4-9e8f2d1d3d4b"
+        self.call_control_id = "v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZF"
+        self.sequence = 0
+        self._codec = RtpCodec(PCMA if encoding == "PCMA" else PCMU)
+
+    def _next(self) -> str:
+        self.sequence += 1
+        return str(self.sequence)
+
+    async def opening(self) -> None:
+        await self.send(json.dumps({"event": "connected", "version": "1.0.0"}))
+        await self.send(
+            json.dumps(
+                {
+                    "event": "start",
+                    "sequence_number": self._next(),
+                    "start": {
+                        "user_id": "3e6f995f-85f7-4705-9741-53b116d28237",
+                        "call_control_id": self.call_control_id,
+                        "client_state": "aGF2ZSBhIG5pY2UgZGF5",
+                        "media_format": {
+                            "encoding": self.encoding,
+                            "sample_rate": 8000,
+                            "channels": 1,
+                        },
+                    },
+                    "stream_id": self.stream_id,
+                }
+            )
+        )
+
+    def media_message(self, pcm: np.ndarray, timestamp_ms: int) -> str:
+        return json.dumps(
+            {
+                "event": "media",
+                "sequence_number": self._next(),
+                "media": {
+                    "track": "inbound",
+                    "chunk": str(self._sent_frames + 1),
+                    "timestamp": str(timestamp_ms),
+                    "payload": base64.b64encode(self._codec.encode(pcm)).decode(),
+                },
+                "stream_id": self.stream_id,
+            }
+        )
+
+    def mark_answer(self, name: str) -> str:
+        return json.dumps(
+            {
+                "event": "mark",
+                "sequence_number": self._next(),
+                "stream_id": self.stream_id,
+                "mark": {"name": name},
+            }
+        )
+
+    async def stop(self) -> None:
+        await self.send(
+            json.dumps(
+                {
+                    "event": "stop",
+                    "sequence_number": self._next(),
+                    "stop": {"user_id": "3e6f995f", "call_control_id": self.call_control_id},
+                    "stream_id": self.stream_id,
+                }
+            )
+        )
+        assert self.ws is not None
+        await self.ws.close()
+
+    def received(self, message: str | bytes) -> None:
+        assert isinstance(message, str), "the bot sent Telnyx a binary message"
+        data = json.loads(message)
+        event = data["event"]
+        if event == "media":
+            payload = base64.b64decode(data["media"]["payload"])
+            pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in self._codec.decode(payload)])
+            self._bot_audio(pcm)
+        elif event == "mark":
+            self._bot_mark(data["mark"]["name"])
+        elif event == "clear":
+            self._bot_clear()
+        else:
+            raise AssertionError(f"Telnyx does not take {event!r} messages")

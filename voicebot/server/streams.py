@@ -5,6 +5,7 @@
   limit). With an auth token set, the ``X-Twilio-Signature`` must match (403
   JSON error otherwise).
 * ``WS /twilio/media`` - Twilio Media Streams (``transports/media_stream/twilio.py``).
+* ``WS /telnyx/media`` - Telnyx Media Streaming (``…/telnyx.py``).
 * ``WS /ws/audio`` - raw 16-bit PCM for anyone else (``…/raw.py``).
 
 Each WebSocket is one call (``stream_call.py``), admitted like every other.
@@ -26,6 +27,7 @@ from voicebot.server.openai_errors import ApiError
 from voicebot.server.stream_call import serve_stream
 from voicebot.transports.media_stream.messages import StreamProtocol
 from voicebot.transports.media_stream.raw import RawProtocol
+from voicebot.transports.media_stream.telnyx import TelnyxProtocol
 from voicebot.transports.media_stream.twilio import (
     TwilioProtocol,
     connect_twiml,
@@ -70,6 +72,7 @@ def stream_routes(manager: CallManager) -> list[BaseRoute]:
     return [
         Route("/twilio/voice", twilio_voice, methods=["POST"]),
         WebSocketRoute("/twilio/media", socket(TwilioProtocol)),
+        WebSocketRoute("/telnyx/media", socket(TelnyxProtocol)),
         WebSocketRoute("/ws/audio", socket(RawProtocol)),
     ]
 
