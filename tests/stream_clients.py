@@ -398,3 +398,49 @@ class TelnyxClient(StreamClient):
             self._bot_clear()
         else:
             raise AssertionError(f"Telnyx does not take {event!r} messages")
+
+
+class VonageClient(StreamClient):
+    """Vonage's side of an NCCO ``connect`` to a WebSocket: ``websocket:connected`` with
+    the content type and custom headers, then binary L16; marks are ``notify`` actions
+    answered with ``websocket:notify``, and a ``clear`` is answered with
+    ``websocket:cleared`` (the notifications it cancels are not sent)."""
+
+    def __init__(self, url: str, sample_rate: int = 16000) -> None:
+        self.sample_rate = sample_rate
+        super().__init__(url)
+        self.headers = {"caller": "447700900000"}
+
+    async def opening(self) -> None:
+        await self.send(
+            json.dumps(
+                {
+                    "event": "websocket:connected",
+                    "content-type": f"audio/l16;rate={self.sample_rate}",
+                    **self.headers,
+                }
+            )
+        )
+
+    def media_message(self, pcm: np.ndarray, timestamp_ms: int) -> bytes:
+        return pcm.astype("<i2").tobytes()
+
+    def mark_answer(self, name: str) -> str:
+        return json.dumps({"event": "websocket:notify", "payload": {"name": name}})
+
+    def received(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            assert len(message) == self._samples * 2, len(message)  # 20 ms a message
+            self._bot_audio(np.frombuffer(message, "<i2").astype(np.int16))
+            return
+        data = json.loads(message)
+        if data["action"] == "notify":
+            self._bot_mark(data["payload"]["name"])
+        elif data["action"] == "clear":
+            self.clears.append(time.monotonic())
+            self._queue.clear()
+            asyncio.get_running_loop().create_task(
+                self.send(json.dumps({"event": "websocket:cleared"}))
+            )
+        else:
+            raise AssertionError(f"Vonage does not take {data!r}")

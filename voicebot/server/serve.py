@@ -1,4 +1,4 @@
-"""``voicebot serve``: live calls over WebRTC with the demo page (and SIP), on uvicorn.
+"""``voicebot serve``: live calls (WebRTC with the demo page, SIP, media streams) on uvicorn.
 
 Also runnable as ``python -m voicebot.server.serve`` (the tests start it so).
 """
@@ -29,7 +29,9 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         "serve",
         help="serve live calls over WebRTC, with the demo page (and SIP with --sip-port)",
         description="One process: the demo page at /, WebRTC signalling at POST /offer, "
-        "/healthz, Prometheus /metrics, and the local engines as the OpenAI audio API under /v1.",
+        "/healthz, Prometheus /metrics, the local engines as the OpenAI audio API under /v1, "
+        "and phone calls over provider media streams (/twilio/voice, /twilio/media, "
+        "/telnyx/media, /vonage/media) and raw PCM (/ws/audio).",
     )
     add_serve_arguments(p)
     p.set_defaults(func=serve_main)

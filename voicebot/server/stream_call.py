@@ -25,7 +25,7 @@ from voicebot.events import EventRecord
 from voicebot.server.calls import ACTIVITY
 from voicebot.transports.media_stream.messages import Message, ProtocolError, Start, StreamProtocol
 from voicebot.transports.media_stream.stream import MediaStream, StreamClosed
-from voicebot.transports.webrtc import LiveClock, TrackSource
+from voicebot.transports.webrtc import LiveClock, OutputTrack, TrackSource
 
 if TYPE_CHECKING:
     from voicebot.server.calls import CallManager
@@ -41,13 +41,18 @@ class StarletteSocket:
 
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
+        self.close_code: int | None = None
 
     async def receive(self) -> Message | None:
         try:
             message = await self.websocket.receive()
-        except (WebSocketDisconnect, RuntimeError):
+        except WebSocketDisconnect as exc:
+            self.close_code = exc.code
+            return None
+        except RuntimeError:  # receiving after the disconnect
             return None
         if message["type"] == "websocket.disconnect":
+            self.close_code = int(message.get("code", 1000))
             return None
         data: Message | None = message.get("bytes")
         return data if data is not None else str(message.get("text", ""))
@@ -76,8 +81,8 @@ class StreamCall:
         self.task: asyncio.Task[None] | None = None
         self.clock = LiveClock()
         self.stream = MediaStream(socket, protocol, self.clock.now)
-        self.output = self.stream.output
-        self.started: Start | None = None
+        self.output: OutputTrack = self.stream.output
+        self.stream_start: Start | None = None  # the provider's start: format, ids, parameters
         self._running = False
         self._closing = False
         self._last_active = 0.0
@@ -135,7 +140,7 @@ class StreamCall:
 
     def _build(self, start: Start) -> None:
         config = self.manager.config
-        self.started = start
+        self.stream_start = start
         self.output = self.stream.output  # now at the stream's sample rate
         self.source = TrackSource(self.manager.settings.media_timeout, config.language)
         self.source.attach(self.stream.track)
@@ -183,10 +188,8 @@ class StreamCall:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.stream.finish()
-            try:
-                await asyncio.wait_for(writer, 1.0)
-            except (TimeoutError, asyncio.CancelledError):
-                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(writer, 1.0)  # what is queued goes out first
             await self.socket.close(code, self.reason or "completed")
             self.manager.release(self)
             log.info(

@@ -6,6 +6,7 @@
   JSON error otherwise).
 * ``WS /twilio/media`` - Twilio Media Streams (``transports/media_stream/twilio.py``).
 * ``WS /telnyx/media`` - Telnyx Media Streaming (``…/telnyx.py``).
+* ``WS /vonage/media`` - Vonage Voice API WebSockets, binary L16 (``…/vonage.py``).
 * ``WS /ws/audio`` - raw 16-bit PCM for anyone else (``…/raw.py``).
 
 Each WebSocket is one call (``stream_call.py``), admitted like every other.
@@ -34,6 +35,7 @@ from voicebot.transports.media_stream.twilio import (
     reject_twiml,
     valid_signature,
 )
+from voicebot.transports.media_stream.vonage import VonageProtocol
 
 MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's webhook form is a few hundred bytes
 FORWARDED = ("From", "To", "CallSid")  # webhook fields handed to the stream as parameters
@@ -73,6 +75,7 @@ def stream_routes(manager: CallManager) -> list[BaseRoute]:
         Route("/twilio/voice", twilio_voice, methods=["POST"]),
         WebSocketRoute("/twilio/media", socket(TwilioProtocol)),
         WebSocketRoute("/telnyx/media", socket(TelnyxProtocol)),
+        WebSocketRoute("/vonage/media", socket(VonageProtocol)),
         WebSocketRoute("/ws/audio", socket(RawProtocol)),
     ]
 

@@ -10,9 +10,9 @@ has almost nothing left to drop.
 Marks say what the caller has heard: after every ``MARK_EVERY`` frames and at
 the end of each stretch of bot audio the stream sends a mark, and the
 provider answers with the same name once the audio before it has played.
-``heard_frames`` is then at least what was played to the caller. A ``clear``
-makes the provider answer the marks still pending at once; those answers do
-not count as heard.
+``heard_frames`` counts the frames sent before the last answered mark: what
+the caller has certainly heard. A ``clear`` makes the provider answer the
+marks still pending at once; those answers do not count as heard.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ MAX_OUTBOX = 500  # messages waiting for the socket (10 s of audio); the oldest 
 
 class MessageSocket(Protocol):
     """A WebSocket as the stream needs it (the server adapts Starlette's)."""
+
+    close_code: int | None  # the peer's close code, once it closed (1000: a clean close)
 
     async def receive(self) -> Message | None:
         """The next message; None once the socket has closed."""
@@ -130,13 +132,13 @@ class MediaStream:
 
     # --- receiving ------------------------------------------------------------------
     async def read(self) -> str:
-        """Receive until the stream ends; returns why: ``hangup`` (the provider's stop)
-        or ``peer_gone`` (the socket closed). Raises ``ProtocolError``."""
+        """Receive until the stream ends; returns why: ``hangup`` (the provider's stop,
+        or a clean close) or ``peer_gone`` (the socket dropped). Raises ``ProtocolError``."""
         try:
             while True:
                 message = await self.socket.receive()
                 if message is None:
-                    return "peer_gone"
+                    return "hangup" if self.socket.close_code == 1000 else "peer_gone"
                 for item in self.protocol.parse(message):
                     if isinstance(item, Stop):
                         return "hangup"
