@@ -19,6 +19,8 @@ indented under its base (``tests/test_errors.py`` keeps it complete)::
         _Refused  voicebot.server.app  - (internal) an /offer refused: bad token or body
         OfferRejected [RuntimeError]  voicebot.transports.webrtc_client  - our offer refused
         OfferNotAcceptable [ValueError]  voicebot.transports.sip.sdp  - a 488: no audio we take
+        ProtocolError [ValueError]  voicebot.transports.media_stream.messages  - a bad message
+        StreamClosed [ConnectionError]  voicebot.transports.media_stream.stream  - closed early
 
 A leaf module: it imports nothing from voicebot, so every module can use it.
 """

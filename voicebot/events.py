@@ -166,7 +166,7 @@ class DtmfEvent(Event):
 
     digit: str
     turn: int
-    via: str  # rtp (RFC 4733) | info (SIP INFO) | webrtc
+    via: str  # rtp (RFC 4733) | info (SIP INFO) | webrtc | stream (a provider's media stream)
 
 
 # --- the dialog ------------------------------------------------------------------

@@ -10,6 +10,8 @@ Routes:
 * ``GET /metrics`` - Prometheus text format.
 * ``/v1/audio/*``, ``/v1/models``, ``/v1/tts/stream`` - the local engines behind the
   OpenAI audio API (``speech_api.py``).
+* ``POST /twilio/voice``, ``WS /twilio/media``, ``WS /ws/audio`` - calls over provider
+  media streams (``streams.py``).
 * ``GET /`` and below - the static files of ``demo_web/`` and nothing else.
 
 CORS is closed unless origins are configured, and ``/offer`` only takes
@@ -43,6 +45,7 @@ from voicebot.errors import VoicebotError
 from voicebot.server.calls import Busy, CallManager, OfferError, ServerSettings
 from voicebot.server.metrics import Metrics
 from voicebot.server.speech_api import SpeechApi, SpeechApiSettings
+from voicebot.server.streams import stream_routes
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +160,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
             *speech_api.routes(),
+            *stream_routes(manager),
             Mount("/", StaticFiles(directory=web_root, html=True), name="demo"),
         ],
         middleware=middleware,

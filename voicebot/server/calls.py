@@ -74,6 +74,8 @@ class ServerSettings:
     api_keys: tuple[str, ...] = ()  # keys for the /v1 speech API; none: open
     jitter_ms: int = 20  # inbound audio held back before the VAD (aiortc: 80); see jitter.py
     sip: SipSettings | None = None  # answer phone calls over SIP too (transports/sip/)
+    public_host: str | None = None  # host[:port] providers reach us at (TwiML's wss:// URL)
+    twilio_auth_token: str | None = None  # set: POST /twilio/voice must carry Twilio's signature
 
     def rtc_configuration(self) -> RTCConfiguration:
         return RTCConfiguration(
@@ -96,7 +98,7 @@ class LiveCall(Protocol):
     """What the registry needs of a call, whatever its transport."""
 
     call_id: str
-    transport: str  # "webrtc", "sip": the label on its metrics and its call_started event
+    transport: str  # "webrtc", "sip", "twilio", "raw", …: labels metrics and call_started
     reason: str | None
     task: asyncio.Task[None] | None
     output: OutputTrack

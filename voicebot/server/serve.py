@@ -1,4 +1,4 @@
-"""``voicebot serve``: live calls over WebRTC with the demo page (and SIP), on uvicorn.
+"""``voicebot serve``: live calls (WebRTC with the demo page, SIP, media streams) on uvicorn.
 
 Also runnable as ``python -m voicebot.server.serve`` (the tests start it so).
 """
@@ -20,6 +20,7 @@ from voicebot.transports.sip.settings import SipSettings
 DEFAULT_PIPELINE = pipeline("restaurant")
 TOKEN_ENV = "VOICEBOT_TOKEN"
 TURN_CREDENTIAL_ENV = "VOICEBOT_TURN_CREDENTIAL"
+TWILIO_AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -28,7 +29,9 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         "serve",
         help="serve live calls over WebRTC, with the demo page (and SIP with --sip-port)",
         description="One process: the demo page at /, WebRTC signalling at POST /offer, "
-        "/healthz, Prometheus /metrics, and the local engines as the OpenAI audio API under /v1.",
+        "/healthz, Prometheus /metrics, the local engines as the OpenAI audio API under /v1, "
+        "and phone calls over provider media streams (/twilio/voice, /twilio/media, "
+        "/telnyx/media, /vonage/media) and raw PCM (/ws/audio).",
     )
     add_serve_arguments(p)
     p.set_defaults(func=serve_main)
@@ -140,6 +143,15 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         f"(not while on hold; default {SipSettings.rtp_timeout:g})",
     )
     p.add_argument(
+        "--public-host",
+        default=None,
+        metavar="HOST",
+        help="the host[:port] telephony providers reach this server at (behind a proxy or "
+        "tunnel), for the wss:// URL in POST /twilio/voice's TwiML and for checking "
+        f"Twilio's signatures (set {TWILIO_AUTH_TOKEN_ENV} to check them); default: the "
+        "request's Host",
+    )
+    p.add_argument(
         "--no-warm-up",
         dest="warm",
         action="store_false",
@@ -162,6 +174,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         )
     return ServerSettings(
         sip=sip,
+        public_host=args.public_host,
+        twilio_auth_token=os.environ.get(TWILIO_AUTH_TOKEN_ENV) or None,
         max_calls=args.max_calls,
         idle_timeout=args.idle_timeout,
         ice_servers=ice,
