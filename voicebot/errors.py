@@ -13,6 +13,7 @@ indented under its base (``tests/test_errors.py`` keeps it complete)::
         HookError  voicebot.dialog.hooks  - a hook failed, timed out or returned no mapping
         AudioDecodeError [ValueError]  voicebot.audio.codecs  - an upload that is not audio
         ProviderError  voicebot.providers.errors  - a provider request without a usable answer
+            TwilioError  voicebot.transports.media_stream.twilio_rest  - Twilio's REST API refused
         OfferError [ValueError]  voicebot.server.calls  - a WebRTC offer that cannot be answered
         Busy [RuntimeError]  voicebot.server.calls  - the server is at its call limit
         ApiError  voicebot.server.openai_errors  - an OpenAI-style HTTP error response

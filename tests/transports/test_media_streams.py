@@ -1,8 +1,9 @@
 """Calls over provider media streams: Twilio Media Streams and the raw ``WS /ws/audio``.
 
-The server runs in this process on a real uvicorn socket (so the test sees the
-calls' events and the call registry); the provider is a protocol-faithful
-client (``stream_clients.py``) speaking synthesized sentences at real time.
+The server runs in this process on a real uvicorn socket (``stream_server.py``:
+the test sees the calls' events and the call registry); the provider is a
+protocol-faithful client (``stream_clients.py``) speaking synthesized sentences
+at real time.
 """
 
 from __future__ import annotations
@@ -10,18 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import re
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from tests.support.paths import ECHO_PIPELINE, RESTAURANT_PIPELINE
 from tests.support.speech import say
@@ -32,59 +28,18 @@ from tests.support.stream_clients import (
     TwilioClient,
     VonageClient,
 )
+from tests.support.stream_server import ended, live_call, of_type, stream_server, until
 from voicebot.asr.whisper import WhisperEngine
 from voicebot.audio.resample import StreamResampler
 from voicebot.config import load_pipeline
-from voicebot.events import EventRecord
 from voicebot.server.app import create_app
 from voicebot.server.calls import ServerSettings
-from voicebot.server.child import free_port
 from voicebot.server.serve import add_serve_arguments, settings_from_args
 from voicebot.transports.media_stream.twilio import TwilioProtocol, signature
 
 ECHO = ECHO_PIPELINE
 RESTAURANT = RESTAURANT_PIPELINE
 SENTENCE = "Hello, can you hear me? I would like to book a table."
-
-
-@contextlib.asynccontextmanager
-async def stream_server(
-    pipeline: Path, **settings: Any
-) -> AsyncIterator[tuple[str, list[EventRecord], Any]]:
-    """The server's app on a free port of 127.0.0.1, under uvicorn as ``voicebot serve`` runs it."""
-    app = create_app(load_pipeline(pipeline), ServerSettings(**settings))
-    events: list[EventRecord] = []
-    app.state.manager.listeners.append(events.append)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        await until(lambda: server.started or task.done(), 120)
-        assert server.started, "uvicorn did not start"
-        yield f"ws://127.0.0.1:{port}", events, app
-    finally:
-        server.should_exit = True
-        await task
-
-
-def of_type(events: list[EventRecord], kind: str) -> list[EventRecord]:
-    return [e for e in events if e["type"] == kind]
-
-
-async def until(condition: Callable[[], object], within: float) -> None:
-    for _ in range(round(within / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"not within {within} s")
-
-
-async def ended(events: list[EventRecord], within: float = 10.0) -> EventRecord:
-    await until(lambda: of_type(events, "call_ended"), within)
-    (event,) = of_type(events, "call_ended")
-    return event
 
 
 def assert_real_time(arrivals: list[float]) -> None:
@@ -107,11 +62,6 @@ async def transcribe(pcm: np.ndarray, rate: int) -> str:
     audio = np.concatenate([lead, resampler.process(pcm), resampler.flush()])
     result = await WhisperEngine("tiny.en").transcribe(audio.astype(np.float32) / 32768, "en")
     return " ".join(re.sub(r"[^a-z ]+", " ", result.text.lower()).split())
-
-
-def live_call(app: Any) -> Any:
-    (call,) = app.state.manager.calls.values()
-    return call
 
 
 # --- Twilio ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ Routes:
   OpenAI audio API (``speech_api.py``).
 * ``POST /twilio/voice``, ``WS /twilio/media``, ``WS /ws/audio`` - calls over provider
   media streams (``streams.py``).
+* ``POST /twilio/calls``, ``POST /twilio/status`` - Twilio dial-outs (``twilio_calls.py``).
 * ``GET /`` and below - the static files of ``demo_web/`` and nothing else.
 
 CORS is closed unless origins are configured, and ``/offer`` only takes
@@ -46,6 +47,7 @@ from voicebot.server.calls import Busy, CallManager, OfferError, ServerSettings
 from voicebot.server.metrics import Metrics
 from voicebot.server.speech_api import SpeechApi, SpeechApiSettings
 from voicebot.server.streams import stream_routes
+from voicebot.server.twilio_calls import twilio_call_routes
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,7 @@ def create_app(
             Route("/metrics", metrics_route, methods=["GET"]),
             *speech_api.routes(),
             *stream_routes(manager),
+            *twilio_call_routes(manager),
             Mount("/", StaticFiles(directory=web_root, html=True), name="demo"),
         ],
         middleware=middleware,

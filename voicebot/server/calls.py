@@ -34,6 +34,7 @@ from voicebot.transports.jitter import set_audio_jitter
 from voicebot.transports.webrtc import EventBridge, LiveClock, OutputTrack, TrackSource
 
 if TYPE_CHECKING:
+    from voicebot.transports.media_stream.twilio_rest import TwilioAccount
     from voicebot.transports.sip.settings import SipSettings
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,10 @@ class ServerSettings:
     sip: SipSettings | None = None  # answer phone calls over SIP too (transports/sip/)
     public_host: str | None = None  # host[:port] providers reach us at (TwiML's wss:// URL)
     twilio_auth_token: str | None = None  # set: POST /twilio/voice must carry Twilio's signature
+    twilio_account: TwilioAccount | None = (
+        None  # set: transfers and dial-outs via Twilio's REST API
+    )
+    transfer_to: dict[str, str] = field(default_factory=dict)  # flow target -> number ("": any)
 
     def rtc_configuration(self) -> RTCConfiguration:
         return RTCConfiguration(

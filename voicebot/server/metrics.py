@@ -53,6 +53,19 @@ class Metrics:
             ["reason", "transport"],
             registry=r,
         )
+        self.provider_transfers = Counter(
+            "voicebot_provider_transfers",
+            "Transfers through a provider's REST API, by provider and result (dialed, "
+            "failed, no_account, no_number)",
+            ["provider", "result"],
+            registry=r,
+        )
+        self.outbound_calls = Counter(
+            "voicebot_outbound_calls",
+            "Dial-outs ended, by result (answered, busy, no-answer, failed)",
+            ["result"],
+            registry=r,
+        )
         self.turn_stage = Histogram(
             "voicebot_turn_stage_seconds",
             "Where a turn's time went: caller's last voice to the bot's first audio, per stage",

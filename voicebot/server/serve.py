@@ -15,6 +15,7 @@ from typing import Any
 from voicebot.bundled import pipeline
 from voicebot.diagnostics import ConfigError
 from voicebot.server.calls import IceServer, ServerSettings
+from voicebot.transports.media_stream.twilio_rest import API_URL, account_from_env
 from voicebot.transports.sip.settings import SipSettings
 
 DEFAULT_PIPELINE = pipeline("restaurant")
@@ -31,7 +32,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="One process: the demo page at /, WebRTC signalling at POST /offer, "
         "/healthz, Prometheus /metrics, the local engines as the OpenAI audio API under /v1, "
         "and phone calls over provider media streams (/twilio/voice, /twilio/media, "
-        "/telnyx/media, /vonage/media) and raw PCM (/ws/audio).",
+        "/telnyx/media, /vonage/media) and raw PCM (/ws/audio); with a Twilio account, "
+        "transfers and dial-outs (POST /twilio/calls).",
     )
     add_serve_arguments(p)
     p.set_defaults(func=serve_main)
@@ -152,6 +154,20 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "request's Host",
     )
     p.add_argument(
+        "--transfer-to",
+        action="append",
+        default=[],
+        metavar="[NAME=]NUMBER",
+        help="where a flow's `transfer: NAME` rings over Twilio (repeatable; a bare NUMBER "
+        "for any name); used when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set",
+    )
+    p.add_argument(
+        "--twilio-api-url",
+        default=API_URL,
+        metavar="URL",
+        help=f"Twilio's REST API for transfers and POST /twilio/calls (default {API_URL})",
+    )
+    p.add_argument(
         "--no-warm-up",
         dest="warm",
         action="store_false",
@@ -176,6 +192,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         sip=sip,
         public_host=args.public_host,
         twilio_auth_token=os.environ.get(TWILIO_AUTH_TOKEN_ENV) or None,
+        twilio_account=account_from_env(base_url=args.twilio_api_url),
+        transfer_to=transfer_numbers(args.transfer_to),
         max_calls=args.max_calls,
         idle_timeout=args.idle_timeout,
         ice_servers=ice,
@@ -186,6 +204,15 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             k.strip() for k in os.environ.get(args.api_key_env, "").split(",") if k.strip()
         ),
     )
+
+
+def transfer_numbers(values: list[str]) -> dict[str, str]:
+    """``--transfer-to`` values as flow target -> number (``""``: any target)."""
+    numbers: dict[str, str] = {}
+    for value in values:
+        name, _, number = value.rpartition("=")
+        numbers[name.strip()] = number.strip()
+    return numbers
 
 
 def serve_main(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ limit the socket closes with 1013), built once the provider's ``start`` says
 the audio format, and ended by the provider's ``stop`` (``hangup``), the
 socket dropping (``peer_gone``), the flow's ``end`` or ``transfer`` (the
 goodbye is played and confirmed by the provider's marks before the socket
-closes), the idle timeout, no ``start`` within the connect timeout, a
+closes; a Twilio call with an account set is then redirected to ``<Dial>`` the
+target, ``twilio_transfer.py``), the idle timeout, no ``start`` within the connect timeout, a
 protocol error (``bad_request``, closed with 1008) or server shutdown.
 """
 
@@ -23,6 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicebot.call import build_call
 from voicebot.events import EventRecord
 from voicebot.server.calls import ACTIVITY
+from voicebot.server.twilio_transfer import transfer_call
 from voicebot.transports.dtmf import press
 from voicebot.transports.media_stream.messages import Message, ProtocolError, Start, StreamProtocol
 from voicebot.transports.media_stream.stream import MediaStream, StreamClosed
@@ -84,6 +86,8 @@ class StreamCall:
         self.stream = MediaStream(socket, protocol, self.clock.now)
         self.output: OutputTrack = self.stream.output
         self.stream_start: Start | None = None  # the provider's start: format, ids, parameters
+        self.transfer_target: str | None = None  # the flow's transfer target, once entered
+        self.transfer_result: str | None = None  # what the provider's REST API made of it
         self._running = False
         self._closing = False
         self._last_active = 0.0
@@ -182,6 +186,8 @@ class StreamCall:
                 await self.output.drain()  # the goodbye's last frames go out …
                 await asyncio.sleep(0.05)  # … and the mark after them
                 await self.stream.played(PLAYED_GRACE)  # … and the caller has heard it
+            if self.reason == "transfer" and self.transfer_target is not None:
+                await self._transfer(self.transfer_target)
         finally:
             self.output.stop()
             self.stream.track.stop()
@@ -202,9 +208,18 @@ class StreamCall:
                 self.stream.heard_frames,
             )
 
+    async def _transfer(self, target: str) -> None:
+        """Hand the caller on through the provider (before the socket closes: a Twilio
+        call whose stream ends without new instructions is hung up)."""
+        if self.transport == "twilio" and self.stream_start is not None:
+            call_sid = self.stream_start.call_id
+            self.transfer_result = await transfer_call(self.manager, call_sid, target)
+
     # --- events -------------------------------------------------------------------
     def _on_event(self, event: EventRecord) -> None:
         kind = event["type"]
+        if kind == "transfer":
+            self.transfer_target = str(event["target"])
         if kind == "interrupted":
             self.stream.clear()
         if kind in ACTIVITY:
