@@ -242,6 +242,16 @@ class TransferEvent(Event):
     slots: dict[str, Any]
 
 
+@_event("transfer_result")
+@dataclass(frozen=True, slots=True)
+class TransferResultEvent(Event):
+    """A SIP call's REFER to the transfer target came to an end (after ``call_ended``)."""
+
+    target: str
+    result: str  # transferred | refused | failed | timeout | hangup
+    status: int = _optional(0)  # the REFER's final response or the NOTIFY's sipfrag status
+
+
 @_event("outcome")
 @dataclass(frozen=True, slots=True)
 class OutcomeEvent(Event):

@@ -53,6 +53,13 @@ class Metrics:
             ["reason", "transport"],
             registry=r,
         )
+        self.transfers = Counter(
+            "voicebot_sip_transfers",
+            "Blind transfers (SIP REFER), by result "
+            "(transferred, refused, failed, timeout, hangup)",
+            ["result", "transport"],
+            registry=r,
+        )
         self.turn_stage = Histogram(
             "voicebot_turn_stage_seconds",
             "Where a turn's time went: caller's last voice to the bot's first audio, per stage",

@@ -28,6 +28,7 @@ from aiosipua.transport import SipTransport, TcpSipTransport
 
 from voicebot.server.calls import Busy
 from voicebot.server.sip_call import SipCall
+from voicebot.server.sip_transfer import SipClient
 from voicebot.transports.dtmf import INFO_TYPES, info_digit
 from voicebot.transports.sip.sdp import OfferNotAcceptable
 from voicebot.transports.sip.settings import SipSettings
@@ -47,6 +48,7 @@ class SipServer:
         self.settings = settings
         self.calls: dict[str, SipCall] = {}  # by SIP Call-ID
         self.agents: list[SipUAS] = []
+        self.clients: dict[int, SipClient] = {}  # by id(agent): our requests on its transport
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -66,7 +68,11 @@ class SipServer:
 
     async def _listen(self, transport: SipTransport) -> SipTransport:
         s = self.settings
-        uas = SipUAS(transport, user_agent=s.user_agent, session_expires=s.session_expires)
+        client = SipClient(transport)
+        uas = SipUAS(
+            transport, user_agent=s.user_agent, session_expires=s.session_expires, uac=client
+        )
+        uas.on_transfer_progress = client.progress
         uas.on_invite = lambda invite: self._spawn(self._answer(uas, invite))
         uas.on_reinvite = self._on_reinvite
         uas.on_bye = self._on_bye
@@ -77,6 +83,8 @@ class SipServer:
         await uas.start()
         advertised = s.advertised_host or (default_ip() if s.host in ANY_HOST else s.host)
         uas.advertised_addr = (advertised, bound_port(transport))  # for Via and Contact
+        client.advertised_addr = uas.advertised_addr
+        self.clients[id(uas)] = client
         self.agents.append(uas)
         return transport
 
@@ -88,6 +96,7 @@ class SipServer:
         for uas in self.agents:
             await uas.stop()
         self.agents.clear()
+        self.clients.clear()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -97,7 +106,7 @@ class SipServer:
     # --- requests -----------------------------------------------------------------
     async def _answer(self, uas: SipUAS, invite: IncomingCall) -> None:
         metrics = self.manager.metrics
-        call = SipCall(self.manager, invite, self.settings)
+        call = SipCall(self.manager, invite, self.settings, self.clients.get(id(uas)))
         try:
             self.manager.admit(call)
         except Busy:

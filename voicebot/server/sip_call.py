@@ -6,10 +6,13 @@ caller's BYE (``hangup``), the flow's ``end`` (``bot_hangup``: we send the
 BYE once the goodbye has been played), no RTP for ``rtp_timeout`` seconds
 while not on hold (``rtp_timeout``), the session timer running out
 (``session_expired``), the 200 OK never being acknowledged (``no_ack``), the
-server's idle timeout or shutdown. Hold and resume arrive as re-INVITEs: the
-bot stops sending while held and the RTP timeout waits. Key presses (RFC 4733
-from the RTP stream, SIP INFO from ``SipServer``) go to the graph through
-``transports/dtmf.press``.
+server's idle timeout or shutdown. A flow's ``transfer`` to a ``sip:``/``tel:``
+URI is a blind transfer: once the goodbye is played we send a REFER and wait
+for the caller's NOTIFY (sipfrag 2xx: ``transferred``), then the BYE; any other
+outcome is a clean hang-up too (``transfer_result`` says which). Hold and
+resume arrive as re-INVITEs: the bot stops sending while held and the RTP
+timeout waits. Key presses (RFC 4733 from the RTP stream, SIP INFO from
+``SipServer``) go to the graph through ``transports/dtmf.press``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import TYPE_CHECKING
 from aiosipua import IncomingCall
 
 from voicebot.call import build_call
-from voicebot.events import EventRecord
+from voicebot.dialog.transfer import is_uri, valid_uri
+from voicebot.events import EventRecord, TransferResultEvent
 from voicebot.server.calls import ACTIVITY
 from voicebot.transports.dtmf import press
 from voicebot.transports.sip.codecs import RtpCodec
@@ -35,6 +39,7 @@ from voicebot.transports.webrtc import LiveClock, OutputTrack, TrackSource
 
 if TYPE_CHECKING:
     from voicebot.server.calls import CallManager
+    from voicebot.server.sip_transfer import Referral, SipClient
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +51,17 @@ class SipCall:
 
     transport = "sip"
 
-    def __init__(self, manager: CallManager, invite: IncomingCall, settings: SipSettings) -> None:
+    def __init__(
+        self,
+        manager: CallManager,
+        invite: IncomingCall,
+        settings: SipSettings,
+        client: SipClient | None = None,
+    ) -> None:
         self.manager = manager
+        self.client = client  # sends our in-dialog requests (REFER)
+        self.transfer_target: str | None = None  # the flow's last `transfer` target
+        self.referral: Referral | None = None
         self.invite = invite
         self.settings = settings
         self.call_id = uuid.uuid4().hex[:12]
@@ -59,6 +73,7 @@ class SipCall:
         self.answers = 0  # SDP answers given in this dialog (the o= version counts them)
         self._session_id = str(int(time.time()))
         self._running = False
+        self._closing = False
         self._last_active = 0.0
 
     @property
@@ -136,6 +151,10 @@ class SipCall:
         """End the call (the first reason given is the one reported)."""
         if self.reason is None:
             self.reason = reason
+        if self._closing:
+            if self.referral is not None and reason == "hangup":
+                self.referral.finish("hangup")  # the caller left while we transferred
+            return
         if self._running:
             self.pipeline.hang_up(reason)
         elif self.task is not None and not self.task.done():
@@ -154,6 +173,7 @@ class SipCall:
             self.reason = self.reason or "cancelled"
         finally:
             self._running = False
+            self._closing = True
             watchdog.cancel()
             await asyncio.gather(watchdog, return_exceptions=True)
             await self._close(sender)
@@ -162,6 +182,8 @@ class SipCall:
         try:
             if self.reason != "hangup":
                 await self.output.drain()  # the goodbye's last words before the BYE
+            if self.reason == "transfer" and self.transfer_target is not None:
+                await self._transfer(self.transfer_target)
         finally:
             self.output.stop()
             sender.cancel()
@@ -172,6 +194,27 @@ class SipCall:
                 self.stream.close()
             self.manager.release(self)
 
+    async def _transfer(self, target: str) -> None:
+        """Blind transfer (REFER) to a URI target; a name is left to the transport: none here."""
+        if not is_uri(target) or not valid_uri(target) or self.client is None:
+            log.info("call %s: transfer to %r: not a SIP/tel URI, hanging up", self.call_id, target)
+            return
+        self.referral = self.client.refer(self.invite.dialog, target, self.invite.source_addr)
+        try:
+            await self.referral.wait(self.settings.transfer_timeout)
+        finally:
+            self.client.referrals.pop(self.sip_call_id, None)
+        referral = self.referral
+        log.info(
+            "call %s: transfer to %s: %s (%d)",
+            self.call_id,
+            target,
+            referral.result,
+            referral.status,
+        )
+        self.manager.metrics.transfers.labels(referral.result, self.transport).inc()
+        self.pipeline.ctx.bus.emit(TransferResultEvent(target, referral.result, referral.status))
+
     # --- activity -----------------------------------------------------------------
     def _on_event(self, event: EventRecord) -> None:
         kind = event["type"]
@@ -179,6 +222,8 @@ class SipCall:
             self.output.clear()
         if kind in ACTIVITY:
             self._last_active = event["t"]
+        elif kind == "transfer":
+            self.transfer_target = str(event["target"])
 
     async def _watch(self) -> None:
         """Hang up on RTP silence (not while held) and on the server's idle timeout."""

@@ -19,3 +19,4 @@ class SipSettings:
     jitter_ms: int = 20  # caller audio held back for late packets (one 20 ms frame)
     codecs: tuple[CodecSpec, ...] = CODECS  # in order of preference
     user_agent: str = "voicebot"
+    transfer_timeout: float = 15.0  # REFER sent -> the caller's final NOTIFY (the target rings)
