@@ -53,6 +53,11 @@ class Metrics:
             ["reason", "transport"],
             registry=r,
         )
+        self.sip_registered = Gauge(
+            "voicebot_sip_registered",
+            "1 while the registrar holds our binding (--sip-register), else 0",
+            registry=r,
+        )
         self.transfers = Counter(
             "voicebot_sip_transfers",
             "Blind transfers (SIP REFER), by result "

@@ -28,6 +28,7 @@ from aiosipua.transport import SipTransport, TcpSipTransport
 
 from voicebot.server.calls import Busy
 from voicebot.server.sip_call import SipCall
+from voicebot.server.sip_register import Registrar
 from voicebot.server.sip_transfer import SipClient
 from voicebot.transports.dtmf import INFO_TYPES, info_digit
 from voicebot.transports.sip.sdp import OfferNotAcceptable
@@ -50,6 +51,7 @@ class SipServer:
         self.agents: list[SipUAS] = []
         self.clients: dict[int, SipClient] = {}  # by id(agent): our requests on its transport
         self._tasks: set[asyncio.Task[None]] = set()
+        self.registrar: Registrar | None = None  # --sip-register
 
     @property
     def port(self) -> int:
@@ -65,6 +67,10 @@ class SipServer:
         # parameter): both agents see every call.
         self.agents[1]._calls = self.agents[0]._calls
         log.info("sip: listening on %s:%d (UDP and TCP)", s.host, port)
+        if s.register is not None:
+            client = self.clients[id(self.agents[0])]  # REGISTER over UDP
+            self.registrar = Registrar(client, s, self.manager.metrics)
+            await self.registrar.start()
 
     async def _listen(self, transport: SipTransport) -> SipTransport:
         s = self.settings
@@ -90,6 +96,9 @@ class SipServer:
 
     async def stop(self) -> None:
         """Stop listening (hang up the calls first: ``CallManager.close``)."""
+        if self.registrar is not None:
+            await self.registrar.stop()
+            await asyncio.sleep(0.05)  # the REGISTER removing the binding goes out
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
