@@ -83,17 +83,19 @@ async def sip_server(
     outcomes: Path | None = None,
     max_calls: int = 4,
     flow: Path | None = None,
+    token: str | None = None,
     **sip: Any,
 ) -> AsyncIterator[tuple[int, list[EventRecord], Any]]:
     """The server's app with SIP on a free port, started as ``voicebot serve`` starts it;
-    ``flow`` replaces the pipeline's flow file, ``sip`` sets ``SipSettings`` fields."""
+    ``flow`` replaces the pipeline's flow file, ``token`` is the bearer token of ``/offer``
+    and ``/calls``, ``sip`` sets ``SipSettings`` fields."""
     config = load_pipeline(pipeline)
     if outcomes is not None:
         config.dialog.outcomes = str(outcomes)
     if flow is not None:
         config.dialog.flow = [str(flow)]
     settings = SipSettings(port=0, **{"rtp_timeout": RTP_TIMEOUT, **sip})
-    app = create_app(config, ServerSettings(sip=settings, max_calls=max_calls))
+    app = create_app(config, ServerSettings(sip=settings, max_calls=max_calls, token=token))
     events: list[EventRecord] = []
     app.state.manager.listeners.append(events.append)
     async with app.router.lifespan_context(app):

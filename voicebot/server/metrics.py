@@ -58,6 +58,12 @@ class Metrics:
             "1 while the registrar holds our binding (--sip-register), else 0",
             registry=r,
         )
+        self.dials = Counter(
+            "voicebot_sip_dials",
+            "Calls placed (POST /calls), by status (answered, busy, no_answer, failed, cancelled)",
+            ["status"],
+            registry=r,
+        )
         self.transfers = Counter(
             "voicebot_sip_transfers",
             "Blind transfers (SIP REFER), by result "

@@ -26,19 +26,30 @@ from typing import TYPE_CHECKING, Any
 from aiosipua import IncomingCall, SipRequest, SipUAS
 from aiosipua.transport import SipTransport, TcpSipTransport
 
+from voicebot.dialog.transfer import valid_uri
 from voicebot.server.calls import Busy
-from voicebot.server.sip_call import SipCall
+from voicebot.server.sip_call import RtpCall, SipCall
+from voicebot.server.sip_outbound import OutboundCall
 from voicebot.server.sip_register import Registrar
 from voicebot.server.sip_transfer import SipClient
 from voicebot.transports.dtmf import INFO_TYPES, info_digit
 from voicebot.transports.sip.sdp import OfferNotAcceptable
 from voicebot.transports.sip.settings import SipSettings
-from voicebot.transports.sip.udp import ANY_HOST, UdpTransport, bound_port, default_ip, route_ip
+from voicebot.transports.sip.udp import (
+    ANY_HOST,
+    UdpTransport,
+    bound_port,
+    default_ip,
+    route_ip,
+    uri_address,
+)
 
 if TYPE_CHECKING:
     from voicebot.server.calls import CallManager
 
 log = logging.getLogger(__name__)
+
+PLACED_KEPT = 100  # calls we placed whose status GET /calls/{id} still answers
 
 
 class SipServer:
@@ -52,6 +63,7 @@ class SipServer:
         self.clients: dict[int, SipClient] = {}  # by id(agent): our requests on its transport
         self._tasks: set[asyncio.Task[None]] = set()
         self.registrar: Registrar | None = None  # --sip-register
+        self.placed: dict[str, OutboundCall] = {}  # by our call id, newest last
 
     @property
     def port(self) -> int:
@@ -123,7 +135,7 @@ class SipServer:
             uas._calls.pop(invite.call_id, None)
             return
         try:
-            answer = await call.open(self._local_ip(invite), self.settings.host)
+            answer = await call.open(self._local_ip(invite.source_addr[0]), self.settings.host)
         except OfferNotAcceptable as exc:
             log.info("sip: INVITE %s refused: %s", invite.call_id, exc)
             metrics.rejected.labels("bad_request", call.transport).inc()
@@ -154,6 +166,32 @@ class SipServer:
             call.call_id,
         )
 
+    async def dial(self, to: str, ring_timeout: float | None = None) -> OutboundCall:
+        """Place a call to ``to`` (``sip:…``); raises ``ValueError`` for a bad URI,
+        ``Busy`` at the call limit. The call rings, and runs once answered, as its task."""
+        if not to.lower().startswith(("sip:", "sips:")) or not valid_uri(to):
+            raise ValueError(f"not a SIP URI: {to!r} (sip:user@host[:port])")
+        remote = await uri_address(to)  # OSError: the host does not resolve
+        uas = self.agents[0]
+        s = self.settings
+        contact_host, port = uas.advertised_addr or (s.host, self.port)
+        from_uri = s.register or f"sip:voicebot@{contact_host}:{port}"
+        call = OutboundCall(
+            self.manager,
+            s,
+            self.clients[id(uas)],
+            to,
+            from_uri,
+            s.ring_timeout if ring_timeout is None else ring_timeout,
+        )
+        self.manager.admit(call)
+        self.placed[call.call_id] = call
+        while len(self.placed) > PLACED_KEPT:
+            del self.placed[next(iter(self.placed))]
+        call.dial(self._local_ip(remote[0]), s.host, remote)
+        log.info("sip: call %s: dialling %s", call.call_id, to)
+        return call
+
     def _forget(self, uas: SipUAS, sip_call_id: str) -> None:
         self.calls.pop(sip_call_id, None)
         uas._calls.pop(sip_call_id, None)
@@ -161,24 +199,25 @@ class SipServer:
     def _on_reinvite(self, invite: IncomingCall) -> None:
         call = self.calls.get(invite.call_id)
         if call is not None:
-            call.reinvited(self._local_ip(invite))
+            call.reinvited(self._local_ip(invite.source_addr[0]))
 
     def _on_info(self, uas: SipUAS, request: SipRequest, addr: tuple[str, int]) -> None:
         """An in-dialog INFO: a key press (SIP INFO DTMF), or an empty keep-alive."""
         sip_call_id = request.call_id or ""
-        invite, call = uas._calls.get(sip_call_id), self.calls.get(sip_call_id)
-        if invite is None or call is None:
+        _, dialog = uas._find_dialog(sip_call_id)  # a call we answered, or one we placed
+        call = self._find(sip_call_id)
+        if dialog is None or call is None:
             uas._send_error(request, 481, "Call/Transaction Does Not Exist")
             return
-        if not uas._validate_in_dialog(invite.dialog, request):
+        if not uas._validate_in_dialog(dialog, request):
             return
         kind = (request.content_type or "").split(";")[0].strip().lower()
         if request.body and kind not in INFO_TYPES:
-            response = invite.dialog.create_response(request, 415, "Unsupported Media Type")
+            response = dialog.create_response(request, 415, "Unsupported Media Type")
             response.headers.set_single("Accept", ", ".join(INFO_TYPES))
             uas.transport.send_reply(response)
             return
-        uas.transport.send_reply(invite.dialog.create_response(request, 200, "OK"))
+        uas.transport.send_reply(dialog.create_response(request, 200, "OK"))
         key = info_digit(kind, request.text) if request.body else None
         if key is not None:
             call.dtmf(key, "info")
@@ -193,16 +232,23 @@ class SipServer:
         self._end_by_id(invite.call_id, reason)
 
     def _end_by_id(self, sip_call_id: str, reason: str) -> None:
-        call = self.calls.get(sip_call_id)
+        call = self._find(sip_call_id)
         if call is not None:
             call.hang_up(reason)
 
+    def _find(self, sip_call_id: str) -> RtpCall | None:
+        """The live call of a dialog, answered or placed."""
+        call: RtpCall | None = self.calls.get(sip_call_id)
+        if call is None and sip_call_id:
+            call = next((c for c in self.placed.values() if c.sip_call_id == sip_call_id), None)
+        return call
+
     # --- addresses ----------------------------------------------------------------
-    def _local_ip(self, invite: IncomingCall) -> str:
-        """The address our SDP gives for media: advertised, bound, or the route to the caller."""
+    def _local_ip(self, peer: str) -> str:
+        """The address our SDP gives for media: advertised, bound, or the route to the peer."""
         s = self.settings
         if s.advertised_host:
             return s.advertised_host
         if s.host not in ANY_HOST:
             return s.host
-        return route_ip(invite.source_addr[0])
+        return route_ip(peer)

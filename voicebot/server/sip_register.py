@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 
 from aiosipua import SipDigestAuth
 from aiosipua.headers import parse_uri
@@ -21,20 +20,9 @@ from aiosipua.registration import Registration
 from voicebot.server.metrics import Metrics
 from voicebot.server.sip_transfer import SipClient
 from voicebot.transports.sip.settings import SipSettings
+from voicebot.transports.sip.udp import uri_address
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SIP_PORT = 5060
-
-
-async def registrar_address(aor: str) -> tuple[str, int]:
-    """The address REGISTERs go to: the AOR's host and port (default 5060), resolved."""
-    uri = parse_uri(aor)
-    port = uri.port or DEFAULT_SIP_PORT
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        uri.host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
-    )
-    return str(infos[0][4][0]), port
 
 
 class Registrar:
@@ -58,7 +46,7 @@ class Registrar:
         s = self.settings
         user = s.register_username or parse_uri(self.aor).user or ""
         auth = SipDigestAuth(user, s.register_password) if s.register_password else None
-        address = await registrar_address(self.aor)
+        address = await uri_address(self.aor)
         # the AOR's port belongs to the registrar's address, not to the AOR
         uri = parse_uri(self.aor)
         aor = f"sip:{uri.user}@{uri.host}" if uri.user else f"sip:{uri.host}"

@@ -24,4 +24,5 @@ class SipSettings:
     register_password: str | None = None  # digest password; None: no authentication
     register_expires: int = 300  # s asked for; refreshed at 90 % of what is granted
     register_retry: float = 30.0  # s after a failed or expired registration
+    ring_timeout: float = 30.0  # s a call we place may ring before we CANCEL it (no_answer)
     transfer_timeout: float = 15.0  # REFER sent -> the caller's final NOTIFY (the target rings)
