@@ -13,6 +13,11 @@ reach the pipeline.
 
 At the call limit an INVITE gets ``503 Service Unavailable`` (a proxy tries
 its next server); an offer without a common codec gets ``488``.
+
+Each agent has a ``SipClient`` (aiosipua's UAC) for our own requests: REFERs
+(``sip_transfer.py``; the NOTIFYs come back through ``on_transfer_progress``),
+the REGISTERs of ``--sip-register`` (``sip_register.py``) and the INVITEs of
+calls we place (``dial``, ``sip_outbound.py``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ The codec is ours to choose among what the caller offers: G.722 first
 (wideband recognises better), then G.711 μ-law, then A-law. The offer's
 direction says whether the caller holds the call (``sendonly``/``inactive``,
 or the old ``c=0.0.0.0`` convention). DTMF: an offered ``telephone-event/8000``
-(RFC 4733) is accepted under the offer's own payload type.
+(RFC 4733) is accepted under the offer's own payload type. For a call we
+place, ``make_offer`` lists our codecs (and telephone-event 101) and
+``read_answer`` reads the callee's choice.
 """
 
 from __future__ import annotations
