@@ -186,11 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from voicebot.batch import add_batch_parsers
     from voicebot.bench.command import add_bench_parser
+    from voicebot.server.dial_client import add_call_parser
     from voicebot.server.serve import add_serve_parser
     from voicebot.server.speech_server import add_speech_server_parser
 
     add_bench_parser(sub)
     add_serve_parser(sub)
+    add_call_parser(sub)
     add_speech_server_parser(sub)
     add_batch_parsers(sub)
     return parser

@@ -242,6 +242,26 @@ class TransferEvent(Event):
     slots: dict[str, Any]
 
 
+@_event("transfer_result")
+@dataclass(frozen=True, slots=True)
+class TransferResultEvent(Event):
+    """A SIP call's REFER to the transfer target came to an end (after ``call_ended``)."""
+
+    target: str
+    result: str  # transferred | refused | failed | timeout | hangup
+    status: int = _optional(0)  # the REFER's final response or the NOTIFY's sipfrag status
+
+
+@_event("dial")
+@dataclass(frozen=True, slots=True)
+class DialEvent(Event):
+    """A call the bot placed (``POST /calls``) was answered, or why not."""
+
+    to: str
+    status: str  # answered | busy | no_answer | failed | cancelled
+    sip_status: int = _optional(0)  # the INVITE's final response (0: none came)
+
+
 @_event("outcome")
 @dataclass(frozen=True, slots=True)
 class OutcomeEvent(Event):

@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
 import socket
-import wave
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +25,25 @@ from aiosipua import IncomingCall, SipRequest, SipUAC, SipUAS, build_sdp, parse_
 
 from tests.support.dates import next_friday
 from tests.support.paths import ECHO_PIPELINE, RESTAURANT_PIPELINE
+from tests.support.sip import (
+    BARESIP,
+    RTP_TIMEOUT,
+    ended,
+    heard,
+    needs_baresip,
+    of_type,
+    phone,
+    sip_server,
+    until,
+    write_wav,
+)
 from tests.support.speech import say, silence
 from voicebot.asr.whisper import WhisperEngine
-from voicebot.audio.resample import StreamResampler
-from voicebot.config import load_pipeline
-from voicebot.events import EventRecord
-from voicebot.server.app import create_app
-from voicebot.server.calls import ServerSettings
 from voicebot.server.child import ChildServer, free_port
 from voicebot.transports.sip.codecs import G722, PCMA, PCMU, RtpCodec
 from voicebot.transports.sip.rtp import RtpStream
 from voicebot.transports.sip.sdp import OfferNotAcceptable, answer_offer
-from voicebot.transports.sip.settings import SipSettings
 from voicebot.transports.sip.udp import UdpTransport
-
-BARESIP = shutil.which("baresip")
-needs_baresip = pytest.mark.skipif(
-    BARESIP is None, reason="baresip is not installed (apt-get install baresip)"
-)
-
 
 # --- codecs, SDP, RTP ------------------------------------------------------------------
 
@@ -138,47 +136,6 @@ async def test_rtp_stream_reorders_drops_late_packets_and_latches_the_sender() -
 # --- a real phone ----------------------------------------------------------------------
 
 
-def write_wav(path: Path, pcm: np.ndarray, rate: int = 8000) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype(np.int16).tobytes())
-    return path
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), np.int16), w.getframerate()
-
-
-def phone(tmp: Path, microphone: Path, codec: str = "PCMU", keypad: bool = False) -> Path:
-    """A baresip configuration directory: one codec offered, the WAV as microphone,
-    recording on; ``keypad``: keys written to its stdin are pressed."""
-    (tmp / "rec").mkdir(parents=True)
-    (tmp / "config").write_text(
-        f"""poll_method epoll
-sip_listen 127.0.0.1:{free_port()}
-call_local_timeout 120
-audio_player aubridge,nowhere
-audio_alert aubridge,nowhere
-audio_source aufile,{microphone}
-module_path /usr/lib/baresip/modules
-module g711.so
-module g722.so
-module aufile.so
-module aubridge.so
-module sndfile.so
-module_tmp account.so
-{"module stdio.so" if keypad else ""}
-module_app menu.so
-snd_path {tmp / "rec"}
-"""
-    )
-    (tmp / "accounts").write_text(f"<sip:caller@127.0.0.1>;regint=0;audio_codecs={codec}\n")
-    return tmp
-
-
 async def dial(
     confdir: Path,
     port: int,
@@ -240,55 +197,9 @@ async def _press(
         await proc.stdin.drain()
 
 
-def heard(confdir: Path) -> np.ndarray:
-    """What baresip's speaker got (its decoded audio), at 16 kHz."""
-    (path,) = (confdir / "rec").glob("dump-*-dec.wav")
-    pcm, rate = read_wav(path)
-    resampler = StreamResampler(rate, 1, 16000, 1)
-    return np.concatenate([resampler.process(pcm), resampler.flush()])
-
-
 async def transcribe(pcm_16k: np.ndarray) -> str:
     result = await WhisperEngine("tiny.en").transcribe(pcm_16k.astype(np.float32) / 32768, "en")
     return " ".join(re.sub(r"[^a-z ]+", " ", result.text.lower()).split())
-
-
-@contextlib.asynccontextmanager
-async def sip_server(
-    pipeline: Path, outcomes: Path | None = None, max_calls: int = 4
-) -> AsyncIterator[tuple[int, list[EventRecord], Any]]:
-    """The server's app with SIP on a free port, started as ``voicebot serve`` starts it."""
-    config = load_pipeline(pipeline)
-    if outcomes is not None:
-        config.dialog.outcomes = str(outcomes)
-    sip = SipSettings(port=0, rtp_timeout=RTP_TIMEOUT)
-    app = create_app(config, ServerSettings(sip=sip, max_calls=max_calls))
-    events: list[EventRecord] = []
-    app.state.manager.listeners.append(events.append)
-    async with app.router.lifespan_context(app):
-        yield app.state.sip.port, events, app
-
-
-RTP_TIMEOUT = 3.0
-
-
-def of_type(events: list[EventRecord], kind: str) -> list[EventRecord]:
-    return [e for e in events if e["type"] == kind]
-
-
-async def until(condition: Callable[[], object], within: float) -> None:
-    """Poll ``condition`` every 50 ms; TimeoutError if it does not hold within ``within`` s."""
-    for _ in range(round(within / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"not within {within} s")
-
-
-async def ended(events: list[EventRecord], within: float = 10.0) -> EventRecord:
-    await until(lambda: of_type(events, "call_ended"), within)
-    (event,) = of_type(events, "call_ended")
-    return event
 
 
 @needs_baresip

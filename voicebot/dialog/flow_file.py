@@ -12,7 +12,8 @@ E415, come from ``bot.py``), listed with their meanings in
 state, return: true}`` (a digression: the bot answers, then returns to the
 pending question). A state's ``dtmf`` maps keypad keys to intents (a menu:
 ``{"1": book_table, "0": human_agent}``; E418 for a key that is not one of
-``0-9 * # A-D``).
+``0-9 * # A-D``). A ``transfer`` target is a name, or a ``sip:``/``sips:``/``tel:``
+URI that a phone call is REFERred to (E419 when such a URI is malformed).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from voicebot.dialog.flow import REPEAT, BranchRule, Flow, HookSpec, RepromptPol
 from voicebot.dialog.flow_graph import StateRef, check_graph, check_shape
 from voicebot.dialog.hooks import resolve
 from voicebot.dialog.prompt import Prompt, PromptTemplateError, parse_template
+from voicebot.dialog.transfer import is_uri, valid_uri
 from voicebot.frames import DTMF_KEYS
 from voicebot.yamlsrc import NodePath, Reader, YamlFile, load
 
@@ -291,6 +293,14 @@ class FlowReader(Reader):
                 setattr(st, key, self.string(src, data[key], (*path, key), f"{key!r}"))
         for key in ("next", "on_error"):
             self._state_ref(src, getattr(st, key), (*path, key))
+        if st.transfer and is_uri(st.transfer) and not valid_uri(st.transfer):
+            self.err(
+                src,
+                (*path, "transfer"),
+                "E419",
+                f"transfer target {st.transfer!r} is not a URI a call can be sent to "
+                "(sip:user@host[:port], sips:…, tel:+number)",
+            )
         if st.collect:
             self.out.refs.append(Ref("slot", st.collect, src, (*path, "collect")))
         if "within" in data:

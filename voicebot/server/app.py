@@ -10,6 +10,8 @@ Routes:
 * ``GET /metrics`` - Prometheus text format.
 * ``/v1/audio/*``, ``/v1/models``, ``/v1/tts/stream`` - the local engines behind the
   OpenAI audio API (``speech_api.py``).
+* ``POST /calls``, ``GET /calls/{id}`` - the bot places a phone call over SIP
+  (``dial_routes.py``; the same bearer token as ``/offer``).
 * ``POST /twilio/voice``, ``WS /twilio/media``, ``WS /ws/audio`` - calls over provider
   media streams (``streams.py``).
 * ``POST /twilio/calls``, ``POST /twilio/status`` - Twilio dial-outs (``twilio_calls.py``).
@@ -44,6 +46,7 @@ from voicebot.call import warm_up
 from voicebot.config import PipelineConfig
 from voicebot.errors import VoicebotError
 from voicebot.server.calls import Busy, CallManager, OfferError, ServerSettings
+from voicebot.server.dial_routes import dial_routes
 from voicebot.server.metrics import Metrics
 from voicebot.server.speech_api import SpeechApi, SpeechApiSettings
 from voicebot.server.streams import stream_routes
@@ -120,6 +123,15 @@ def create_app(
             return JSONResponse({"error": str(exc)}, 400)
         return JSONResponse({"sdp": answer.sdp, "type": answer.type, **manager.hello(call.call_id)})
 
+    def refuse(request: Request) -> Response | None:
+        """``/offer``'s bearer token check, for the routes that place calls."""
+        try:
+            _authorize(request, settings.token)
+        except _Refused as exc:
+            metrics.rejected.labels(exc.reason, "sip").inc()
+            return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+        return None
+
     async def healthz(request: Request) -> Response:
         return JSONResponse(
             {
@@ -164,6 +176,7 @@ def create_app(
             *speech_api.routes(),
             *stream_routes(manager),
             *twilio_call_routes(manager),
+            *dial_routes(refuse),
             Mount("/", StaticFiles(directory=web_root, html=True), name="demo"),
         ],
         middleware=middleware,

@@ -66,6 +66,24 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.sip_registered = Gauge(
+            "voicebot_sip_registered",
+            "1 while the registrar holds our binding (--sip-register), else 0",
+            registry=r,
+        )
+        self.dials = Counter(
+            "voicebot_sip_dials",
+            "Calls placed (POST /calls), by status (answered, busy, no_answer, failed, cancelled)",
+            ["status"],
+            registry=r,
+        )
+        self.transfers = Counter(
+            "voicebot_sip_transfers",
+            "Blind transfers (SIP REFER), by result "
+            "(transferred, refused, failed, timeout, hangup)",
+            ["result", "transport"],
+            registry=r,
+        )
         self.turn_stage = Histogram(
             "voicebot_turn_stage_seconds",
             "Where a turn's time went: caller's last voice to the bot's first audio, per stage",

@@ -22,6 +22,8 @@ DEFAULT_PIPELINE = pipeline("restaurant")
 TOKEN_ENV = "VOICEBOT_TOKEN"
 TURN_CREDENTIAL_ENV = "VOICEBOT_TURN_CREDENTIAL"
 TWILIO_AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
+SIP_USERNAME_ENV = "VOICEBOT_SIP_USERNAME"
+SIP_PASSWORD_ENV = "VOICEBOT_SIP_PASSWORD"
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -138,6 +140,21 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "the SIP address)",
     )
     p.add_argument(
+        "--sip-register",
+        default=None,
+        metavar="URI",
+        help="REGISTER at this trunk or PBX (sip:user@registrar[:port]), refreshed before "
+        f"it expires; digest credentials from {SIP_USERNAME_ENV} (default: the URI's "
+        f"user) and {SIP_PASSWORD_ENV}",
+    )
+    p.add_argument(
+        "--sip-register-expires",
+        type=int,
+        default=SipSettings.register_expires,
+        metavar="SECONDS",
+        help=f"registration interval asked for (default {SipSettings.register_expires})",
+    )
+    p.add_argument(
         "--rtp-timeout",
         type=float,
         default=SipSettings.rtp_timeout,
@@ -187,6 +204,10 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             advertised_host=args.sip_advertise,
             rtp_timeout=args.rtp_timeout,
             jitter_ms=args.jitter_ms,
+            register=args.sip_register,
+            register_username=os.environ.get(SIP_USERNAME_ENV) or None,
+            register_password=os.environ.get(SIP_PASSWORD_ENV) or None,
+            register_expires=args.sip_register_expires,
         )
     return ServerSettings(
         sip=sip,

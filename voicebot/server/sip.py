@@ -13,6 +13,11 @@ reach the pipeline.
 
 At the call limit an INVITE gets ``503 Service Unavailable`` (a proxy tries
 its next server); an offer without a common codec gets ``488``.
+
+Each agent has a ``SipClient`` (aiosipua's UAC) for our own requests: REFERs
+(``sip_transfer.py``; the NOTIFYs come back through ``on_transfer_progress``),
+the REGISTERs of ``--sip-register`` (``sip_register.py``) and the INVITEs of
+calls we place (``dial``, ``sip_outbound.py``).
 """
 
 from __future__ import annotations
@@ -26,17 +31,30 @@ from typing import TYPE_CHECKING, Any
 from aiosipua import IncomingCall, SipRequest, SipUAS
 from aiosipua.transport import SipTransport, TcpSipTransport
 
+from voicebot.dialog.transfer import valid_uri
 from voicebot.server.calls import Busy
-from voicebot.server.sip_call import SipCall
+from voicebot.server.sip_call import RtpCall, SipCall
+from voicebot.server.sip_outbound import OutboundCall
+from voicebot.server.sip_register import Registrar
+from voicebot.server.sip_transfer import SipClient
 from voicebot.transports.dtmf import INFO_TYPES, info_digit
 from voicebot.transports.sip.sdp import OfferNotAcceptable
 from voicebot.transports.sip.settings import SipSettings
-from voicebot.transports.sip.udp import ANY_HOST, UdpTransport, bound_port, default_ip, route_ip
+from voicebot.transports.sip.udp import (
+    ANY_HOST,
+    UdpTransport,
+    bound_port,
+    default_ip,
+    route_ip,
+    uri_address,
+)
 
 if TYPE_CHECKING:
     from voicebot.server.calls import CallManager
 
 log = logging.getLogger(__name__)
+
+PLACED_KEPT = 100  # calls we placed whose status GET /calls/{id} still answers
 
 
 class SipServer:
@@ -47,7 +65,10 @@ class SipServer:
         self.settings = settings
         self.calls: dict[str, SipCall] = {}  # by SIP Call-ID
         self.agents: list[SipUAS] = []
+        self.clients: dict[int, SipClient] = {}  # by id(agent): our requests on its transport
         self._tasks: set[asyncio.Task[None]] = set()
+        self.registrar: Registrar | None = None  # --sip-register
+        self.placed: dict[str, OutboundCall] = {}  # by our call id, newest last
 
     @property
     def port(self) -> int:
@@ -63,10 +84,18 @@ class SipServer:
         # parameter): both agents see every call.
         self.agents[1]._calls = self.agents[0]._calls
         log.info("sip: listening on %s:%d (UDP and TCP)", s.host, port)
+        if s.register is not None:
+            client = self.clients[id(self.agents[0])]  # REGISTER over UDP
+            self.registrar = Registrar(client, s, self.manager.metrics)
+            await self.registrar.start()
 
     async def _listen(self, transport: SipTransport) -> SipTransport:
         s = self.settings
-        uas = SipUAS(transport, user_agent=s.user_agent, session_expires=s.session_expires)
+        client = SipClient(transport)
+        uas = SipUAS(
+            transport, user_agent=s.user_agent, session_expires=s.session_expires, uac=client
+        )
+        uas.on_transfer_progress = client.progress
         uas.on_invite = lambda invite: self._spawn(self._answer(uas, invite))
         uas.on_reinvite = self._on_reinvite
         uas.on_bye = self._on_bye
@@ -77,17 +106,23 @@ class SipServer:
         await uas.start()
         advertised = s.advertised_host or (default_ip() if s.host in ANY_HOST else s.host)
         uas.advertised_addr = (advertised, bound_port(transport))  # for Via and Contact
+        client.advertised_addr = uas.advertised_addr
+        self.clients[id(uas)] = client
         self.agents.append(uas)
         return transport
 
     async def stop(self) -> None:
         """Stop listening (hang up the calls first: ``CallManager.close``)."""
+        if self.registrar is not None:
+            await self.registrar.stop()
+            await asyncio.sleep(0.05)  # the REGISTER removing the binding goes out
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for uas in self.agents:
             await uas.stop()
         self.agents.clear()
+        self.clients.clear()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -97,7 +132,7 @@ class SipServer:
     # --- requests -----------------------------------------------------------------
     async def _answer(self, uas: SipUAS, invite: IncomingCall) -> None:
         metrics = self.manager.metrics
-        call = SipCall(self.manager, invite, self.settings)
+        call = SipCall(self.manager, invite, self.settings, self.clients.get(id(uas)))
         try:
             self.manager.admit(call)
         except Busy:
@@ -105,7 +140,7 @@ class SipServer:
             uas._calls.pop(invite.call_id, None)
             return
         try:
-            answer = await call.open(self._local_ip(invite), self.settings.host)
+            answer = await call.open(self._local_ip(invite.source_addr[0]), self.settings.host)
         except OfferNotAcceptable as exc:
             log.info("sip: INVITE %s refused: %s", invite.call_id, exc)
             metrics.rejected.labels("bad_request", call.transport).inc()
@@ -136,6 +171,32 @@ class SipServer:
             call.call_id,
         )
 
+    async def dial(self, to: str, ring_timeout: float | None = None) -> OutboundCall:
+        """Place a call to ``to`` (``sip:…``); raises ``ValueError`` for a bad URI,
+        ``Busy`` at the call limit. The call rings, and runs once answered, as its task."""
+        if not to.lower().startswith(("sip:", "sips:")) or not valid_uri(to):
+            raise ValueError(f"not a SIP URI: {to!r} (sip:user@host[:port])")
+        remote = await uri_address(to)  # OSError: the host does not resolve
+        uas = self.agents[0]
+        s = self.settings
+        contact_host, port = uas.advertised_addr or (s.host, self.port)
+        from_uri = s.register or f"sip:voicebot@{contact_host}:{port}"
+        call = OutboundCall(
+            self.manager,
+            s,
+            self.clients[id(uas)],
+            to,
+            from_uri,
+            s.ring_timeout if ring_timeout is None else ring_timeout,
+        )
+        self.manager.admit(call)
+        self.placed[call.call_id] = call
+        while len(self.placed) > PLACED_KEPT:
+            del self.placed[next(iter(self.placed))]
+        call.dial(self._local_ip(remote[0]), s.host, remote)
+        log.info("sip: call %s: dialling %s", call.call_id, to)
+        return call
+
     def _forget(self, uas: SipUAS, sip_call_id: str) -> None:
         self.calls.pop(sip_call_id, None)
         uas._calls.pop(sip_call_id, None)
@@ -143,24 +204,25 @@ class SipServer:
     def _on_reinvite(self, invite: IncomingCall) -> None:
         call = self.calls.get(invite.call_id)
         if call is not None:
-            call.reinvited(self._local_ip(invite))
+            call.reinvited(self._local_ip(invite.source_addr[0]))
 
     def _on_info(self, uas: SipUAS, request: SipRequest, addr: tuple[str, int]) -> None:
         """An in-dialog INFO: a key press (SIP INFO DTMF), or an empty keep-alive."""
         sip_call_id = request.call_id or ""
-        invite, call = uas._calls.get(sip_call_id), self.calls.get(sip_call_id)
-        if invite is None or call is None:
+        _, dialog = uas._find_dialog(sip_call_id)  # a call we answered, or one we placed
+        call = self._find(sip_call_id)
+        if dialog is None or call is None:
             uas._send_error(request, 481, "Call/Transaction Does Not Exist")
             return
-        if not uas._validate_in_dialog(invite.dialog, request):
+        if not uas._validate_in_dialog(dialog, request):
             return
         kind = (request.content_type or "").split(";")[0].strip().lower()
         if request.body and kind not in INFO_TYPES:
-            response = invite.dialog.create_response(request, 415, "Unsupported Media Type")
+            response = dialog.create_response(request, 415, "Unsupported Media Type")
             response.headers.set_single("Accept", ", ".join(INFO_TYPES))
             uas.transport.send_reply(response)
             return
-        uas.transport.send_reply(invite.dialog.create_response(request, 200, "OK"))
+        uas.transport.send_reply(dialog.create_response(request, 200, "OK"))
         key = info_digit(kind, request.text) if request.body else None
         if key is not None:
             call.dtmf(key, "info")
@@ -175,16 +237,23 @@ class SipServer:
         self._end_by_id(invite.call_id, reason)
 
     def _end_by_id(self, sip_call_id: str, reason: str) -> None:
-        call = self.calls.get(sip_call_id)
+        call = self._find(sip_call_id)
         if call is not None:
             call.hang_up(reason)
 
+    def _find(self, sip_call_id: str) -> RtpCall | None:
+        """The live call of a dialog, answered or placed."""
+        call: RtpCall | None = self.calls.get(sip_call_id)
+        if call is None and sip_call_id:
+            call = next((c for c in self.placed.values() if c.sip_call_id == sip_call_id), None)
+        return call
+
     # --- addresses ----------------------------------------------------------------
-    def _local_ip(self, invite: IncomingCall) -> str:
-        """The address our SDP gives for media: advertised, bound, or the route to the caller."""
+    def _local_ip(self, peer: str) -> str:
+        """The address our SDP gives for media: advertised, bound, or the route to the peer."""
         s = self.settings
         if s.advertised_host:
             return s.advertised_host
         if s.host not in ANY_HOST:
             return s.host
-        return route_ip(invite.source_addr[0])
+        return route_ip(peer)

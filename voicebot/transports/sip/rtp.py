@@ -115,6 +115,13 @@ class RtpStream(asyncio.DatagramProtocol):
         assert self._transport is not None
         return int(self._transport.get_extra_info("sockname")[1])
 
+    def answered(self, codec: RtpCodec, remote: tuple[str, int]) -> None:
+        """A call we placed: the callee's answer says the codec and where to send."""
+        self.codec = codec
+        self._time_base = fractions.Fraction(1, codec.spec.clock_rate)
+        self.remote = remote
+        self.last_packet = time.monotonic()
+
     def renegotiated(self, remote: tuple[str, int], on_hold: bool) -> None:
         """A re-INVITE's outcome (same codec): maybe a new address, hold or resume."""
         if self._remote_ssrc is None:  # not latched yet: the SDP is all we know

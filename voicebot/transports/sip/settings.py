@@ -19,3 +19,10 @@ class SipSettings:
     jitter_ms: int = 20  # caller audio held back for late packets (one 20 ms frame)
     codecs: tuple[CodecSpec, ...] = CODECS  # in order of preference
     user_agent: str = "voicebot"
+    register: str | None = None  # sip:user@registrar[:port]: REGISTER there (trunk, PBX)
+    register_username: str | None = None  # digest user (default: the URI's user part)
+    register_password: str | None = None  # digest password; None: no authentication
+    register_expires: int = 300  # s asked for; refreshed at 90 % of what is granted
+    register_retry: float = 30.0  # s after a failed or expired registration
+    ring_timeout: float = 30.0  # s a call we place may ring before we CANCEL it (no_answer)
+    transfer_timeout: float = 15.0  # REFER sent -> the caller's final NOTIFY (the target rings)

@@ -1,4 +1,4 @@
-"""aiosipua's transports as voicebot runs them: UDP under uvloop, bound ports, local addresses."""
+"""aiosipua's transports as voicebot runs them: UDP under uvloop, bound ports, addresses."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import socket
 from typing import Any
 
+from aiosipua.headers import parse_uri
 from aiosipua.transport import SipTransport, TcpSipTransport, UdpSipTransport
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,19 @@ def bound_port(transport: SipTransport) -> int:
     if isinstance(transport, TcpSipTransport) and transport._server is not None:
         return int(transport._server.sockets[0].getsockname()[1])
     return transport.local_addr[1]
+
+
+DEFAULT_SIP_PORT = 5060
+
+
+async def uri_address(uri: str) -> tuple[str, int]:
+    """Where requests for a SIP URI go: its host (resolved) and port (default 5060)."""
+    parsed = parse_uri(uri)
+    port = parsed.port or DEFAULT_SIP_PORT
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        parsed.host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+    )
+    return str(infos[0][4][0]), port
 
 
 def route_ip(peer: str) -> str:
