@@ -1,5 +1,5 @@
 """The audio paths a caller's voice takes, simulated with av: WebRTC Opus, a G.711 phone
-line, and noise at a chosen signal-to-noise ratio."""
+line, a G.722 one, and noise at a chosen signal-to-noise ratio."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from voicebot.audio.channels import (
     add_noise,
+    g722_roundtrip,
     mulaw_roundtrip,
     opus_roundtrip,
     pink_noise,
@@ -44,6 +45,14 @@ def test_mulaw_is_a_narrowband_phone_line(speech: np.ndarray) -> None:
     # and it is not the input: μ-law quantisation noise is there
     n = min(len(out), len(speech))
     assert not np.array_equal(out[:n], speech[:n])
+
+
+def test_g722_is_a_wideband_phone_line(speech: np.ndarray) -> None:
+    out = g722_roundtrip(speech)
+    assert out.dtype == np.int16 and abs(len(out) - len(speech)) <= 16000 // 50 * 2
+    assert 0.6 < voiced_power(out) / voiced_power(speech) < 1.4
+    # unlike G.711, the band above 4 kHz reaches the recogniser (G.722 codes up to 7 kHz)
+    assert _band_energy(out, 4200, 7000) > 0.2 * _band_energy(speech, 4200, 7000)
 
 
 @pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0])

@@ -3,7 +3,8 @@
 ``opus_roundtrip`` is a WebRTC call's path (48 kHz Opus at aiortc's 96 kb/s, 20 ms
 frames, encoded and decoded with av's libopus); ``mulaw_roundtrip`` a phone line's
 (8 kHz G.711 μ-law with av's ``pcm_mulaw`` codec, resampled down and back up
-with the same streaming resampler the pipeline uses); ``add_noise`` mixes a noise
+with the same streaming resampler the pipeline uses); ``g722_roundtrip`` a wideband
+phone line's (G.722 at 16 kHz, 64 kb/s, av's ``g722`` codec); ``add_noise`` mixes a noise
 signal in at a given signal-to-noise ratio, measured on the speech's voiced part.
 Used by ``voicebot bench understanding`` and the tests; all int16 mono in and out.
 """
@@ -35,7 +36,7 @@ def _resample(pcm: np.ndarray, rate: int, to: int) -> np.ndarray:
 def _roundtrip(
     pcm: np.ndarray,
     rate: int,
-    codec: Literal["libopus", "pcm_mulaw"],
+    codec: Literal["libopus", "pcm_mulaw", "g722"],
     frame: int,
     bit_rate: int | None = None,
 ) -> np.ndarray:
@@ -92,6 +93,13 @@ def mulaw_roundtrip(pcm: np.ndarray, rate: int = 16000) -> np.ndarray:
     narrow = _resample(pcm, rate, PHONE_RATE)
     decoded = _roundtrip(narrow, PHONE_RATE, "pcm_mulaw", PHONE_RATE // 50)
     return _resample(decoded, PHONE_RATE, rate)
+
+
+def g722_roundtrip(pcm: np.ndarray, rate: int = 16000) -> np.ndarray:
+    """``pcm`` as a wideband phone line (SIP with G.722) delivers it, back at ``rate``."""
+    wide = _resample(pcm, rate, 16000)
+    decoded = _roundtrip(wide, 16000, "g722", 16000 // 50)
+    return _resample(decoded, 16000, rate)
 
 
 def voiced_power(pcm: np.ndarray, rate: int = 16000) -> float:

@@ -10,6 +10,7 @@ every voice at both rates - and passed through the audio paths a call takes:
 * ``16k``: the pipeline's own rate;
 * ``opus``: 48 kHz Opus at aiortc's bit rate, encoded and decoded with av (WebRTC);
 * ``ulaw``: 8 kHz G.711 μ-law (a phone line), resampled as the pipeline does;
+* ``g722``: G.722 at 16 kHz (a wideband SIP phone line; not in the default set);
 * each again ``+noise``: pink noise and reversed babble at 10 dB SNR.
 
 Then Whisper (each ``--models``, with and without the dialog context,
@@ -42,6 +43,7 @@ import numpy as np
 from voicebot.bench.stats import percentile
 
 PATHS = ("16k", "opus", "ulaw", "16k+noise", "opus+noise", "ulaw+noise")
+EXTRA_PATHS = ("g722", "g722+noise")  # on request (--paths): the wideband phone line
 VOICES = {
     "en": (
         ("piper", "en_US-joe-medium"),
@@ -128,7 +130,12 @@ def noise_bed(language: str) -> np.ndarray:
 
 
 def through(pcm: np.ndarray, path: str, noise: np.ndarray) -> np.ndarray:
-    from voicebot.audio.channels import add_noise, mulaw_roundtrip, opus_roundtrip
+    from voicebot.audio.channels import (
+        add_noise,
+        g722_roundtrip,
+        mulaw_roundtrip,
+        opus_roundtrip,
+    )
 
     channel, _, extra = path.partition("+")
     if extra == "noise":
@@ -137,6 +144,8 @@ def through(pcm: np.ndarray, path: str, noise: np.ndarray) -> np.ndarray:
         return opus_roundtrip(pcm)
     if channel == "ulaw":
         return mulaw_roundtrip(pcm)
+    if channel == "g722":
+        return g722_roundtrip(pcm)
     return pcm
 
 
