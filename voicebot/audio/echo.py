@@ -12,6 +12,10 @@ caller frame can reach the canceller before playback has handed over the
 frame that overlaps its end (playback ticks are not on the caller's 10 ms
 grid); every phone line's echo comes back later than that.
 
+In the first 500 ms of bot audio after a pause, where AEC3 re-converges and
+may leave residual echo that webrtcvad takes for speech, a block that is
+mostly removed echo and well below the bot's level is turned down by 30 dB.
+
 ``EchoCanceller.echo_loud`` says whether residual echo may still reach the
 VAD: the bot has played audio within the last ``ECHO_TAIL_S`` and the
 canceller's echo-return-loss enhancement (ERLE, input over output level,
@@ -40,8 +44,10 @@ _ACTIVE_DBFS = -55.0  # reference blocks quieter than this are not bot speech
 _FLOOR_DBFS = -70.0  # caller blocks quieter than this say nothing about the ERLE
 _ERLE_SMOOTHING = 0.01  # per 10 ms block: a time constant of about 1 s
 _ERLE_MAX_DB = 40.0
-# Residual echo suppression: a caller block the canceller took this much out of, and that
-# is this much quieter than the bot's recent audio, is echo; it is turned down by 30 dB.
+# Residual echo suppression, in the first 500 ms of bot audio after a pause (where AEC3
+# re-converges): a caller block the canceller took this much out of, and that is this much
+# quieter than the bot's recent audio, is echo; it is turned down by 30 dB.
+_SUPPRESS_BLOCKS = 50
 _ECHO_REMOVED_DB = 10.0
 _LINE_LOSS_DB = 10.0
 _SUPPRESS = 32  # of 1024: -30 dB
@@ -73,6 +79,7 @@ class EchoCanceller:
         self.erle_db = 0.0
         self.blocks = 0
         self.suppressed = 0  # blocks turned down as residual echo
+        self._reply_blocks = 0  # blocks since bot audio resumed after a pause
 
     # --- far end ------------------------------------------------------------
     def add_reference(self, pcm: np.ndarray, rate: int, channels: int, t: float) -> None:
@@ -133,14 +140,21 @@ class EchoCanceller:
         self.blocks += 1
         self._ref_levels.append(level_dbfs(reference))
         if not self.reference_active:
+            self._reply_blocks = 0
             return False
+        self._reply_blocks += 1
         near_db = level_dbfs(near)
         if near_db < _FLOOR_DBFS:
             return False
         removed = near_db - level_dbfs(out)
         self.erle_db += _ERLE_SMOOTHING * (min(max(removed, 0.0), _ERLE_MAX_DB) - self.erle_db)
-        # quieter than the bot by a line's loss, and mostly removed: what is left is echo
-        return removed >= _ECHO_REMOVED_DB and near_db <= max(self._ref_levels) - _LINE_LOSS_DB
+        # early in a reply, quieter than the bot by a line's loss, and mostly removed: what
+        # is left is echo
+        return (
+            self._reply_blocks <= _SUPPRESS_BLOCKS
+            and removed >= _ECHO_REMOVED_DB
+            and near_db <= max(self._ref_levels) - _LINE_LOSS_DB
+        )
 
     @property
     def reference_active(self) -> bool:
