@@ -58,3 +58,4 @@ bench: setup
 	$(VENV)/bin/voicebot bench calls --calls 4 --calls-json out/bench-calls.json
 	$(VENV)/bin/voicebot bench providers --engine node --json out/bench-providers.json
 	$(VENV)/bin/voicebot bench understanding --json out/bench-understanding.json
+	$(VENV)/bin/voicebot bench echo --json out/bench-echo.json

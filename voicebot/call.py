@@ -2,7 +2,11 @@
 
 The chain, caller to caller::
 
-    source -> resample_in -> [denoise] -> vad -> asr -> dialog -> tts -> resample_out -> playback
+    source -> resample_in -> [echo_cancel] -> [denoise] -> vad -> asr -> dialog
+           -> tts -> resample_out -> playback
+
+With ``audio.echo_cancel`` the transport output is wrapped so that playback
+also hands each frame to the echo canceller, as its reference.
 
 Edge policies: caller audio drops its oldest frames when a consumer falls
 behind (the caller will not wait); everything from the VAD on blocks, so no
@@ -20,8 +24,9 @@ from collections.abc import Callable
 from voicebot import engines
 from voicebot.asr.base import AsrEngine
 from voicebot.asr.stage import AsrStage
+from voicebot.audio.echo import EchoCanceller, EchoReference
 from voicebot.audio.playback import AudioOutput, PlaybackStage
-from voicebot.audio.stages import DenoiseStage, ResampleStage, VadStage
+from voicebot.audio.stages import DenoiseStage, EchoCancelStage, ResampleStage, VadStage
 from voicebot.clock import Clock
 from voicebot.config import LLM_BUDGET_SHARE, PipelineConfig
 from voicebot.context import CallContext
@@ -154,12 +159,16 @@ def build_call(
         ctx.bus.call_id = call_id
     pipeline = Pipeline(ctx)
     resample_in = ResampleStage(16000, 1)
+    # the bot's output, as played, is the canceller's reference
+    canceller = EchoCanceller() if config.audio.echo_cancel else None
+    if canceller is not None:
+        output = EchoReference(output, canceller)
     denoise = (
         DenoiseStage(config.audio.denoise_level, config.audio.auto_gain_dbfs)
         if config.audio.denoise
         else None
     )
-    vad = VadStage(config.vad)
+    vad = VadStage(config.vad, echo=canceller)
     asr = AsrStage(
         asr_engine(config),
         config.language,
@@ -174,8 +183,12 @@ def build_call(
 
     pipeline.connect(source, resample_in, AUDIO_EDGE)
     caller_audio: Stage = resample_in
+    if canceller is not None:
+        echo_cancel = EchoCancelStage(canceller)
+        pipeline.connect(resample_in, echo_cancel, AUDIO_EDGE)
+        caller_audio = echo_cancel
     if denoise is not None:
-        pipeline.connect(resample_in, denoise, AUDIO_EDGE)
+        pipeline.connect(caller_audio, denoise, AUDIO_EDGE)
         caller_audio = denoise
     pipeline.connect(caller_audio, vad, VOICE_EDGE)
     pipeline.connect(vad, asr, EVENT_EDGE)

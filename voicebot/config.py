@@ -49,7 +49,14 @@ VAD_START_WINDOW_MS = 400  # a turn's first min_speech_ms of voice must fall wit
 
 @dataclass
 class AudioSettings:
-    """Caller audio before the VAD (``audio/denoise.py``)."""
+    """Caller audio before the VAD (``audio/echo.py``, ``audio/denoise.py``)."""
+
+    echo_cancel: bool = _spec(
+        False,
+        doc="cancel the bot's own voice echoed back by a phone line or speakerphone (WebRTC "
+        "AEC3, the bot's output as the reference), and hold back barge-in while the residual "
+        "echo is loud; for phone pipelines",
+    )
 
     denoise: bool = _spec(
         False,

@@ -1,10 +1,11 @@
-"""Graph stages for the audio front end: resampling, noise suppression, VAD."""
+"""Graph stages for the audio front end: resampling, echo cancellation, noise suppression, VAD."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from voicebot.audio.denoise import Denoiser
+from voicebot.audio.echo import BLOCK, EchoCanceller
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import Endpointer, SpeechEnd, SpeechStart, Voice
@@ -93,20 +94,66 @@ class DenoiseStage(Stage):
         await self.push(frame)
 
 
+class EchoCancelStage(Stage):
+    """Cancels the bot's own voice, echoed back by the line, from 16 kHz mono caller audio.
+
+    ``canceller`` gets its reference from playback (``EchoReference``); this stage
+    runs the caller's side in 10 ms blocks and forwards the cleaned audio.
+    """
+
+    name = "echo_cancel"
+
+    def __init__(self, canceller: EchoCanceller) -> None:
+        super().__init__()
+        self.canceller = canceller
+        self._framer = Framer(BLOCK)
+        self._next_pts: float | None = None
+
+    async def process(self, frame: Frame) -> None:
+        if not isinstance(frame, AudioFrame):
+            await self.push(frame)
+            return
+        if frame.sample_rate != 16000 or frame.channels != 1:
+            raise ValueError(
+                f"echo cancellation needs 16000 Hz mono, got {frame.sample_rate} Hz "
+                f"x{frame.channels} (put a resample stage in front)"
+            )
+        if self._next_pts is None:
+            self._next_pts = frame.pts
+        pts = self._next_pts
+        blocks = []
+        for block in self._framer.push(frame.pcm):
+            blocks.append(self.canceller.process(block, self._next_pts))
+            self._next_pts += BLOCK / 16000
+        if blocks:
+            await self.push(AudioFrame(np.concatenate(blocks), 16000, 1, pts, frame.voiced))
+
+
 class VadStage(Stage):
     """Endpointing: forwards caller audio only while the caller speaks, framed by turn events.
 
     Emits ``SpeechStarted`` (with the pre-roll audio right behind it), voiced
     audio, and ``SpeechStopped`` after ``end_of_turn_ms`` of silence. When the
     caller starts speaking while the bot talks (and the prompt allows it), it
-    sends an ``Interrupt`` downstream: that is barge-in.
+    sends an ``Interrupt`` downstream: that is barge-in. With an ``echo``
+    canceller whose residual echo is loud (``EchoCanceller.echo_loud``), a
+    barge-in needs ``echo_gate_ms`` more voiced audio first, so the bot's own
+    echo does not interrupt it.
     """
 
     name = "vad"
 
-    def __init__(self, config: VadSettings | None = None) -> None:
+    def __init__(
+        self,
+        config: VadSettings | None = None,
+        echo: EchoCanceller | None = None,
+        echo_gate_ms: int = 60,
+    ) -> None:
         super().__init__()
         self.config = config or VadSettings()
+        self.echo = echo
+        self._gate_frames = -(-echo_gate_ms // self.config.frame_ms)
+        self._pending_voiced: int | None = None  # voiced frames a gated barge-in still needs
         self.frame_samples = self.config.sample_rate * self.config.frame_ms // 1000
         self._endpointer = Endpointer(self.config)
         self._framer = Framer(self.frame_samples)
@@ -138,17 +185,25 @@ class VadStage(Stage):
         ctx = self.ctx
         rate = self.config.sample_rate
         if isinstance(event, Voice):
+            if event.voiced and self._pending_voiced is not None:
+                self._pending_voiced -= 1
+                if self._pending_voiced <= 0:
+                    self._pending_voiced = None
+                    self._barge_in()
             await self.push(AudioFrame(event.frame, rate, 1, event.pts, event.voiced))
         elif isinstance(event, SpeechStart):
             ctx.state.turn += 1
             turn = ctx.state.turn
             ctx.bus.emit(SpeechStartedEvent(turn=turn), t=event.t)
-            if ctx.state.bot_speaking and ctx.state.barge_in:
-                self.receive_control(Interrupt("barge_in", ctx.now()))
+            if self.echo is not None and self.echo.echo_loud and self._gate_frames:
+                self._pending_voiced = self._gate_frames
+            else:
+                self._barge_in()
             await self.push(SpeechStarted(event.t, turn))
             for pcm, pts in event.preroll:
                 await self.push(AudioFrame(pcm, rate, 1, pts, True))
         elif isinstance(event, SpeechEnd):
+            self._pending_voiced = None
             turn = ctx.state.turn
             ctx.bus.emit(
                 SpeechStoppedEvent(turn=turn, last_voiced=round(event.last_voiced, 4)), t=event.t
@@ -156,3 +211,8 @@ class VadStage(Stage):
             ctx.ledger.mark(turn, "last_voiced", event.last_voiced)
             ctx.ledger.mark(turn, "end_of_turn", event.t)
             await self.push(SpeechStopped(event.t, event.last_voiced, turn))
+
+    def _barge_in(self) -> None:
+        state = self.ctx.state
+        if state.bot_speaking and state.barge_in:
+            self.receive_control(Interrupt("barge_in", self.ctx.now()))

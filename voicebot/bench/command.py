@@ -6,12 +6,12 @@ import argparse
 import importlib
 from typing import Any
 
-BENCHMARKS = ("loop", "match", "calls", "providers", "understanding")
+BENCHMARKS = ("loop", "match", "calls", "providers", "understanding", "echo")
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``bench`` to the ``voicebot`` command's subparsers."""
-    from voicebot.bench import calls, providers, understanding
+    from voicebot.bench import calls, echo, providers, understanding
 
     bench: argparse.ArgumentParser = subparsers.add_parser(
         "bench", help="benchmarks (print a table, write JSON)"
@@ -22,7 +22,8 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="loop: the voice loop's figures; match: intent matching speed; "
         "calls: WebRTC callers against a server; providers: speech provider "
         "latency, first byte, throughput, cost; understanding: the corpora "
-        "spoken through the audio paths, recognised and matched",
+        "spoken through the audio paths, recognised and matched; echo: the bot's own voice "
+        "fed back by a simulated phone line, with and without the echo canceller",
     )
     bench.add_argument("--pipeline", default=None, help="pipeline YAML (default: echo)")
     bench.add_argument(
@@ -33,6 +34,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     calls.add_arguments(bench)
     providers.add_arguments(bench)
     understanding.add_arguments(bench)
+    echo.add_arguments(bench)
     bench.set_defaults(func=bench_main)
     return bench
 
