@@ -110,6 +110,16 @@ SECTIONS: tuple[tuple[str, dict[str, str]], ...] = (
             "E606": "a value has the wrong type or is missing",
         },
     ),
+    (
+        "Server config (`voicebot serve --config server.yaml`)",
+        {
+            "E701": "the file or a section is not a mapping",
+            "E702": "unknown key (with a suggestion when one is close)",
+            "E703": "a value has the wrong type",
+            "E704": "a value is out of its range (a port, a positive number, a SIP URI)",
+            "E705": "a secret (a password) in the file: it belongs in the environment",
+        },
+    ),
 )
 
 CODES: dict[str, str] = {code: meaning for _, table in SECTIONS for code, meaning in table.items()}

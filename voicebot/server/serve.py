@@ -50,13 +50,20 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PIPELINE.yaml",
         help="the bot to serve (default: the English restaurant bot)",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    p.add_argument("--max-calls", type=int, default=4, help="concurrent calls before 503")
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="SERVER.yaml",
+        help="server config file: these flags' values, with a `telephony:` section (see "
+        "docs/telephony.md); flags given here override it",
+    )
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    p.add_argument("--max-calls", type=int, default=None, help="concurrent calls before 503")
     p.add_argument(
         "--idle-timeout",
         type=float,
-        default=60.0,
+        default=None,
         help="end a call after this many seconds without speech, text or bot audio",
     )
     p.add_argument(
@@ -150,14 +157,14 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sip-register-expires",
         type=int,
-        default=SipSettings.register_expires,
+        default=None,
         metavar="SECONDS",
         help=f"registration interval asked for (default {SipSettings.register_expires})",
     )
     p.add_argument(
         "--rtp-timeout",
         type=float,
-        default=SipSettings.rtp_timeout,
+        default=None,
         help="hang up a phone call after this many seconds without RTP from the caller "
         f"(not while on hold; default {SipSettings.rtp_timeout:g})",
     )
@@ -192,7 +199,43 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+# the flags whose default is None so that a config file's value can stand in for them
+FLAG_DEFAULTS: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "port": 8080,
+    "max_calls": ServerSettings.max_calls,
+    "idle_timeout": ServerSettings.idle_timeout,
+    "rtp_timeout": SipSettings.rtp_timeout,
+    "sip_register_expires": SipSettings.register_expires,
+}
+
+
+def with_config(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with ``--config``'s values where no flag was given; raises ``ConfigError``."""
+    if not getattr(args, "config", None):
+        return args
+    from voicebot.server.server_config import read_server_config
+
+    merged = argparse.Namespace(**vars(args))
+    for dest, value in read_server_config(args.config).items():
+        if dest == "transfer_to":  # the file's first: a flag for the same name wins
+            merged.transfer_to = [*value, *args.transfer_to]
+        elif getattr(merged, dest, None) is None:
+            setattr(merged, dest, value)
+    return merged
+
+
+def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with the flags' defaults where neither a flag nor the config file set one."""
+    filled = argparse.Namespace(**vars(args))
+    for dest, default in FLAG_DEFAULTS.items():
+        if getattr(filled, dest, None) is None:
+            setattr(filled, dest, default)
+    return filled
+
+
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    args = with_defaults(args)
     ice = [IceServer([url]) for url in args.stun]
     if args.turn:
         ice.append(IceServer(args.turn, args.turn_username, os.environ.get(TURN_CREDENTIAL_ENV)))
@@ -244,6 +287,7 @@ def serve_main(args: argparse.Namespace) -> int:
     from voicebot.server.app import create_app
 
     try:
+        args = with_defaults(with_config(args))
         config = load_pipeline(args.pipeline)
         if args.outcomes_db:
             config.dialog.outcomes = str(Path(args.outcomes_db).resolve())
