@@ -28,6 +28,27 @@ def test_bundled_pipelines_are_valid():
         assert isinstance(config, PipelineConfig)
 
 
+def test_echo_cancel_is_auto_on_off_and_takes_yaml_booleans(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("{}\n")
+    audio = load_pipeline(path).audio
+    assert audio.echo_cancel == "auto"
+    assert audio.cancels_echo("sip") and not audio.cancels_echo("webrtc")
+    for written, mode in [
+        ("auto", "auto"),
+        ("on", "on"),
+        ("off", "off"),
+        ("true", "on"),
+        ("false", "off"),
+        ('"on"', "on"),
+    ]:
+        path.write_text(f"audio:\n  echo_cancel: {written}\n")
+        assert load_pipeline(path).audio.echo_cancel == mode, written
+    assert errors(tmp_path, "audio:\n  echo_cancel: atuo\n") == [
+        "2:16: E105 must be one of 'auto' | 'on' | 'off', got 'atuo' (did you mean 'auto'?)"
+    ]
+
+
 def test_defaults_follow_the_language(tmp_path):
     path = tmp_path / "de.yaml"
     path.write_text("language: de\n")

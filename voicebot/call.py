@@ -5,8 +5,9 @@ The chain, caller to caller::
     source -> resample_in -> [echo_cancel] -> [denoise] -> vad -> asr -> dialog
            -> tts -> resample_out -> playback
 
-With ``audio.echo_cancel`` the transport output is wrapped so that playback
-also hands each frame to the echo canceller, as its reference.
+With the echo canceller (``audio.echo_cancel``: on, or auto on a phone
+transport) the transport output is wrapped so that playback also hands each
+frame to the canceller, as its reference.
 
 Edge policies: caller audio drops its oldest frames when a consumer falls
 behind (the caller will not wait); everything from the VAD on blocks, so no
@@ -151,16 +152,22 @@ def build_call(
     output: AudioOutput,
     clock: Clock | None = None,
     call_id: str | None = None,
+    *,
+    transport: str = "file",
 ) -> Pipeline:
-    """One call: a fresh set of stages (per-call state) over the shared engines."""
-    ctx = CallContext(clock or Clock())
+    """One call: a fresh set of stages (per-call state) over the shared engines.
+
+    ``transport`` is how the caller is connected ("file", "webrtc", "sip", "twilio",
+    …): it labels the call and, with ``audio.echo_cancel: auto``, decides the canceller.
+    """
+    ctx = CallContext(clock or Clock(), transport=transport)
     if call_id:
         ctx.call_id = call_id
         ctx.bus.call_id = call_id
     pipeline = Pipeline(ctx)
     resample_in = ResampleStage(16000, 1)
     # the bot's output, as played, is the canceller's reference
-    canceller = EchoCanceller() if config.audio.echo_cancel else None
+    canceller = EchoCanceller() if config.audio.cancels_echo(transport) else None
     if canceller is not None:
         output = EchoReference(output, canceller)
     denoise = (

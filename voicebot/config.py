@@ -46,16 +46,21 @@ LLM_BUDGET_SHARE = 0.4  # the LLM fallback: its reading of the caller's words
 
 VAD_START_WINDOW_MS = 400  # a turn's first min_speech_ms of voice must fall within this
 
+# transports with a phone line behind them (``CallContext.transport``): no echo
+# canceller on the caller's side, so ``audio.echo_cancel: auto`` turns ours on
+PHONE_TRANSPORTS = frozenset({"sip", "twilio", "telnyx", "vonage", "raw"})
+
 
 @dataclass
 class AudioSettings:
     """Caller audio before the VAD (``audio/echo.py``, ``audio/denoise.py``)."""
 
-    echo_cancel: bool = _spec(
-        False,
+    echo_cancel: Literal["auto", "on", "off"] = _spec(
+        "auto",
         doc="cancel the bot's own voice echoed back by a phone line or speakerphone (WebRTC "
         "AEC3, the bot's output as the reference), and hold back barge-in while the residual "
-        "echo is loud; for phone pipelines",
+        "echo is loud; auto = on for phone calls (SIP, media streams), off for WebRTC (the "
+        "browser cancels its own echo) and files; true / false mean on / off",
     )
 
     denoise: bool = _spec(
@@ -73,6 +78,12 @@ class AudioSettings:
         doc="with denoise on, automatic gain towards this many dB below full scale; "
         "0 leaves the gain alone",
     )
+
+    def cancels_echo(self, transport: str) -> bool:
+        """Whether a call over ``transport`` gets the echo canceller."""
+        if self.echo_cancel == "auto":
+            return transport in PHONE_TRANSPORTS
+        return self.echo_cancel == "on"
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +437,8 @@ class _Builder(Reader):
                 return None
             return self.value(args[0], f, value, path)
         if origin is Literal:
+            if isinstance(value, bool) and {"on", "off"} <= set(typing.get_args(tp)):
+                value = "on" if value else "off"  # YAML 1.1: true, on, yes are one boolean
             if not self.choice(self.src, path, value, typing.get_args(tp), "E105"):
                 return _BAD
             return value

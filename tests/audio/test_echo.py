@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import numpy as np
+import pytest
 from scipy.signal import butter, lfilter, resample_poly
 
 from tests.support.paths import ECHO_PIPELINE
 from tests.support.speech import say, silence
-from voicebot.audio.echo import BLOCK, EchoCanceller, level_dbfs
+from voicebot.audio.echo import BLOCK, EchoCanceller, EchoReference, level_dbfs
+from voicebot.audio.playback import PlaybackStage
 from voicebot.audio.stages import VadStage
-from voicebot.bench.echo import FIRST, SCRIPT, Line, one_call, speech_for_calls
+from voicebot.bench.echo import FIRST, SCRIPT, Line, LineOutput, one_call, speech_for_calls
+from voicebot.call import build_call
 from voicebot.clock import FastClock
 from voicebot.config import load_pipeline
 from voicebot.context import CallContext
@@ -107,6 +113,34 @@ class _LoudEcho(EchoCanceller):
     @property
     def echo_loud(self) -> bool:
         return True
+
+
+@pytest.mark.parametrize(
+    ("mode", "transport", "cancelled"),
+    [
+        ("auto", "sip", True),
+        ("auto", "twilio", True),
+        ("auto", "raw", True),
+        ("auto", "webrtc", False),
+        ("auto", "file", False),
+        ("on", "webrtc", True),
+        ("on", "file", True),
+        ("off", "sip", False),
+        ("off", "twilio", False),
+    ],
+)
+def test_echo_cancel_auto_is_on_for_phone_transports_and_on_off_override(
+    mode: Literal["auto", "on", "off"], transport: str, cancelled: bool
+) -> None:
+    config = load_pipeline(ECHO_PIPELINE)
+    config = dataclasses.replace(config, audio=dataclasses.replace(config.audio, echo_cancel=mode))
+    call = build_call(config, _Frames(silence(0.1)), LineOutput(1.0), transport=transport)
+    assert call.ctx.transport == transport
+    assert ("echo_cancel" in [stage.name for stage in call.stages]) is cancelled
+    playback = call.stages[-1]
+    assert isinstance(playback, PlaybackStage)
+    # the canceller's reference: playback hands it what it plays
+    assert isinstance(playback.output, EchoReference) is cancelled
 
 
 async def _barge_in(echo: EchoCanceller | None) -> _Recorder:

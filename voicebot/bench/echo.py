@@ -197,7 +197,7 @@ async def one_call(
     """One simulated call; its self-interruptions, echo turns and barge-in latency."""
     from voicebot.call import build_call, warm_up
 
-    audio = dataclasses.replace(config.audio, echo_cancel=cancel)
+    audio = dataclasses.replace(config.audio, echo_cancel="on" if cancel else "off")
     config = dataclasses.replace(config, audio=audio)
     await warm_up(config)
     output = LineOutput()

@@ -125,7 +125,9 @@ class Call:
         self.clock = LiveClock()
         self.source = TrackSource(settings.media_timeout, config.language)
         self.output = OutputTrack(self.clock.now)
-        self.pipeline = build_call(config, self.source, self.output, self.clock, call_id)
+        self.pipeline = build_call(
+            config, self.source, self.output, self.clock, call_id, transport=self.transport
+        )
         self.pc = RTCPeerConnection(settings.rtc_configuration())
         self.bridge = EventBridge(
             manager.hello(call_id),
@@ -137,7 +139,6 @@ class Call:
         bus = self.pipeline.ctx.bus
         bus.subscribe(self.bridge)
         manager.observe(self.pipeline.ctx.bus, self.transport)
-        self.pipeline.ctx.transport = self.transport
         bus.subscribe(self._on_event)
         self._connected = asyncio.Event()
         self._running = False

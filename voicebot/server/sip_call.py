@@ -90,8 +90,9 @@ class RtpCall:
         self.source = TrackSource(NO_MEDIA_TIMEOUT, config.language)
         self.source.attach(self.stream.track)
         self.output = OutputTrack(self.clock.now, sample_rate=codec.spec.sample_rate)
-        self.pipeline = build_call(config, self.source, self.output, self.clock, self.call_id)
-        self.pipeline.ctx.transport = self.transport
+        self.pipeline = build_call(
+            config, self.source, self.output, self.clock, self.call_id, transport=self.transport
+        )
         self.manager.observe(self.pipeline.ctx.bus, self.transport)
         self.pipeline.ctx.bus.subscribe(self._on_event)
         self.stream.on_dtmf = lambda key: self.dtmf(key, "rtp")

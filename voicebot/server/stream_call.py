@@ -153,8 +153,9 @@ class StreamCall:
         self.stream.on_hangup = lambda: self.hang_up("hangup")
         self.stream.on_text = self.source.push_text
         self.stream.on_dtmf = self._on_dtmf
-        self.pipeline = build_call(config, self.source, self.output, self.clock, self.call_id)
-        self.pipeline.ctx.transport = self.transport
+        self.pipeline = build_call(
+            config, self.source, self.output, self.clock, self.call_id, transport=self.transport
+        )
         hello = {**self.manager.hello(self.call_id), "sample_rate": start.sample_rate}
         self.stream.send(self.stream.protocol.hello(hello))  # before call_started
         bus = self.pipeline.ctx.bus
