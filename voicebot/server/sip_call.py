@@ -17,6 +17,7 @@ timeout waits. Key presses (RFC 4733 from the RTP stream, SIP INFO from
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 NO_MEDIA_TIMEOUT = 1e9  # TrackSource's own timeout: the call watches RTP itself (holds pause it)
 
 
-class RtpCall:
+class RtpCall(abc.ABC):
     """A phone call's media and pipeline, whoever called: ``SipCall`` (they called us)
     and ``OutboundCall`` (``server/sip_outbound.py``) add the dialog."""
 
@@ -72,16 +73,17 @@ class RtpCall:
         self._last_active = 0.0
 
     @property
+    @abc.abstractmethod
     def sip_call_id(self) -> str:
-        raise NotImplementedError
+        """The SIP dialog's Call-ID."""
 
+    @abc.abstractmethod
     def _dialog(self) -> tuple[Dialog, tuple[str, int]]:
         """The dialog and where its in-dialog requests go."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _bye(self) -> bool:
         """Send our BYE if the dialog is still up; False if it was not."""
-        raise NotImplementedError
 
     def _build(self, codec: RtpCodec) -> None:
         """The pipeline behind the stream (``self.stream``, bound with ``codec``)."""
