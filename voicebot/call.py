@@ -22,11 +22,14 @@ import logging
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from voicebot import engines
 from voicebot.asr.base import AsrEngine
 from voicebot.asr.stage import AsrStage
 from voicebot.audio.echo import EchoCanceller, EchoReference
 from voicebot.audio.playback import AudioOutput, PlaybackStage
+from voicebot.audio.resample import StreamResampler
 from voicebot.audio.stages import DenoiseStage, EchoCancelStage, ResampleStage, VadStage
 from voicebot.clock import Clock
 from voicebot.config import LLM_BUDGET_SHARE, PipelineConfig
@@ -204,3 +207,28 @@ def build_call(
     pipeline.connect(tts, resample_out, BOT_AUDIO_EDGE)
     pipeline.connect(resample_out, playback, BOT_AUDIO_EDGE)
     return pipeline
+
+
+async def say_after_end(call: Pipeline, output: AudioOutput, text: str) -> float:
+    """Speak ``text`` to the caller after ``call``'s graph has ended (the transfer failed,
+    the line is still up): its TTS engine, paced 20 ms frames on the call clock straight
+    to ``output``. Returns the seconds played."""
+    tts = next((s for s in call.stages if isinstance(s, TtsStage)), None)
+    if tts is None or not text:
+        return 0.0
+    engine = tts.engine
+    resampler = StreamResampler(engine.sample_rate, 1, output.sample_rate, output.channels)
+    chunks = [resampler.process(chunk) async for chunk in engine.synthesize(text)]
+    chunks.append(resampler.flush())
+    pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+    step = output.sample_rate // 50 * output.channels
+    clock = call.ctx.clock
+    t = clock.now()
+    for start in range(0, len(pcm), step):
+        frame = pcm[start : start + step]
+        if len(frame) < step:
+            frame = np.concatenate([frame, np.zeros(step - len(frame), np.int16)])
+        await clock.sleep_until(t)
+        output.write(frame, t)
+        t += 0.02
+    return len(pcm) / output.channels / output.sample_rate

@@ -126,6 +126,12 @@ class VadSettings:
         doc="trailing silence that ends the caller's turn (a shorter pause, e.g. a breath "
         "between phrases, does not)",
     )
+    hold_on_onset: bool = _spec(
+        True,
+        doc="while the bot speaks, hold its audio at the caller's first voiced frame "
+        "and resume it if that was no turn (a click, a cough): the bot falls silent "
+        "within a frame or two of a barge-in instead of after min_speech_ms",
+    )
     sample_rate: int = field(default=16000, metadata=_INTERNAL)
     start_window_ms: int = field(default=VAD_START_WINDOW_MS, metadata=_INTERNAL)
 

@@ -15,11 +15,15 @@ class CallState:
     """Mutable facts one stage learns and another needs, kept in one place.
 
     Playback owns ``bot_speaking`` and ``barge_in``; the VAD reads them to
-    decide whether caller speech is a barge-in. The dialog owns ``asr_context``.
+    decide whether caller speech is a barge-in, and owns ``hold_playback``. The
+    dialog owns ``asr_context``.
     """
 
     bot_speaking: bool = False
     barge_in: bool = True
+    # The VAD holds the bot's audio while a possible barge-in is being confirmed
+    # (``vad.hold_on_onset``); playback sends nothing while it is set.
+    hold_playback: bool = False
     turn: int = 0
     # What the bot last asked, for the recogniser to read the answer in its light; the
     # dialog stage writes it, the ASR stage reads it when a turn starts.

@@ -84,6 +84,8 @@ SECTIONS: tuple[tuple[str, dict[str, str]], ...] = (
             "E417": "states loop without waiting for the caller",
             "E418": "a `dtmf` key is not one keypad key (0-9, `*`, `#`, A-D)",
             "E419": "a `transfer` target that is a URI (`sip:`, `sips:`, `tel:`) is malformed",
+            "E420": "`transfer_failed` (what the bot says when a transfer fails) in a state "
+            "without `transfer`",
             "W401": "warning: a state is unreachable from `start`",
             "W402": "warning: a dead end (a state that neither asks nor moves on)",
             "W403": "warning: a prompt variant for a language the flow does not speak",

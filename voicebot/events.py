@@ -240,6 +240,7 @@ class TransferEvent(Event):
     turn: int
     target: str
     slots: dict[str, Any]
+    apology: str = _optional("")  # what the bot says if the transport cannot transfer
 
 
 @_event("transfer_result")
@@ -309,6 +310,23 @@ class PlaybackStoppedEvent(Event):
 
     turn: int
     played_ms: int
+
+
+@_event("playback_held")
+@dataclass(frozen=True, slots=True)
+class PlaybackHeldEvent(Event):
+    """The caller may be barging in: the bot's audio is held until the VAD decides."""
+
+    turn: int
+
+
+@_event("playback_resumed")
+@dataclass(frozen=True, slots=True)
+class PlaybackResumedEvent(Event):
+    """It was no barge-in (a click, a cough): the held reply plays on."""
+
+    turn: int
+    held_ms: int
 
 
 @_event("interrupted")

@@ -171,8 +171,10 @@ async def test_echo_line_interrupts_the_bot_without_the_canceller_and_not_with_i
     cancelled = await one_call(config, line, True, speech, SCRIPT)
     assert cancelled["self_interruptions"] == 0
     assert cancelled["turns"] == len(SCRIPT)
-    # the caller's "Stop, please." still stops the bot, at most 100 ms later than it
-    # does on a line without echo (the VAD's own confirmation is the rest)
+    # the caller's "Stop, please." still stops the bot, at most 100 ms later than on a
+    # line without echo, where the hold at the first voiced frame stops it well before
+    # the VAD has min_speech_ms of voice (the 100 ms target itself: `bench echo`)
     clean = await one_call(config, None, False, speech, SCRIPT)
     assert clean["barge_in_ms"] is not None and cancelled["barge_in_ms"] is not None
-    assert cancelled["barge_in_ms"] <= clean["barge_in_ms"] + 100
+    assert cancelled["barge_in_ms"] <= clean["barge_in_ms"] + 100, (cancelled, clean)
+    assert clean["barge_in_ms"] < 150, clean

@@ -23,7 +23,7 @@ import pytest
 from tests.support.paths import RESTAURANT_FLOW, RESTAURANT_PIPELINE, ROOT
 from voicebot.clock import FastClock
 from voicebot.context import CallContext
-from voicebot.dialog.flow import Bot, Conversation, FlowError
+from voicebot.dialog.flow import TRANSFER_FAILED, Bot, Conversation, FlowError
 from voicebot.dialog.flow_file import read_flow
 from voicebot.dialog.hooks import HookCall, hook
 from voicebot.dialog.outcomes import MemoryOutcomeStore
@@ -243,7 +243,15 @@ async def test_no_match_reprompts_then_exits(conv):
     step = await c.hear("mumble again")
     assert step.text == "Connecting." and step.ended == "transfer"
     assert [e["count"] for e in rec.of("no_match")] == [1, 2]
-    assert rec.of("transfer") == [{"type": "transfer", "turn": 0, "target": "desk", "slots": {}}]
+    assert rec.of("transfer") == [
+        {
+            "type": "transfer",
+            "turn": 0,
+            "target": "desk",
+            "slots": {},
+            "apology": TRANSFER_FAILED["en"],  # said if the transport cannot transfer
+        }
+    ]
     assert (await c.hear("hello?")).text == ""  # the call is over
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -123,11 +124,16 @@ async def test_a_transfer_to_a_sip_uri_is_a_refer(
         ),
     ):
         phone.notify = notify
+        heard: list[tuple[float, bool]] = []  # (when, voice in it) per RTP packet we got
+        loop = asyncio.get_running_loop()
+        loop.add_reader(phone.media.fileno(), _hear, phone.media, heard)
         await phone.dial(port)
         phone.press("0")
         end = await ended(events, within=20)
         await until(lambda: of_type(events, "transfer_result"), 5)
-        await until(lambda: phone.byes, 5)
+        result_at = time.monotonic()
+        await until(lambda: phone.byes, 15)
+        loop.remove_reader(phone.media.fileno())
         metrics = app.state.metrics.render()[0].decode()
     assert end["reason"] == "transfer"
     (transfer,) = of_type(events, "transfer")
@@ -143,6 +149,23 @@ async def test_a_transfer_to_a_sip_uri_is_a_refer(
     assert of_type(events, "playback_stopped")
     assert phone.byes == [phone.call.call_id]
     assert f'voicebot_sip_transfers_total{{result="{result}",transport="sip"}} 1.0' in metrics
+    # a failed transfer: the caller is still there and hears the flow's apology, then our BYE
+    assert transfer["apology"].startswith("Sorry, I could not connect you")
+    spoken_after = sum(voice for at, voice in heard if at > result_at)
+    if result == "transferred":
+        assert spoken_after == 0
+    else:
+        assert spoken_after >= 50, spoken_after  # a second of speech at least
+
+
+def _hear(media: socket.socket, heard: list[tuple[float, bool]]) -> None:
+    """One RTP packet (PCMU): whether its payload is more than silence."""
+    try:
+        packet = media.recv(2048)
+    except BlockingIOError:
+        return
+    payload = packet[12:]
+    heard.append((time.monotonic(), any(b not in (0xFF, 0x7F, 0xFE, 0x7E) for b in payload)))
 
 
 async def test_a_transfer_to_a_name_hangs_up_cleanly() -> None:
@@ -167,12 +190,14 @@ languages: [en]
 start: agent
 states:
   agent: {say: "Connecting.", transfer: "sip:desk@@pbx"}
-  other: {say: "Connecting.", transfer: "sip:desk@pbx.example:5060;transport=tcp"}
+  other: {say: "Connecting.", transfer: "sip:desk@pbx.example:5060;transport=tcp",
+          transfer_failed: "Nobody is free, sorry."}
+  lost: {say: "Bye.", end: true, transfer_failed: "Sorry."}
 """
     path = tmp_path / "desk_flow.yaml"
     path.write_text(flow)
     _, _, diags = check_files([path], [RESTAURANT_INTENTS])
     errors = [(d.code, d.line) for d in diags if d.code.startswith("E")]
-    assert errors == [("E419", 5)], diags
+    assert errors == [("E419", 5), ("E420", 8)], diags
     assert valid_uri("tel:+15551234") and valid_uri("sips:pbx.example")
     assert not valid_uri("tel:call-me") and not valid_uri("sip:")

@@ -4,6 +4,10 @@ Playback keeps at most ``lookahead`` seconds of reply audio in its own buffer
 and otherwise leaves it queued upstream (back-pressure), so a barge-in has
 little to throw away. Frames go out at ``start + k * 20 ms`` on the call clock
 - paced against a fixed start, so pacing error never accumulates.
+
+While the VAD holds playback (``CallState.hold_playback``: the caller may be
+barging in), the ticks go on but no frame is sent; the reply resumes where it
+stopped if it was no turn, and an ``Interrupt`` drops it if it was.
 """
 
 from __future__ import annotations
@@ -15,7 +19,13 @@ from typing import Protocol
 import numpy as np
 
 from voicebot.audio.framer import Framer
-from voicebot.events import InterruptedEvent, PlaybackStartedEvent, PlaybackStoppedEvent
+from voicebot.events import (
+    InterruptedEvent,
+    PlaybackHeldEvent,
+    PlaybackResumedEvent,
+    PlaybackStartedEvent,
+    PlaybackStoppedEvent,
+)
 from voicebot.frames import BotAudioFrame, EndOfStream, Frame, Interrupt, ReplyDone, ReplyText
 from voicebot.graph import Stage
 
@@ -52,6 +62,7 @@ class PlaybackStage(Stage):
         self._next_tick: float | None = None
         self._eos = False
         self._stale_below = 0  # replies to turns before a barge-in are not played
+        self._held_since: float | None = None  # call time the VAD's hold began
 
     # --- input --------------------------------------------------------------
     def _take(self, frame: Frame) -> None:
@@ -108,6 +119,8 @@ class PlaybackStage(Stage):
                 self._fill()
 
     def _play_one(self, t: float) -> None:
+        if self._turn is not None and self._hold(t):
+            return
         while self._buffer:
             turn, item = self._buffer.popleft()
             if isinstance(item, str):
@@ -119,6 +132,20 @@ class PlaybackStage(Stage):
             self._played[turn] = self._played.get(turn, 0) + 1
             self.output.write(item, t)
             return
+
+    def _hold(self, t: float) -> bool:
+        """Whether the VAD holds the reply now playing (the events mark its start and end)."""
+        assert self._turn is not None
+        if self.ctx.state.hold_playback:
+            if self._held_since is None:
+                self._held_since = t
+                self.ctx.bus.emit(PlaybackHeldEvent(turn=self._turn), t=t)
+            return True
+        if self._held_since is not None:
+            held_ms = round((t - self._held_since) * 1000)
+            self._held_since = None
+            self.ctx.bus.emit(PlaybackResumedEvent(turn=self._turn, held_ms=held_ms), t=t)
+        return False
 
     def _started(self, turn: int, t: float) -> None:
         state = self.ctx.state
@@ -144,6 +171,7 @@ class PlaybackStage(Stage):
         self._buffered = 0
         self._framer.flush(pad=False)
         turn, self._turn = self._turn, None
+        self._held_since = None
         self.ctx.state.bot_speaking = False
         if turn is None:
             return

@@ -129,6 +129,9 @@ class EchoCancelStage(Stage):
             await self.push(AudioFrame(np.concatenate(blocks), 16000, 1, pts, frame.voiced))
 
 
+HOLD_RELEASE_MS = 40  # a held reply plays on after this much unvoiced audio
+
+
 class VadStage(Stage):
     """Endpointing: forwards caller audio only while the caller speaks, framed by turn events.
 
@@ -139,6 +142,14 @@ class VadStage(Stage):
     canceller whose residual echo is loud (``EchoCanceller.echo_loud``), a
     barge-in needs ``echo_gate_ms`` more voiced audio first, so the bot's own
     echo does not interrupt it.
+
+    With ``hold_on_onset``, the bot's audio is held (``CallState.hold_playback``)
+    from the first voiced frame over a reply that allows barge-in while the
+    endpointer has not decided and the caller has not been quiet for
+    ``HOLD_RELEASE_MS`` (webrtcvad's verdicts, which already trail the sound by its
+    overhang): a turn interrupts the reply, a click or a cough lets it play on
+    after a short pause. The caller hears the bot stop a frame or two after
+    they began, not ``min_speech_ms`` later.
     """
 
     name = "vad"
@@ -159,6 +170,8 @@ class VadStage(Stage):
         self._framer = Framer(self.frame_samples)
         self._next_pts: float | None = None
         self._frame_s = self.config.frame_ms / 1000
+        self._quiet_frames = 0  # unvoiced frames in a row
+        self._hold_release = -(-HOLD_RELEASE_MS // self.config.frame_ms)
 
     async def process(self, frame: Frame) -> None:
         if not isinstance(frame, AudioFrame):
@@ -176,10 +189,27 @@ class VadStage(Stage):
             self._next_pts = pts + self._frame_s
             for event in self._endpointer.process(chunk, pts):
                 await self._handle(event)
+            self._hold()
 
     async def on_end_of_stream(self) -> None:
         for event in self._endpointer.finish(self._next_pts or 0.0):
             await self._handle(event)
+        self.ctx.state.hold_playback = False
+
+    def _hold(self) -> None:
+        """Hold the reply while a possible barge-in is undecided (a candidate turn, or a
+        turn the echo gate still holds back)."""
+        if not self.config.hold_on_onset:
+            return
+        state = self.ctx.state
+        self._quiet_frames = 0 if self._endpointer.frame_voiced else self._quiet_frames + 1
+        undecided = self._endpointer.state == "candidate" or self._pending_voiced is not None
+        state.hold_playback = (
+            undecided
+            and self._quiet_frames < self._hold_release
+            and state.bot_speaking
+            and state.barge_in
+        )
 
     async def _handle(self, event: object) -> None:
         ctx = self.ctx

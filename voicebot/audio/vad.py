@@ -114,6 +114,7 @@ class Endpointer:
     def reset(self) -> None:
         """Forget all state, the detector's noise estimate included (e.g. between calls)."""
         self._vad = webrtcvad.Vad(self.config.aggressiveness)
+        self.frame_voiced = False  # webrtcvad's verdict on the last frame
         self._state = _SILENCE
         self._preroll.clear()
         self._cand.clear()
@@ -131,6 +132,7 @@ class Endpointer:
             )
         # As bytes: webrtcvad takes len(buf) / 2 as the sample count.
         voiced = self._vad.is_speech(frame.view(np.uint8), self._rate)
+        self.frame_voiced = voiced
         if voiced:
             self._run += 1
             self._voice_end = pts + self._dur

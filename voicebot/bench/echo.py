@@ -12,9 +12,10 @@ answering for a second. The same calls run three ways:
 * ``clean``: no echo, no canceller - the barge-in latency without an echo path.
 
 Figures: self-interruptions per call (an ``interrupted`` event that is not the
-caller's barge-in), turns the echo opened, and the barge-in latency - from the
-onset of the caller's "Stop" in the line audio to the end of the bot's last
-frame on the line.
+caller's barge-in), turns the echo opened, false holds (``vad.hold_on_onset``
+held the bot's audio for something that was no turn, and it resumed) and the
+barge-in latency - from the onset of the caller's "Stop" in the line audio to
+the end of the bot's last frame on the line before the interruption.
 """
 
 from __future__ import annotations
@@ -92,14 +93,16 @@ class LineOutput:
         a, b = max(0, round(t0 * 50)), min(len(self.played), round(t1 * 50))
         return float(self.played[a:b].sum()) / 50 if b > a else 0.0
 
-    def stop_after(self, t: float) -> float | None:
-        """End of the bot's audio run that is playing at ``t`` (None: silent then)."""
-        slot = round(t * 50)
+    def stop_before(self, onset: float, interrupted: float) -> float | None:
+        """When the bot fell silent for good between ``onset`` and the ``interrupted``
+        event: the end of its last audio before the interruption (None: it was not
+        playing at the onset). A hold that was resumed is not a stop."""
+        slot = round(onset * 50)
         if slot >= len(self.played) or not self.played[max(0, slot - 1) : slot + 1].any():
             return None
-        while slot < len(self.played) and self.played[slot]:
-            slot += 1
-        return slot / 50
+        end = min(len(self.played), round(interrupted * 50) + 1)
+        voiced = np.flatnonzero(self.played[slot:end])
+        return (slot + int(voiced[-1]) + 1) / 50 if len(voiced) else slot / 50
 
 
 class EchoLineSource(Source):
@@ -217,11 +220,15 @@ def score(events: list[EventRecord], output: LineOutput, onset: float | None) ->
 
     interrupted = [e["t"] for e in events if e["type"] == "interrupted"]
     barged = [t for t in interrupted if by_caller(t)]
-    stop = output.stop_after(onset) if onset is not None and barged else None
+    stop = output.stop_before(onset, barged[0]) if onset is not None and barged else None
     starts = [e["t"] for e in events if e["type"] == "speech_started"]
     detected = [t for t in starts if barged and t <= barged[0]]
+    resumed = [e["held_ms"] for e in events if e["type"] == "playback_resumed"]
     return {
         "self_interruptions": len(interrupted) - len(barged),
+        # holds that were no barge-in: the bot fell silent for held_ms, then went on
+        "false_holds": len(resumed),
+        "false_hold_ms": sum(resumed),
         "turns": len(starts),
         "barge_in_ms": None if stop is None or onset is None else round((stop - onset) * 1000),
         # from the VAD's start of the turn (its first voiced frame) instead
@@ -255,6 +262,8 @@ async def bench_echo(config: PipelineConfig, calls: int, seed: int = 0) -> dict[
             "echo_turns_per_call": round(
                 sum(max(0, r["turns"] - len(SCRIPT)) for r in results) / calls, 2
             ),
+            "false_holds_per_call": round(sum(r["false_holds"] for r in results) / calls, 2),
+            "false_hold_ms_per_call": round(sum(r["false_hold_ms"] for r in results) / calls),
             "barge_ins_stopped": len(latencies),
             "barge_in_ms": summary(latencies, (50, 95)),
             "barge_in_from_vad_onset_ms": summary(from_vad, (50, 95)),
@@ -283,6 +292,8 @@ def report(result: dict[str, Any]) -> str:
             f"  {mode:10s} self-interruptions/call {r['self_interruptions_per_call']:5}  "
             f"echo turns/call {r['echo_turns_per_call']:5}  barge-in stopped "
             f"{r['barge_ins_stopped']}/{result['calls']}\n"
+            f"  {'':10s} false holds/call {r['false_holds_per_call']} "
+            f"({r['false_hold_ms_per_call']} ms of the bot held back)\n"
             f"  {'':10s} barge-in, speech onset -> bot stops: {latency}"
         )
     if "added_barge_in_ms_p95" in result:

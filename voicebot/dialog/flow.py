@@ -59,6 +59,13 @@ CONFIRM_INTENTS = ("affirm", "deny")
 CONFIRM_CONFIDENCE = 0.75  # a "yes" below this (a guess of a lower tier) books nothing
 HEARD_ENOUGH = 0.75  # share of a read-back the caller must have heard before a "yes" counts
 MAX_HOPS = 64  # state entries per input; more means a loop of states that never wait
+# What the bot says when the transport could not transfer the caller (a state's own
+# ``transfer_failed`` wins), before it hangs up.
+TRANSFER_FAILED = {
+    "en": "Sorry, I could not connect you. Please call again later. Goodbye!",
+    "de": "Entschuldigung, ich konnte Sie nicht verbinden. Bitte rufen Sie später "
+    "noch einmal an. Auf Wiederhören!",
+}
 
 Emit = Callable[[Event], object]
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -120,6 +127,7 @@ class State:
     branch: list[BranchRule] = field(default_factory=list)
     next: str | None = None
     transfer: str | None = None
+    transfer_failed: Prompt | None = None  # said if the transport could not transfer
     end: bool = False
     outcome: str | None = None
     clear: tuple[str, ...] = ()
@@ -573,7 +581,14 @@ class Conversation:
                 self.ended = "end"
             elif state.transfer is not None:
                 self.ended = "transfer"
-                self.emit(TransferEvent(self.turn, target=state.transfer, slots=dict(self.slots)))
+                apology = self._text(state.transfer_failed) or TRANSFER_FAILED.get(
+                    self.language, ""
+                )
+                self.emit(
+                    TransferEvent(
+                        self.turn, target=state.transfer, slots=dict(self.slots), apology=apology
+                    )
+                )
             elif state.branch:
                 name = next((r.goto for r in state.branch if r.holds(self.values)), "")
                 if not name:

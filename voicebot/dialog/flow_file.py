@@ -46,6 +46,7 @@ STATE_KEYS = (
     "branch",
     "next",
     "transfer",
+    "transfer_failed",
     "end",
     "outcome",
     "clear",
@@ -288,6 +289,9 @@ class FlowReader(Reader):
         st.say = self._prompt(src, data.get("say"), (*path, "say"))
         st.ask = self._prompt(src, data.get("ask"), (*path, "ask"))
         st.reprompt = self._prompt(src, data.get("reprompt"), (*path, "reprompt"))
+        st.transfer_failed = self._prompt(
+            src, data.get("transfer_failed"), (*path, "transfer_failed")
+        )
         for key in ("next", "transfer", "outcome", "collect", "on_error"):
             if key in data:
                 setattr(st, key, self.string(src, data[key], (*path, key), f"{key!r}"))
@@ -300,6 +304,15 @@ class FlowReader(Reader):
                 "E419",
                 f"transfer target {st.transfer!r} is not a URI a call can be sent to "
                 "(sip:user@host[:port], sips:…, tel:+number)",
+            )
+        if st.transfer_failed is not None and not st.transfer:
+            self.err(
+                src,
+                (*path, "transfer_failed"),
+                "E420",
+                "'transfer_failed' is what the bot says when this state's transfer fails: "
+                "it needs a 'transfer' target",
+                key=True,
             )
         if st.collect:
             self.out.refs.append(Ref("slot", st.collect, src, (*path, "collect")))

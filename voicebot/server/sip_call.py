@@ -8,8 +8,10 @@ while not on hold (``rtp_timeout``), the session timer running out
 (``session_expired``), the 200 OK never being acknowledged (``no_ack``), the
 server's idle timeout or shutdown. A flow's ``transfer`` to a ``sip:``/``tel:``
 URI is a blind transfer: once the goodbye is played we send a REFER and wait
-for the caller's NOTIFY (sipfrag 2xx: ``transferred``), then the BYE; any other
-outcome is a clean hang-up too (``transfer_result`` says which). Hold and
+for the caller's NOTIFY (sipfrag 2xx: ``transferred``), then the BYE; when the
+REFER is refused, the target fails or does not answer, the bot says the flow's
+apology (the ``transfer`` event's) first, then sends the BYE (``transfer_result``
+says which). Hold and
 resume arrive as re-INVITEs: the bot stops sending while held and the RTP
 timeout waits. Key presses (RFC 4733 from the RTP stream, SIP INFO from
 ``SipServer``) go to the graph through ``transports/dtmf.press``.
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING
 from aiosipua import IncomingCall
 from aiosipua.dialog import Dialog
 
-from voicebot.call import build_call
+from voicebot.call import build_call, say_after_end
 from voicebot.dialog.transfer import is_uri, valid_uri
 from voicebot.events import EventRecord, TransferResultEvent
 from voicebot.server.calls import ACTIVITY
@@ -60,6 +62,7 @@ class RtpCall(abc.ABC):
         self.manager = manager
         self.client = client  # sends our in-dialog requests (REFER)
         self.transfer_target: str | None = None  # the flow's last `transfer` target
+        self.transfer_apology = ""  # what to say if that transfer fails
         self.referral: Referral | None = None
         self.settings = settings
         self.call_id = uuid.uuid4().hex[:12]
@@ -184,6 +187,10 @@ class RtpCall(abc.ABC):
         )
         self.manager.metrics.transfers.labels(referral.result, self.transport).inc()
         self.pipeline.ctx.bus.emit(TransferResultEvent(target, referral.result, referral.status))
+        if referral.result in ("refused", "failed", "timeout") and self.transfer_apology:
+            # the caller is still on the line: say so before the BYE
+            await say_after_end(self.pipeline, self.output, self.transfer_apology)
+            await self.output.drain()
 
     # --- activity -----------------------------------------------------------------
     def _on_event(self, event: EventRecord) -> None:
@@ -194,6 +201,7 @@ class RtpCall(abc.ABC):
             self._last_active = event["t"]
         elif kind == "transfer":
             self.transfer_target = str(event["target"])
+            self.transfer_apology = str(event.get("apology", ""))
 
     async def _watch(self) -> None:
         """Hang up on RTP silence (not while held) and on the server's idle timeout."""
