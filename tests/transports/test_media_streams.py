@@ -242,7 +242,10 @@ async def test_vonage_stream_echoes_over_l16_and_a_clean_close_hangs_up() -> Non
             end = await ended(events)
             await until(lambda: not app.state.manager.calls, 5)
     assert end["reason"] == "hangup"
-    assert call.stream_start.sample_rate == 16000 and call.stream_start.parameters == vonage.headers
+    assert (
+        call.stream_start.sample_rate == 16000
+        and call.stream_start.parameters == vonage.custom_headers
+    )
     assert vonage.marks_answered == vonage.marks_received != []
     assert call.stream.heard_frames == call.stream.frames_sent == len(vonage.heard)
     assert_real_time(vonage.arrivals)
