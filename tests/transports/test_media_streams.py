@@ -381,3 +381,12 @@ async def test_raw_stream_refuses_other_sample_rates_and_frees_a_dropped_call() 
             end = await ended(events)
             await until(lambda: not app.state.manager.calls, 5)
     assert end["reason"] == "peer_gone"
+
+
+async def test_a_silent_stream_ends_at_the_idle_timeout() -> None:
+    async with stream_server(ECHO, idle_timeout=1.0) as (url, events, app):
+        async with RawClient(f"{url}/ws/audio") as client:  # sends silence, as a line does
+            end = await ended(events, within=10)
+            await until(lambda: not app.state.manager.calls, 5)
+            await asyncio.wait_for(client.closed.wait(), 5)
+    assert end["reason"] == "idle_timeout" and 1.0 <= end["t"] < 4.0
