@@ -119,7 +119,7 @@ SECTIONS: tuple[tuple[str, dict[str, str]], ...] = (
             "E702": "unknown key (with a suggestion when one is close)",
             "E703": "a value has the wrong type",
             "E704": "a value is out of its range (a port, a positive number, a SIP URI)",
-            "E705": "a secret (a password) in the file: it belongs in the environment",
+            "E705": "a secret (a password, a token) in the file: it belongs in the environment",
         },
     ),
 )

@@ -24,6 +24,7 @@ max_calls: 12
 idle_timeout: 45
 telephony:
   public_host: bot.example.com
+  stream_token_env: BOT_STREAM_TOKEN
   sip:
     port: 5070
     host: 10.0.0.5
@@ -62,10 +63,12 @@ def errors(path: Path) -> list[str]:
 
 def test_every_key_becomes_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOICEBOT_SIP_PASSWORD", "from-the-environment")
+    monkeypatch.setenv("BOT_STREAM_TOKEN", "stream-secret")
     args, server = settings("--config", str(write(tmp_path, EVERY_KEY)))
     assert (args.host, args.port) == ("0.0.0.0", 9090)
     assert (server.max_calls, server.idle_timeout) == (12, 45.0)
     assert server.public_host == "bot.example.com"
+    assert server.stream_token == "stream-secret"  # from the variable the file names
     assert server.transfer_to == {"sales": "+4930123456", "": "sip:desk@pbx.example"}
     sip = server.sip
     assert sip is not None
@@ -128,6 +131,21 @@ def test_a_password_is_refused_for_the_environment(tmp_path: Path) -> None:
     [message] = errors(path)
     assert message.startswith(f"{path}:4:5: E705 secrets are not read from the config file")
     assert "VOICEBOT_SIP_PASSWORD" in message
+
+
+def test_the_stream_token_is_refused_for_the_environment(tmp_path: Path) -> None:
+    [message] = errors(write(tmp_path, "telephony:\n  stream_token: s3cret\n"))
+    assert message.startswith(f"{tmp_path / 'server.yaml'}:2:3: E705 secrets are not read")
+    assert "VOICEBOT_STREAM_TOKEN" in message
+
+
+def test_the_stream_token_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICEBOT_STREAM_TOKEN", "default-variable")
+    monkeypatch.setenv("OTHER_TOKEN", "named-variable")
+    assert settings()[1].stream_token == "default-variable"
+    assert settings("--stream-token-env", "OTHER_TOKEN")[1].stream_token == "named-variable"
+    monkeypatch.delenv("VOICEBOT_STREAM_TOKEN")
+    assert settings()[1].stream_token is None
 
 
 def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:

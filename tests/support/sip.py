@@ -1,27 +1,40 @@
 """SIP test helpers: the server with SIP on a free port, baresip's configuration and
-recordings, and polling a call's events."""
+recordings; polling a call's events is ``server.py``'s, importable from here too."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.support.server import ended, of_type, served, until
 from voicebot.audio.resample import StreamResampler
 from voicebot.config import load_pipeline
 from voicebot.events import EventRecord
-from voicebot.server.app import create_app
 from voicebot.server.calls import ServerSettings
 from voicebot.server.child import free_port
 from voicebot.transports.sip.settings import SipSettings
+
+__all__ = [
+    "BARESIP",
+    "RTP_TIMEOUT",
+    "ended",
+    "heard",
+    "needs_baresip",
+    "of_type",
+    "phone",
+    "read_wav",
+    "sip_server",
+    "until",
+    "write_wav",
+]
 
 BARESIP = shutil.which("baresip")
 # skipped where baresip is missing, but not under CI (``CI`` set, as ``.ci/run`` does):
@@ -99,30 +112,9 @@ async def sip_server(
     if flow is not None:
         config.dialog.flow = [str(flow)]
     settings = SipSettings(port=0, **{"rtp_timeout": RTP_TIMEOUT, **sip})
-    app = create_app(config, ServerSettings(sip=settings, max_calls=max_calls, token=token))
-    events: list[EventRecord] = []
-    app.state.manager.listeners.append(events.append)
-    async with app.router.lifespan_context(app):
+    server = ServerSettings(sip=settings, max_calls=max_calls, token=token)
+    async with served(config, server, http=False) as (_, events, app):
         yield app.state.sip.port, events, app
 
 
 RTP_TIMEOUT = 3.0
-
-
-def of_type(events: list[EventRecord], kind: str) -> list[EventRecord]:
-    return [e for e in events if e["type"] == kind]
-
-
-async def until(condition: Callable[[], object], within: float) -> None:
-    """Poll ``condition`` every 50 ms; TimeoutError if it does not hold within ``within`` s."""
-    for _ in range(round(within / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"not within {within} s")
-
-
-async def ended(events: list[EventRecord], within: float = 10.0) -> EventRecord:
-    await until(lambda: of_type(events, "call_ended"), within)
-    (event,) = of_type(events, "call_ended")
-    return event

@@ -242,7 +242,10 @@ async def test_vonage_stream_echoes_over_l16_and_a_clean_close_hangs_up() -> Non
             end = await ended(events)
             await until(lambda: not app.state.manager.calls, 5)
     assert end["reason"] == "hangup"
-    assert call.stream_start.sample_rate == 16000 and call.stream_start.parameters == vonage.headers
+    assert (
+        call.stream_start.sample_rate == 16000
+        and call.stream_start.parameters == vonage.custom_headers
+    )
     assert vonage.marks_answered == vonage.marks_received != []
     assert call.stream.heard_frames == call.stream.frames_sent == len(vonage.heard)
     assert_real_time(vonage.arrivals)
@@ -378,3 +381,12 @@ async def test_raw_stream_refuses_other_sample_rates_and_frees_a_dropped_call() 
             end = await ended(events)
             await until(lambda: not app.state.manager.calls, 5)
     assert end["reason"] == "peer_gone"
+
+
+async def test_a_silent_stream_ends_at_the_idle_timeout() -> None:
+    async with stream_server(ECHO, idle_timeout=1.0) as (url, events, app):
+        async with RawClient(f"{url}/ws/audio") as client:  # sends silence, as a line does
+            end = await ended(events, within=10)
+            await until(lambda: not app.state.manager.calls, 5)
+            await asyncio.wait_for(client.closed.wait(), 5)
+    assert end["reason"] == "idle_timeout" and 1.0 <= end["t"] < 4.0

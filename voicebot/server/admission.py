@@ -7,14 +7,13 @@ shape (``openai_errors.py``) before a byte of audio is decoded or synthesized.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
+from voicebot.server.auth import same_secret
 from voicebot.server.openai_errors import ApiError, bad_request
 
 
@@ -62,12 +61,6 @@ class JobGate:
         self._slots.release()
 
 
-def bearer(headers: Mapping[str, str]) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, if there is one."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    return (token.strip() or None) if scheme.lower() == "bearer" else None
-
-
 def check_key(given: str | None, keys: tuple[str, ...]) -> None:
     """401 unless ``given`` is one of ``keys`` (no keys configured: everyone passes).
 
@@ -79,7 +72,7 @@ def check_key(given: str | None, keys: tuple[str, ...]) -> None:
         raise ApiError(
             401, "missing API key: send Authorization: Bearer <key>", code="invalid_api_key"
         )
-    matches = [hmac.compare_digest(given.encode(), k.encode()) for k in keys]
+    matches = [same_secret(given, k) for k in keys]
     if not any(matches):
         raise ApiError(401, "incorrect API key", code="invalid_api_key")
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -45,6 +44,7 @@ from voicebot.bundled import bundled
 from voicebot.call import warm_up
 from voicebot.config import PipelineConfig
 from voicebot.errors import VoicebotError
+from voicebot.server.auth import Unauthorized, require_bearer
 from voicebot.server.calls import Busy, CallManager, OfferError, ServerSettings
 from voicebot.server.dial_routes import dial_routes
 from voicebot.server.metrics import Metrics
@@ -104,9 +104,21 @@ def create_app(
                 await sip.stop()
             await metrics.stop()
 
-    async def offer(request: Request) -> Response:
+    def refuse(request: Request, transport: str) -> Response | None:
+        """The bearer token check of the routes that start or place calls: a 401, counted
+        as ``unauthorized`` for ``transport``, or None."""
         try:
-            _authorize(request, settings.token)
+            require_bearer(request.headers, settings.token)
+        except Unauthorized as exc:
+            metrics.rejected.labels("unauthorized", transport).inc()
+            return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+        return None
+
+    async def offer(request: Request) -> Response:
+        refused = refuse(request, "webrtc")
+        if refused is not None:
+            return refused
+        try:
             description = await _read_offer(request)
             call, answer = await manager.accept(description)
         except _Refused as exc:
@@ -122,15 +134,6 @@ def create_app(
             metrics.rejected.labels("bad_request", "webrtc").inc()
             return JSONResponse({"error": str(exc)}, 400)
         return JSONResponse({"sdp": answer.sdp, "type": answer.type, **manager.hello(call.call_id)})
-
-    def refuse(request: Request) -> Response | None:
-        """``/offer``'s bearer token check, for the routes that place calls."""
-        try:
-            _authorize(request, settings.token)
-        except _Refused as exc:
-            metrics.rejected.labels(exc.reason, "sip").inc()
-            return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
-        return None
 
     async def healthz(request: Request) -> Response:
         return JSONResponse(
@@ -176,7 +179,7 @@ def create_app(
             *speech_api.routes(),
             *stream_routes(manager),
             *twilio_call_routes(manager),
-            *dial_routes(refuse),
+            *dial_routes(lambda request: refuse(request, "sip")),
             Mount("/", StaticFiles(directory=web_root, html=True), name="demo"),
         ],
         middleware=middleware,
@@ -185,21 +188,6 @@ def create_app(
     app.state.manager = manager
     app.state.metrics = metrics
     return app
-
-
-def _authorize(request: Request, token: str | None) -> None:
-    if token is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
-        raise _Refused(
-            401,
-            "unauthorized",
-            "missing or wrong bearer token",
-            {"WWW-Authenticate": 'Bearer realm="voicebot"'},
-        )
 
 
 async def _read_offer(request: Request) -> RTCSessionDescription:

@@ -28,6 +28,7 @@ from voicebot.call import build_call
 from voicebot.config import PipelineConfig
 from voicebot.errors import VoicebotError
 from voicebot.events import EventBus, EventRecord, Listener
+from voicebot.server.idle import IdleWatch
 from voicebot.server.metrics import Metrics
 from voicebot.transports.dtmf import press
 from voicebot.transports.jitter import set_audio_jitter
@@ -38,18 +39,6 @@ if TYPE_CHECKING:
     from voicebot.transports.sip.settings import SipSettings
 
 log = logging.getLogger(__name__)
-
-# Events that show someone is still there (caller or bot).
-ACTIVITY = frozenset(
-    {
-        "speech_started",
-        "speech_stopped",
-        "transcript",
-        "reply",
-        "playback_started",
-        "playback_stopped",
-    }
-)
 
 
 @dataclass
@@ -76,7 +65,8 @@ class ServerSettings:
     jitter_ms: int = 20  # inbound audio held back before the VAD (aiortc: 80); see jitter.py
     sip: SipSettings | None = None  # answer phone calls over SIP too (transports/sip/)
     public_host: str | None = None  # host[:port] providers reach us at (TwiML's wss:// URL)
-    twilio_auth_token: str | None = None  # set: POST /twilio/voice must carry Twilio's signature
+    twilio_auth_token: str | None = None  # set: Twilio's webhooks and /twilio/media are signed
+    stream_token: str | None = None  # set: /telnyx/media, /vonage/media, /ws/audio need it
     twilio_account: TwilioAccount | None = (
         None  # set: transfers and dial-outs via Twilio's REST API
     )
@@ -143,7 +133,7 @@ class Call:
         self._connected = asyncio.Event()
         self._running = False
         self._closing = False
-        self._last_active = 0.0
+        self.idle = IdleWatch(settings.idle_timeout)
         self.task: asyncio.Task[None] | None = None
 
     # --- signalling ---------------------------------------------------------------
@@ -211,7 +201,7 @@ class Call:
                 return
             self._running = True
             watchdog = asyncio.get_running_loop().create_task(
-                self._watch_idle(), name=f"call:{self.call_id}:idle"
+                self.idle.run(self.pipeline.ctx, self.hang_up), name=f"call:{self.call_id}:idle"
             )
             reason = await self.pipeline.run()
             self.reason = self.reason or reason
@@ -243,20 +233,7 @@ class Call:
         kind = event["type"]
         if kind == "interrupted":
             self.output.clear()  # the frames already handed over are all that is heard
-        if kind in ACTIVITY:
-            self._last_active = event["t"]
-
-    async def _watch_idle(self) -> None:
-        timeout = self.settings.idle_timeout
-        ctx = self.pipeline.ctx
-        while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
-            now = ctx.now()
-            if ctx.state.bot_speaking:
-                self._last_active = now
-            elif now - self._last_active > timeout:
-                self.hang_up("idle_timeout")
-                return
+        self.idle.observe(event)
 
 
 def _load_trim() -> Callable[[int], int] | None:

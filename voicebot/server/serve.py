@@ -22,6 +22,7 @@ DEFAULT_PIPELINE = pipeline("restaurant")
 TOKEN_ENV = "VOICEBOT_TOKEN"
 TURN_CREDENTIAL_ENV = "VOICEBOT_TURN_CREDENTIAL"
 TWILIO_AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
+STREAM_TOKEN_ENV = "VOICEBOT_STREAM_TOKEN"
 SIP_USERNAME_ENV = "VOICEBOT_SIP_USERNAME"
 SIP_PASSWORD_ENV = "VOICEBOT_SIP_PASSWORD"
 
@@ -178,6 +179,15 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "request's Host",
     )
     p.add_argument(
+        "--stream-token-env",
+        default=None,
+        metavar="NAME",
+        help="if this environment variable is set, the WebSockets /telnyx/media, "
+        "/vonage/media and /ws/audio need it, as `Authorization: Bearer …` on the handshake "
+        f"or `?token=…` in the stream URL (default {STREAM_TOKEN_ENV}); /twilio/media is "
+        f"checked with Twilio's signature instead (set {TWILIO_AUTH_TOKEN_ENV})",
+    )
+    p.add_argument(
         "--transfer-to",
         action="append",
         default=[],
@@ -207,6 +217,7 @@ FLAG_DEFAULTS: dict[str, Any] = {
     "idle_timeout": ServerSettings.idle_timeout,
     "rtp_timeout": SipSettings.rtp_timeout,
     "sip_register_expires": SipSettings.register_expires,
+    "stream_token_env": STREAM_TOKEN_ENV,
 }
 
 
@@ -256,6 +267,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         sip=sip,
         public_host=args.public_host,
         twilio_auth_token=os.environ.get(TWILIO_AUTH_TOKEN_ENV) or None,
+        stream_token=os.environ.get(args.stream_token_env) or None,
         twilio_account=account_from_env(base_url=args.twilio_api_url),
         transfer_to=transfer_numbers(args.transfer_to),
         max_calls=args.max_calls,

@@ -2,7 +2,8 @@
 
 Each key stands for one ``voicebot serve`` flag (its argparse ``dest`` below);
 the flags given on the command line override the file. Secrets are not read
-from the file: the SIP password stays in ``VOICEBOT_SIP_PASSWORD``.
+from the file: the SIP password stays in ``VOICEBOT_SIP_PASSWORD``, the stream
+token in ``VOICEBOT_STREAM_TOKEN`` (the file may name another variable).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from voicebot.diagnostics import ConfigError
 from voicebot.yamlsrc import NodePath, Reader, YamlFile, load
 
 SIP_PASSWORD_ENV = "VOICEBOT_SIP_PASSWORD"
+STREAM_TOKEN_ENV = "VOICEBOT_STREAM_TOKEN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,10 @@ TOP: dict[str, Flag] = {
     "max_calls": Flag("max_calls", int, _positive),
     "idle_timeout": Flag("idle_timeout", float, _positive),
 }
-TELEPHONY: dict[str, Flag] = {"public_host": Flag("public_host", str)}
+TELEPHONY: dict[str, Flag] = {
+    "public_host": Flag("public_host", str),
+    "stream_token_env": Flag("stream_token_env", str),
+}
 SIP: dict[str, Flag] = {
     "port": Flag("sip_port", int, _port),
     "host": Flag("sip_host", str),
@@ -55,7 +60,12 @@ SIP: dict[str, Flag] = {
     "register": Flag("sip_register", str, _sip_uri),
     "register_expires": Flag("sip_register_expires", int, _positive),
 }
-SECRETS = ("password", "register_password")  # refused: they belong in the environment
+# refused: they belong in the environment, in this variable
+SECRETS = {
+    "password": SIP_PASSWORD_ENV,
+    "register_password": SIP_PASSWORD_ENV,
+    "stream_token": STREAM_TOKEN_ENV,
+}
 
 
 def read_server_config(path: str | Path) -> dict[str, Any]:
@@ -146,14 +156,13 @@ def _flags(
 
 
 def _refuse_secrets(reader: Reader, src: YamlFile, path: NodePath, data: dict[Any, Any]) -> None:
-    for key in SECRETS:
+    for key, env in SECRETS.items():
         if key in data:
             reader.err(
                 src,
                 (*path, key),
                 "E705",
-                f"secrets are not read from the config file: set {SIP_PASSWORD_ENV} in the "
-                "environment instead",
+                f"secrets are not read from the config file: set {env} in the environment instead",
                 key=True,
             )
             del data[key]

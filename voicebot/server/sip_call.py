@@ -33,7 +33,7 @@ from aiosipua.dialog import Dialog
 from voicebot.call import build_call, say_after_end
 from voicebot.dialog.transfer import is_uri, valid_uri
 from voicebot.events import EventRecord, TransferResultEvent
-from voicebot.server.calls import ACTIVITY
+from voicebot.server.idle import IdleWatch
 from voicebot.transports.dtmf import press
 from voicebot.transports.sip.codecs import RtpCodec
 from voicebot.transports.sip.rtp import RtpStream
@@ -73,7 +73,7 @@ class RtpCall(abc.ABC):
         self.on_hold = False
         self._running = False
         self._closing = False
-        self._last_active = 0.0
+        self.idle = IdleWatch(manager.settings.idle_timeout)
 
     @property
     @abc.abstractmethod
@@ -197,29 +197,23 @@ class RtpCall(abc.ABC):
         kind = event["type"]
         if kind == "interrupted":
             self.output.clear()
-        if kind in ACTIVITY:
-            self._last_active = event["t"]
-        elif kind == "transfer":
+        self.idle.observe(event)
+        if kind == "transfer":
             self.transfer_target = str(event["target"])
             self.transfer_apology = str(event.get("apology", ""))
 
     async def _watch(self) -> None:
         """Hang up on RTP silence (not while held) and on the server's idle timeout."""
         assert self.stream is not None
-        idle_timeout = self.manager.settings.idle_timeout
         rtp_timeout = self.settings.rtp_timeout
-        ctx = self.pipeline.ctx
         while True:
-            await asyncio.sleep(min(1.0, rtp_timeout / 4, idle_timeout / 4))
+            await asyncio.sleep(min(rtp_timeout / 4, self.idle.interval))
             if self.on_hold:
                 self.stream.last_packet = time.monotonic()
             elif time.monotonic() - self.stream.last_packet > rtp_timeout:
                 self.hang_up("rtp_timeout")
                 return
-            now = ctx.now()
-            if ctx.state.bot_speaking:
-                self._last_active = now
-            elif now - self._last_active > idle_timeout:
+            if self.idle.expired(self.pipeline.ctx):
                 self.hang_up("idle_timeout")
                 return
 

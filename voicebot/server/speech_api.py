@@ -38,12 +38,12 @@ from voicebot.engines import local_asr, local_tts
 from voicebot.providers.limits import TokenBucket
 from voicebot.server.admission import (
     JobGate,
-    bearer,
     check_key,
     number,
     read_form,
     read_json,
 )
+from voicebot.server.auth import bearer
 from voicebot.server.metrics import Metrics
 from voicebot.server.openai_errors import ApiError, bad_request
 from voicebot.tts.render import speak_pcm

@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicebot.call import build_call
 from voicebot.events import EventRecord
-from voicebot.server.calls import ACTIVITY
+from voicebot.server.idle import IdleWatch
 from voicebot.server.twilio_transfer import transfer_call
 from voicebot.transports.dtmf import press
 from voicebot.transports.media_stream.messages import Message, ProtocolError, Start, StreamProtocol
@@ -90,7 +90,7 @@ class StreamCall:
         self.transfer_result: str | None = None  # what the provider's REST API made of it
         self._running = False
         self._closing = False
-        self._last_active = 0.0
+        self.idle = IdleWatch(manager.settings.idle_timeout)
 
     def start(self, query: dict[str, str]) -> None:
         self.task = asyncio.get_running_loop().create_task(
@@ -132,7 +132,8 @@ class StreamCall:
             self.manager.started(self)
             tasks.append(loop.create_task(self._read(), name=f"{self.call_id}:read"))
             tasks.append(loop.create_task(self.stream.send_audio(), name=f"{self.call_id}:send"))
-            tasks.append(loop.create_task(self._watch_idle(), name=f"{self.call_id}:idle"))
+            watch = self.idle.run(self.pipeline.ctx, self.hang_up)
+            tasks.append(loop.create_task(watch, name=f"{self.call_id}:idle"))
             self._running = True
             reason = await self.pipeline.run()
             self.reason = self.reason or reason
@@ -223,8 +224,7 @@ class StreamCall:
             self.transfer_target = str(event["target"])
         if kind == "interrupted":
             self.stream.clear()
-        if kind in ACTIVITY:
-            self._last_active = event["t"]
+        self.idle.observe(event)
         self.stream.send(self.stream.protocol.event(event))
 
     def _on_dtmf(self, digit: str) -> None:
@@ -232,18 +232,6 @@ class StreamCall:
         ``websocket:dtmf``): dialog input, as on a SIP call."""
         if not press(self.source, digit, via="stream"):
             log.info("%s call %s: DTMF %r not taken", self.transport, self.call_id, digit)
-
-    async def _watch_idle(self) -> None:
-        timeout = self.manager.settings.idle_timeout
-        ctx = self.pipeline.ctx
-        while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
-            now = ctx.now()
-            if ctx.state.bot_speaking:
-                self._last_active = now
-            elif now - self._last_active > timeout:
-                self.hang_up("idle_timeout")
-                return
 
 
 async def serve_stream(

@@ -14,7 +14,6 @@ Both need a Twilio account (``TWILIO_ACCOUNT_SID`` and ``TWILIO_AUTH_TOKEN``, se
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from typing import Any
@@ -25,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from voicebot.server.admission import read_body
+from voicebot.server.auth import require_bearer
 from voicebot.server.calls import CallManager
 from voicebot.server.openai_errors import ApiError
 from voicebot.server.streams import public_url
@@ -52,7 +52,7 @@ def twilio_call_routes(manager: CallManager) -> list[BaseRoute]:
 
     async def create(request: Request) -> Response:
         try:
-            _authorize(request, settings.token)
+            require_bearer(request.headers, settings.token)
             account = settings.twilio_account
             if account is None:
                 raise ApiError(503, "no Twilio account: set TWILIO_ACCOUNT_SID and the token")
@@ -98,21 +98,6 @@ def twilio_call_routes(manager: CallManager) -> list[BaseRoute]:
         Route("/twilio/calls", create, methods=["POST"]),
         Route("/twilio/status", status, methods=["POST"]),
     ]
-
-
-def _authorize(request: Request, token: str | None) -> None:
-    """The bearer token ``/offer`` takes, if one is set."""
-    if token is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
-        raise ApiError(
-            401,
-            "missing or wrong bearer token",
-            headers={"WWW-Authenticate": 'Bearer realm="voicebot"'},
-        )
 
 
 async def _read_call(request: Request) -> tuple[str, str]:

@@ -17,101 +17,31 @@ followed by each POST parameter's name and value, sorted by name.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
-from typing import Any
+from typing import ClassVar
 from xml.sax.saxutils import quoteattr
 
-from voicebot.transports.media_stream.messages import (
-    Dtmf,
-    Inbound,
-    Mark,
-    Media,
-    Message,
-    ProtocolError,
-    Start,
-    Stop,
-    json_object,
-    section,
-    text,
-)
-
-ENCODINGS = {"audio/x-mulaw": "mulaw"}
+from voicebot.transports.media_stream.json_events import JsonEventProtocol, StartKeys
 
 
-class TwilioProtocol:
-    """One Twilio media stream (it remembers the ``streamSid`` to address replies)."""
+class TwilioProtocol(JsonEventProtocol):
+    """One Twilio media stream (every reply carries its ``streamSid``)."""
 
     name = "twilio"
+    keys = StartKeys(
+        stream_id="streamSid",
+        call_id="callSid",
+        parameters="customParameters",
+        media_format="mediaFormat",
+        sample_rate="sampleRate",
+    )
+    encodings: ClassVar[Mapping[str, str]] = {"audio/x-mulaw": "mulaw"}
+    stream_id_required = True
 
-    def __init__(self) -> None:
-        self.stream_sid = ""
-
-    def opened(self, query: Mapping[str, str]) -> Start | None:
-        return None  # the start message says
-
-    def parse(self, message: Message) -> list[Inbound]:
-        data = json_object(message)
-        event = data.get("event")
-        if event == "media":
-            media = section(data, "media")
-            if media.get("track", "inbound") != "inbound":
-                return []  # the bot's own audio, if the stream was asked for both tracks
-            try:
-                payload = base64.b64decode(text(media, "payload"), validate=True)
-            except binascii.Error as exc:
-                raise ProtocolError(f"media payload is not base64: {exc}") from exc
-            stamp = media.get("timestamp")
-            return [Media(payload, float(stamp) if stamp is not None else None)]
-        if event == "start":
-            return [self._start(data)]
-        if event == "mark":
-            return [Mark(text(section(data, "mark"), "name"))]
-        if event == "dtmf":
-            return [Dtmf(text(section(data, "dtmf"), "digit"))]
-        if event == "stop":
-            return [Stop()]
-        return []  # connected, and whatever Twilio adds later
-
-    def _start(self, data: dict[str, Any]) -> Start:
-        start = section(data, "start")
-        self.stream_sid = str(data.get("streamSid") or text(start, "streamSid"))
-        media_format = section(start, "mediaFormat")
-        encoding = ENCODINGS.get(str(media_format.get("encoding")))
-        if encoding is None or media_format.get("channels", 1) != 1:
-            raise ProtocolError(f"unsupported media format {media_format}")
-        parameters = start.get("customParameters") or {}
-        return Start(
-            stream_id=self.stream_sid,
-            encoding=encoding,
-            sample_rate=int(media_format.get("sampleRate", 8000)),
-            call_id=str(start.get("callSid", "")),
-            parameters={str(k): str(v) for k, v in dict(parameters).items()},
-        )
-
-    def hello(self, info: Mapping[str, Any]) -> Message | None:
-        return None
-
-    def media(self, payload: bytes) -> Message:
-        return json.dumps(
-            {
-                "event": "media",
-                "streamSid": self.stream_sid,
-                "media": {"payload": base64.b64encode(payload).decode()},
-            }
-        )
-
-    def mark(self, name: str) -> Message | None:
-        return json.dumps({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
-
-    def clear(self) -> Message | None:
-        return json.dumps({"event": "clear", "streamSid": self.stream_sid})
-
-    def event(self, record: Mapping[str, Any]) -> Message | None:
-        return None
+    def address(self) -> dict[str, str]:
+        return {"streamSid": self.stream_id}
 
 
 def connect_twiml(stream_url: str, parameters: Mapping[str, str]) -> str:
