@@ -6,9 +6,10 @@ limit the socket closes with 1013), built once the provider's ``start`` says
 the audio format, and ended by the provider's ``stop`` (``hangup``), the
 socket dropping (``peer_gone``), the flow's ``end`` or ``transfer`` (the
 goodbye is played and confirmed by the provider's marks before the socket
-closes; a Twilio call with an account set is then redirected to ``<Dial>`` the
-target, ``twilio_transfer.py``), the idle timeout, no ``start`` within the connect timeout, a
-protocol error (``bad_request``, closed with 1008) or server shutdown.
+closes; a Twilio, Telnyx or Vonage call with the provider's account set is then
+transferred through its REST API, ``provider_transfer.py``), the idle timeout,
+no ``start`` within the connect timeout, a protocol error (``bad_request``,
+closed with 1008) or server shutdown.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicebot.call import build_call
 from voicebot.events import EventRecord
 from voicebot.server.calls import ACTIVITY
-from voicebot.server.twilio_transfer import transfer_call
+from voicebot.server.phone_providers import PROVIDERS
+from voicebot.server.provider_transfer import transfer_call
 from voicebot.transports.dtmf import press
 from voicebot.transports.media_stream.messages import Message, ProtocolError, Start, StreamProtocol
 from voicebot.transports.media_stream.stream import MediaStream, StreamClosed
@@ -210,11 +212,13 @@ class StreamCall:
             )
 
     async def _transfer(self, target: str) -> None:
-        """Hand the caller on through the provider (before the socket closes: a Twilio
-        call whose stream ends without new instructions is hung up)."""
-        if self.transport == "twilio" and self.stream_start is not None:
-            call_sid = self.stream_start.call_id
-            self.transfer_result = await transfer_call(self.manager, call_sid, target)
+        """Hand the caller on through the provider (before the socket closes: a call whose
+        stream ends without new instructions is hung up)."""
+        if self.transport in PROVIDERS and self.stream_start is not None:
+            call_id = self.stream_start.call_id
+            self.transfer_result = await transfer_call(
+                self.manager, self.transport, call_id, target
+            )
 
     # --- events -------------------------------------------------------------------
     def _on_event(self, event: EventRecord) -> None:
