@@ -14,9 +14,12 @@ indented under its base (``tests/test_errors.py`` keeps it complete)::
         AudioDecodeError [ValueError]  voicebot.audio.codecs  - an upload that is not audio
         ProviderError  voicebot.providers.errors  - a provider request without a usable answer
             TwilioError  voicebot.transports.media_stream.twilio_rest  - Twilio's REST API refused
+            TelnyxError  voicebot.transports.media_stream.telnyx_rest  - Telnyx's API refused
+            VonageError  voicebot.transports.media_stream.vonage_rest  - Vonage's API refused
         OfferError [ValueError]  voicebot.server.calls  - a WebRTC offer that cannot be answered
         Busy [RuntimeError]  voicebot.server.calls  - the server is at its call limit
         ApiError  voicebot.server.openai_errors  - an OpenAI-style HTTP error response
+            Unauthorized  voicebot.server.auth  - a missing or wrong bearer token (401)
         _Refused  voicebot.server.app  - (internal) an /offer refused: bad token or body
         OfferRejected [RuntimeError]  voicebot.transports.webrtc_client  - our offer refused
         OfferNotAcceptable [ValueError]  voicebot.transports.sip.sdp  - a 488: no audio we take

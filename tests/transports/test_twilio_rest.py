@@ -25,8 +25,8 @@ from voicebot.providers.errors import ProviderError
 from voicebot.server.app import create_app
 from voicebot.server.calls import CallManager, ServerSettings
 from voicebot.server.metrics import Metrics
+from voicebot.server.provider_transfer import transfer_call, transfer_number
 from voicebot.server.serve import add_serve_arguments, settings_from_args
-from voicebot.server.twilio_transfer import transfer_call, transfer_number
 from voicebot.transports.media_stream.twilio import signature
 from voicebot.transports.media_stream.twilio_rest import (
     TwilioAccount,
@@ -143,7 +143,7 @@ async def test_a_transfer_without_a_number_or_with_a_refused_redirect_still_just
         ):
             settings.transfer_to = {} if result == "no_number" else {"front_desk": FRONT_DESK}
             manager = CallManager(config, settings, Metrics())
-            assert await transfer_call(manager, "CA1", "front_desk") == result
+            assert await transfer_call(manager, "twilio", "CA1", "front_desk") == result
             line = f'voicebot_provider_transfers_total{{provider="twilio",result="{result}"}} 1.0'
             assert line in manager.metrics.render()[0].decode()
     assert [r.authorized for r in fake.requests] == [False]  # only the one with an account
@@ -196,7 +196,11 @@ async def test_a_dial_out_connects_the_answered_call_to_the_stream_and_records_i
             auth = {"Authorization": "Bearer key"}
             response = await client.post("/twilio/calls", json=body, headers=auth)
             assert response.status_code == 201
-            assert response.json() == {"call_sid": NEW_CALL_SID, "status": "queued"}
+            assert response.json() == {
+                "provider": "twilio",
+                "call_id": NEW_CALL_SID,
+                "status": "queued",
+            }
             (created,) = fake.requests
             assert created.authorized and created.path == f"{CALLS}.json"
             assert created.form == {

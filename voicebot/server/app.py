@@ -14,7 +14,9 @@ Routes:
   (``dial_routes.py``; the same bearer token as ``/offer``).
 * ``POST /twilio/voice``, ``WS /twilio/media``, ``WS /ws/audio`` - calls over provider
   media streams (``streams.py``).
-* ``POST /twilio/calls``, ``POST /twilio/status`` - Twilio dial-outs (``twilio_calls.py``).
+* ``POST /{twilio,telnyx,vonage}/calls``, ``POST /twilio/status``, ``POST /telnyx/events``,
+  ``POST /vonage/events``, ``GET /vonage/answer`` - dial-outs through the providers'
+  REST APIs and their webhooks (``provider_calls.py``).
 * ``GET /`` and below - the static files of ``demo_web/`` and nothing else.
 
 CORS is closed unless origins are configured, and ``/offer`` only takes
@@ -48,9 +50,9 @@ from voicebot.server.auth import Unauthorized, require_bearer
 from voicebot.server.calls import Busy, CallManager, OfferError, ServerSettings
 from voicebot.server.dial_routes import dial_routes
 from voicebot.server.metrics import Metrics
+from voicebot.server.provider_calls import provider_call_routes
 from voicebot.server.speech_api import SpeechApi, SpeechApiSettings
 from voicebot.server.streams import stream_routes
-from voicebot.server.twilio_calls import twilio_call_routes
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +180,7 @@ def create_app(
             Route("/metrics", metrics_route, methods=["GET"]),
             *speech_api.routes(),
             *stream_routes(manager),
-            *twilio_call_routes(manager),
+            *provider_call_routes(manager),
             *dial_routes(lambda request: refuse(request, "sip")),
             Mount("/", StaticFiles(directory=web_root, html=True), name="demo"),
         ],

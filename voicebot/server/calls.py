@@ -35,7 +35,9 @@ from voicebot.transports.jitter import set_audio_jitter
 from voicebot.transports.webrtc import EventBridge, LiveClock, OutputTrack, TrackSource
 
 if TYPE_CHECKING:
+    from voicebot.transports.media_stream.telnyx_rest import TelnyxAccount
     from voicebot.transports.media_stream.twilio_rest import TwilioAccount
+    from voicebot.transports.media_stream.vonage_rest import VonageAccount
     from voicebot.transports.sip.settings import SipSettings
 
 log = logging.getLogger(__name__)
@@ -67,9 +69,10 @@ class ServerSettings:
     public_host: str | None = None  # host[:port] providers reach us at (TwiML's wss:// URL)
     twilio_auth_token: str | None = None  # set: Twilio's webhooks and /twilio/media are signed
     stream_token: str | None = None  # set: /telnyx/media, /vonage/media, /ws/audio need it
-    twilio_account: TwilioAccount | None = (
-        None  # set: transfers and dial-outs via Twilio's REST API
-    )
+    # set: transfers and dial-outs via the provider's REST API (server/phone_providers.py)
+    twilio_account: TwilioAccount | None = None
+    telnyx_account: TelnyxAccount | None = None
+    vonage_account: VonageAccount | None = None
     transfer_to: dict[str, str] = field(default_factory=dict)  # flow target -> number ("": any)
 
     def rtc_configuration(self) -> RTCConfiguration:

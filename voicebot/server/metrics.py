@@ -56,7 +56,7 @@ class Metrics:
         self.provider_transfers = Counter(
             "voicebot_provider_transfers",
             "Transfers through a provider's REST API, by provider and result (dialed, "
-            "failed, no_account, no_number)",
+            "failed, no_account, no_number, no_call_id)",
             ["provider", "result"],
             registry=r,
         )

@@ -15,7 +15,7 @@ from typing import Any
 from voicebot.bundled import pipeline
 from voicebot.diagnostics import ConfigError
 from voicebot.server.calls import IceServer, ServerSettings
-from voicebot.transports.media_stream.twilio_rest import API_URL, account_from_env
+from voicebot.transports.media_stream import telnyx_rest, twilio_rest, vonage_rest
 from voicebot.transports.sip.settings import SipSettings
 
 DEFAULT_PIPELINE = pipeline("restaurant")
@@ -35,8 +35,9 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="One process: the demo page at /, WebRTC signalling at POST /offer, "
         "/healthz, Prometheus /metrics, the local engines as the OpenAI audio API under /v1, "
         "and phone calls over provider media streams (/twilio/voice, /twilio/media, "
-        "/telnyx/media, /vonage/media) and raw PCM (/ws/audio); with a Twilio account, "
-        "transfers and dial-outs (POST /twilio/calls).",
+        "/telnyx/media, /vonage/media) and raw PCM (/ws/audio); with a Twilio, Telnyx or "
+        "Vonage account, transfers and dial-outs (POST /twilio/calls, /telnyx/calls, "
+        "/vonage/calls).",
     )
     add_serve_arguments(p)
     p.set_defaults(func=serve_main)
@@ -192,15 +193,23 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="[NAME=]NUMBER",
-        help="where a flow's `transfer: NAME` rings over Twilio (repeatable; a bare NUMBER "
-        "for any name); used when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set",
+        help="where a flow's `transfer: NAME` rings over a provider's media stream "
+        "(repeatable; a bare NUMBER for any name); used when the call's provider has an "
+        "account set (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, TELNYX_API_KEY and "
+        "TELNYX_CONNECTION_ID, VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY)",
     )
-    p.add_argument(
-        "--twilio-api-url",
-        default=API_URL,
-        metavar="URL",
-        help=f"Twilio's REST API for transfers and POST /twilio/calls (default {API_URL})",
-    )
+    for name, module in (
+        ("twilio", twilio_rest),
+        ("telnyx", telnyx_rest),
+        ("vonage", vonage_rest),
+    ):
+        p.add_argument(
+            f"--{name}-api-url",
+            default=module.API_URL,
+            metavar="URL",
+            help=f"{name.capitalize()}'s REST API for transfers and POST /{name}/calls "
+            f"(default {module.API_URL})",
+        )
     p.add_argument(
         "--no-warm-up",
         dest="warm",
@@ -268,7 +277,9 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         public_host=args.public_host,
         twilio_auth_token=os.environ.get(TWILIO_AUTH_TOKEN_ENV) or None,
         stream_token=os.environ.get(args.stream_token_env) or None,
-        twilio_account=account_from_env(base_url=args.twilio_api_url),
+        twilio_account=twilio_rest.account_from_env(base_url=args.twilio_api_url),
+        telnyx_account=telnyx_rest.account_from_env(base_url=args.telnyx_api_url),
+        vonage_account=vonage_rest.account_from_env(base_url=args.vonage_api_url),
         transfer_to=transfer_numbers(args.transfer_to),
         max_calls=args.max_calls,
         idle_timeout=args.idle_timeout,
@@ -310,7 +321,11 @@ def serve_main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:  # a Vonage key that cannot be read
+        print(f"voicebot serve: {exc}", file=sys.stderr)
+        return 2
     app = create_app(config, settings, warm=args.warm)
     auth = " (bearer token required)" if settings.token else ""
     scheme = "https" if args.ssl_certfile else "http"

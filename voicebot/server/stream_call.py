@@ -6,9 +6,10 @@ limit the socket closes with 1013), built once the provider's ``start`` says
 the audio format, and ended by the provider's ``stop`` (``hangup``), the
 socket dropping (``peer_gone``), the flow's ``end`` or ``transfer`` (the
 goodbye is played and confirmed by the provider's marks before the socket
-closes; a Twilio call with an account set is then redirected to ``<Dial>`` the
-target, ``twilio_transfer.py``), the idle timeout, no ``start`` within the connect timeout, a
-protocol error (``bad_request``, closed with 1008) or server shutdown.
+closes; a Twilio, Telnyx or Vonage call with the provider's account set is then
+transferred through its REST API, ``provider_transfer.py``), the idle timeout,
+no ``start`` within the connect timeout, a protocol error (``bad_request``,
+closed with 1008) or server shutdown.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from voicebot.call import build_call
+from voicebot.call import build_call, say_after_end
 from voicebot.events import EventRecord
 from voicebot.server.idle import IdleWatch
-from voicebot.server.twilio_transfer import transfer_call
+from voicebot.server.phone_providers import PROVIDERS
+from voicebot.server.provider_transfer import transfer_call
 from voicebot.transports.dtmf import press
 from voicebot.transports.media_stream.messages import Message, ProtocolError, Start, StreamProtocol
 from voicebot.transports.media_stream.stream import MediaStream, StreamClosed
@@ -88,6 +90,7 @@ class StreamCall:
         self.stream_start: Start | None = None  # the provider's start: format, ids, parameters
         self.transfer_target: str | None = None  # the flow's transfer target, once entered
         self.transfer_result: str | None = None  # what the provider's REST API made of it
+        self.transfer_apology = ""  # what the bot says if the provider refuses the transfer
         self._running = False
         self._closing = False
         self.idle = IdleWatch(manager.settings.idle_timeout)
@@ -190,6 +193,12 @@ class StreamCall:
                 await self.stream.played(PLAYED_GRACE)  # … and the caller has heard it
             if self.reason == "transfer" and self.transfer_target is not None:
                 await self._transfer(self.transfer_target)
+                if self.transfer_result == "failed" and self.transfer_apology:
+                    # the provider refused: the caller is still on the stream
+                    await say_after_end(self.pipeline, self.output, self.transfer_apology)
+                    await self.output.drain()
+                    await asyncio.sleep(0.05)
+                    await self.stream.played(PLAYED_GRACE)
         finally:
             self.output.stop()
             self.stream.track.stop()
@@ -211,17 +220,20 @@ class StreamCall:
             )
 
     async def _transfer(self, target: str) -> None:
-        """Hand the caller on through the provider (before the socket closes: a Twilio
-        call whose stream ends without new instructions is hung up)."""
-        if self.transport == "twilio" and self.stream_start is not None:
-            call_sid = self.stream_start.call_id
-            self.transfer_result = await transfer_call(self.manager, call_sid, target)
+        """Hand the caller on through the provider (before the socket closes: a call whose
+        stream ends without new instructions is hung up)."""
+        if self.transport in PROVIDERS and self.stream_start is not None:
+            call_id = self.stream_start.call_id
+            self.transfer_result = await transfer_call(
+                self.manager, self.transport, call_id, target
+            )
 
     # --- events -------------------------------------------------------------------
     def _on_event(self, event: EventRecord) -> None:
         kind = event["type"]
         if kind == "transfer":
             self.transfer_target = str(event["target"])
+            self.transfer_apology = str(event.get("apology", ""))
         if kind == "interrupted":
             self.stream.clear()
         self.idle.observe(event)

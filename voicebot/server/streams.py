@@ -69,16 +69,9 @@ def stream_routes(manager: CallManager) -> list[BaseRoute]:
 
     async def twilio_voice(request: Request) -> Response:
         try:
-            body = await read_body(request, MAX_WEBHOOK_BYTES)
+            params = await twilio_webhook(request, manager)
         except ApiError as exc:
             return JSONResponse({"error": exc.message}, exc.status)
-        params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        token = settings.twilio_auth_token
-        if token is not None:
-            given = request.headers.get("x-twilio-signature", "")
-            if not valid_signature(token, public_url(request, settings.public_host), params, given):
-                manager.metrics.rejected.labels("unauthorized", TwilioProtocol.name).inc()
-                return JSONResponse({"error": "missing or wrong X-Twilio-Signature"}, 403)
         if len(manager.calls) >= settings.max_calls:
             manager.metrics.rejected.labels("busy", TwilioProtocol.name).inc()
             return Response(reject_twiml(), media_type="application/xml")
@@ -117,6 +110,21 @@ def stream_url(websocket: WebSocket, public_host: str | None) -> str:
     host = public_host or websocket.headers.get("host", "localhost")
     query = f"?{websocket.url.query}" if websocket.url.query else ""
     return f"wss://{host}{websocket.url.path}{query}"
+
+
+async def twilio_webhook(request: Request, manager: CallManager) -> dict[str, str]:
+    """A Twilio webhook's form fields; with an auth token set, its ``X-Twilio-Signature``
+    must match (else an ``ApiError`` 403, counted as ``unauthorized``)."""
+    settings = manager.settings
+    body = await read_body(request, MAX_WEBHOOK_BYTES)
+    params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    token = settings.twilio_auth_token
+    if token is not None:
+        given = request.headers.get("x-twilio-signature", "")
+        if not valid_signature(token, public_url(request, settings.public_host), params, given):
+            manager.metrics.rejected.labels("unauthorized", TwilioProtocol.name).inc()
+            raise ApiError(403, "missing or wrong X-Twilio-Signature")
+    return params
 
 
 def public_url(request: Request, public_host: str | None) -> str:

@@ -3,7 +3,8 @@
 Vonage connects (NCCO ``connect`` to a ``websocket`` endpoint with
 ``content-type`` ``audio/l16;rate=16000`` or ``rate=8000``) and first sends
 ``{"event": "websocket:connected", "content-type": ...}`` plus the
-endpoint's custom ``headers``; then binary messages of 20 ms of 16-bit
+endpoint's custom ``headers`` (a ``uuid`` header is taken as the call's id, which a
+transfer needs; ``GET /vonage/answer``'s NCCO sends it); then binary messages of 20 ms of 16-bit
 little-endian mono PCM both ways. Text from Vonage: ``websocket:dtmf``
 (``digit``), ``websocket:notify`` (the ``payload`` of our ``notify`` action,
 once the audio sent before it has played) and ``websocket:cleared``. Text to
