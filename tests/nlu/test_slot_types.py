@@ -32,6 +32,8 @@ def time_of(text: str, lang: str = "en", prefer: str | None = "evening") -> Time
         ("midnight", "en", "00:00"),
         ("eight-ish", "en", "20:00"),
         ("8ish", "en", "20:00"),
+        ("sevenish", "en", "19:00"),
+        ("round about seven", "en", "19:00"),
         ("8 pm", "en", "20:00"),
         ("eight p.m.", "en", "20:00"),
         ("8 p m m", "en", "20:00"),  # "p m" misrecognised with an extra letter
@@ -162,6 +164,10 @@ def test_day_value_is_a_weekday_that_knows_its_date() -> None:
         ("nur ich", "de", 1),
         ("vier Personen", "de", 4),
         ("wir beide", "de", 2),
+        ("so that's five", "en", 5),
+        ("three grown-ups", "en", 3),
+        ("around ten folks", "en", 10),
+        ("about eight people", "en", 8),
     ],
 )
 def test_counts(text: str, lang: str, expected: int) -> None:
@@ -178,6 +184,10 @@ def test_counts(text: str, lang: str, expected: int) -> None:
         ("some friends", "en"),
         ("ein paar", "de"),
         ("ich", "de"),
+        ("about eight", "en"),  # "make it for about eight": a time
+        ("around 8", "en"),
+        ("three people and eight", "en"),  # "... and eight o'clock"
+        ("gegen acht", "de"),
     ],
 )
 def test_not_counts(text: str, lang: str) -> None:

@@ -119,6 +119,60 @@ def test_the_value_asked_for_fills_its_slot(restaurant) -> None:  # type: ignore
     assert found is not None and found.slots == {"time": "20:00"}
 
 
+def test_a_bare_hour_after_a_time_cue_is_a_time(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    allowed = {"book_table", "inform", "affirm", "deny", "goodbye", "human_agent", "repeat"}
+    found = m.match("three, and could we make it for about eight?", allowed, expect="party_size")
+    assert found is not None and found.slots == {"party_size": 3, "time": "20:00"}
+    found = m.match("can we push it to eight?", allowed)
+    assert found is not None and found.intent == "inform" and found.slots == {"time": "20:00"}
+
+
+def test_a_slot_said_twice_the_way_a_listener_resolves_it(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    allowed = {"inform", "affirm", "deny", "goodbye", "repeat", "opening_hours"}
+    # a named date beats the weekday it agrees with, wherever it stands
+    found = m.match("for the sunday, please, the twentieth", allowed, expect="day")
+    assert found is not None and found.slots["day"].date == dt.date(2026, 12, 20)
+    # the first firm time, not the limit after it
+    found = m.match("around seven, seven thirty at the latest", allowed, expect="time")
+    assert found is not None and found.slots == {"time": "19:00"}
+    # the hour made precise
+    found = m.match("uh, seven, seven fifteen", allowed, expect="time")
+    assert found is not None and found.slots == {"time": "19:15"}
+    # an explicit total wins over the people listed before it
+    found = m.match(
+        "me, jim, our sandra and her two boys, so that's five", allowed, expect="party_size"
+    )
+    assert found is not None and found.slots == {"party_size": 5}
+    # "2 more" changes the number, it is none
+    found = m.match("no, it's fourteen now, two more people said they're coming", allowed)
+    assert found is not None and {**found.slots, **found.mentioned} == {"party_size": 14}
+
+
+def test_a_value_beside_the_one_it_replaces_is_no_plain_no(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    allowed = {"inform", "affirm", "deny", "goodbye", "repeat", "human_agent"}
+    found = m.match("friday, not thursday", allowed)
+    assert found is None or found.intent != "deny"  # asked again at worst, never a plain no
+    found = m.match("no, five of us, not four", allowed)
+    assert found is not None and {**found.slots, **found.mentioned} == {"party_size": 5}
+
+
+def test_acknowledgements_and_farewells(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    confirm = {"affirm": "booked", "deny": "change_booking", "goodbye": "goodbye"}
+    for text in ("spot on", "bang on, cheers", "aye, go on then", "absolutely, thank you so much"):
+        found = m.match(text, confirm)
+        assert found is not None and found.intent == "affirm", text
+    # "Anything else?": where a plain no ends the call too, a closing goodbye is one
+    anything_else = {"affirm": "how_can_i_help", "deny": "goodbye", "goodbye": "goodbye"}
+    found = m.match("alright, that's lovely. thank you, dear, goodbye", anything_else)
+    assert found is not None and found.intent == "goodbye"
+    # an unknown question is no goodbye; a call intent needs no values beside it
+    assert m.match("is it byo?", {"inform", "goodbye", "repeat", "opening_hours"}) is None
+
+
 def test_two_close_readings_ask_instead_of_guessing(restaurant) -> None:  # type: ignore
     m = IntentMatcher(restaurant, "en", today=TUESDAY)
     names = frozenset({"book_table", "inform", "cancel_booking"})

@@ -38,9 +38,11 @@ MARGIN = 0.2  # ... and this lead over the next different reading (or over "none
 SLOT_ACCEPT = 0.5  # a spotted value fills a slot at this probability
 EXPECTED_ACCEPT = 0.6  # the value asked for, among free words
 NONE_VETO = 0.8  # an utterance this likely to be off-topic fills no slot it was asked for
+OTHER_VETO = 0.5  # ... nor one this likely to be another intent, and clearly so
 SPOT_CONFIDENCE = 0.8
 FUZZY_MAX_WORDS = 10
 MAX_WORDS = 60  # a longer turn is a recogniser's loop ("19.19.19..."): the rest is not read
+EXPECT_INTENT_ODDS = 3.0  # an utterance with a value of the slot asked for answers it
 SURE = 0.9  # a classifier this sure needs no fuzzy alignment beside it
 KNOWN_SHARE = 0.5  # fewer known words than this: a garbled transcript, no reading
 
@@ -112,10 +114,21 @@ class IntentMatcher(Matcher):
         # stretch of it may still be taken ("... bye bye")
         garbled = self.model.known_share(tokens) < KNOWN_SHARE
         probs = self.model.intents(tokens)
+        if expect is not None and any(s.definition == self._expect_type(expect) for s in spans):
+            probs = self._with_expect(probs, names, action, expect)
         # the fuzzy tier only where the classifier is unsure (its DP costs milliseconds)
         if not garbled and max((p for c, p in probs.items() if c in names), default=0.0) < SURE:
             found = self.templates.match_fuzzy(text, names)
         chosen = None if garbled else self._choose(found, probs, names, action)
+        # an opening yes or no decides before a goodbye at the end ("yes great, bye"),
+        # except where a plain no does what the goodbye does: "Anything else?" - "alright,
+        # lovely, thank you, goodbye" closes the call, it asks for nothing more
+        if chosen is None or chosen[0] in self._spot_start:
+            closing = self._spotted(words, names, closing=True)
+            if closing is not None and any(
+                action(n) == action(closing.intent) for n in self._spot_start & names
+            ):
+                return closing
         if chosen is not None:
             intent, confidence, kind = chosen
             slots = dict(found.slots) if found is not None and kind == "fuzzy" else {}
@@ -126,14 +139,46 @@ class IntentMatcher(Matcher):
                     slots.setdefault(guess.slot, guess.span.value)
                 else:
                     mentioned[guess.slot] = guess.span.value
-            return Match(intent, slots, confidence, kind, norm, mentioned)
-        # an opening yes or no decides before a goodbye at the end ("yes great, bye")
+            # the classifier's guess of a slotless call intent (repeat, goodbye) in an
+            # utterance that gives values is no reading: "not 12, 14, 2 more are coming"
+            if not (kind == "statistical" and intent in self._spot and mentioned):
+                return Match(intent, slots, confidence, kind, norm, mentioned)
         spotted = self._opening(words, spans, names, expect) or self._spotted(words, names)
         if spotted is not None:
             return spotted
         if expect is not None and not garbled and probs.get(NONE, 0.0) < NONE_VETO:
             return self._expected(words, spans, probs, names, action, expect, norm)
         return None
+
+    def _expect_type(self, slot: str) -> str | None:
+        return self.model.slot_definitions.get(slot) if self.model is not None else None
+
+    def _own_carriers(
+        self, names: frozenset[str], action: Callable[[str], str], expect: str
+    ) -> list[str]:
+        """The state's own way of taking the slot it asked for: the intents carrying it
+        that share the action most of its carriers share (collecting it), not a question
+        that happens to carry the slot too."""
+        groups: dict[str, list[str]] = {}
+        for name in sorted(names):
+            if expect in self._slots_of.get(name, ()):
+                groups.setdefault(action(name), []).append(name)
+        return max(groups.values(), key=len) if groups else []
+
+    def _with_expect(
+        self,
+        probs: Mapping[str, float],
+        names: frozenset[str],
+        action: Callable[[str], str],
+        expect: str,
+    ) -> dict[str, float]:
+        """The flow knows what it just asked: an utterance holding a value of that slot is
+        ``EXPECT_INTENT_ODDS`` times likelier to be its answer ("an Silvester" answers "On
+        which day?", it asks no opening hours)."""
+        own = set(self._own_carriers(names, action, expect))
+        boosted = {c: p * (EXPECT_INTENT_ODDS if c in own else 1.0) for c, p in probs.items()}
+        total = sum(boosted.values()) or 1.0
+        return {c: p / total for c, p in boosted.items()}
 
     def _choose(
         self,
@@ -172,13 +217,18 @@ class IntentMatcher(Matcher):
             return None
         return intent, round(p, 3), tier
 
-    def _spotted(self, words: list[str], names: frozenset[str]) -> Match | None:
+    def _spotted(
+        self, words: list[str], names: frozenset[str], *, closing: bool = False
+    ) -> Match | None:
+        """A ``spot: true`` intent inside the utterance (``closing``: ending it)."""
         spot = self._spot & names
         if not spot:
             return None
         distinctive = self.templates.distinctive()
         found = []
         for inside in self.templates.inside(words, spot):
+            if closing and inside.end != len(words):
+                continue
             stretch = words[inside.start : inside.end]
             if inside.literals >= 2 or any(distinctive.get(w) == inside.intent for w in stretch):
                 found.append(inside)
@@ -208,9 +258,14 @@ class IntentMatcher(Matcher):
         best = max(found, key=lambda m: (m.literals, m.end))
         if any(m.intent != best.intent and m.end >= best.end for m in found):
             return None
-        rest = words[best.end :]
         vetoes = _HEDGES.get(self.language, frozenset())
-        if any(w in vetoes for w in rest):
+        # "not" before a value rejects that value ("no, five of us, not four"): no hedge
+        values_at = {s.start for s in spans}
+        if any(
+            words[k] in vetoes
+            and not (words[k] in _REJECTING and (k + 1 in values_at or k + 2 in values_at))
+            for k in range(best.end, len(words))
+        ):
             return None
         mentioned = {
             g.slot: g.span.value
@@ -231,15 +286,15 @@ class IntentMatcher(Matcher):
         expect: str,
         norm: str,
     ) -> Match | None:
-        carriers = [n for n in names if expect in self._slots_of.get(n, ())]
+        carriers = self._own_carriers(names, action, expect)
         if not carriers:
             return None
-        # the state's own way of taking the value: the action most of its carriers share
-        # (collecting it), not a question that happens to carry the slot too
-        groups: dict[str, list[str]] = {}
-        for name in carriers:
-            groups.setdefault(action(name), []).append(name)
-        carriers = max(groups.values(), key=len)
+        # a clearly different reading ("haben Sie am Freitag bis 11 offen?" while the bot
+        # waits for a time) is no answer, even where it fell short of being taken
+        own = max(probs.get(n, 0.0) for n in carriers)
+        other = max((p for c, p in probs.items() if c in names and c not in carriers), default=0.0)
+        if other > OTHER_VETO and other - own >= self.margin:
+            return None
         guesses = (
             self.model.slots(words, spans, expect, None, EXPECTED_ACCEPT) if self.model else []
         )
@@ -264,6 +319,9 @@ _HEDGES = {
         "weiss ausser nur".split()
     ),
 }
+
+
+_REJECTING = frozenset({"not", "nicht", "statt", "anstatt"})
 
 
 def _actions(allowed: Collection[str] | None) -> Callable[[str], str]:

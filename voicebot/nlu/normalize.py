@@ -37,7 +37,9 @@ _DOT_TIME = re.compile(r"\b([01]?\d|2[0-4])\.([0-5]\d)\b")
 _DIGIT_GROUP = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _ATTACHED_AMPM = re.compile(r"(\d)(am|pm|a\.m\.?|p\.m\.?)(?![a-z])")
 _SPACED_AMPM = re.compile(r"(\d) ([ap])(?: ?m)+\b")  # "8 p m", "8 pm m" (an extra letter)
-_ATTACHED_ISH = re.compile(r"(\d)ish\b")
+_ATTACHED_ISH = re.compile(
+    r"(\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve))ish\b"
+)  # "8ish", "sevenish"
 _ORDINAL_DOT = re.compile(r"(\d)\.(?=\s|$)")  # German "am 3. dezember"
 _FRAGMENT = re.compile(r"(?<![\w-])\w+-(?=\s|$)")  # "I w- want": a cut-off word
 _NON_WORD = re.compile(r"[^\w:']+|_")

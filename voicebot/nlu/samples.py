@@ -27,6 +27,7 @@ from voicebot.nlu.slots import SlotType
 from voicebot.nlu.wordgraph import EPS, SLOT, WORD, Template, WordGraph
 
 PER_TEMPLATE = 40  # random walks per template (duplicates dropped)
+REJECTED_SHARE = 0.15  # samples copied with a rejected value beside one of theirs
 _MAX_STEPS = 200
 
 
@@ -206,6 +207,12 @@ def augment(
         elif vocab:
             out.append(_swap(sample, rng.choice(vocab), rng))
     values = ValueSampler(intent_set.slot_types, language)
+    rejecting = _REJECTING.get(language, ())
+    for sample in samples:
+        if rejecting and sample.intent and sample.slots and rng.random() < REJECTED_SHARE:
+            rejected = _rejected(sample, values, rng.choice(rejecting), rng)
+            if rejected is not None:
+                out.append(rejected)
     carriers = {
         slot: definition
         for intent in intent_set.intents
@@ -230,6 +237,41 @@ def augment(
                 )
             )
     return out
+
+
+# A value said beside the one it replaces: "friday, not thursday", "sonntag statt samstag".
+# (words before the rejected value, whether they stand after the value meant)
+_REJECTING = {
+    "en": (
+        (("not",), True),
+        (("not",), False),
+        (("instead of",), True),
+        (("rather than",), True),
+        (("and not",), True),
+    ),
+    "de": ((("nicht",), True), (("statt",), True), (("anstatt",), True), (("nicht",), False)),
+}
+
+
+def _rejected(
+    sample: Sample, values: ValueSampler, form: tuple[tuple[str, ...], bool], rng: random.Random
+) -> Sample | None:
+    """``sample`` with a rejected value of one of its slots beside the value it means;
+    the rejected value is marked as no slot (``_one_per_slot`` drops it)."""
+    a, b, _, definition = rng.choice(sample.slots)
+    if values.types[definition].words(values.language) is None:
+        return None
+    meant = sample.words[a:b]
+    other = values.sample(definition, rng)
+    if not other or other == meant:
+        return None
+    insert = [*form[0][0].split(), *other]
+    at = b if form[1] else a
+    words = [*sample.words[:at], *insert, *sample.words[at:]]
+    shift = len(insert)
+    slots = [(x + shift * (x >= at), y + shift * (y > at), s, d) for x, y, s, d in sample.slots]
+    # the intent classifier learns from it; which value fills what, ``_one_per_slot`` decides
+    return Sample(sample.intent, words, slots, sample.expect, slots_known=False)
 
 
 def _wrap(sample: Sample, extra: list[str], before: bool) -> Sample:

@@ -17,7 +17,8 @@ _NOUNS = {
         "friends friend colleagues colleague pax of us seniors teenagers babies baby "
         "ladies gentlemen men women guys girls boys family members diners sons daughters "
         "grandkids grandchildren cousins brothers sisters coworkers teammates parents "
-        "couples friends"
+        "couples friends grown ups grownups toddlers teens youngsters nephews nieces "
+        "grandsons granddaughters students lads folks heads others souls"
     ),
     "de": (
         "personen person leute leuten gäste gästen gast erwachsene erwachsenen kinder kind "
@@ -143,6 +144,10 @@ _LEAD = {
     "en": (
         "its ",
         "it is ",
+        "thats ",
+        "that is ",
+        "that makes ",
+        "so thats ",
         "there is ",
         "there are ",
         "just ",
@@ -179,6 +184,14 @@ _LEAD = {
 }
 
 
+# Leads that make a bare number vague: "about 8" is a time ("make it for about 8"); as a
+# count it needs what is counted ("about 8 people", "around 6 of us").
+_VAGUE = {
+    "en": ("about ", "around ", "maybe ", "probably ", "roughly ", "approximately "),
+    "de": ("etwa ", "ungefähr ", "circa ", "so ", "vielleicht ", "gegen "),
+}
+
+
 def parse_count(text: str, language: str) -> int | None:
     """The number of people a normalised phrase names, or None."""
     text = text.strip()
@@ -186,6 +199,9 @@ def parse_count(text: str, language: str) -> int | None:
         return None
     if text.isdigit():
         return int(text)
+    for lead in _VAGUE.get(language, ()):
+        if text.startswith(lead) and _strip_leads(text, language).isdigit():
+            return None
     if text in _PRONOUNS.get(language, ()):
         return None  # "the one on Friday": which booking, not how many people
     join = _JOIN.get(language)
@@ -194,7 +210,9 @@ def parse_count(text: str, language: str) -> int | None:
     for chunk in chunks:  # "me my husband" (a comma, lost in normalising): two people
         parts += _segments(chunk, language) if len(chunks) > 1 else [chunk]
     total = 0
-    for part in parts:
+    for k, part in enumerate(parts):
+        if k > 0 and part.isdigit():
+            return None  # "3 people and 8 (oclock)": a bare number joins no count
         n = _part(part, language, multi=len(parts) > 1)
         if n is None:
             return None

@@ -206,6 +206,9 @@ _APPROX_LEAD = {
         "circa ",
         "sometime around ",
         "somewhere around ",
+        "round about ",
+        "roundabout ",
+        "round ",
     ),
     "de": ("gegen ", "so gegen ", "circa ", "ca ", "etwa ", "ungefähr ", "so um "),
 }

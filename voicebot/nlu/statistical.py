@@ -244,6 +244,24 @@ _CHANGES = {
     "en": ("no", "sorry", "wait", "actually", "i mean", "i meant", "rather", "make it", "or", "oh"),
     "de": ("nein", "nee", "doch", "moment", "lieber", "ich meine", "ich meinte", "oder", "ach"),
 }
+# Words after a number that make it a change, not the value: "14 now, 2 more people".
+_INCREMENTS = {
+    "en": frozenset("more extra fewer less additional".split()),
+    "de": frozenset("mehr weniger zusätzlich zusätzliche weitere".split()),
+}
+# Words before a value that sum up what came before: "me, Jim and the two boys, so
+# that's five", "drei Erwachsene und ein Kind, also vier". The total stands.
+_TOTALS = {
+    "en": ("so", "thats", "that makes", "makes", "in total", "altogether", "all together"),
+    "de": ("also", "das sind", "macht", "insgesamt", "zusammen", "sind wir"),
+}
+# Words that mark a value as a limit, not the wish: "around 7, 7 30 at the latest",
+# "so gegen sieben, spätestens halb acht" - the first value stands.
+_LIMITS_AFTER = {"en": ("at the latest", "at the earliest", "at latest", "latest", "tops")}
+_LIMITS_BEFORE = {
+    "en": ("no later than", "not later than", "no earlier than", "at the latest", "latest"),
+    "de": ("spätestens", "frühestens", "allerspätestens", "nicht später als"),
+}
 
 
 def _whole(guesses: list[SlotGuess]) -> list[SlotGuess]:
@@ -288,6 +306,7 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
     bot asks rather than guesses.
     """
     negations = _NEGATIONS.get(language, ())
+    increments = _INCREMENTS.get(language, frozenset())
     kept = [
         g
         for g in taken
@@ -295,6 +314,7 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
             " ".join(words[max(0, g.span.start - len(n.split())) : g.span.start]) == n
             for n in negations
         )
+        and not (g.span.end < len(words) and words[g.span.end] in increments)
     ]
     by_slot: dict[str, list[SlotGuess]] = {}
     for guess in sorted(kept, key=lambda g: g.span.start):
@@ -307,10 +327,16 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
                 best = later
                 continue
             between = " " + " ".join(words[best.span.end : later.span.start]) + " "
-            if _specific(best, later) or str(best.span.value) == str(later.span.value):
+            if _specific(later, best):
+                best = later
+            elif _specific(best, later) or str(best.span.value) == str(later.span.value):
                 continue
-            if _specific(later, best) or any(
-                f" {c} " in between for c in _CHANGES.get(language, ())
+            elif _is_limit(words, later, language):
+                continue
+            elif (
+                _refines(later, best)
+                or any(f" {c} " in between for c in _CHANGES.get(language, ()))
+                or _ends_with(between + _lead_words(words, later), _TOTALS.get(language, ()))
             ):
                 best = later
             else:
@@ -325,6 +351,41 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
         for g in out
         if not any((slot, str(value)) in given and slot != g.slot for slot, value in g.readings)
     ]
+
+
+def _lead_words(words: list[str], guess: SlotGuess) -> str:
+    """The words a span starts with before its number ("so thats" of "so thats 5")."""
+    lead = []
+    for word in words[guess.span.start : guess.span.end]:
+        if word[:1].isdigit():
+            break
+        lead.append(word)
+    return " ".join(lead) + " " if lead else ""
+
+
+def _ends_with(between: str, phrases: tuple[str, ...]) -> bool:
+    return any(between.endswith(f" {p} ") for p in phrases)
+
+
+def _is_limit(words: list[str], guess: SlotGuess, language: str) -> bool:
+    """``guess`` is said as a limit ("7 30 at the latest", "spätestens halb 8")."""
+    before = " " + " ".join(words[max(0, guess.span.start - 3) : guess.span.start]) + " "
+    after = " " + " ".join(words[guess.span.end : guess.span.end + 3]) + " "
+    return _ends_with(before, _LIMITS_BEFORE.get(language, ())) or any(
+        after.startswith(f" {p} ") for p in _LIMITS_AFTER.get(language, ())
+    )
+
+
+def _refines(later: SlotGuess, first: SlotGuess) -> bool:
+    """ "7, 7 15": the later time is the earlier hour made precise."""
+    a, b = str(first.span.value), str(later.span.value)
+    return (
+        len(a) == len(b) == 5
+        and a[2] == b[2] == ":"
+        and a[:2] == b[:2]
+        and a[3:] == "00"
+        and b[3:] != "00"
+    )
 
 
 def _specific(a: SlotGuess, b: SlotGuess) -> bool:
