@@ -27,7 +27,7 @@ import numpy as np
 from voicebot import engines
 from voicebot.asr.base import AsrEngine
 from voicebot.asr.stage import AsrStage
-from voicebot.audio.echo import EchoCanceller, EchoReference
+from voicebot.audio.echo import EchoCanceller, EchoReference, echo_executor
 from voicebot.audio.playback import AudioOutput, PlaybackStage
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.stages import DenoiseStage, EchoCancelStage, ResampleStage, VadStage
@@ -194,7 +194,7 @@ def build_call(
     pipeline.connect(source, resample_in, AUDIO_EDGE)
     caller_audio: Stage = resample_in
     if canceller is not None:
-        echo_cancel = EchoCancelStage(canceller)
+        echo_cancel = EchoCancelStage(canceller, echo_executor())
         pipeline.connect(resample_in, echo_cancel, AUDIO_EDGE)
         caller_audio = echo_cancel
     if denoise is not None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import Executor
 from typing import Literal
 
 import numpy as np
@@ -12,9 +13,9 @@ from scipy.signal import butter, lfilter, resample_poly
 
 from tests.support.paths import ECHO_PIPELINE
 from tests.support.speech import say, silence
-from voicebot.audio.echo import BLOCK, EchoCanceller, EchoReference, level_dbfs
+from voicebot.audio.echo import BLOCK, EchoCanceller, EchoReference, echo_executor, level_dbfs
 from voicebot.audio.playback import PlaybackStage
-from voicebot.audio.stages import VadStage
+from voicebot.audio.stages import EchoCancelStage, VadStage
 from voicebot.bench.echo import FIRST, SCRIPT, Line, LineOutput, one_call, speech_for_calls
 from voicebot.call import build_call
 from voicebot.clock import FastClock
@@ -178,3 +179,45 @@ async def test_echo_line_interrupts_the_bot_without_the_canceller_and_not_with_i
     assert clean["barge_in_ms"] is not None and cancelled["barge_in_ms"] is not None
     assert cancelled["barge_in_ms"] <= clean["barge_in_ms"] + 100, (cancelled, clean)
     assert clean["barge_in_ms"] < 150, clean
+
+
+class _Audio(Stage):
+    name = "sink"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pcm: list[np.ndarray] = []
+
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, AudioFrame):
+            self.pcm.append(frame.pcm)
+
+
+async def _cancelled_by_stage(executor: Executor | None) -> np.ndarray:
+    """The echo of the bot's prompt through ``EchoCancelStage``, the bot's audio filed as
+    the reference as it plays (20 ms ahead of the caller's frames, as playback is)."""
+    bot8, echo = bot_and_echo(-10, 150)
+    canceller = EchoCanceller()
+
+    class Line(Source):
+        async def produce(self) -> None:
+            for k, i in enumerate(range(0, len(echo) - 320 + 1, 320)):
+                canceller.add_reference(bot8[k * 160 : k * 160 + 160], 8000, 1, k * 0.02)
+                near = np.round(echo[i : i + 320]).astype(np.int16)
+                await self.push(AudioFrame(near, 16000, 1, k * 0.02))
+
+    sink = _Audio()
+    stages = [Line(), EchoCancelStage(canceller, executor), sink]
+    await Pipeline(CallContext(FastClock()), stages, [(50, Overflow.BLOCK)] * 2).run()
+    return np.concatenate(sink.pcm)
+
+
+async def test_the_canceller_on_worker_threads_cancels_exactly_as_inline():
+    """AEC3 off the event loop (what calls use): the same blocks in the same order, the
+    same result sample for sample - and the echo is gone."""
+    inline = await _cancelled_by_stage(None)
+    threaded = await _cancelled_by_stage(echo_executor())
+    assert np.array_equal(inline, threaded)
+    tail = slice(len(inline) // 2, None)  # AEC3 has converged
+    _, echo = bot_and_echo(-10, 150)
+    assert level_dbfs(threaded[tail]) <= level_dbfs(echo[tail].astype(np.int16)) - 15

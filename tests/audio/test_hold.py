@@ -61,12 +61,11 @@ async def test_a_click_over_the_reply_holds_the_bot_briefly_and_it_plays_on():
     assert kinds.count("playback_held") == kinds.count("playback_resumed") >= 1
     held = [e["held_ms"] for e in events if e["type"] == "playback_resumed"]
     assert all(0 < ms <= 300 for ms in held), held
-    # the whole reply was played: what was held back came after the pause, not dropped
+    # the reply played to its end (playback_stopped comes only at a reply's last frame;
+    # an interrupted one ends in "interrupted")
+    assert kinds.count("playback_stopped") == 1
+    assert kinds.index("playback_resumed") < kinds.index("playback_stopped")
     plain, _, _ = await _call(False, CLICK)
-    played = [e["played_ms"] for e in events if e["type"] == "playback_stopped"]
-    plain_played = [e["played_ms"] for e in plain if e["type"] == "playback_stopped"]
-    assert len(played) == len(plain_played) == 1
-    assert abs(played[0] - plain_played[0]) <= 40  # (the synthesis varies by a frame)
     assert "playback_held" not in _types(plain)
 
 

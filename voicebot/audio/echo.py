@@ -27,7 +27,10 @@ changed. The VAD then asks for more speech before it lets the caller barge in.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from livekit import rtc
@@ -53,12 +56,32 @@ _LINE_LOSS_DB = 10.0
 _SUPPRESS = 32  # of 1024: -30 dB
 
 
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def echo_executor() -> ThreadPoolExecutor:
+    """The process's threads for AEC3 (one per core): the cancellers of every call."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="aec")
+    return _EXECUTOR
+
+
 def level_dbfs(pcm: np.ndarray) -> float:
     """RMS level of int16 samples in dB below full scale (-100 for silence)."""
     if not len(pcm):
         return -100.0
     power = float(np.mean(np.square(pcm.astype(np.float64)))) / 32768.0**2
     return 10.0 * np.log10(power) if power > 1e-10 else -100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """The far end of one caller block, and what the bot's recent audio says about it."""
+
+    block: np.ndarray
+    active: bool  # the bot played audio within the last ECHO_TAIL_S
+    recent_max_dbfs: float  # the loudest reference block of that time
 
 
 class EchoCanceller:
@@ -122,10 +145,20 @@ class EchoCanceller:
     # --- near end -----------------------------------------------------------
     def process(self, near: np.ndarray, pts: float) -> np.ndarray:
         """Cancel the echo in one ``BLOCK`` of caller audio that starts at call time ``pts``."""
+        return self.cancel(near, self.reference_for(pts))
+
+    def reference_for(self, pts: float) -> Reference:
+        """The far end for the caller block at ``pts``, taken from the ring (on the event
+        loop, where playback files it); ``cancel`` may then run on a worker thread."""
+        block = self._take_reference(round((pts - REFERENCE_LAG_S) * RATE))
+        self._ref_levels.append(level_dbfs(block))
+        return Reference(block, self.reference_active, max(self._ref_levels))
+
+    def cancel(self, near: np.ndarray, reference: Reference) -> np.ndarray:
+        """AEC3 on one block with its far end (CPU work: one thread at a time per call)."""
         if near.size != BLOCK:
             raise ValueError(f"the echo canceller takes {BLOCK} samples, got {near.size}")
-        reference = self._take_reference(round((pts - REFERENCE_LAG_S) * RATE))
-        far = rtc.AudioFrame(reference.tobytes(), RATE, 1, BLOCK)
+        far = rtc.AudioFrame(reference.block.tobytes(), RATE, 1, BLOCK)
         self._apm.process_reverse_stream(far)
         frame = rtc.AudioFrame(np.ascontiguousarray(near, np.int16).tobytes(), RATE, 1, BLOCK)
         self._apm.process_stream(frame)
@@ -135,11 +168,10 @@ class EchoCanceller:
             self.suppressed += 1
         return out
 
-    def _track(self, reference: np.ndarray, near: np.ndarray, out: np.ndarray) -> bool:
+    def _track(self, reference: Reference, near: np.ndarray, out: np.ndarray) -> bool:
         """Update the ERLE; whether the block is (residual) echo only, to be suppressed."""
         self.blocks += 1
-        self._ref_levels.append(level_dbfs(reference))
-        if not self.reference_active:
+        if not reference.active:
             self._reply_blocks = 0
             return False
         self._reply_blocks += 1
@@ -153,7 +185,7 @@ class EchoCanceller:
         return (
             self._reply_blocks <= _SUPPRESS_BLOCKS
             and removed >= _ECHO_REMOVED_DB
-            and near_db <= max(self._ref_levels) - _LINE_LOSS_DB
+            and near_db <= reference.recent_max_dbfs - _LINE_LOSS_DB
         )
 
     @property

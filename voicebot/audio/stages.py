@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Executor
+
 import numpy as np
 
 from voicebot.audio.denoise import Denoiser
-from voicebot.audio.echo import BLOCK, EchoCanceller
+from voicebot.audio.echo import BLOCK, EchoCanceller, Reference
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.vad import Endpointer, SpeechEnd, SpeechStart, Voice
@@ -98,14 +101,18 @@ class EchoCancelStage(Stage):
     """Cancels the bot's own voice, echoed back by the line, from 16 kHz mono caller audio.
 
     ``canceller`` gets its reference from playback (``EchoReference``); this stage
-    runs the caller's side in 10 ms blocks and forwards the cleaned audio.
+    runs the caller's side in 10 ms blocks and forwards the cleaned audio. The
+    reference blocks are taken on the event loop (playback files them there);
+    AEC3 itself runs on ``executor`` (None: inline, on the loop), one job per
+    incoming frame, so a call's blocks are processed one at a time and in order.
     """
 
     name = "echo_cancel"
 
-    def __init__(self, canceller: EchoCanceller) -> None:
+    def __init__(self, canceller: EchoCanceller, executor: Executor | None = None) -> None:
         super().__init__()
         self.canceller = canceller
+        self.executor = executor
         self._framer = Framer(BLOCK)
         self._next_pts: float | None = None
 
@@ -121,12 +128,22 @@ class EchoCancelStage(Stage):
         if self._next_pts is None:
             self._next_pts = frame.pts
         pts = self._next_pts
-        blocks = []
+        work = []
         for block in self._framer.push(frame.pcm):
-            blocks.append(self.canceller.process(block, self._next_pts))
+            work.append((block, self.canceller.reference_for(self._next_pts)))
             self._next_pts += BLOCK / 16000
-        if blocks:
-            await self.push(AudioFrame(np.concatenate(blocks), 16000, 1, pts, frame.voiced))
+        if not work:
+            return
+        if self.executor is None:
+            pcm = self._cancel(work)
+        else:
+            loop = asyncio.get_running_loop()
+            with self.ctx.clock.busy():  # a fast clock waits for it
+                pcm = await loop.run_in_executor(self.executor, self._cancel, work)
+        await self.push(AudioFrame(pcm, 16000, 1, pts, frame.voiced))
+
+    def _cancel(self, work: list[tuple[np.ndarray, Reference]]) -> np.ndarray:
+        return np.concatenate([self.canceller.cancel(near, ref) for near, ref in work])
 
 
 HOLD_RELEASE_MS = 40  # a held reply plays on after this much unvoiced audio

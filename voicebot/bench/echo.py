@@ -307,12 +307,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--echo-calls", type=int, default=5, help="echo: simulated calls per mode (default 5)"
     )
+    parser.add_argument(
+        "--echo-load",
+        type=int,
+        default=16,
+        help="echo: cancellers run side by side for the event-loop load figures (default 16)",
+    )
+
+
+async def _bench(config: PipelineConfig, calls: int, cancellers: int) -> dict[str, Any]:
+    from voicebot.bench.echo_load import bench_load
+    from voicebot.samples import speak
+
+    result = await bench_echo(config, calls)
+    result["load"] = await bench_load(speak(SECOND, "en", 16000), cancellers)
+    return result
 
 
 def main(args: argparse.Namespace) -> int:
+    from voicebot.bench import echo_load
+
     config = load_pipeline(args.pipeline or DEFAULT_PIPELINE)
-    result = runtime.run(bench_echo(config, args.echo_calls))
+    result = runtime.run(_bench(config, args.echo_calls, args.echo_load))
     print(report(result))
+    print("\n".join(echo_load.report(result["load"])))
     Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_path).write_text(json.dumps(result, indent=2))
     print(f"JSON: {args.json_path}")
