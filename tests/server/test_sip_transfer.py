@@ -24,7 +24,7 @@ from aiosipua import IncomingCall, SipRequest, SipUAC, SipUAS, build_sdp
 from tests.support.paths import RESTAURANT_FLOW, RESTAURANT_INTENTS, RESTAURANT_PIPELINE
 from tests.support.sip import ended, of_type, sip_server, until
 from voicebot.dialog.bot import check_files
-from voicebot.dialog.transfer import valid_uri
+from voicebot.dialog.transfer import refer_target, valid_uri
 from voicebot.transports.sip.udp import UdpTransport
 
 FRONT_DESK = "sip:frontdesk@127.0.0.1:5999"
@@ -181,6 +181,37 @@ async def test_a_transfer_to_a_name_hangs_up_cleanly() -> None:
     assert end["reason"] == "transfer"
     assert [e["target"] for e in of_type(events, "transfer")] == ["front_desk"]
     assert not phone.refers and not of_type(events, "transfer_result")
+
+
+async def test_a_transfer_to_a_name_mapped_by_transfer_to_is_a_refer() -> None:
+    """``--transfer-to front_desk=sip:…`` (or ``telephony.transfer_to``): the restaurant
+    flow's ``front_desk`` is REFERred there."""
+    async with (
+        caller() as phone,
+        sip_server(RESTAURANT_PIPELINE, rtp_timeout=30, transfer_to={"front_desk": FRONT_DESK}) as (
+            port,
+            events,
+            _,
+        ),
+    ):
+        await phone.dial(port)
+        phone.press("0")
+        await ended(events, within=20)
+        await until(lambda: of_type(events, "transfer_result"), 5)
+        await until(lambda: phone.byes, 15)
+    (refer,) = phone.refers
+    assert refer.get_header("refer-to") == f"<{FRONT_DESK}>"
+    assert of_type(events, "transfer_result")[0]["result"] == "transferred"
+
+
+def test_refer_targets_come_from_the_flow_or_the_servers_transfer_to() -> None:
+    names = {"front_desk": "+4930123456", "kitchen": "sip:kitchen@pbx.example", "bar": "x y"}
+    assert refer_target("sip:desk@pbx.example", {}) == "sip:desk@pbx.example"
+    assert refer_target("sip:desk@@pbx", names) is None  # a malformed URI is not mapped
+    assert refer_target("front_desk", names) == "tel:+4930123456"
+    assert refer_target("kitchen", names) == "sip:kitchen@pbx.example"
+    assert refer_target("bar", names) is None and refer_target("cellar", names) is None
+    assert refer_target("cellar", {"": "sip:any@pbx.example"}) == "sip:any@pbx.example"
 
 
 def test_transfer_uris_are_checked_in_the_flow(tmp_path: Path) -> None:

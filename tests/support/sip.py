@@ -101,18 +101,22 @@ async def sip_server(
     max_calls: int = 4,
     flow: Path | None = None,
     token: str | None = None,
+    transfer_to: dict[str, str] | None = None,
     **sip: Any,
 ) -> AsyncIterator[tuple[int, list[EventRecord], Any]]:
     """The server's app with SIP on a free port, started as ``voicebot serve`` starts it;
     ``flow`` replaces the pipeline's flow file, ``token`` is the bearer token of ``/offer``
-    and ``/calls``, ``sip`` sets ``SipSettings`` fields."""
+    and ``/calls``, ``transfer_to`` maps flow targets to URIs or numbers, ``sip`` sets
+    ``SipSettings`` fields."""
     config = load_pipeline(pipeline)
     if outcomes is not None:
         config.dialog.outcomes = str(outcomes)
     if flow is not None:
         config.dialog.flow = [str(flow)]
     settings = SipSettings(port=0, **{"rtp_timeout": RTP_TIMEOUT, **sip})
-    server = ServerSettings(sip=settings, max_calls=max_calls, token=token)
+    server = ServerSettings(
+        sip=settings, max_calls=max_calls, token=token, transfer_to=transfer_to or {}
+    )
     async with served(config, server, http=False) as (_, events, app):
         yield app.state.sip.port, events, app
 

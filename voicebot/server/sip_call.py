@@ -31,7 +31,7 @@ from aiosipua import IncomingCall
 from aiosipua.dialog import Dialog
 
 from voicebot.call import build_call, say_after_end
-from voicebot.dialog.transfer import is_uri, valid_uri
+from voicebot.dialog.transfer import refer_target
 from voicebot.events import EventRecord, TransferResultEvent
 from voicebot.server.idle import IdleWatch
 from voicebot.transports.dtmf import press
@@ -166,10 +166,14 @@ class RtpCall(abc.ABC):
                 self.stream.close()
             self.manager.release(self)
 
-    async def _transfer(self, target: str) -> None:
-        """Blind transfer (REFER) to a URI target; a name is left to the transport: none here."""
-        if not is_uri(target) or not valid_uri(target) or self.client is None:
-            log.info("call %s: transfer to %r: not a SIP/tel URI, hanging up", self.call_id, target)
+    async def _transfer(self, name: str) -> None:
+        """Blind transfer (REFER) to the flow's target: a URI, or a name that the server's
+        ``transfer_to`` maps to a SIP URI or a number (sent as a ``tel:`` URI)."""
+        target = refer_target(name, self.manager.settings.transfer_to)
+        if target is None or self.client is None:
+            log.info(
+                "call %s: transfer to %r: no SIP/tel URI for it, hanging up", self.call_id, name
+            )
             return
         dialog, remote = self._dialog()
         self.referral = self.client.refer(dialog, target, remote)
