@@ -24,6 +24,7 @@ from voicebot.providers.errors import ProviderError
 from voicebot.server.app import create_app
 from voicebot.server.calls import CallManager, ServerSettings
 from voicebot.server.metrics import Metrics
+from voicebot.server.provider_calls import TELNYX_RESULTS
 from voicebot.server.provider_transfer import transfer_call
 from voicebot.server.serve import add_serve_arguments, settings_from_args
 from voicebot.transports.media_stream.telnyx_rest import (
@@ -218,15 +219,22 @@ async def test_a_telnyx_dial_out_streams_the_answered_call_and_counts_how_it_end
 
             answered = hangup(NEW_CALL_CONTROL_ID, "normal_clearing")
             answered["data"]["event_type"] = "call.answered"
-            for event in (
-                answered,  # not an end
-                hangup(NEW_CALL_CONTROL_ID, "normal_clearing"),
-                hangup(NEW_CALL_CONTROL_ID, "user_busy"),
-                hangup(NEW_CALL_CONTROL_ID, "timeout"),
-                hangup(NEW_CALL_CONTROL_ID, "call_rejected"),
-                hangup("v3:someone-elses-call", "normal_clearing"),  # not placed here
-            ):
-                assert (await http.post("/telnyx/events", json=event)).status_code == 204
+            auth = {"Authorization": "Bearer key"}
+            path = f"/telnyx/calls/{NEW_CALL_CONTROL_ID}"
+            assert (await http.post("/telnyx/events", json=answered)).status_code == 204
+            shown = (await http.get(path, headers=auth)).json()
+            assert (shown["status"], shown["result"]) == ("answered", None)  # not an end
+            for i, cause in enumerate(("normal_clearing", "user_busy", "timeout", "call_rejected")):
+                if i:  # the next call (the fake gives every call the same id)
+                    await http.post("/telnyx/calls", json=body, headers=auth)
+                for _ in range(2):  # Telnyx retries a webhook: counted once
+                    event = hangup(NEW_CALL_CONTROL_ID, cause)
+                    assert (await http.post("/telnyx/events", json=event)).status_code == 204
+                shown = (await http.get(path, headers=auth)).json()
+                assert shown["status"] == "hangup"
+                assert shown["result"] == TELNYX_RESULTS.get(cause, "failed")
+            elsewhere = hangup("v3:someone-elses-call", "normal_clearing")  # not placed here
+            assert (await http.post("/telnyx/events", json=elsewhere)).status_code == 204
             garbage = await http.post("/telnyx/events", content=b"[1, 2")
             assert garbage.status_code == 400 and "malformed JSON" in garbage.json()["error"]
     for result in ("answered", "busy", "no-answer", "failed"):

@@ -25,6 +25,7 @@ from voicebot.providers.errors import ProviderError
 from voicebot.server.app import create_app
 from voicebot.server.calls import CallManager, ServerSettings
 from voicebot.server.metrics import Metrics
+from voicebot.server.provider_calls import TWILIO_RESULTS
 from voicebot.server.provider_transfer import transfer_call, transfer_number
 from voicebot.server.serve import add_serve_arguments, settings_from_args
 from voicebot.transports.media_stream.twilio import signature
@@ -215,11 +216,31 @@ async def test_a_dial_out_connects_the_answered_call_to_the_stream_and_records_i
             }
 
             callback = "https://bot.example.com/twilio/status"
-            for call_status in ("completed", "busy", "no-answer", "failed", "canceled"):
+            shown = await client.get(f"/twilio/calls/{NEW_CALL_SID}", headers=auth)
+            assert shown.json() == {
+                "provider": "twilio",
+                "call_id": NEW_CALL_SID,
+                "to": "+15550111",
+                "from": "+15550100",
+                "status": "queued",
+                "result": None,
+            }
+            for i, call_status in enumerate(
+                ("completed", "busy", "no-answer", "failed", "canceled")
+            ):
+                if i:  # the next call (the fake gives every call the same sid)
+                    await client.post("/twilio/calls", json=body, headers=auth)
                 form = {"CallSid": NEW_CALL_SID, "CallStatus": call_status}
                 signed = {"X-Twilio-Signature": signature(AUTH_TOKEN, callback, form)}
-                status = await client.post("/twilio/status", data=form, headers=signed)
-                assert status.status_code == 204
+                for _ in range(2):  # a callback Twilio sends again counts once
+                    status = await client.post("/twilio/status", data=form, headers=signed)
+                    assert status.status_code == 204
+                shown = await client.get(f"/twilio/calls/{NEW_CALL_SID}", headers=auth)
+                assert shown.json()["status"] == call_status
+                assert shown.json()["result"] == TWILIO_RESULTS[call_status]
+            assert (await client.get(f"/twilio/calls/{NEW_CALL_SID}")).status_code == 401
+            unknown = await client.get("/twilio/calls/CA0", headers=auth)
+            assert unknown.status_code == 404 and "error" in unknown.json()
             forged = await client.post(
                 "/twilio/status",
                 data={"CallSid": NEW_CALL_SID, "CallStatus": "completed"},

@@ -33,6 +33,7 @@ from voicebot.providers.errors import ProviderError
 from voicebot.server.app import create_app
 from voicebot.server.calls import CallManager, ServerSettings
 from voicebot.server.metrics import Metrics
+from voicebot.server.provider_calls import VONAGE_RESULTS
 from voicebot.server.provider_transfer import transfer_call
 from voicebot.server.serve import add_serve_arguments, settings_from_args
 from voicebot.transports.media_stream.vonage_rest import (
@@ -278,9 +279,21 @@ async def test_a_vonage_dial_out_fetches_the_ncco_and_counts_how_it_ended() -> N
             assert created.body["answer_url"] == ["https://bot.example.com/vonage/answer"]
             assert created.body["event_url"] == ["https://bot.example.com/vonage/events"]
 
-            for status in ("started", "ringing", "answered", "completed", "busy", "unanswered"):
+            auth = {"Authorization": "Bearer key"}
+            path = f"/vonage/calls/{NEW_CALL_UUID}"
+            for status in ("started", "ringing", "answered", "completed", "completed"):
                 event = status_event(NEW_CALL_UUID, status)
                 assert (await http.post("/vonage/events", json=event)).status_code == 204
+                shown = (await http.get(path, headers=auth)).json()
+                assert shown["status"] == status
+                assert shown["result"] == ("answered" if status == "completed" else None)
+            for status in ("busy", "unanswered"):  # the next calls (the fake's one uuid)
+                await http.post("/vonage/calls", json=body, headers=auth)
+                event = status_event(NEW_CALL_UUID, status)
+                assert (await http.post("/vonage/events", json=event)).status_code == 204
+                assert (await http.get(path, headers=auth)).json()["result"] == VONAGE_RESULTS[
+                    status
+                ]
             leg = {**status_event("e1b4a5d2-websocket-leg", "completed"), "to": "wss://bot/x"}
             assert (await http.post("/vonage/events", json=leg)).status_code == 204
     for result, n in (("answered", 1), ("busy", 1), ("no-answer", 1)):

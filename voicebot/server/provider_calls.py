@@ -8,6 +8,11 @@ Each provider needs its account (``phone_providers.py``); transfers are
   ``to`` and connects the answered call to its ``/{provider}/media`` stream;
   ``201 {"provider", "call_id", "status"}``. JSON errors: 400 body, 401 token,
   415 not JSON, 502 the provider refused, 503 no account or at the call limit.
+* ``GET /twilio/calls/{id}`` (and ``/telnyx/…``, ``/vonage/…``; the same token) -
+  a dial-out placed here: ``{"provider", "call_id", "to", "from", "status",
+  "result"}``, ``status`` as the provider last said it, ``result`` (answered,
+  busy, no-answer, failed) once the call is over, else null; 404 JSON for an
+  id not placed here (or one of more than 1000 ago).
 * ``POST /twilio/status`` - Twilio's status callback (its signature checked
   like ``/twilio/voice``'s); ``POST /telnyx/events`` - Telnyx's call events
   (``call.hangup`` and its ``hangup_cause``); ``POST /vonage/events`` -
@@ -83,17 +88,46 @@ Handler = Callable[[Request], Awaitable[Response]]
 def provider_call_routes(manager: CallManager) -> list[BaseRoute]:
     """The dial-out route of each provider, their status webhooks and Vonage's answer."""
     settings = manager.settings
-    placed: OrderedDict[tuple[str, str], None] = OrderedDict()  # (provider, call id)
+    # (provider, call id) -> what GET /{provider}/calls/{id} answers
+    placed: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 
-    def remember(provider: str, call_id: str) -> None:
-        placed[provider, call_id] = None
+    def remember(provider: str, call_id: str, to: str, from_: str, status: str) -> None:
+        placed[provider, call_id] = {
+            "provider": provider,
+            "call_id": call_id,
+            "to": to,
+            "from": from_,
+            "status": status,
+            "result": None,
+        }
         while len(placed) > PLACED_KEPT:
             placed.popitem(last=False)
 
-    def count(provider: str, call_id: str, result: str | None) -> None:
+    def update(provider: str, call_id: str, status: str, result: str | None = None) -> None:
+        """A provider's word on a call: its own status; ``result`` once it is over
+        (counted once per call placed here)."""
+        record = placed.get((provider, call_id))
+        if record is not None:
+            record["status"] = status or record["status"]
+            if result is None or record["result"] is not None:
+                return
+            record["result"] = result
         if result is not None:
             manager.metrics.outbound_calls.labels(result).inc()
-        log.info("%s call %s ended: %s", provider, call_id or "-", result or "not counted")
+            log.info("%s call %s ended: %s", provider, call_id or "-", result)
+
+    def show(provider: str) -> Handler:
+        async def status(request: Request) -> Response:
+            try:
+                require_bearer(request.headers, settings.token)
+            except ApiError as exc:
+                return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+            record = placed.get((provider, request.path_params["call_id"]))
+            if record is None:
+                return JSONResponse({"error": f"no {provider} call of that id placed here"}, 404)
+            return JSONResponse(record)
+
+        return status
 
     def dial_out(provider: str) -> Handler:
         async def create(request: Request) -> Response:
@@ -118,7 +152,7 @@ def provider_call_routes(manager: CallManager) -> list[BaseRoute]:
             except ProviderError as exc:
                 log.warning("%s refused a call to %s: %s", provider, to, exc)
                 return JSONResponse({"error": str(exc), "status": exc.status}, 502)
-            remember(provider, call.call_id)
+            remember(provider, call.call_id, to, from_, call.status)
             log.info("dialing %s from %s: %s call %s", to, from_, provider, call.call_id)
             return JSONResponse(
                 {"provider": provider, "call_id": call.call_id, "status": call.status}, 201
@@ -131,7 +165,8 @@ def provider_call_routes(manager: CallManager) -> list[BaseRoute]:
             params = await twilio_webhook(request, manager)
         except ApiError as exc:
             return JSONResponse({"error": exc.message}, exc.status)
-        count("twilio", params.get("CallSid", ""), TWILIO_RESULTS.get(params.get("CallStatus", "")))
+        call_status = params.get("CallStatus", "")
+        update("twilio", params.get("CallSid", ""), call_status, TWILIO_RESULTS.get(call_status))
         return Response(status_code=204)
 
     async def telnyx_events(request: Request) -> Response:
@@ -144,9 +179,13 @@ def provider_call_routes(manager: CallManager) -> list[BaseRoute]:
         payload = data.get("payload")
         payload = payload if isinstance(payload, dict) else {}
         call_id = str(payload.get("call_control_id", ""))
-        if data.get("event_type") == "call.hangup" and ("telnyx", call_id) in placed:
-            cause = str(payload.get("hangup_cause", ""))
-            count("telnyx", call_id, TELNYX_RESULTS.get(cause, "failed"))
+        kind = str(data.get("event_type", ""))
+        if ("telnyx", call_id) in placed and kind.startswith("call."):
+            if kind == "call.hangup":
+                cause = str(payload.get("hangup_cause", ""))
+                update("telnyx", call_id, "hangup", TELNYX_RESULTS.get(cause, "failed"))
+            else:
+                update("telnyx", call_id, kind.removeprefix("call."))
         return Response(status_code=204)
 
     async def vonage_events(request: Request) -> Response:
@@ -155,9 +194,9 @@ def provider_call_routes(manager: CallManager) -> list[BaseRoute]:
         except ApiError as exc:
             return JSONResponse({"error": exc.message}, exc.status)
         call_id = str(event.get("uuid", ""))
-        result = VONAGE_RESULTS.get(str(event.get("status", "")))
-        if result is not None and ("vonage", call_id) in placed:  # not our WebSocket leg's
-            count("vonage", call_id, result)
+        call_status = str(event.get("status", ""))
+        if ("vonage", call_id) in placed:  # not our WebSocket leg's
+            update("vonage", call_id, call_status, VONAGE_RESULTS.get(call_status))
         return Response(status_code=204)
 
     async def vonage_answer(request: Request) -> Response:
@@ -177,6 +216,7 @@ def provider_call_routes(manager: CallManager) -> list[BaseRoute]:
 
     return [
         *(Route(f"/{p}/calls", dial_out(p), methods=["POST"]) for p in PROVIDERS),
+        *(Route(f"/{p}/calls/{{call_id}}", show(p), methods=["GET"]) for p in PROVIDERS),
         Route("/twilio/status", twilio_status, methods=["POST"]),
         Route("/telnyx/events", telnyx_events, methods=["POST"]),
         Route("/vonage/events", vonage_events, methods=["POST"]),
