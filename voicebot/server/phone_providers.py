@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from voicebot.transports.media_stream.telnyx_rest import TelnyxAccount, TelnyxRest
 from voicebot.transports.media_stream.twilio import connect_twiml
 from voicebot.transports.media_stream.twilio_rest import TwilioAccount, TwilioRest, dial_twiml
-from voicebot.transports.media_stream.vonage_rest import VonageAccount, VonageRest
+from voicebot.transports.media_stream.vonage_rest import VonageAccount, VonageError, VonageRest
 
 if TYPE_CHECKING:
     from voicebot.server.calls import ServerSettings
@@ -111,6 +111,8 @@ class VonagePhone:
             answer_url=f"https://{host}/vonage/answer",
             event_url=f"https://{host}/vonage/events",
         )
+        if not call.get("uuid"):
+            raise VonageError("Vonage answered the call without its uuid", provider="vonage")
         return PlacedCall(str(call["uuid"]), str(call.get("status", "started")))
 
 
