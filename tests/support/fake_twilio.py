@@ -9,20 +9,18 @@ request it got; ``fail_next`` makes the next one answer with that status.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from voicebot.server.child import free_port
+from tests.support.fake_api import serving
 
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "f" * 32
@@ -129,19 +127,6 @@ def _error(status: int, code: int, message: str) -> JSONResponse:
 async def fake_twilio() -> AsyncIterator[FakeTwilio]:
     """The fake on a free port of 127.0.0.1 for the duration of the block."""
     fake = FakeTwilio()
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(fake.app(), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        for _ in range(200):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.025)
-        assert server.started, "the fake Twilio did not start"
-        fake.url = f"http://127.0.0.1:{port}/2010-04-01"
+    async with serving(fake.app(), "Twilio") as url:
+        fake.url = f"{url}/2010-04-01"
         yield fake
-    finally:
-        server.should_exit = True
-        await task
