@@ -120,6 +120,8 @@ SECTIONS: tuple[tuple[str, dict[str, str]], ...] = (
             "E703": "a value has the wrong type",
             "E704": "a value is out of its range (a port, a positive number, a SIP URI)",
             "E705": "a secret (a password, a token) in the file: it belongs in the environment",
+            "E706": "`rtp_ports` is not a usable port range (LOW-HIGH within 1024-65535, "
+            "at least an even port and the next)",
         },
     ),
 )

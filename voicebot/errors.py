@@ -23,6 +23,7 @@ indented under its base (``tests/test_errors.py`` keeps it complete)::
         _Refused  voicebot.server.app  - (internal) an /offer refused: bad token or body
         OfferRejected [RuntimeError]  voicebot.transports.webrtc_client  - our offer refused
         OfferNotAcceptable [ValueError]  voicebot.transports.sip.sdp  - a 488: no audio we take
+        NoRtpPort [RuntimeError]  voicebot.transports.sip.ports  - every RTP port taken: a 503
         ProtocolError [ValueError]  voicebot.transports.media_stream.messages  - a bad message
         StreamClosed [ConnectionError]  voicebot.transports.media_stream.stream  - closed early
 

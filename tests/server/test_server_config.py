@@ -29,6 +29,7 @@ telephony:
     port: 5070
     host: 10.0.0.5
     advertise: 203.0.113.7
+    rtp_ports: 10000-10999
     rtp_timeout: 12.5
     register: sip:bot@pbx.example
     register_expires: 120
@@ -79,6 +80,7 @@ def test_every_key_becomes_the_settings(tmp_path: Path, monkeypatch: pytest.Monk
         120,
     )
     assert sip.register_password == "from-the-environment"
+    assert sip.rtp_ports == (10000, 10999)
 
 
 def test_without_a_file_the_flag_defaults_hold() -> None:
@@ -87,6 +89,9 @@ def test_without_a_file_the_flag_defaults_hold() -> None:
     _, server = settings("--sip-port", "5080")
     assert server.sip is not None and server.sip.host == "127.0.0.1"
     assert (server.sip.rtp_timeout, server.sip.register_expires) == (30.0, 300)
+    assert server.sip.rtp_ports is None  # any free port
+    _, server = settings("--sip-port", "5080", "--rtp-ports", "20000-20099")
+    assert server.sip is not None and server.sip.rtp_ports == (20000, 20099)
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:
@@ -124,6 +129,30 @@ def test_the_top_level_and_the_ranges_are_checked(tmp_path: Path) -> None:
     assert found[2].startswith(f"{path}:5:15: E704 telephony.sip.register must be a SIP URI")
     assert found[3].startswith(f"{path}:7:12: E703 transfer_to.sales (a phone number")
     assert len(found) == 4
+
+
+def test_a_bad_rtp_port_range_is_placed(tmp_path: Path) -> None:
+    path = tmp_path / "server.yaml"
+    text = "telephony:\n  sip:\n    port: 5060\n    rtp_ports: {}\n"
+    found = []
+    for value in ("20000-10000", "80-2000", "10000-10000", "10000:20000", "10001-10002"):
+        found += errors(write(tmp_path, text.format(value)))
+    prefix = f"{path}:4:16: E706 telephony.sip.rtp_ports"
+    assert found == [
+        f"{prefix} starts above its end (20000 > 10000)",
+        f"{prefix} must lie within 1024-65535, got 80-2000",
+        f"{prefix} must hold at least 2 ports (an even one and the next), got 10000-10000",
+        f"{prefix} must be a port range LOW-HIGH (e.g. 10000-20000), got '10000:20000'",
+        f"{prefix} holds no even port with its odd neighbour, got 10001-10002",
+    ]
+    [wrong_type] = errors(write(tmp_path, text.format("10000")))
+    assert wrong_type.startswith(f"{path}:4:16: E703 telephony.sip.rtp_ports must be")
+
+
+def test_the_rtp_ports_flag_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("--rtp-ports", "20000-10000")
+    assert "--rtp-ports: '20000-10000': starts above its end" in capsys.readouterr().err
 
 
 def test_a_password_is_refused_for_the_environment(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
   with the bearer token of ``/offer``; the call rings at once and ``202`` answers
   ``{"call_id", "to", "status": "dialing"}``. Errors are JSON ``{"error": ...}``:
   400 (not JSON, no ``sip:`` URI, a host that does not resolve), 401 token, 413
-  too large, 415 not JSON, 503 at the call limit or without ``--sip-port``.
+  too large, 415 not JSON, 503 at the call limit, with every ``--rtp-ports`` port
+  taken, or without ``--sip-port``.
 * ``GET /calls/{id}`` - the call's ``status``: ``dialing``, ``ringing``,
   ``answered``, ``busy``, ``no_answer``, ``failed``, ``cancelled``, or ``ended``
   (with the hang-up ``reason``); ``sip_status`` once a final answer came. 404
@@ -26,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 from voicebot.server.admission import read_body
 from voicebot.server.calls import Busy
 from voicebot.server.openai_errors import ApiError
+from voicebot.transports.sip.ports import NoRtpPort
 
 MAX_DIAL_BYTES = 4 * 1024
 
@@ -64,7 +66,7 @@ def dial_routes(refuse: Refusal) -> list[BaseRoute]:
             return _error(400, str(exc))
         except OSError as exc:
             return _error(400, f"cannot reach {to}: {exc}")
-        except Busy as exc:
+        except (Busy, NoRtpPort) as exc:  # the call limit, or every RTP port of the range taken
             return JSONResponse({"error": str(exc)}, 503, headers={"Retry-After": "5"})
         return JSONResponse(call.describe(), 202)
 

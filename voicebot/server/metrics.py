@@ -49,7 +49,7 @@ class Metrics:
         self.rejected = Counter(
             "voicebot_offers_rejected",
             "Offers (WebRTC) and INVITEs (SIP) refused, by reason (busy, unauthorized, "
-            "bad_request) and transport",
+            "bad_request, no_rtp_port) and transport",
             ["reason", "transport"],
             registry=r,
         )

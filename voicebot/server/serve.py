@@ -16,6 +16,7 @@ from voicebot.bundled import pipeline
 from voicebot.diagnostics import ConfigError
 from voicebot.server.calls import IceServer, ServerSettings
 from voicebot.transports.media_stream import telnyx_rest, twilio_rest, vonage_rest
+from voicebot.transports.sip.ports import parse_port_range
 from voicebot.transports.sip.settings import SipSettings
 
 DEFAULT_PIPELINE = pipeline("restaurant")
@@ -164,6 +165,15 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         help=f"registration interval asked for (default {SipSettings.register_expires})",
     )
     p.add_argument(
+        "--rtp-ports",
+        type=rtp_ports_arg,
+        default=None,
+        metavar="LOW-HIGH",
+        help="take each phone call's RTP port from this UDP range (e.g. 10000-20000, what the "
+        "firewall opens; an even port per call, so LOW-HIGH holds (HIGH-LOW+1)/2 calls); "
+        "default: any free port",
+    )
+    p.add_argument(
         "--rtp-timeout",
         type=float,
         default=None,
@@ -265,6 +275,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             port=args.sip_port,
             host=args.sip_host or args.host,
             advertised_host=args.sip_advertise,
+            rtp_ports=parse_port_range(args.rtp_ports) if args.rtp_ports else None,
             rtp_timeout=args.rtp_timeout,
             jitter_ms=args.jitter_ms,
             register=args.sip_register,
@@ -291,6 +302,15 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             k.strip() for k in os.environ.get(args.api_key_env, "").split(",") if k.strip()
         ),
     )
+
+
+def rtp_ports_arg(text: str) -> str:
+    """``--rtp-ports``: checked here, read by ``settings_from_args`` (like the file's)."""
+    try:
+        parse_port_range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from exc
+    return text
 
 
 def transfer_numbers(values: list[str]) -> dict[str, str]:

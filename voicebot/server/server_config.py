@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.diagnostics import ConfigError
+from voicebot.transports.sip.ports import parse_port_range
 from voicebot.yamlsrc import NodePath, Reader, YamlFile, load
 
 SIP_PASSWORD_ENV = "VOICEBOT_SIP_PASSWORD"
@@ -27,6 +28,7 @@ class Flag:
     dest: str
     kind: type
     check: Callable[[Any], str | None] | None = None
+    code: str = "E704"  # what a failed check reports
 
 
 def _port(value: Any) -> str | None:
@@ -35,6 +37,14 @@ def _port(value: Any) -> str | None:
 
 def _positive(value: Any) -> str | None:
     return None if value > 0 else f"must be more than 0, got {value}"
+
+
+def _port_range(value: Any) -> str | None:
+    try:
+        parse_port_range(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _sip_uri(value: Any) -> str | None:
@@ -56,6 +66,7 @@ SIP: dict[str, Flag] = {
     "port": Flag("sip_port", int, _port),
     "host": Flag("sip_host", str),
     "advertise": Flag("sip_advertise", str),
+    "rtp_ports": Flag("rtp_ports", str, _port_range, "E706"),
     "rtp_timeout": Flag("rtp_timeout", float, _positive),
     "register": Flag("sip_register", str, _sip_uri),
     "register_expires": Flag("sip_register_expires", int, _positive),
@@ -150,7 +161,7 @@ def _flags(
             continue
         problem = flag.check(value) if flag.check else None
         if problem:
-            reader.err(src, where, "E704", f"{name} {problem}")
+            reader.err(src, where, flag.code, f"{name} {problem}")
             continue
         values[flag.dest] = float(value) if flag.kind is float else value
 

@@ -12,7 +12,11 @@ Any user part is answered: ``sip:bot@host``, ``sip:+4930123@host``, … all
 reach the pipeline.
 
 At the call limit an INVITE gets ``503 Service Unavailable`` (a proxy tries
-its next server); an offer without a common codec gets ``488``.
+its next server), and so does one that finds every port of the RTP range
+(``--rtp-ports``, ``transports/sip/ports.py``) taken; an offer without a common
+codec gets ``488``. An INVITE without SDP (late offer) is answered with our
+offer; the ACK carries the caller's answer (our ACK handler hands it to the call
+after aiosipua's).
 
 Each agent has a ``SipClient`` (aiosipua's UAC) for our own requests: REFERs
 (``sip_transfer.py``; the NOTIFYs come back through ``on_transfer_progress``),
@@ -29,7 +33,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiosipua import IncomingCall, SipRequest, SipUAS
+from aiosipua.dialog import dialog_matches
 from aiosipua.transport import SipTransport, TcpSipTransport
+from aiosipua.uas_requests import handle_ack
 
 from voicebot.dialog.transfer import valid_uri
 from voicebot.server.calls import Busy
@@ -38,6 +44,7 @@ from voicebot.server.sip_outbound import OutboundCall
 from voicebot.server.sip_register import Registrar
 from voicebot.server.sip_transfer import SipClient
 from voicebot.transports.dtmf import INFO_TYPES, info_digit
+from voicebot.transports.sip.ports import NoRtpPort, RtpPorts
 from voicebot.transports.sip.sdp import OfferNotAcceptable
 from voicebot.transports.sip.settings import SipSettings
 from voicebot.transports.sip.udp import (
@@ -69,6 +76,7 @@ class SipServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.registrar: Registrar | None = None  # --sip-register
         self.placed: dict[str, OutboundCall] = {}  # by our call id, newest last
+        self.rtp_ports = RtpPorts(settings.rtp_ports)  # every call's RTP port comes from here
 
     @property
     def port(self) -> int:
@@ -84,6 +92,9 @@ class SipServer:
         # parameter): both agents see every call.
         self.agents[1]._calls = self.agents[0]._calls
         log.info("sip: listening on %s:%d (UDP and TCP)", s.host, port)
+        if s.rtp_ports is not None:
+            low, high = s.rtp_ports
+            log.info("sip: RTP on even ports of %d-%d (%d calls)", low, high, self.rtp_ports.free)
         if s.register is not None:
             client = self.clients[id(self.agents[0])]  # REGISTER over UDP
             self.registrar = Registrar(client, s, self.manager.metrics)
@@ -103,6 +114,7 @@ class SipServer:
         uas.on_ack_timeout = lambda invite: self._end(invite, "no_ack")
         uas.on_session_expired = lambda invite: self._end(invite, "session_expired")
         uas._handlers["INFO"] = partial(self._on_info, uas)  # aiosipua answers INFO with 405
+        uas._handlers["ACK"] = partial(self._on_ack, uas)  # aiosipua drops an ACK's body
         await uas.start()
         advertised = s.advertised_host or (default_ip() if s.host in ANY_HOST else s.host)
         uas.advertised_addr = (advertised, bound_port(transport))  # for Via and Contact
@@ -139,12 +151,14 @@ class SipServer:
             invite.reject(503, "Service Unavailable")
             uas._calls.pop(invite.call_id, None)
             return
+        local_ip = self._local_ip(invite.source_addr[0])
         try:
-            answer = await call.open(self._local_ip(invite.source_addr[0]), self.settings.host)
-        except OfferNotAcceptable as exc:
+            sdp = await call.open(local_ip, self.settings.host, self.rtp_ports)
+        except (OfferNotAcceptable, NoRtpPort) as exc:
             log.info("sip: INVITE %s refused: %s", invite.call_id, exc)
-            metrics.rejected.labels("bad_request", call.transport).inc()
-            invite.reject(488, "Not Acceptable Here")
+            busy = isinstance(exc, NoRtpPort)
+            metrics.rejected.labels("no_rtp_port" if busy else "bad_request", call.transport).inc()
+            invite.reject(*((503, "Service Unavailable") if busy else (488, "Not Acceptable Here")))
             uas._calls.pop(invite.call_id, None)
             self.manager.withdraw(call)
             call.abort()
@@ -157,23 +171,23 @@ class SipServer:
             self.manager.withdraw(call)
             call.abort()
             return
-        invite.accept(answer.sdp)
+        invite.accept(sdp)
         self.calls[invite.call_id] = call
-        self.manager.started(call)
-        call.start()
+        call.start()  # at once; after a late offer, once the ACK has answered it
         assert call.task is not None
         call.task.add_done_callback(lambda _: self._forget(uas, invite.call_id))
         log.info(
             "sip: call %s from %s answered (%s, call id %s)",
             invite.call_id,
             invite.caller,
-            answer.codec.name,
+            call.codec_name or "late offer: our offer in the 200 OK, the answer in the ACK",
             call.call_id,
         )
 
     async def dial(self, to: str, ring_timeout: float | None = None) -> OutboundCall:
         """Place a call to ``to`` (``sip:…``); raises ``ValueError`` for a bad URI,
-        ``Busy`` at the call limit. The call rings, and runs once answered, as its task."""
+        ``Busy`` at the call limit, ``NoRtpPort`` when the RTP range is used up. The call
+        rings, and runs once answered, as its task."""
         if not to.lower().startswith(("sip:", "sips:")) or not valid_uri(to):
             raise ValueError(f"not a SIP URI: {to!r} (sip:user@host[:port])")
         remote = await uri_address(to)  # OSError: the host does not resolve
@@ -190,10 +204,18 @@ class SipServer:
             s.ring_timeout if ring_timeout is None else ring_timeout,
         )
         self.manager.admit(call)
+        try:
+            await call.bind(s.host, self.rtp_ports)
+        except BaseException as exc:
+            if isinstance(exc, NoRtpPort):
+                self.manager.metrics.rejected.labels("no_rtp_port", call.transport).inc()
+            self.manager.withdraw(call)
+            call.abort()
+            raise
         self.placed[call.call_id] = call
         while len(self.placed) > PLACED_KEPT:
             del self.placed[next(iter(self.placed))]
-        call.dial(self._local_ip(remote[0]), s.host, remote)
+        call.dial(self._local_ip(remote[0]), remote)
         log.info("sip: call %s: dialling %s", call.call_id, to)
         return call
 
@@ -226,6 +248,13 @@ class SipServer:
         key = info_digit(kind, request.text) if request.body else None
         if key is not None:
             call.dtmf(key, "info")
+
+    def _on_ack(self, uas: SipUAS, request: SipRequest, addr: tuple[str, int]) -> None:
+        """aiosipua confirms the dialog; the call reads a late offer's answer from the body."""
+        handle_ack(uas, request, addr)
+        call = self.calls.get(request.call_id or "")
+        if call is not None and dialog_matches(call.invite.dialog, request):
+            call.acknowledged(request)
 
     def _on_bye(self, invite: IncomingCall, request: SipRequest) -> None:
         self._end(invite, "hangup")

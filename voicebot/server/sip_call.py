@@ -1,7 +1,10 @@
 """One phone call: a SIP dialog, its RTP stream, and the pipeline behind them.
 
 The call answers at once (200 OK with our SDP) and the pipeline starts with
-it, so the greeting is the first thing the caller hears. It ends on the
+it, so the greeting is the first thing the caller hears. An INVITE without SDP
+(a late offer, RFC 3261 §13.2.1) gets our offer in the 200 OK and the caller's
+answer comes in the ACK: the pipeline starts once the ACK names the codec and
+the address (an ACK without a usable answer: our BYE, reason ``bad_ack``). It ends on the
 caller's BYE (``hangup``), the flow's ``end`` (``bot_hangup``: we send the
 BYE once the goodbye has been played), no RTP for ``rtp_timeout`` seconds
 while not on hold (``rtp_timeout``), the session timer running out
@@ -21,13 +24,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from typing import TYPE_CHECKING
 
-from aiosipua import IncomingCall
+from aiosipua import IncomingCall, SdpMessage, SipRequest, parse_sdp
 from aiosipua.dialog import Dialog
 
 from voicebot.call import build_call, say_after_end
@@ -35,19 +37,28 @@ from voicebot.dialog.transfer import refer_target
 from voicebot.events import EventRecord, TransferResultEvent
 from voicebot.server.idle import IdleWatch
 from voicebot.transports.dtmf import press
-from voicebot.transports.sip.codecs import RtpCodec
+from voicebot.transports.sip.codecs import CodecSpec, RtpCodec
 from voicebot.transports.sip.rtp import RtpStream
-from voicebot.transports.sip.sdp import Answer, OfferNotAcceptable, answer_offer
+from voicebot.transports.sip.sdp import (
+    Answer,
+    OfferNotAcceptable,
+    answer_offer,
+    make_offer,
+    read_answer,
+)
 from voicebot.transports.sip.settings import SipSettings
 from voicebot.transports.webrtc import LiveClock, OutputTrack, TrackSource
 
 if TYPE_CHECKING:
     from voicebot.server.calls import CallManager
     from voicebot.server.sip_transfer import Referral, SipClient
+    from voicebot.transports.sip.ports import RtpPorts
 
 log = logging.getLogger(__name__)
 
 NO_MEDIA_TIMEOUT = 1e9  # TrackSource's own timeout: the call watches RTP itself (holds pause it)
+NO_ADDRESS = ("0.0.0.0", 9)  # where RTP would go before an answer says (nothing is sent)
+ACK_TIMEOUT = 32.0  # s our late offer waits for the ACK's answer (64*T1, RFC 3261 §13.3.1.4)
 
 
 class RtpCall(abc.ABC):
@@ -70,6 +81,7 @@ class RtpCall(abc.ABC):
         self.task: asyncio.Task[None] | None = None
         self.clock = LiveClock()
         self.stream: RtpStream | None = None
+        self.output = OutputTrack(self.clock.now)  # replaced by the call's own in ``_build``
         self.on_hold = False
         self._running = False
         self._closing = False
@@ -225,8 +237,7 @@ class RtpCall(abc.ABC):
         """The call never started (CANCEL, failed answer): free what ``open`` took."""
         if self.stream is not None:
             self.stream.close()
-        with contextlib.suppress(AttributeError):
-            self.output.stop()
+        self.output.stop()
 
 
 class SipCall(RtpCall):
@@ -242,6 +253,9 @@ class SipCall(RtpCall):
         super().__init__(manager, settings, client)
         self.invite = invite
         self.answers = 0  # SDP answers given in this dialog (the o= version counts them)
+        self.codec_name = ""  # once negotiated
+        self.late_offer: SdpMessage | None = None  # our offer, for an INVITE without SDP
+        self._ack: asyncio.Future[SipRequest] | None = None  # the ACK that answers it
         self._session_id = str(int(time.time()))
 
     @property
@@ -254,19 +268,87 @@ class SipCall(RtpCall):
     def _bye(self) -> bool:
         return self.invite.hangup() is not None
 
-    async def open(self, local_ip: str, rtp_host: str) -> Answer:
-        """Negotiate the offer, bind the RTP port and build the pipeline; raises
-        ``OfferNotAcceptable``. Nothing is sent to the caller yet."""
+    async def open(self, local_ip: str, rtp_host: str, ports: RtpPorts | None = None) -> SdpMessage:
+        """Bind the RTP port (of ``ports``' range) and get ready; the SDP for our 200 OK:
+        the answer to the INVITE's offer (the pipeline is built), or for an INVITE
+        without SDP our offer, answered by the ACK. Raises ``OfferNotAcceptable`` and
+        ``NoRtpPort``. Nothing is sent to the caller yet."""
+        s = self.settings
         offer = self.invite.sdp_offer
-        if offer is None:
-            raise OfferNotAcceptable("INVITE without an SDP offer (late offer is not supported)")
-        answer = answer_offer(offer, local_ip, 0, self.settings.codecs)  # checks before binding
+        if offer is None and self.invite.invite.body:  # multipart (SIP-I), …: not ours to read
+            kind = self.invite.invite.content_type or "untyped"
+            raise OfferNotAcceptable(f"the INVITE's body is {kind}, not application/sdp")
+        if offer is None:  # late offer: the ACK will say codec and address
+            first = RtpCodec(s.codecs[0])
+            self.stream = await RtpStream.bind(rtp_host, first, NO_ADDRESS, s.jitter_ms, ports)
+            self.late_offer = make_offer(
+                local_ip, self.stream.local_port, s.codecs, self._session_id
+            )
+            self.answers = 1  # a later answer's o= version counts on from our offer's
+            self._ack = asyncio.get_running_loop().create_future()
+            return self.late_offer
+        answer = answer_offer(offer, local_ip, 0, s.codecs)  # checks before binding
         codec = RtpCodec(answer.codec)
-        self.stream = await RtpStream.bind(rtp_host, codec, answer.remote, self.settings.jitter_ms)
+        self.stream = await RtpStream.bind(rtp_host, codec, answer.remote, s.jitter_ms, ports)
         answer = self._answer(local_ip)
         self._build(codec)
         self._hold(answer)
-        return answer
+        self.codec_name = codec.spec.name
+        return answer.sdp
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(
+            self._answered(), name=f"sip:{self.call_id}"
+        )
+
+    async def _answered(self) -> None:
+        """Run the call: at once, or after a late offer once the ACK's answer is read."""
+        if self._ack is not None and not await self._read_ack(self._ack):
+            return
+        self.manager.started(self)
+        await self._run()
+
+    def acknowledged(self, ack: SipRequest) -> None:
+        """The caller's ACK of our 200 OK (or of a re-INVITE's): a late offer's answer."""
+        if self._ack is not None and not self._ack.done():
+            self._ack.set_result(ack)
+
+    async def _read_ack(self, pending: asyncio.Future[SipRequest]) -> bool:
+        """Wait for the ACK and start the media it answers; False: the call is over."""
+        assert self.stream is not None and self.late_offer is not None
+        try:
+            ack = await asyncio.wait_for(pending, ACK_TIMEOUT)
+        except TimeoutError:  # over UDP aiosipua gives up first (on_ack_timeout: no_ack)
+            self._unanswered("no_ack")
+            return False
+        except asyncio.CancelledError:  # hung up (the reason is set), or shutdown
+            self._unanswered("cancelled")
+            return False
+        try:
+            answer = ack_answer(ack, self.late_offer, self.settings.codecs)
+        except OfferNotAcceptable as exc:
+            log.warning(
+                "call %s: the ACK brings no usable answer to our offer (%s): hanging up",
+                self.call_id,
+                exc,
+            )
+            self._unanswered("bad_ack")
+            return False
+        codec = RtpCodec(answer.codec)
+        self.stream.answered(codec, answer.remote)
+        self._build(codec)
+        self._hold(answer)
+        self.codec_name = codec.spec.name
+        log.info("call %s: the ACK answers our offer (%s)", self.call_id, self.codec_name)
+        return True
+
+    def _unanswered(self, reason: str) -> None:
+        """A late offer that came to nothing: our BYE (if the dialog is up), all released."""
+        self.reason = self.reason or reason
+        if self._bye():
+            log.info("call %s: BYE sent (%s)", self.call_id, self.reason)
+        self.abort()
+        self.manager.release(self)
 
     def _answer(self, local_ip: str) -> Answer:
         assert self.stream is not None and self.invite.sdp_offer is not None
@@ -283,6 +365,10 @@ class SipCall(RtpCall):
 
     def reinvited(self, local_ip: str) -> None:
         """A re-INVITE (hold, resume, a new address): answer it with the same codec."""
+        if self._ack is not None and not self._ack.done():
+            # our offer is not answered yet (RFC 3261 §14.2); reject() would end the dialog
+            self.invite._send_response(491, "Request Pending")
+            return
         if self.invite.sdp_offer is None or self.stream is None:
             self.invite.reject(488, "Not Acceptable Here")  # offerless re-INVITE: not supported
             return
@@ -295,3 +381,17 @@ class SipCall(RtpCall):
         self._hold(answer)
         self.invite.accept(answer.sdp)
         log.info("call %s: %s", self.call_id, "on hold" if answer.on_hold else "resumed")
+
+
+def ack_answer(ack: SipRequest, offer: SdpMessage, codecs: tuple[CodecSpec, ...]) -> Answer:
+    """What the ACK's SDP answers to our late ``offer``; raises ``OfferNotAcceptable``."""
+    kind = (ack.content_type or "").split(";")[0].strip().lower()
+    if not ack.body:
+        raise OfferNotAcceptable("the ACK has no SDP")
+    if kind != "application/sdp":
+        raise OfferNotAcceptable(f"the ACK's body is {kind or 'untyped'}, not application/sdp")
+    try:
+        sdp = parse_sdp(ack.text)
+    except ValueError as exc:
+        raise OfferNotAcceptable(f"the ACK's SDP does not parse: {exc}") from exc
+    return read_answer(sdp, offer, codecs)

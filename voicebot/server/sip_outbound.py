@@ -1,7 +1,8 @@
 """Calls the bot places (``POST /calls``, ``voicebot call sip:…``) from the SIP listener.
 
 An ``OutboundCall`` is admitted like any call (the same call limit), binds its
-RTP port and sends an INVITE with our offer (G.722, G.711, telephone-event)
+RTP port (of ``--rtp-ports``: none free, ``NoRtpPort`` and ``POST /calls``
+answers 503) and sends an INVITE with our offer (G.722, G.711, telephone-event)
 from the server's UDP transport, as ``--sip-register``'s address of record
 when there is one (its credentials answer a 401/407). It rings for the ring
 timeout: answered (2xx), the pipeline runs as on a call we answered, the
@@ -24,21 +25,20 @@ from aiosipua.dialog import Dialog
 from aiosipua.outgoing_call import OutgoingCall
 
 from voicebot.events import DialEvent, EventBus
-from voicebot.server.sip_call import RtpCall
+from voicebot.server.sip_call import NO_ADDRESS, RtpCall
 from voicebot.transports.sip.codecs import RtpCodec
 from voicebot.transports.sip.rtp import RtpStream
 from voicebot.transports.sip.sdp import OfferNotAcceptable, make_offer, read_answer
-from voicebot.transports.webrtc import OutputTrack
 
 if TYPE_CHECKING:
     from voicebot.server.calls import CallManager
     from voicebot.server.sip_transfer import SipClient
+    from voicebot.transports.sip.ports import RtpPorts
     from voicebot.transports.sip.settings import SipSettings
 
 log = logging.getLogger(__name__)
 
 BUSY = (486, 600)  # Busy Here, Busy Everywhere
-NO_ADDRESS = ("0.0.0.0", 9)  # where RTP would go before the answer says (nothing is sent)
 
 
 class OutboundCall(RtpCall):
@@ -61,7 +61,6 @@ class OutboundCall(RtpCall):
         self.status = "dialing"  # ringing, answered, busy, no_answer, failed, cancelled, ended
         self.sip_status = 0
         self.outgoing: OutgoingCall | None = None
-        self.output = OutputTrack(self.clock.now)  # replaced by the call's own once answered
 
     @property
     def sip_call_id(self) -> str:
@@ -86,18 +85,22 @@ class OutboundCall(RtpCall):
             out["reason"] = self.reason
         return out
 
-    def dial(self, local_ip: str, rtp_host: str, remote: tuple[str, int]) -> None:
-        """Start ringing ``remote`` (the callee or a trunk) as the call's task."""
+    async def bind(self, rtp_host: str, ports: RtpPorts | None = None) -> None:
+        """Take the call's RTP port (of ``ports``' range); raises ``NoRtpPort``."""
+        s = self.settings
+        first = RtpCodec(s.codecs[0])
+        self.stream = await RtpStream.bind(rtp_host, first, NO_ADDRESS, s.jitter_ms, ports)
+
+    def dial(self, local_ip: str, remote: tuple[str, int]) -> None:
+        """Start ringing ``remote`` (the callee or a trunk) as the call's task (once bound)."""
         self.task = asyncio.get_running_loop().create_task(
-            self._dial(local_ip, rtp_host, remote), name=f"sip:{self.call_id}:dial"
+            self._dial(local_ip, remote), name=f"sip:{self.call_id}:dial"
         )
 
-    async def _dial(self, local_ip: str, rtp_host: str, remote: tuple[str, int]) -> None:
+    async def _dial(self, local_ip: str, remote: tuple[str, int]) -> None:
         s = self.settings
+        assert self.stream is not None
         try:
-            self.stream = await RtpStream.bind(
-                rtp_host, RtpCodec(s.codecs[0]), NO_ADDRESS, s.jitter_ms
-            )
             session = str(int(time.time()))
             offer = make_offer(local_ip, self.stream.local_port, s.codecs, session)
             auth = (

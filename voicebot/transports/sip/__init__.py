@@ -6,7 +6,9 @@ WebRTC ones in ``voicebot.server`` (``server/sip.py``: ``SipServer``; ``server/s
 
 * ``udp`` - aiosipua's transports as voicebot runs them (UDP under uvloop, bound ports).
 * ``rtp.RtpStream`` - the RTP socket (our jitter buffer, symmetric RTP, paced sending).
-* ``sdp.answer_offer`` - offer/answer and the codec choice; ``codecs`` - G.711/G.722 via av.
+* ``ports.RtpPorts`` - the RTP port range (``--rtp-ports``): an even port per call.
+* ``sdp.answer_offer`` - offer/answer and the codec choice (``make_offer``: ours, for calls we
+  place and late offers); ``codecs`` - G.711/G.722 via av.
 * ``settings.SipSettings`` - ports, timeouts and codecs.
 
 See docs/telephony.md.

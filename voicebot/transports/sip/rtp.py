@@ -9,6 +9,9 @@ call's. Outbound, ``send`` pulls the bot's paced 20 ms frames from an
 ``OutputTrack`` (silence while the bot is quiet, so NAT bindings stay open and
 the far end hears a steady stream) and sends one packet per frame.
 
+The socket comes from ``ports.RtpPorts`` (an even port of ``--rtp-ports``, or
+any free one) and its port goes back there on ``close``.
+
 Symmetric RTP: media goes to where the caller's packets come from, not only
 to the address in its SDP, so callers behind NAT hear the bot. The address
 latches on the first packet and again when the stream's SSRC changes.
@@ -37,6 +40,7 @@ from aiortc.rtp import RtpPacket
 from voicebot.transports.dtmf import TelephoneEvents
 from voicebot.transports.jitter import AudioJitterBuffer, frames_for
 from voicebot.transports.sip.codecs import RtpCodec
+from voicebot.transports.sip.ports import RtpPorts
 from voicebot.transports.webrtc import OutputTrack
 
 log = logging.getLogger(__name__)
@@ -94,6 +98,7 @@ class RtpStream(asyncio.DatagramProtocol):
         self.on_dtmf: Callable[[str], object] | None = None
         self._events = TelephoneEvents()
         self._transport: asyncio.DatagramTransport | None = None
+        self._release: Callable[[], None] | None = None  # gives the port back to the range
         self._time_base = fractions.Fraction(1, codec.spec.clock_rate)
         self._ssrc = random.getrandbits(32)
         self._sequence = random.getrandbits(16)
@@ -101,13 +106,28 @@ class RtpStream(asyncio.DatagramProtocol):
 
     @classmethod
     async def bind(
-        cls, host: str, codec: RtpCodec, remote: tuple[str, int], jitter_ms: int
+        cls,
+        host: str,
+        codec: RtpCodec,
+        remote: tuple[str, int],
+        jitter_ms: int,
+        ports: RtpPorts | None = None,
     ) -> RtpStream:
-        """A stream on a free UDP port of ``host``."""
+        """A stream on a free UDP port of ``host``, of ``ports``' range if it has one
+        (raises ``NoRtpPort`` when none is free); ``close`` gives the port back."""
+        ports = ports or RtpPorts()
+        sock = ports.take(host)
+        port = int(sock.getsockname()[1])
         loop = asyncio.get_running_loop()
-        _, stream = await loop.create_datagram_endpoint(
-            lambda: cls(codec, remote, jitter_ms), local_addr=(host, 0)
-        )
+        try:
+            _, stream = await loop.create_datagram_endpoint(
+                lambda: cls(codec, remote, jitter_ms), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            ports.release(port)
+            raise
+        stream._release = lambda: ports.release(port)
         return stream
 
     @property
@@ -206,3 +226,6 @@ class RtpStream(asyncio.DatagramProtocol):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        if self._release is not None:
+            self._release()
+            self._release = None

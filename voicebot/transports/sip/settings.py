@@ -14,6 +14,7 @@ class SipSettings:
     port: int = 5060  # UDP and TCP
     host: str = "127.0.0.1"  # 0.0.0.0: every interface
     advertised_host: str | None = None  # the address peers reach us at (NAT); default: host
+    rtp_ports: tuple[int, int] | None = None  # (low, high): an even port per call; None: any
     rtp_timeout: float = 30.0  # no RTP from the caller for this long (not on hold): hang up
     session_expires: int | None = 1800  # RFC 4028 session timer; None: off
     jitter_ms: int = 20  # caller audio held back for late packets (one 20 ms frame)
