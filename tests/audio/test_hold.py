@@ -3,11 +3,13 @@ after a click, dropped by a real barge-in - through the real graph on a clean li
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import numpy as np
 
 from tests.support.paths import ECHO_PIPELINE
+from voicebot.audio.stages import MAX_FALSE_HOLDS, VadStage
 from voicebot.bench.echo import (
     FIRST,
     STOP,
@@ -19,7 +21,10 @@ from voicebot.bench.echo import (
 from voicebot.call import build_call, warm_up
 from voicebot.clock import FastClock
 from voicebot.config import load_pipeline
+from voicebot.context import CallContext
 from voicebot.events import EventRecord
+from voicebot.frames import AudioFrame, Frame
+from voicebot.graph import Overflow, Pipeline, Source, Stage
 
 CLICK = "click"
 
@@ -80,3 +85,41 @@ async def test_a_barge_in_stops_the_bot_within_100_ms_of_the_callers_onset():
     events, output, source = await _call(False, STOP)
     plain = score(events, output, source.stop_onset)
     assert plain["barge_in_ms"] is not None and plain["barge_in_ms"] >= 150, plain
+
+
+class _Clicks(Source):
+    """A caller who clicks ``n`` times, 400 ms apart, while the bot is speaking; counts
+    the holds the VAD put on the reply."""
+
+    def __init__(self, clicks: int) -> None:
+        super().__init__()
+        sound = click(speech_for_calls()[STOP]).astype(np.int16)
+        sound16 = np.repeat(sound, 2)  # 8 kHz -> 16 kHz, plenty for webrtcvad
+        gap = np.zeros(16000 * 4 // 10, np.int16)
+        self.pcm = np.concatenate([gap, *[np.concatenate([sound16, gap]) for _ in range(clicks)]])
+        self.holds = 0
+
+    async def produce(self) -> None:
+        state = self.ctx.state
+        state.bot_speaking = True  # one long reply
+        held = False
+        for i in range(0, len(self.pcm) - 320 + 1, 320):
+            await self.ctx.clock.sleep_until((i + 320) / 16000)
+            await self.push(AudioFrame(self.pcm[i : i + 320], 16000, 1, i / 16000))
+            await asyncio.sleep(0)  # the VAD takes the frame
+            self.holds += state.hold_playback and not held
+            held = state.hold_playback
+
+
+async def test_a_noisy_line_is_held_at_most_max_false_holds_times_per_reply():
+    source = _Clicks(MAX_FALSE_HOLDS + 3)
+    stages: list[Stage] = [source, VadStage(), _Sink()]
+    await Pipeline(CallContext(FastClock()), stages, [(50, Overflow.BLOCK)] * 2).run()
+    assert source.holds == MAX_FALSE_HOLDS
+
+
+class _Sink(Stage):
+    name = "sink"
+
+    async def process(self, frame: Frame) -> None:
+        return None

@@ -147,6 +147,9 @@ class EchoCancelStage(Stage):
 
 
 HOLD_RELEASE_MS = 40  # a held reply plays on after this much unvoiced audio
+# Holds that were no turn, per reply, after which a noisy line lets the reply play on
+# (barge-in then waits for min_speech_ms, as without the hold)
+MAX_FALSE_HOLDS = 3
 
 
 class VadStage(Stage):
@@ -165,8 +168,9 @@ class VadStage(Stage):
     endpointer has not decided and the caller has not been quiet for
     ``HOLD_RELEASE_MS`` (webrtcvad's verdicts, which already trail the sound by its
     overhang): a turn interrupts the reply, a click or a cough lets it play on
-    after a short pause. The caller hears the bot stop a frame or two after
-    they began, not ``min_speech_ms`` later.
+    after a short pause. After ``MAX_FALSE_HOLDS`` such pauses in one reply (a
+    noisy line) the rest of it is not held. The caller hears the bot stop a frame
+    or two after they began, not ``min_speech_ms`` later.
     """
 
     name = "vad"
@@ -188,6 +192,7 @@ class VadStage(Stage):
         self._next_pts: float | None = None
         self._frame_s = self.config.frame_ms / 1000
         self._quiet_frames = 0  # unvoiced frames in a row
+        self._false_holds = 0  # holds in this reply that were no turn
         self._hold_release = -(-HOLD_RELEASE_MS // self.config.frame_ms)
 
     async def process(self, frame: Frame) -> None:
@@ -219,14 +224,20 @@ class VadStage(Stage):
         if not self.config.hold_on_onset:
             return
         state = self.ctx.state
+        if not state.bot_speaking:
+            self._false_holds = 0  # a new reply starts afresh
         self._quiet_frames = 0 if self._endpointer.frame_voiced else self._quiet_frames + 1
         undecided = self._endpointer.state == "candidate" or self._pending_voiced is not None
-        state.hold_playback = (
+        hold = (
             undecided
             and self._quiet_frames < self._hold_release
             and state.bot_speaking
             and state.barge_in
+            and self._false_holds < MAX_FALSE_HOLDS
         )
+        if state.hold_playback and not hold and state.bot_speaking:
+            self._false_holds += 1  # released, and the reply plays on: it was no turn
+        state.hold_playback = hold
 
     async def _handle(self, event: object) -> None:
         ctx = self.ctx
