@@ -124,6 +124,12 @@ def test_missing_files_models_and_voices(tmp_path):
         "2:10: E201 unknown ASR model './models/nothing-here': use one of tiny.en, base "
         "or a model directory",
     ]
+    assert errors(tmp_path, "language: de\nasr:\n  second_pass: tiny.en\n") == [
+        "3:16: E202 tiny.en is English-only but language is 'de'; use 'base'",
+    ]
+    assert errors(tmp_path, "asr:\n  second_pass: large\n") == [
+        "2:16: E201 unknown ASR model 'large': use one of tiny.en, base or a model directory",
+    ]
     assert errors(tmp_path, "tts:\n  engine: espeak\n  voice: klingon\n") == [
         "3:10: E203 espeak-ng has no voice 'klingon' (e.g. 'de', 'en-us', 'fr')",
     ]

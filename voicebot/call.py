@@ -57,6 +57,15 @@ def asr_engine(config: PipelineConfig) -> AsrEngine:
     return engines.asr_engine(config.asr, config.latency_budget_ms)
 
 
+def second_pass_engine(config: PipelineConfig) -> AsrEngine | None:
+    """The local model that recognises a turn again where its transcript matched nothing
+    (``asr.second_pass``), or None."""
+    asr = config.asr
+    if not asr.second_pass:
+        return None
+    return engines.local_asr(asr.second_pass, asr.compute_type, asr.cpu_threads, asr.beam_size)
+
+
 def tts_engine(config: PipelineConfig) -> TtsEngine:
     return engines.tts_engine(config.tts, config.latency_budget_ms)
 
@@ -64,6 +73,9 @@ def tts_engine(config: PipelineConfig) -> TtsEngine:
 async def warm_up(config: PipelineConfig) -> None:
     """Load and exercise the engines (and a flow bot) so the first caller does not pay for it."""
     await asr_engine(config).warm_up()
+    second = second_pass_engine(config)
+    if second is not None:
+        await second.warm_up()
     await tts_engine(config).warm_up()
     if config.dialog.type == "flow":
         from voicebot.dialog.bot import load_bot
@@ -184,6 +196,8 @@ def build_call(
         config.language,
         config.asr.partial_interval_ms,
         context=config.asr.context == "prompt",
+        unsure_below=config.asr.unsure_below,
+        second_pass=second_pass_engine(config),
     )
     # `end` / `transfer` hang up after the last words are played
     dialog = dialog_stage(config, hang_up=pipeline.hang_up)

@@ -185,6 +185,8 @@ class IntentEvent(Event):
     text: str
     interim: bool = _optional(False)
     mentioned: dict[str, Any] = field(default_factory=dict, metadata={"optional": True})
+    # values heard from words the recogniser was unsure of: not taken, asked for again
+    unsure: dict[str, Any] = field(default_factory=dict, metadata={"optional": True})
 
 
 @_event("no_match")

@@ -13,6 +13,7 @@ audio); an ``Interrupt`` discards them wherever they are queued.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -97,13 +98,33 @@ class SpeechStopped(Frame):
 # --- text ------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class HeardWord:
+    """One word of a transcript (as ``text.split()`` gives it) and the probability the
+    recogniser gave it: the least sure of its tokens, punctuation aside."""
+
+    text: str
+    probability: float
+
+
+SecondPass = Callable[[], Awaitable[tuple[str, tuple[int, ...]]]]
+"""The turn's audio recognised again by a larger model: (transcript, its unsure words)."""
+
+
 @dataclass(slots=True)
 class Transcript(Frame):
+    """What the caller said. ``unsure``: indexes (in ``text.split()``) of the words the
+    recogniser heard with too low a probability (``asr.unsure_below``) to act on a value
+    read from them. ``second_pass`` (finals, with ``asr.second_pass``): recognises the
+    turn again, for the dialog to try where this transcript matched nothing."""
+
     text: str
     final: bool
     turn: int
     language: str = ""
     confidence: float = 1.0
+    unsure: tuple[int, ...] = ()
+    second_pass: SecondPass | None = None
 
 
 @dataclass(slots=True)

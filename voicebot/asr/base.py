@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voicebot.frames import HeardWord
+
 SAMPLE_RATE = 16000
 
 
@@ -24,6 +26,8 @@ class AsrResult:
     avg_logprob: float = 0.0
     decode_ms: float = 0.0
     engine: str = ""  # who answered, when a remote engine may fall back to a local one
+    # one per word of ``text``, or empty where the engine gives no word probabilities
+    words: tuple[HeardWord, ...] = ()
 
 
 class AsrSession(ABC):

@@ -9,13 +9,28 @@ import numpy as np
 
 from voicebot.asr.base import AsrEngine, AsrResult, AsrSession
 from voicebot.events import TranscriptEvent
-from voicebot.frames import AudioFrame, Frame, SpeechStarted, SpeechStopped, Transcript
+from voicebot.frames import (
+    AudioFrame,
+    Frame,
+    SecondPass,
+    SpeechStarted,
+    SpeechStopped,
+    Transcript,
+)
 from voicebot.graph import Stage
 
 log = logging.getLogger(__name__)
 
 # A partial is only worth its decode while the caller is still talking.
 PARTIAL_MAX_SILENCE = 0.2
+
+
+def unsure_words(result: AsrResult, below: float) -> tuple[int, ...]:
+    """Indexes (in ``result.text.split()``) of the words heard with a probability under
+    ``below``; none where the engine gives no word probabilities."""
+    if below <= 0.0 or len(result.words) != len(result.text.split()):
+        return ()
+    return tuple(i for i, w in enumerate(result.words) if w.probability < below)
 
 
 class AsrStage(Stage):
@@ -36,11 +51,17 @@ class AsrStage(Stage):
         language: str | None,
         partial_interval_ms: int = 300,
         context: bool = False,
+        unsure_below: float = 0.0,
+        second_pass: AsrEngine | None = None,
     ):
         super().__init__()
         self.engine = engine
         self.language = language
         self.context = context  # pass the dialog's last question to the recogniser
+        self.unsure_below = unsure_below  # word probability under which a word is unsure
+        self.second_pass = second_pass  # recognises a turn again if it matched nothing
+        self._audio: list[np.ndarray] = []  # the turn's audio, kept for the second pass
+        self._context: str | None = None
         self.partial_interval = partial_interval_ms / 1000
         self._session: AsrSession | None = None
         self._turn = 0
@@ -57,6 +78,8 @@ class AsrStage(Stage):
         if isinstance(frame, SpeechStarted):
             context = self.ctx.state.asr_context if self.context else None
             self._session = self.engine.session(self.language, context=context)
+            self._context = context
+            self._audio = []
             self._turn = frame.turn
             self._next_partial = self.partial_interval
             self._last_partial_text = ""
@@ -69,7 +92,10 @@ class AsrStage(Stage):
 
     def _feed(self, frame: AudioFrame) -> None:
         assert self._session is not None
-        self._session.feed(frame.pcm.astype(np.float32) * (1 / 32768))
+        audio = frame.pcm.astype(np.float32) * (1 / 32768)
+        self._session.feed(audio)
+        if self.second_pass is not None:
+            self._audio.append(audio)
         if frame.voiced:
             self._last_voiced = frame.end
         if (
@@ -122,7 +148,35 @@ class AsrStage(Stage):
             ),
             t=now,
         )
-        await self.push(Transcript(result.text, True, turn, result.language))
+        unsure = unsure_words(result, self.unsure_below)
+        again = self._second_pass(turn) if self.second_pass is not None else None
+        await self.push(
+            Transcript(result.text, True, turn, result.language, unsure=unsure, second_pass=again)
+        )
+
+    def _second_pass(self, turn: int) -> SecondPass:
+        """The turn's audio, recognised again by the second-pass engine when called."""
+        engine, context = self.second_pass, self._context
+        assert engine is not None
+        audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
+        self._audio = []
+
+        async def again() -> tuple[str, tuple[int, ...]]:
+            with self.ctx.clock.busy():
+                result = await engine.transcribe(audio, self.language, context=context)
+            self.ctx.bus.emit(
+                TranscriptEvent(
+                    final=True,
+                    text=result.text,
+                    turn=turn,
+                    language=result.language,
+                    decode_ms=round(result.decode_ms, 1),
+                    engine="second_pass",
+                )
+            )
+            return result.text, unsure_words(result, self.unsure_below)
+
+        return again
 
     async def on_end_of_stream(self) -> None:
         if self._session is not None:

@@ -9,6 +9,13 @@ synthetic speech. Trimmed input still makes Whisper prone to starting the transc
 over once it reaches the end of the audio, so the token budget is tied to the duration
 and such restarts are cut off again (``collapse_repeats``).
 
+Final transcripts carry each word's probability (``AsrResult.words``): the softmax of
+the decoder's own logits at the token it chose, as the decode saw it (with the dialog
+context), the least sure token of a word counting: about 10 ms a turn (tiny.en, p50 of
+the per-turn difference over 40 dev turns). faster-whisper's ``Word.probability``
+(``word_timestamps=True``) re-runs the decoder to align the words, without the context,
+at about 25 ms a turn.
+
 Each model is loaded once per process and shared by every engine and session that
 asks for it; its decodes run one at a time on a single worker thread of its own.
 """
@@ -32,6 +39,7 @@ from faster_whisper.transcribe import get_suppressed_tokens
 
 from voicebot.asr.base import SAMPLE_RATE, AsrEngine, AsrResult, AsrSession
 from voicebot.asr.models import resolve_model
+from voicebot.frames import HeardWord
 
 _FRAMES_PER_S = 100  # log-Mel frames (hop 160 at 16 kHz)
 _MAX_FRAMES = 3000  # the encoder's 30 s window
@@ -232,6 +240,47 @@ class _WindowResult:
     no_speech_prob: float
     logprob_sum: float
     tokens: int
+    words: list[HeardWord] | None  # None: the words could not be told apart
+
+
+def _token_probabilities(logits: Any, ids: list[int]) -> list[float]:
+    """Each chosen token's probability: softmax of the decoder's logits at its step."""
+    rows = np.asarray(logits, dtype=np.float32)[: len(ids)]
+    if rows.ndim != 2 or len(rows) < len(ids):
+        return []
+    peak = rows.max(axis=1, keepdims=True)
+    log_total = np.log(np.exp(rows - peak).sum(axis=1)) + peak[:, 0]
+    chosen = rows[np.arange(len(ids)), ids]
+    return [float(p) for p in np.exp(chosen - log_total)]
+
+
+def heard_words(pieces: list[str], probabilities: list[float], text: str) -> list[HeardWord] | None:
+    """The words of ``text`` with probabilities, from the decoded token ``pieces``.
+
+    A word is the tokens from one that starts with a space to the next; its probability is
+    its least sure token's, punctuation aside ("Friday," is as sure as "Friday"). ``text``
+    may have lost repeated stretches (``collapse_repeats``): its words are found, in order,
+    among the decoded ones. None when they cannot be (nothing is then known of them).
+    """
+    words: list[tuple[str, list[float]]] = []
+    for piece, p in zip(pieces, probabilities, strict=True):
+        if not words or piece.startswith(" ") or not piece.strip():
+            words.append(("", []))
+        word, probs = words[-1]
+        if any(c.isalnum() for c in piece) or not probs:
+            probs = [p] if not any(c.isalnum() for c in word) else [*probs, p]
+        words[-1] = (word + piece.strip(), probs)
+    decoded = [(w, min(ps)) for w, ps in words if w]
+    out: list[HeardWord] = []
+    k = 0
+    for word in text.split():
+        while k < len(decoded) and decoded[k][0] != word:
+            k += 1
+        if k == len(decoded):
+            return None
+        out.append(HeardWord(word, round(decoded[k][1], 4)))
+        k += 1
+    return out
 
 
 class WhisperEngine(AsrEngine):
@@ -327,7 +376,7 @@ class WhisperEngine(AsrEngine):
             with shared._count_lock:
                 shared.partials_skipped += 1
             return AsrResult("", language or "")
-        return self.decode(audio, language, context)
+        return self.decode(audio, language, context, words=False)
 
     async def transcribe_segments(
         self,
@@ -361,9 +410,15 @@ class WhisperEngine(AsrEngine):
         return await loop.run_in_executor(self._shared.executor, work)
 
     def decode(
-        self, audio: np.ndarray, language: str | None, context: str | None = None
+        self,
+        audio: np.ndarray,
+        language: str | None,
+        context: str | None = None,
+        *,
+        words: bool = True,
     ) -> AsrResult:
-        """Blocking decode of a whole clip; ``run`` calls it on the model's worker thread."""
+        """Blocking decode of a whole clip; ``run`` calls it on the model's worker thread.
+        ``words``: with each word's probability (finals; partials skip it)."""
         wm = self._shared.load()
         self._check_language(language)
         started = time.perf_counter()
@@ -373,16 +428,20 @@ class WhisperEngine(AsrEngine):
             return AsrResult("", language or "", no_speech_prob=1.0)
         parts: list[_WindowResult] = []
         for window in split_windows(audio, self.max_window_s):
-            part = self._decode_window(wm, window, language, context if not parts else None)
+            part = self._decode_window(
+                wm, window, language, context if not parts else None, words=words
+            )
             language = part.language  # detected once, on the first window
             parts.append(part)
         tokens = sum(p.tokens for p in parts)
+        heard = [p.words for p in parts if p.text]
         return AsrResult(
             text=" ".join(p.text for p in parts if p.text),
             language=language or "",
             no_speech_prob=min(p.no_speech_prob for p in parts),
             avg_logprob=sum(p.logprob_sum for p in parts) / max(tokens, 1),
             decode_ms=(time.perf_counter() - started) * 1000.0,
+            words=tuple(w for ws in heard for w in ws or ()) if all(heard) and words else (),
         )
 
     def _check_language(self, language: str | None) -> None:
@@ -395,6 +454,8 @@ class WhisperEngine(AsrEngine):
         audio: np.ndarray,
         language: str | None,
         context: str | None = None,
+        *,
+        words: bool = True,
     ) -> _WindowResult:
         min_len = int(_MIN_AUDIO_S * SAMPLE_RATE)
         if len(audio) < min_len:
@@ -419,12 +480,12 @@ class WhisperEngine(AsrEngine):
         )
         seconds = len(audio) / SAMPLE_RATE
         budget = min(int(_TOKENS_BASE + _TOKENS_PER_S * seconds), _MAX_NEW_TOKENS)
-        result, text, looped = self._generate(wm, encoded, prompt, suppress, tok, budget)
+        result, text, looped = self._generate(wm, encoded, prompt, suppress, tok, budget, words)
         if not looped and len(result.sequences_ids[0]) >= budget < _MAX_NEW_TOKENS:
             # Out of budget without a loop: fast or dense speech, not a hallucination - but
             # three times the budget is plenty (a loop the collapse missed stops there).
             result, text, _ = self._generate(
-                wm, encoded, prompt, suppress, tok, min(3 * budget, _MAX_NEW_TOKENS)
+                wm, encoded, prompt, suppress, tok, min(3 * budget, _MAX_NEW_TOKENS), words
             )
         ids = result.sequences_ids[0]
         # CTranslate2 reports the length-normalised score; recover the sum, then average
@@ -434,7 +495,15 @@ class WhisperEngine(AsrEngine):
         silent = result.no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _LOGPROB_FLOOR
         if silent or not any(c.isalnum() for c in text):  # "." alone is no transcript
             text = ""
-        return _WindowResult(text, language, result.no_speech_prob, logprob_sum, len(ids) + 1)
+        heard = None
+        if words and text and result.logits:
+            probabilities = _token_probabilities(result.logits[0], ids)
+            if probabilities:
+                pieces = [tok.decode([i]) for i in ids]
+                heard = heard_words(pieces, probabilities, text)
+        return _WindowResult(
+            text, language, result.no_speech_prob, logprob_sum, len(ids) + 1, heard
+        )
 
     def _generate(
         self,
@@ -444,6 +513,7 @@ class WhisperEngine(AsrEngine):
         suppress: list[int],
         tok: Tokenizer,
         budget: int,
+        logits: bool = False,
     ) -> tuple[ctranslate2.models.WhisperGenerationResult, str, bool]:
         """Decode at most ``budget`` tokens: (result, loop-free text, whether it looped)."""
         # CTranslate2 generates at most min(max_length / 2, max_length - len(prompt)).
@@ -455,6 +525,7 @@ class WhisperEngine(AsrEngine):
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
+            return_logits_vocab=logits,
             suppress_blank=True,
             suppress_tokens=suppress,
         )[0]

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from voicebot.bench.stats import percentile
+from voicebot.frames import SecondPass
 
 PATHS = ("16k", "opus", "ulaw", "16k+noise", "opus+noise", "ulaw+noise")
 EXTRA_PATHS = ("g722", "g722+noise")  # on request (--paths): the wideband phone line
@@ -152,27 +155,30 @@ def through(pcm: np.ndarray, path: str, noise: np.ndarray) -> np.ndarray:
 # --- recognition ----------------------------------------------------------------------
 
 
+Heard = tuple[str, float, tuple[float, ...]]  # transcript, decode ms, word probabilities
+
+
 class Transcripts:
     """A persistent cache of transcripts (JSON lines)."""
 
     def __init__(self) -> None:
         self.path = _cache() / "transcripts.jsonl"
-        self.table: dict[str, tuple[str, float]] = {}
+        self.table: dict[str, Heard] = {}
         if self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     row = json.loads(line)
-                    self.table[row["k"]] = (row["t"], row["ms"])
+                    self.table[row["k"]] = (row["t"], row["ms"], tuple(row.get("w", ())))
                 except (ValueError, KeyError):
                     continue
         self._new: list[str] = []
 
-    def get(self, key: str) -> tuple[str, float] | None:
+    def get(self, key: str) -> Heard | None:
         return self.table.get(key)
 
-    def put(self, key: str, text: str, ms: float) -> None:
-        self.table[key] = (text, ms)
-        self._new.append(json.dumps({"k": key, "t": text, "ms": round(ms, 1)}))
+    def put(self, key: str, text: str, ms: float, words: tuple[float, ...] = ()) -> None:
+        self.table[key] = (text, ms, words)
+        self._new.append(json.dumps({"k": key, "t": text, "ms": round(ms, 1), "w": words}))
         if len(self._new) >= 50:
             self.flush()
 
@@ -204,6 +210,7 @@ class Cell:
     edits: int = 0
     words: int = 0
     asr_ms: list[float] = field(default_factory=list)
+    second_ms: list[float] = field(default_factory=list)  # second-pass decodes
     scores: list[Any] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
@@ -222,6 +229,9 @@ class Cell:
             "match_p99_ms": round(percentile(ms, 99), 3),
             "asr_p50_ms": round(percentile(asr, 50), 1),
             "asr_p95_ms": round(percentile(asr, 95), 1),
+            "second_pass_turns": len(self.second_ms),
+            "second_pass_p50_ms": round(percentile(self.second_ms or [0.0], 50), 1),
+            "second_pass_p95_ms": round(percentile(self.second_ms or [0.0], 95), 1),
         }
 
 
@@ -257,6 +267,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     heard_out: dict[Path, dict[int, dict[str, str]]] = {}
     for language in args.languages:
         config = load_pipeline(pipeline(PIPELINES[language]))
+        unsure_levels = args.unsure_below or [config.asr.unsure_below]
+        second_model = config.asr.second_pass if args.second_pass is None else args.second_pass
+        second = WhisperEngine(second_model) if second_model else None
         loaded = load_bot(config)
         models = args.models or DEFAULT_MODELS[language]
         noise = noise_bed(language)
@@ -274,8 +287,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for model in models:
                 engine = WhisperEngine(model)
                 for context_mode in args.contexts:
-                    cells = {path: Cell() for path in args.paths}
-                    by_voice: dict[tuple[str, str], Cell] = {}
+                    cells = {(path, u): Cell() for path in args.paths for u in unsure_levels}
+                    by_voice: dict[tuple[str, float, str], Cell] = {}
                     for i, item in enumerate(items):
                         conv = Conversation(
                             loaded.bot,
@@ -293,29 +306,50 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             speech = speak(item.say, engine_name, voice, rate)
                             for path in args.paths:
                                 key = _key(
-                                    "asr", item.say, engine_name, voice, rate, path, model, context
-                                )
+                                    "asr+words", item.say, engine_name, voice, rate, path, model,
+                                    context,
+                                )  # fmt: skip
                                 found = cache.get(key)
                                 if found is None:
                                     audio = through(speech, path, noise)
                                     result = await engine.transcribe(
                                         audio.astype(np.float32) / 32768, language, context=context
                                     )
-                                    found = (result.text, result.decode_ms)
+                                    probs = tuple(w.probability for w in result.words)
+                                    found = (result.text, result.decode_ms, probs)
                                     cache.put(key, *found)
-                                text, ms = found
-                                cell = cells[path]
+                                text, ms, probs = found
+                                second_key = functools.partial(
+                                    _key, "asr+words", item.say, engine_name, voice, rate, path
+                                )
                                 edits, words = wer(item.say, text, language)
-                                cell.edits += edits
-                                cell.words += words
-                                cell.asr_ms.append(ms)
-                                score = await score_turn(loaded, matcher, item, language, text)
-                                cell.scores.append(score)
-                                voice_cell = by_voice.setdefault((path, f"{voice}@{rate}"), Cell())
-                                voice_cell.edits += edits
-                                voice_cell.words += words
-                                voice_cell.asr_ms.append(ms)
-                                voice_cell.scores.append(score)
+                                for below in unsure_levels:
+                                    unsure = _unsure(text, probs, below)
+                                    took: list[float] = []
+                                    again = None
+                                    if second is not None:
+                                        again = _second_pass(
+                                            second,
+                                            cache,
+                                            second_key(second.model_name, context),
+                                            functools.partial(through, speech, path, noise),
+                                            (language, context, below),
+                                            took,
+                                        )
+                                    score = await score_turn(
+                                        loaded, matcher, item, language, text, unsure, again
+                                    )
+                                    for cell in (
+                                        cells[path, below],
+                                        by_voice.setdefault(
+                                            (path, below, f"{voice}@{rate}"), Cell()
+                                        ),
+                                    ):
+                                        cell.edits += edits
+                                        cell.words += words
+                                        cell.asr_ms.append(ms)
+                                        cell.second_ms.extend(took)
+                                        cell.scores.append(score)
                                 if (
                                     args.store_heard
                                     and model == models[0]
@@ -324,7 +358,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                     heard_out.setdefault(corpus_path, {}).setdefault(i, {})[
                                         f"{path}/{voice}@{rate}"
                                     ] = text
-                    for path, cell in cells.items():
+                    for (path, below), cell in cells.items():
                         row = {
                             "language": language,
                             "split": split,
@@ -332,11 +366,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             "path": path,
                             "model": model,
                             "context": context_mode,
+                            "unsure_below": below,
+                            "second_pass": second_model,
                             **cell.row(),
                         }
                         report["rows"].append(row)
                         _print_row(row)
-                    for (path, voice), cell in sorted(by_voice.items()):
+                    for (path, below, voice), cell in sorted(by_voice.items()):
                         report.setdefault("voices", []).append(
                             {
                                 "language": language,
@@ -346,6 +382,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 "voice": voice,
                                 "model": model,
                                 "context": context_mode,
+                                "unsure_below": below,
                                 **cell.row(),
                             }
                         )
@@ -361,13 +398,56 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def _print_row(row: dict[str, Any]) -> None:
     print(
         f"{row['language']} {row['split']:8} {row['path']:11} {row['model']:7} "
-        f"{row['context']:6} n={row['turns']:4}  WER {row['wer']:.3f}  "
+        f"{row['context']:6} u<{row['unsure_below']:.2f} n={row['turns']:4}  WER {row['wer']:.3f}  "
         f"intent {row['intent_accuracy']:.3f}  slots {row['slot_accuracy']:.3f}  "
         f"turn {row['turn_success']:.3f}  no-match {row['no_match_rate']:.3f}  "
         f"wrong {row['wrong_action_rate']:.3f}  match p50/p99 {row['match_p50_ms']:.2f}/"
-        f"{row['match_p99_ms']:.2f} ms  asr p50 {row['asr_p50_ms']:.0f} ms",
+        f"{row['match_p99_ms']:.2f} ms  asr p50 {row['asr_p50_ms']:.0f} ms"
+        + (
+            f"  second pass {row['second_pass']} on {row['second_pass_turns']} turns, "
+            f"p50/p95 {row['second_pass_p50_ms']:.0f}/{row['second_pass_p95_ms']:.0f} ms"
+            if row["second_pass"]
+            else ""
+        ),
         flush=True,
     )
+
+
+def _second_pass(
+    engine: Any,
+    cache: Transcripts,
+    key: str,
+    audio: Callable[[], np.ndarray],
+    heard_as: tuple[str, str | None, float],
+    took: list[float],
+) -> SecondPass:
+    """The bench's second pass: ``engine``'s transcript of the item (cached), its decode
+    time noted in ``took`` when the flow asks for it. ``heard_as``: (language, context,
+    unsure_below)."""
+    language, context, below = heard_as
+
+    async def again() -> tuple[str, tuple[int, ...]]:
+        found = cache.get(key)
+        if found is None:
+            result = await engine.transcribe(
+                audio().astype(np.float32) / 32768, language, context=context
+            )
+            found = (result.text, result.decode_ms, tuple(w.probability for w in result.words))
+            cache.put(key, *found)
+        took.append(found[1])
+        return found[0], _unsure(found[0], found[2], below)
+
+    return again
+
+
+def _unsure(text: str, probabilities: tuple[float, ...], below: float) -> tuple[int, ...]:
+    """The words of a cached transcript heard with a probability under ``below``."""
+    from voicebot.asr.base import AsrResult
+    from voicebot.asr.stage import unsure_words
+    from voicebot.frames import HeardWord
+
+    words = tuple(HeardWord(w, p) for w, p in zip(text.split(), probabilities, strict=False))
+    return unsure_words(AsrResult(text, words=words), below)
 
 
 def _write_heard(corpus_path: Path, by_item: dict[int, dict[str, str]]) -> None:
@@ -426,6 +506,19 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         "--full",
         action="store_true",
         help="understanding: every voice at every rate for every item",
+    )
+    group.add_argument(
+        "--unsure-below",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=None,
+        help="understanding: word probabilities under which a word is unsure, each measured "
+        "(default: the pipeline's asr.unsure_below)",
+    )
+    group.add_argument(
+        "--second-pass",
+        default=None,
+        help="understanding: the model that recognises a turn again where it matched "
+        "nothing; '' = none (default: the pipeline's asr.second_pass)",
     )
     group.add_argument("--limit", type=int, default=0, help="understanding: first N items")
     group.add_argument("--corpus-dir", default=None, help="understanding: corpus folder")

@@ -37,6 +37,7 @@ from voicebot.dialog.bot import LoadedBot
 from voicebot.dialog.flow import Conversation
 from voicebot.dialog.outcomes import MemoryOutcomeStore
 from voicebot.events import Event, IntentEvent
+from voicebot.frames import SecondPass
 from voicebot.nlu.match import Match, Matcher
 from voicebot.nlu.slot_day import DayValue, parse_day
 from voicebot.yamlsrc import Reader, did_you_mean, load
@@ -219,9 +220,16 @@ def _canon(values: dict[str, Any]) -> dict[str, str]:
 
 
 async def score_turn(
-    loaded: LoadedBot, matcher: Matcher, item: Item, language: str, heard: str | None = None
+    loaded: LoadedBot,
+    matcher: Matcher,
+    item: Item,
+    language: str,
+    heard: str | None = None,
+    unsure: Collection[int] = (),
+    second_pass: SecondPass | None = None,
 ) -> TurnScore:
-    """Run ``item`` (or ``heard``, a transcript of it) and its labelled reading."""
+    """Run ``item`` (or ``heard``, a transcript of it, with the ``unsure`` words the
+    recogniser marked) and its labelled reading."""
     text = item.say if heard is None else heard
     today = _today(matcher)
     conv, events = _conversation(loaded, matcher, item, language)
@@ -231,7 +239,7 @@ async def score_turn(
     started = time.perf_counter()  # the matcher alone (the flow's hooks are not matching)
     matcher.match(text, loaded.bot.actions(state), expect=state.collect)
     match_ms = (time.perf_counter() - started) * 1000
-    await conv.hear(text)
+    await conv.hear(text, unsure=unsure, second_pass=second_pass)
     gold_match = None if item.intent == NONE else Match(item.intent, gold_values(item, today))
     gold, _ = _conversation(loaded, _Gold(gold_match, language), item, language)
     await gold.hear(item.say)

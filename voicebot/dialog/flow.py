@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import ChainMap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,9 +48,11 @@ from voicebot.events import (
     StateEvent,
     TransferEvent,
 )
+from voicebot.frames import SecondPass
 from voicebot.nlu.match import Match, Matcher
 from voicebot.nlu.slot_time import pick_reading
 from voicebot.nlu.slots import SlotType
+from voicebot.nlu.unsure import match_unsure
 
 log = logging.getLogger(__name__)
 
@@ -322,15 +324,32 @@ class Conversation:
     async def start(self) -> Step:
         return await self._enter(self.flow.start)
 
-    async def hear(self, text: str, *, heard: float = 1.0) -> Step:
+    async def hear(
+        self,
+        text: str,
+        *,
+        heard: float = 1.0,
+        unsure: Collection[int] = (),
+        second_pass: SecondPass | None = None,
+    ) -> Step:
         """A final transcript. ``heard``: the share of the bot's last prompt that had played
-        when the caller started speaking (barge-in; 0: they spoke before it began)."""
+        when the caller started speaking (barge-in; 0: they spoke before it began).
+        ``unsure``: the words (indexes in ``text.split()``) the recogniser was unsure of; a
+        value read only from them is not taken (``nlu/unsure.py``). ``second_pass``: where
+        nothing the state accepts matched, the same audio recognised again (a larger model,
+        ``asr.second_pass``), matched in its place."""
         if self.ended:
             return Step(state=self.state_name, ended=self.ended)
         self.heard = heard
         self.entry.clear()  # said, not keyed: the keys so far are moot
         allowed = self.bot.actions(self.state) if self.state_name else {}
-        match = await self.matcher.match_async(text, allowed, expect=self.expected_slot())
+        expect = self.expected_slot()
+        match = await match_unsure(self.matcher, text, unsure, allowed, expect=expect)
+        if second_pass is not None and (match is None or match.intent not in self.accepts()):
+            again, again_unsure = await second_pass()
+            found = await match_unsure(self.matcher, again, again_unsure, allowed, expect=expect)
+            if found is not None and found.intent in self.accepts():
+                match, text = found, again
         return await self._handle(match, text)
 
     def match_interim(self, text: str) -> Match | None:
@@ -427,6 +446,7 @@ class Conversation:
                 text=match.text,
                 interim=interim,
                 mentioned=dict(match.mentioned),
+                unsure=dict(match.unsure),
             )
         )
         missing = self.no_matches + 1  # if this answer, too, lacks the slot asked for

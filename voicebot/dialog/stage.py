@@ -134,7 +134,10 @@ class FlowDialog(Stage):
                 self._arm(self.ctx.now())  # nothing new was said to the caller
             return
         heard = self._heard(frame.turn)
-        step = await self._step(frame.turn, self._conv.hear(text, heard=heard))
+        # the indexes are of the words of frame.text, which strip() leaves as they are
+        unsure = frame.unsure
+        hearing = self._conv.hear(text, heard=heard, unsure=unsure, second_pass=frame.second_pass)
+        step = await self._step(frame.turn, hearing)
         await self._reply(step, frame.turn)
 
     def _heard(self, turn: int) -> float:

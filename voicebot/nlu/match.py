@@ -25,6 +25,9 @@ class Match:
     # Values of slots the intent does not carry, said along with it ("no, Saturday" as a
     # deny): a flow may take them as a correction.
     mentioned: dict[str, Any] = field(default_factory=dict)
+    # Values read only from words the recogniser was unsure of (``nlu/unsure.py``): not
+    # acted on; the flow asks for these slots again.
+    unsure: dict[str, Any] = field(default_factory=dict)
 
 
 class Matcher(ABC):
