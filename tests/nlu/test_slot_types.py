@@ -111,6 +111,15 @@ def test_pick_reading_by_what_the_flow_knows() -> None:
         ("morgen abend", "de", "wednesday", "2026-12-02"),
         ("Sonnabend", "de", "saturday", "2026-12-05"),
         ("freitags", "de", "friday", "2026-12-04"),
+        ("a week from today", "en", "tuesday", "2026-12-08"),
+        ("a week today", "en", "tuesday", "2026-12-08"),
+        ("in three days' time", "en", "friday", "2026-12-04"),
+        ("tomorrow week", "en", "wednesday", "2026-12-09"),
+        ("in two weeks", "en", "tuesday", "2026-12-15"),
+        ("heute in einer Woche", "de", "tuesday", "2026-12-08"),
+        ("in acht Tagen", "de", "tuesday", "2026-12-08"),  # a week, as German says it
+        ("in drei Tagen", "de", "friday", "2026-12-04"),
+        ("übermorgen Abend", "de", "thursday", "2026-12-03"),
     ],
 )
 def test_days_and_dates(text: str, lang: str, weekday: str, date: str) -> None:
@@ -119,7 +128,9 @@ def test_days_and_dates(text: str, lang: str, weekday: str, date: str) -> None:
     assert value is not None and value.date == dt.date.fromisoformat(date)
 
 
-@pytest.mark.parametrize("text", ["friday the 5th", "the 32nd", "tuesday", "3"])
+@pytest.mark.parametrize(
+    "text", ["friday the 5th", "the 32nd", "tuesday", "3", "a week", "two days", "for a week"]
+)
 def test_not_days(text: str) -> None:
     if text == "tuesday":  # a weekday is a day; its date is today
         assert parse_day(text, "en", TUESDAY).date == TUESDAY  # type: ignore[union-attr]
@@ -168,6 +179,14 @@ def test_day_value_is_a_weekday_that_knows_its_date() -> None:
         ("three grown-ups", "en", 3),
         ("around ten folks", "en", 10),
         ("about eight people", "en", 8),
+        ("two couples", "en", 4),  # a couple is two people
+        ("zwei Ehepaare", "de", 4),
+        ("wir sind zwei Pärchen", "de", 4),
+        ("me and two clients", "en", 3),
+        ("me plus two", "en", 3),
+        ("zu viert plus ein Baby", "de", 5),
+        ("wir sind doch fünf", "de", 5),
+        ("we're three now", "en", 3),
     ],
 )
 def test_counts(text: str, lang: str, expected: int) -> None:
@@ -188,6 +207,8 @@ def test_counts(text: str, lang: str, expected: int) -> None:
         ("around 8", "en"),
         ("three people and eight", "en"),  # "... and eight o'clock"
         ("gegen acht", "de"),
+        ("seven and four of us", "en"),  # "half seven, and four of us": the 7 is a time
+        ("neun und wir sind dann zu viert", "de"),
     ],
 )
 def test_not_counts(text: str, lang: str) -> None:

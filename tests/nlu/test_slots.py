@@ -46,6 +46,10 @@ WEDNESDAY = dt.date(2025, 6, 4)
         ("um 19.30 Uhr", "de", "um 19:30 uhr"),
         ("Straße", "de", "strasse"),
         ("um acht", "de", "um 8"),  # "um" is a German word, not a filler
+        # a full stop is a pause: no number joins across it; a dot after a digit is none
+        ("Nineteen hundred. Seven in the evening.", "en", "1900 7 in the evening"),
+        ("at 8 p.m. tomorrow", "en", "at 8 pm tomorrow"),
+        ("am 3. Dezember um 8.", "de", "am 3 dezember um 8"),
     ],
 )
 def test_normalize(text: str, lang: str, expected: str) -> None:

@@ -150,6 +150,17 @@ def test_a_slot_said_twice_the_way_a_listener_resolves_it(restaurant) -> None:  
     assert found is not None and {**found.slots, **found.mentioned} == {"party_size": 14}
 
 
+def test_a_value_rejected_after_it_or_judged_as_a_time_is_no_count(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    allowed = {"inform", "affirm", "deny", "goodbye", "repeat", "opening_hours"}
+    # an echo of the read-back rejected right after it ("nine? no"), the time said again
+    found = m.match("Nine? No, I said nineteen hundred. Seven in the evening.", allowed)
+    assert found is None or {**found.slots, **found.mentioned} == {"time": "19:00"}
+    # a lone number beside words that only judge a time is no party size
+    found = m.match("six is too early, can we do seven?", allowed)
+    assert found is None or "party_size" not in {**found.slots, **found.mentioned}
+
+
 def test_a_value_beside_the_one_it_replaces_is_no_plain_no(restaurant) -> None:  # type: ignore
     m = IntentMatcher(restaurant, "en", today=TUESDAY)
     allowed = {"inform", "affirm", "deny", "goodbye", "repeat", "human_agent"}

@@ -47,7 +47,9 @@ _COLON_NOT_TIME = re.compile(r"(?<!\d):|:(?!\d)")
 _UH_HUH = re.compile(r"\b(?:uh[ -]?huh|mm+[ -]?hmm+|mhm+)\b")  # all mean "yes"
 _O_CLOCK = re.compile(r"\bo ?'? ?clock\b")
 _DIGITS = re.compile(r"^[\d:]+$")
-_PAUSE = re.compile(r"[,;!?]+|(?<!\d):|:(?!\d)")
+# a sentence's full stop is a pause too ("nineteen hundred. seven in the evening" is no
+# 1907), a dot after a digit is not ("am 3. dezember", "7.30")
+_PAUSE = re.compile(r"[,;!?]+|(?<!\d):|:(?!\d)|(?<![\d.\s])\.+(?=\s|$)")
 
 
 def normalize(text: str, language: str) -> str:

@@ -239,22 +239,30 @@ def augment(
     return out
 
 
-# A value said beside the one it replaces: "friday, not thursday", "sonntag statt samstag".
-# (words before the rejected value, whether they stand after the value meant)
-_REJECTING = {
+# A value said beside the one it replaces: "friday, not thursday", "sonntag statt samstag",
+# "nicht diesen donnerstag, sondern am 10": (words before the rejected value, words after
+# it, whether it stands after the value meant)
+_REJECTING: dict[str, tuple[tuple[str, str, bool], ...]] = {
     "en": (
-        (("not",), True),
-        (("not",), False),
-        (("instead of",), True),
-        (("rather than",), True),
-        (("and not",), True),
+        ("not", "", True),
+        ("not", "", False),
+        ("instead of", "", True),
+        ("rather than", "", True),
+        ("and not", "", True),
+        ("not", "but", False),
     ),
-    "de": ((("nicht",), True), (("statt",), True), (("anstatt",), True), (("nicht",), False)),
+    "de": (
+        ("nicht", "", True),
+        ("statt", "", True),
+        ("anstatt", "", True),
+        ("nicht", "", False),
+        ("nicht", "sondern", False),
+    ),
 }
 
 
 def _rejected(
-    sample: Sample, values: ValueSampler, form: tuple[tuple[str, ...], bool], rng: random.Random
+    sample: Sample, values: ValueSampler, form: tuple[str, str, bool], rng: random.Random
 ) -> Sample | None:
     """``sample`` with a rejected value of one of its slots beside the value it means;
     the rejected value is marked as no slot (``_one_per_slot`` drops it)."""
@@ -265,8 +273,9 @@ def _rejected(
     other = values.sample(definition, rng)
     if not other or other == meant:
         return None
-    insert = [*form[0][0].split(), *other]
-    at = b if form[1] else a
+    before, after, behind = form
+    insert = [*before.split(), *other, *after.split()]
+    at = b if behind else a
     words = [*sample.words[:at], *insert, *sample.words[at:]]
     shift = len(insert)
     slots = [(x + shift * (x >= at), y + shift * (y > at), s, d) for x, y, s, d in sample.slots]

@@ -17,14 +17,20 @@ _NOUNS = {
         "friends friend colleagues colleague pax of us seniors teenagers babies baby "
         "ladies gentlemen men women guys girls boys family members diners sons daughters "
         "grandkids grandchildren cousins brothers sisters coworkers teammates parents "
-        "couples friends grown ups grownups toddlers teens youngsters nephews nieces "
-        "grandsons granddaughters students lads folks heads others souls"
+        "friends grown ups grownups toddlers teens youngsters nephews nieces "
+        "grandsons granddaughters students lads folks heads others souls clients client "
+        "customers customer visitors"
     ),
     "de": (
         "personen person leute leuten gäste gästen gast erwachsene erwachsenen kinder kind "
         "freunde freunden freundinnen kollegen kolleginnen leutchen mann söhne töchter "
-        "enkel enkelkinder"
+        "enkel enkelkinder kunden kundinnen besucher baby babys kleinkind kleinkinder"
     ),
+}
+# Nouns that count two each: "two couples" are four people, "zwei Pärchen" vier.
+_PAIRS = {
+    "en": ("couples", "pairs", "married couples"),
+    "de": ("pärchen", "paare", "ehepaare", "päarchen"),
 }
 # One person each ("my wife"); the possessive/article is optional.
 _ONE = {
@@ -32,12 +38,12 @@ _ONE = {
         "wife husband partner friend girlfriend boyfriend son daughter mother mom mum "
         "dad father boss colleague brother sister kid child baby fiance fiancee date "
         "grandma grandpa grandmother grandfather aunt uncle cousin neighbor neighbour "
-        "plus one guest mate buddy spouse other half"
+        "plus one guest mate buddy spouse other half client customer"
     ),
     "de": (
         "frau mann partner partnerin freund freundin sohn tochter mutter mama vater papa "
         "chef chefin kollege kollegin bruder schwester kind baby verlobter verlobte oma opa "
-        "tante onkel cousin cousine nachbar nachbarin begleitung"
+        "tante onkel cousin cousine nachbar nachbarin begleitung kunde kundin"
     ),
 }
 _TWO = {
@@ -160,6 +166,8 @@ _LEAD = {
         "group of ",
         "family of ",
         "us ",
+        "we are now ",
+        "were now ",
         "we are ",
         "were ",
         "we ",
@@ -172,6 +180,11 @@ _LEAD = {
     ),
     "de": (
         "nur ",
+        "wir sind jetzt ",
+        "wir sind doch ",
+        "wir sind dann ",
+        "wir wären dann ",
+        "wir wären ",
         "wir sind ",
         "wir ",
         "insgesamt ",
@@ -209,15 +222,28 @@ def parse_count(text: str, language: str) -> int | None:
     parts: list[str] = []
     for chunk in chunks:  # "me my husband" (a comma, lost in normalising): two people
         parts += _segments(chunk, language) if len(chunks) > 1 else [chunk]
+    if len(parts) > 1 and parts[0].isdigit() and any(_numbered(p, language) for p in parts[1:]):
+        return None  # "half 9 and we are 4", "7 and 4 of us": the bare number is no part
     total = 0
+    selfs = _SELF_PART.get(language, set())
     for k, part in enumerate(parts):
-        if k > 0 and part.isdigit():
-            return None  # "3 people and 8 (oclock)": a bare number joins no count
+        if k > 0 and part.isdigit() and not (k == 1 and _strip_leads(parts[0], language) in selfs):
+            return (
+                None  # "3 people and 8 (oclock)": a bare number joins no count ("me plus 2" does)
+            )
         n = _part(part, language, multi=len(parts) > 1)
         if n is None:
             return None
         total += n
     return total
+
+
+def _numbered(part: str, language: str) -> bool:
+    """The part holds a number of its own ("4 of us", "zu viert")."""
+    words = part.split()
+    return any(w[:1].isdigit() for w in words) or (
+        language == "de" and any(w in _ZU for w in words[1:])
+    )
 
 
 def _segments(chunk: str, language: str) -> list[str]:
@@ -271,6 +297,8 @@ def _part(text: str, language: str, multi: bool) -> int | None:
                 count, rest = n, text[len(phrase) + 1 :]
                 break
     if count is not None:
+        if rest in _PAIRS.get(language, ()):
+            return 2 * count
         if not rest or rest in nouns or _is_noun_phrase(rest, language):
             return count
         return None
@@ -297,6 +325,8 @@ def _is_noun_phrase(text: str, language: str) -> bool:
         "all",
         "insgesamt",
         "altogether",
+        "now",
+        "jetzt",
     }
     return all(w in nouns for w in text.split())
 
@@ -320,6 +350,7 @@ def count_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
         | words
         | persons
         | set(_NOUNS.get(language, "").split())
+        | {w for p in _PAIRS.get(language, ()) for w in p.split()}
         | {w for p in _LEAD.get(language, ()) for w in p.split()}
     )
     every |= {"and", "plus", "with", "und", "mit", "sowie", "of", "us", "zu", *_ZU}

@@ -12,7 +12,8 @@ Understood (normalised text, number words already digits):
   ``friday next week``; de ``diesen``, ``nächsten``, ``kommenden``, ``freitags``,
   ``freitag nächste woche``;
 * relative days: today, tonight, tomorrow (night), the day after tomorrow;
-  heute (abend), morgen (abend), übermorgen;
+  heute (abend), morgen (abend), übermorgen; counted from today: ``a week from today``,
+  ``a week today``, ``in 3 days time``, ``heute in einer woche``, ``in 8 tagen`` (a week);
 * dates: ``december 3rd``, ``the 3rd of december``, ``the 3rd``, ``3 december``,
   ``friday the 4th``, ``friday december 4th``; de ``am 3 dezember``, ``den 3``,
   ``freitag den 4``; a few holidays (christmas eve, new years eve, heiligabend,
@@ -104,8 +105,26 @@ _RELATIVE = {
         "morgen abend": 1,
         "morgen mittag": 1,
         "übermorgen": 2,
+        "übermorgen abend": 2,
+        "übermorgen mittag": 2,
+        "heute nachmittag": 0,
+        "morgen nachmittag": 1,
     },
 }
+# Days counted from today: "a week from today", "in 3 days time", "heute in einer Woche".
+_AMOUNT = r"(a|an|1|one|\d{1,2})"
+_IN = {
+    "en": re.compile(
+        r"^(?:in )?" + _AMOUNT + r" (day|days|week|weeks|fortnight)(?: s)?(?: time)?"
+        r"(?: (?:from )?(today|now|tomorrow|tonight))?$"
+    ),
+    "de": re.compile(
+        r"^(?:(heute|morgen|heute abend) )?in (einer|einem|1|\d{1,2}) (tag|tagen|woche|wochen)$"
+    ),
+}
+_TODAY_WEEK = {"en": re.compile(r"^(today|tomorrow|tonight) (week|fortnight)$")}
+_UNIT_DAYS = {"day": 1, "days": 1, "week": 7, "weeks": 7, "fortnight": 14}
+_UNIT_DAYS_DE = {"tag": 1, "tagen": 1, "woche": 7, "wochen": 7}
 # Holidays a caller names as a day: (month, day).
 _HOLIDAYS = {
     "en": {
@@ -163,8 +182,8 @@ _ORDINAL = re.compile(r"^(\d{1,2})(?:st|nd|rd|th|ten|ter)?$")
 
 # Words a day phrase may start with, besides numbers ("#") and the names above.
 _FIRST_EXTRA = {
-    "en": "on for this coming next the day christmas boxing new valentines".split(),
-    "de": "am an für den diesen kommenden diesem kommender nächsten nächster".split(),
+    "en": "on for this coming next the day christmas boxing new valentines in a an".split(),
+    "de": "am an für den diesen kommenden diesem kommender nächsten nächster in".split(),
 }
 
 
@@ -207,6 +226,10 @@ def _core(text: str, language: str, today: dt.date, led: bool = False) -> DayVal
     if text in relative:
         date = today + dt.timedelta(days=relative[text])
         return DayValue(WEEKDAYS[date.weekday()], date, explicit=True)
+    ahead = _days_ahead(text, language)
+    if ahead is not None:
+        date = today + dt.timedelta(days=ahead)
+        return DayValue(WEEKDAYS[date.weekday()], date, explicit=True)
     holiday = _HOLIDAYS.get(language, {}).get(text)
     if holiday is not None:
         return _dated(_next_date(today, *holiday), None)
@@ -225,6 +248,32 @@ def _core(text: str, language: str, today: dt.date, led: bool = False) -> DayVal
     if plural and plural in names:
         return DayValue(names[plural], _next_weekday(today, names[plural]))
     return _date(text, language, today, led)
+
+
+def _days_ahead(text: str, language: str) -> int | None:
+    """Days from today a counted phrase names ("a week from today" -> 7), or None. Without
+    "in" it needs what it counts from ("a week today"; "2 days" alone is no day)."""
+    found = _IN.get(language, re.compile("$^")).match(text)
+    if language == "en" and found is not None:
+        amount, unit, base = found.groups()
+        if not text.startswith("in ") and base is None:
+            return None
+        n = 1 if amount in ("a", "an", "one") else int(amount)
+        ahead = n * _UNIT_DAYS[unit] + (1 if base == "tomorrow" else 0)
+        return ahead if 0 < ahead <= 62 else None
+    if language == "de" and found is not None:
+        base, amount, unit = found.groups()
+        n = 1 if amount in ("einer", "einem") else int(amount)
+        # "in acht Tagen" is a week, "in vierzehn Tagen" two
+        ahead = 7 if (n, unit) == (8, "tagen") else n * _UNIT_DAYS_DE[unit]
+        ahead += 1 if base == "morgen" else 0
+        return ahead if 0 < ahead <= 62 else None
+    week = _TODAY_WEEK.get(language)
+    found = week.match(text) if week is not None else None
+    if found is not None:
+        base, unit = found.groups()
+        return _UNIT_DAYS[unit] + (1 if base == "tomorrow" else 0)
+    return None
 
 
 def _date(text: str, language: str, today: dt.date, led: bool = False) -> DayValue | None:
@@ -351,6 +400,7 @@ def day_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
     )
     first |= {"#"}
     every = first | relative | holidays | leads | {"of", "week", "woche", "#"}
+    every |= {*_UNIT_DAYS, *_UNIT_DAYS_DE, "time", "from", "now", "one", "einer", "einem", "s"}
     every |= {w for p in _NEXT_WEEK.get(language, ()) for w in p.split()}
     return frozenset(first), frozenset(every)
 

@@ -28,6 +28,7 @@ import hashlib
 import logging
 import os
 import pickle
+import re
 import tempfile
 import time
 from collections.abc import Collection
@@ -249,6 +250,36 @@ _INCREMENTS = {
     "en": frozenset("more extra fewer less additional".split()),
     "de": frozenset("mehr weniger zusätzlich zusätzliche weitere".split()),
 }
+# Words right after a value that reject it: "nine? no, I said 19 hundred", "six is too
+# early, make it half seven", "neun? nein, 19 uhr" (a "no" before "problem" is none).
+_REJECTED_AFTER = {
+    "en": (
+        "no",
+        "nope",
+        "is too early",
+        "is too late",
+        "is no good",
+        "doesnt work",
+        "wont work",
+        "is not possible",
+    ),
+    "de": (
+        "nein",
+        "nee",
+        "ist zu früh",
+        "ist zu spät",
+        "geht nicht",
+        "passt nicht",
+        "ist schlecht",
+    ),
+}
+# Words that only ever judge a time: beside them a lone number is a time.
+_TIME_TALK = {
+    "en": ("too late", "too early", "bit later", "bit earlier", "any later", "any earlier"),
+    "de": ("zu spät", "zu früh", "etwas später", "etwas früher", "bisschen später"),
+}
+_CLOCK = re.compile(r"\d\d:\d\d")
+_NOT_REJECTING = frozenset("problem problems worries worry rush hurry probleme".split())
 # Words before a value that sum up what came before: "me, Jim and the two boys, so
 # that's five", "drei Erwachsene und ein Kind, also vier". The total stands.
 _TOTALS = {
@@ -315,6 +346,7 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
             for n in negations
         )
         and not (g.span.end < len(words) and words[g.span.end] in increments)
+        and not _rejected_after(words, g, language)
     ]
     by_slot: dict[str, list[SlotGuess]] = {}
     for guess in sorted(kept, key=lambda g: g.span.start):
@@ -343,6 +375,9 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
                 best = None  # two readings, no way to choose: ask
         if best is not None:
             out.append(best)
+    if any(f" {p} " in f" {' '.join(words)} " for p in _TIME_TALK.get(language, ())):
+        # "nine's too late for us, can we do 7?": a lone number is a time here, no count
+        out = [g for g in out if not _lone_number_also_time(words, g)]
     # "nine o'clock. Nine.": a value that also reads as one already given is that value
     # said again, not a second slot
     given = {(g.slot, str(g.span.value)) for g in out}
@@ -351,6 +386,26 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
         for g in out
         if not any((slot, str(value)) in given and slot != g.slot for slot, value in g.readings)
     ]
+
+
+def _lone_number_also_time(words: list[str], guess: SlotGuess) -> bool:
+    """``guess`` is a lone number read as something else than the time it also reads as."""
+    return (
+        guess.span.end - guess.span.start == 1
+        and words[guess.span.start].isdigit()
+        and _CLOCK.fullmatch(str(guess.span.value)) is None
+        and any(_CLOCK.fullmatch(str(v)) for _, v in guess.readings)
+    )
+
+
+def _rejected_after(words: list[str], guess: SlotGuess, language: str) -> bool:
+    """``guess`` is followed by words that reject it ("9 no", "6 is too early")."""
+    after = words[guess.span.end : guess.span.end + 4]
+    for phrase in _REJECTED_AFTER.get(language, ()):
+        n = len(phrase.split())
+        if " ".join(after[:n]) == phrase:
+            return not (len(after) > n and after[n] in _NOT_REJECTING)
+    return False
 
 
 def _lead_words(words: list[str], guess: SlotGuess) -> str:
