@@ -27,7 +27,7 @@ import numpy as np
 from voicebot import engines
 from voicebot.asr.base import AsrEngine
 from voicebot.asr.stage import AsrStage
-from voicebot.audio.echo import EchoCanceller, EchoReference, echo_executor
+from voicebot.audio.echo import EchoCanceller, EchoReference
 from voicebot.audio.playback import AudioOutput, PlaybackStage
 from voicebot.audio.resample import StreamResampler
 from voicebot.audio.stages import DenoiseStage, EchoCancelStage, ResampleStage, VadStage
@@ -208,7 +208,8 @@ def build_call(
     pipeline.connect(source, resample_in, AUDIO_EDGE)
     caller_audio: Stage = resample_in
     if canceller is not None:
-        echo_cancel = EchoCancelStage(canceller, echo_executor())
+        # inline: on worker threads AEC3 is slower (``bench echo``'s load figures)
+        echo_cancel = EchoCancelStage(canceller)
         pipeline.connect(resample_in, echo_cancel, AUDIO_EDGE)
         caller_audio = echo_cancel
     if denoise is not None:

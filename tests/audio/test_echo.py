@@ -213,8 +213,9 @@ async def _cancelled_by_stage(executor: Executor | None) -> np.ndarray:
 
 
 async def test_the_canceller_on_worker_threads_cancels_exactly_as_inline():
-    """AEC3 off the event loop (what calls use): the same blocks in the same order, the
-    same result sample for sample - and the echo is gone."""
+    """AEC3 on worker threads (``EchoCancelStage(executor=...)``, the bench's comparison):
+    the same blocks in the same order, the same result sample for sample as inline - and
+    the echo is gone."""
     inline = await _cancelled_by_stage(None)
     threaded = await _cancelled_by_stage(echo_executor())
     assert np.array_equal(inline, threaded)

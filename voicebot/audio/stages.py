@@ -103,8 +103,11 @@ class EchoCancelStage(Stage):
     ``canceller`` gets its reference from playback (``EchoReference``); this stage
     runs the caller's side in 10 ms blocks and forwards the cleaned audio. The
     reference blocks are taken on the event loop (playback files them there);
-    AEC3 itself runs on ``executor`` (None: inline, on the loop), one job per
+    AEC3 itself runs inline (calls use that) or on ``executor``, one job per
     incoming frame, so a call's blocks are processed one at a time and in order.
+    Inline is faster: livekit's FFI holds the GIL for most of the work, and 16
+    calls' cancellers inline cost the loop p99 3 ms of lag while on two worker
+    threads their frames queue for 0.4 s (``voicebot bench echo``).
     """
 
     name = "echo_cancel"

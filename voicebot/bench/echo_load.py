@@ -2,8 +2,8 @@
 
 ``calls`` cancellers run at real-time pace side by side, each fed 20 ms of a
 line echo of the bot's voice per tick (the bot's audio filed as the reference,
-as playback does), once with AEC3 inline on the event loop and once on the
-cancellers' worker threads (``echo_executor``, what calls use). Figures: the
+as playback does), once with AEC3 inline on the event loop (what calls use)
+and once on worker threads (``echo_executor``). Figures: the
 event loop's lag (how late a 5 ms timer fires: p50, p99, max) and each frame's
 delay through the canceller stage (p50, p99).
 """
