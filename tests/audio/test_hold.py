@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 
 from tests.support.paths import ECHO_PIPELINE
+from voicebot.audio.playback import MAX_HOLD_S, PlaybackStage
 from voicebot.audio.stages import MAX_FALSE_HOLDS, VadStage
 from voicebot.bench.echo import (
     FIRST,
@@ -23,7 +24,7 @@ from voicebot.clock import FastClock
 from voicebot.config import load_pipeline
 from voicebot.context import CallContext
 from voicebot.events import EventRecord
-from voicebot.frames import AudioFrame, Frame
+from voicebot.frames import AudioFrame, BotAudioFrame, Frame, ReplyDone, ReplyText
 from voicebot.graph import Overflow, Pipeline, Source, Stage
 
 CLICK = "click"
@@ -123,3 +124,38 @@ class _Sink(Stage):
 
     async def process(self, frame: Frame) -> None:
         return None
+
+
+class _Reply(Source):
+    """The bot's reply straight into playback, with the VAD's hold set and never let go
+    (the caller's audio stopped coming while it was undecided)."""
+
+    async def produce(self) -> None:
+        self.ctx.state.hold_playback = True
+        pcm = (np.sin(np.arange(16000) / 5) * 8000).astype(np.int16)  # 1 s of bot audio
+        await self.push(ReplyText("A reply.", 1, True))
+        await self.push(BotAudioFrame(pcm, 16000, 1, 1))
+        await self.push(ReplyDone(1))
+
+
+class _Output:
+    sample_rate = 16000
+    channels = 1
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def write(self, pcm: np.ndarray, t: float) -> None:
+        self.frames += 1
+
+
+async def test_a_hold_nobody_lets_go_of_ends_after_max_hold_s_and_the_reply_plays():
+    output = _Output()
+    ctx = CallContext(FastClock())
+    events: list[EventRecord] = []
+    ctx.bus.subscribe(events.append)
+    stages: list[Stage] = [_Reply(), PlaybackStage(output)]
+    await Pipeline(ctx, stages, [(50, Overflow.BLOCK)]).run()
+    assert output.frames == 50  # all of it, after the hold
+    (resumed,) = [e for e in events if e["type"] == "playback_resumed"]
+    assert MAX_HOLD_S * 1000 <= resumed["held_ms"] <= MAX_HOLD_S * 1000 + 40

@@ -41,6 +41,7 @@ class AudioOutput(Protocol):
 
 
 _DONE = "done"
+MAX_HOLD_S = 1.0  # the VAD decides within 0.5 s; a longer hold means its input stopped
 
 
 class PlaybackStage(Stage):
@@ -63,6 +64,7 @@ class PlaybackStage(Stage):
         self._eos = False
         self._stale_below = 0  # replies to turns before a barge-in are not played
         self._held_since: float | None = None  # call time the VAD's hold began
+        self._hold_spent = False  # this hold lasted MAX_HOLD_S: not obeyed any more
 
     # --- input --------------------------------------------------------------
     def _take(self, frame: Frame) -> None:
@@ -134,13 +136,20 @@ class PlaybackStage(Stage):
             return
 
     def _hold(self, t: float) -> bool:
-        """Whether the VAD holds the reply now playing (the events mark its start and end)."""
+        """Whether the VAD holds the reply now playing (the events mark its start and end).
+        A hold longer than ``MAX_HOLD_S`` is let go (the caller's audio stopped coming, so
+        the VAD cannot decide): the reply plays on until the VAD lets go and holds anew."""
         assert self._turn is not None
-        if self.ctx.state.hold_playback:
+        held = self.ctx.state.hold_playback
+        if not held:
+            self._hold_spent = False
+        elif not self._hold_spent:
             if self._held_since is None:
                 self._held_since = t
                 self.ctx.bus.emit(PlaybackHeldEvent(turn=self._turn), t=t)
-            return True
+            if t - self._held_since < MAX_HOLD_S:
+                return True
+            self._hold_spent = True
         if self._held_since is not None:
             held_ms = round((t - self._held_since) * 1000)
             self._held_since = None
