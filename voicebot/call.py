@@ -190,7 +190,7 @@ def build_call(
         if config.audio.denoise
         else None
     )
-    vad = VadStage(config.vad, echo=canceller)
+    vad = VadStage(config.vad, echo=canceller, hold=config.vad.holds_on_onset(transport))
     asr = AsrStage(
         asr_engine(config),
         config.language,

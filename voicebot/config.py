@@ -126,11 +126,13 @@ class VadSettings:
         doc="trailing silence that ends the caller's turn (a shorter pause, e.g. a breath "
         "between phrases, does not)",
     )
-    hold_on_onset: bool = _spec(
-        True,
+    hold_on_onset: Literal["auto", "on", "off"] = _spec(
+        "auto",
         doc="while the bot speaks, hold its audio at the caller's first voiced frame "
         "and resume it if that was no turn (a click, a cough): the bot falls silent "
-        "within a frame or two of a barge-in instead of after min_speech_ms",
+        "within a frame or two of a barge-in instead of after min_speech_ms; auto = on "
+        "for phone calls (SIP, media streams), off for WebRTC and files; true / false "
+        "mean on / off",
     )
     sample_rate: int = field(default=16000, metadata=_INTERNAL)
     start_window_ms: int = field(default=VAD_START_WINDOW_MS, metadata=_INTERNAL)
@@ -161,6 +163,12 @@ class VadSettings:
     @property
     def frame_samples(self) -> int:
         return self.sample_rate * self.frame_ms // 1000
+
+    def holds_on_onset(self, transport: str) -> bool:
+        """Whether a call over ``transport`` holds the bot at the caller's onset."""
+        if self.hold_on_onset == "auto":
+            return transport in PHONE_TRANSPORTS
+        return self.hold_on_onset == "on"
 
 
 _VAD_RATES = (8000, 16000, 32000, 48000)  # the sample rates webrtcvad takes

@@ -42,7 +42,8 @@ async def _call(
     hold: bool, interjection: str
 ) -> tuple[list[EventRecord], LineOutput, EchoLineSource]:
     config = load_pipeline(ECHO_PIPELINE)
-    config = dataclasses.replace(config, vad=dataclasses.replace(config.vad, hold_on_onset=hold))
+    vad = dataclasses.replace(config.vad, hold_on_onset="on" if hold else "off")
+    config = dataclasses.replace(config, vad=vad)
     await warm_up(config)
     speech = speech_for_calls()
     speech[CLICK] = click(speech[STOP])
@@ -114,7 +115,7 @@ class _Clicks(Source):
 
 async def test_a_noisy_line_is_held_at_most_max_false_holds_times_per_reply():
     source = _Clicks(MAX_FALSE_HOLDS + 3)
-    stages: list[Stage] = [source, VadStage(), _Sink()]
+    stages: list[Stage] = [source, VadStage(hold=True), _Sink()]
     await Pipeline(CallContext(FastClock()), stages, [(50, Overflow.BLOCK)] * 2).run()
     assert source.holds == MAX_FALSE_HOLDS
 
@@ -131,11 +132,12 @@ class _Reply(Source):
     (the caller's audio stopped coming while it was undecided)."""
 
     async def produce(self) -> None:
-        self.ctx.state.hold_playback = True
         pcm = (np.sin(np.arange(16000) / 5) * 8000).astype(np.int16)  # 1 s of bot audio
         await self.push(ReplyText("A reply.", 1, True))
         await self.push(BotAudioFrame(pcm, 16000, 1, 1))
         await self.push(ReplyDone(1))
+        await self.ctx.clock.sleep_until(0.1)  # the reply is playing
+        self.ctx.state.hold_playback = True
 
 
 class _Output:
@@ -159,3 +161,29 @@ async def test_a_hold_nobody_lets_go_of_ends_after_max_hold_s_and_the_reply_play
     assert output.frames == 50  # all of it, after the hold
     (resumed,) = [e for e in events if e["type"] == "playback_resumed"]
     assert MAX_HOLD_S * 1000 <= resumed["held_ms"] <= MAX_HOLD_S * 1000 + 40
+
+
+class _Unbargeable(_Reply):
+    """A reply the caller may not barge in on, with the VAD's hold set over it (left
+    over from the reply before, whose caller spoke over it)."""
+
+    async def produce(self) -> None:
+        self.ctx.state.hold_playback = True
+        pcm = (np.sin(np.arange(16000) / 5) * 8000).astype(np.int16)
+        await self.push(ReplyText("Done! Your table is booked.", 1, False))
+        await self.push(BotAudioFrame(pcm, 16000, 1, 1))
+        await self.push(ReplyDone(1))
+        await self.ctx.clock.sleep_until(0.1)
+        self.ctx.state.hold_playback = True  # set again while it plays
+
+
+async def test_a_reply_without_barge_in_is_never_held():
+    output = _Output()
+    ctx = CallContext(FastClock())
+    events: list[EventRecord] = []
+    ctx.bus.subscribe(events.append)
+    await Pipeline(ctx, [_Unbargeable(), PlaybackStage(output)], [(50, Overflow.BLOCK)]).run()
+    assert output.frames == 50
+    assert not [e for e in events if e["type"].startswith("playback_held")]
+    stopped = [e for e in events if e["type"] == "playback_stopped"]
+    assert stopped and stopped[0]["t"] <= 1.1  # played straight through

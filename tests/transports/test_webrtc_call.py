@@ -431,7 +431,12 @@ async def test_restaurant_booking_call(restaurant_server: ChildServer) -> None:
     assert replies[0] == GREETING and len(replies) == len(heard) == len(lengths) == 5
     assert "Shall I book it?" in replies[2] and replies[3].startswith("Done!")
     for said, got, length in zip(replies, heard, lengths, strict=True):
-        assert wer(said, got) <= 0.35, (said, got)
+        timeline = [
+            (e["type"], e.get("t"), e.get("turn"))
+            for e in caller.events
+            if e["type"].startswith(("playback", "reply", "interrupted", "speech", "tts"))
+        ]
+        assert wer(said, got) <= 0.35, (said, got, timeline)
         expected = loud_span(speak(said), 16000)
         assert 0.75 * expected < length < 1.25 * expected, (said, length, expected)
 

@@ -140,7 +140,8 @@ class PlaybackStage(Stage):
         A hold longer than ``MAX_HOLD_S`` is let go (the caller's audio stopped coming, so
         the VAD cannot decide): the reply plays on until the VAD lets go and holds anew."""
         assert self._turn is not None
-        held = self.ctx.state.hold_playback
+        state = self.ctx.state
+        held = state.hold_playback and state.barge_in  # a reply the caller may barge in on
         if not held:
             self._hold_spent = False
         elif not self._hold_spent:
@@ -158,6 +159,9 @@ class PlaybackStage(Stage):
 
     def _started(self, turn: int, t: float) -> None:
         state = self.ctx.state
+        # a hold is the VAD's word on the reply it heard the caller over; it sets it
+        # again for this one at its next frame if the caller is still at it
+        state.hold_playback = False
         self._turn = turn
         reply = self._reply.get(turn)
         state.bot_speaking = True

@@ -166,7 +166,7 @@ class VadStage(Stage):
     barge-in needs ``echo_gate_ms`` more voiced audio first, so the bot's own
     echo does not interrupt it.
 
-    With ``hold_on_onset``, the bot's audio is held (``CallState.hold_playback``)
+    With ``hold`` (``vad.hold_on_onset``), the bot's audio is held (``CallState.hold_playback``)
     from the first voiced frame over a reply that allows barge-in while the
     endpointer has not decided and the caller has not been quiet for
     ``HOLD_RELEASE_MS`` (webrtcvad's verdicts, which already trail the sound by its
@@ -183,9 +183,12 @@ class VadStage(Stage):
         config: VadSettings | None = None,
         echo: EchoCanceller | None = None,
         echo_gate_ms: int = 60,
+        *,
+        hold: bool = False,
     ) -> None:
         super().__init__()
         self.config = config or VadSettings()
+        self.hold = hold
         self.echo = echo
         self._gate_frames = -(-echo_gate_ms // self.config.frame_ms)
         self._pending_voiced: int | None = None  # voiced frames a gated barge-in still needs
@@ -224,7 +227,7 @@ class VadStage(Stage):
     def _hold(self) -> None:
         """Hold the reply while a possible barge-in is undecided (a candidate turn, or a
         turn the echo gate still holds back)."""
-        if not self.config.hold_on_onset:
+        if not self.hold:
             return
         state = self.ctx.state
         if not state.bot_speaking:

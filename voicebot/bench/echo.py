@@ -205,7 +205,7 @@ async def one_call(
     await warm_up(config)
     output = LineOutput()
     source = EchoLineSource(output, line, speech, script)
-    call = build_call(config, source, output, FastClock())
+    call = build_call(config, source, output, FastClock(), transport="sip")  # a phone line
     events: list[EventRecord] = []
     call.ctx.bus.subscribe(events.append)
     await call.run()
