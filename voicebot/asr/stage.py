@@ -137,17 +137,7 @@ class AsrStage(Stage):
             result: AsrResult = await session.finish()
         now = self.ctx.now()
         self.ctx.ledger.mark(turn, "final_transcript", now)
-        self.ctx.bus.emit(
-            TranscriptEvent(
-                final=True,
-                text=result.text,
-                turn=turn,
-                language=result.language,
-                decode_ms=round(result.decode_ms, 1),
-                engine=result.engine or None,
-            ),
-            t=now,
-        )
+        self.ctx.bus.emit(_final_event(result, turn, result.engine or None), t=now)
         unsure = unsure_words(result, self.unsure_below)
         again = self._second_pass(turn) if self.second_pass is not None else None
         await self.push(
@@ -164,16 +154,7 @@ class AsrStage(Stage):
         async def again() -> tuple[str, tuple[int, ...]]:
             with self.ctx.clock.busy():
                 result = await engine.transcribe(audio, self.language, context=context)
-            self.ctx.bus.emit(
-                TranscriptEvent(
-                    final=True,
-                    text=result.text,
-                    turn=turn,
-                    language=result.language,
-                    decode_ms=round(result.decode_ms, 1),
-                    engine="second_pass",
-                )
-            )
+            self.ctx.bus.emit(_final_event(result, turn, "second_pass"))
             return result.text, unsure_words(result, self.unsure_below)
 
         return again
@@ -181,3 +162,15 @@ class AsrStage(Stage):
     async def on_end_of_stream(self) -> None:
         if self._session is not None:
             await self._finish(self._turn)
+
+
+def _final_event(result: AsrResult, turn: int, engine: str | None) -> TranscriptEvent:
+    """The ``transcript`` event of a final result."""
+    return TranscriptEvent(
+        final=True,
+        text=result.text,
+        turn=turn,
+        language=result.language,
+        decode_ms=round(result.decode_ms, 1),
+        engine=engine,
+    )
