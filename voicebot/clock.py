@@ -4,7 +4,9 @@
 skipped: when every stage is waiting for the clock (nothing queued, no model
 work in flight), it jumps straight to the earliest deadline instead of
 sleeping. Model work still takes its real time, so a ``--fast`` run produces
-the same event times as a real-time run, only sooner.
+the same event times as a real-time run, only sooner. ``VirtualClock`` skips
+the same way but stands still while work is in flight: model work takes no
+time, and a simulation's outcome no longer depends on the machine's load.
 """
 
 from __future__ import annotations
@@ -133,3 +135,15 @@ class FastClock(Clock):
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(0.002, deadline - now))
+
+
+class VirtualClock(FastClock):
+    """A fast clock on which model work takes no time: the timeline is the frames' and
+    the deadlines' alone, the same on a busy machine as on an idle one.
+
+    For simulations whose outcome must not depend on the machine's load (a test of the
+    barge-in logic); a bench that measures what inference costs uses ``FastClock``.
+    """
+
+    def now(self) -> float:
+        return self._skipped

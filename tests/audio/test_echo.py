@@ -18,7 +18,7 @@ from voicebot.audio.playback import PlaybackStage
 from voicebot.audio.stages import EchoCancelStage, VadStage
 from voicebot.bench.echo import FIRST, SCRIPT, Line, LineOutput, one_call, speech_for_calls
 from voicebot.call import build_call
-from voicebot.clock import FastClock
+from voicebot.clock import FastClock, VirtualClock
 from voicebot.config import load_pipeline
 from voicebot.context import CallContext
 from voicebot.frames import AudioFrame, Frame, Interrupt, SpeechStarted
@@ -163,24 +163,28 @@ async def test_loud_residual_echo_asks_for_more_speech_before_a_barge_in():
 
 
 async def test_echo_line_interrupts_the_bot_without_the_canceller_and_not_with_it():
-    """A short ``bench echo``: one line, -15 dB and 120 ms late."""
+    """A short ``bench echo``: one line, -15 dB and 120 ms late, on a virtual clock (model
+    work takes no time, so the outcome does not depend on the machine's load; the
+    latencies with inference in them are ``bench echo``'s)."""
     config = load_pipeline(ECHO_PIPELINE)
     speech = speech_for_calls()
     line = Line(delay_ms=120, gain_db=-15)
-    echo = await one_call(config, line, False, speech, script=(("start", FIRST),))
+    echo = await one_call(
+        config, line, False, speech, script=(("start", FIRST),), clock=VirtualClock()
+    )
     assert echo["self_interruptions"] >= 1  # the bot hears itself: the test can fail
-    cancelled = await one_call(config, line, True, speech, SCRIPT)
+    cancelled = await one_call(config, line, True, speech, SCRIPT, clock=VirtualClock())
     assert cancelled["self_interruptions"] == 0
     assert cancelled["turns"] == len(SCRIPT)
-    # the caller's "Stop, please." still stops the bot before the VAD alone would (it
-    # needs min_speech_ms of voice), on a line without echo well before (the 100 ms
-    # target itself: `bench echo`)
-    clean = await one_call(config, None, False, speech, SCRIPT)
+    # the caller's "Stop, please." stops the bot before the VAD alone would (it needs
+    # min_speech_ms of voice, ~265 ms), on a line without echo within the 100 ms target.
+    # (Measured here: clean 45 ms; cancelled 65-85 ms, 165 ms on a loaded machine - the
+    # canceller's suppression can turn the onset's first frames down, and the order of
+    # its reference and capture blocks within one instant follows the scheduler)
+    clean = await one_call(config, None, False, speech, SCRIPT, clock=VirtualClock())
     assert clean["barge_in_ms"] is not None and cancelled["barge_in_ms"] is not None
-    # (the canceller's residual suppression can turn the onset's first frames down, so the
-    # hold starts up to ~140 ms later: measured 25-165 ms; without the hold it is ~265 ms)
     assert cancelled["barge_in_ms"] < 250, (cancelled, clean)
-    assert clean["barge_in_ms"] < 150, clean
+    assert clean["barge_in_ms"] <= 100, clean
 
 
 class _Audio(Stage):

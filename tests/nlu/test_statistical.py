@@ -202,6 +202,34 @@ def test_two_close_readings_ask_instead_of_guessing(restaurant) -> None:  # type
     assert m._choose(None, weak, names, lambda i: i) is None  # below the acceptance level
 
 
+def test_values_alone_carry_a_reading_only_where_one_is_clear(restaurant) -> None:  # type: ignore
+    """Where no reading was clear, values the caller gave go to the state's intent that
+    carries them - unless intents of other actions carry them about as likely, the
+    utterance is likelier off-topic, or the transcript is mostly words the bot never
+    uses."""
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    words = normalize("half past eight is what i said", "en").split()
+    spans = m.model.spotter.find(words, TUESDAY)
+    names = frozenset({"book_table", "inform", "cancel_booking", "opening_hours", "repeat"})
+    act = {"book_table": "check", "inform": "check"}
+    action = lambda intent: act.get(intent, intent)  # noqa: E731
+
+    def valued(probs: dict[str, float]) -> object:
+        return m._valued(words, spans, probs, names, action, None, " ".join(words))
+
+    found = valued({"inform": 0.3, "book_table": 0.1, "repeat": 0.4, "": 0.2})
+    assert found is not None and (found.intent, found.slots) == ("inform", {"time": "20:30"})
+    # a booking or a cancellation, 0.3 against 0.25 of the values' carriers: ask
+    assert valued({"inform": 0.3, "cancel_booking": 0.25, "": 0.45}) is None
+    assert valued({"inform": 0.1, "book_table": 0.1, "": 0.8}) is None  # too little
+    assert valued({"inform": 0.3, "": 0.35, "repeat": 0.35}) is None  # off-topic likelier
+    # through the whole matcher: a clear transcript is read, a garbled one is not
+    allowed = {n: action(n) for n in names}
+    found = m.match("oh dear, it was half past eight I said, not nine", allowed)
+    assert found is not None and found.slots == {"time": "20:30"}
+    assert m.match("grobble flam half past eight wibbly snork", allowed) is None
+
+
 def test_confidence_is_calibrated_on_the_dev_corpora() -> None:
     """Expected calibration error of the statistical tier's intents, on sentences nobody
     wrote templates for: ~0.07 (en) and ~0.11 (de) when measured; must stay below 0.15."""

@@ -33,7 +33,7 @@ from scipy.signal import butter, lfilter, lfilter_zi
 from voicebot import runtime
 from voicebot.bench.stats import summary
 from voicebot.bundled import pipeline
-from voicebot.clock import FastClock
+from voicebot.clock import Clock, FastClock
 from voicebot.config import PipelineConfig, load_pipeline
 from voicebot.events import EventRecord
 from voicebot.frames import AudioFrame
@@ -196,8 +196,12 @@ async def one_call(
     cancel: bool,
     speech: dict[str, np.ndarray],
     script: tuple[tuple[str, str], ...] = SCRIPT,
+    clock: Clock | None = None,
 ) -> dict[str, Any]:
-    """One simulated call; its self-interruptions, echo turns and barge-in latency."""
+    """One simulated call; its self-interruptions, echo turns and barge-in latency.
+
+    On a ``FastClock`` (the default) model work takes its real time, as on a call; a
+    ``VirtualClock`` leaves it out, so the outcome is the same on a busy machine."""
     from voicebot.call import build_call, warm_up
 
     audio = dataclasses.replace(config.audio, echo_cancel="on" if cancel else "off")
@@ -205,7 +209,8 @@ async def one_call(
     await warm_up(config)
     output = LineOutput()
     source = EchoLineSource(output, line, speech, script)
-    call = build_call(config, source, output, FastClock(), transport="sip")  # a phone line
+    clock = clock if clock is not None else FastClock()
+    call = build_call(config, source, output, clock, transport="sip")  # a phone line
     events: list[EventRecord] = []
     call.ctx.bus.subscribe(events.append)
     await call.run()

@@ -16,6 +16,12 @@
 4. **the value asked for** - in a state that collects a slot, a value of that
    slot among free words ("um, I guess around eight-ish", "Friday if that's
    okay") fills it, unless the utterance reads as something else entirely.
+5. **the values given** - where still no reading was clear, values the caller
+   clearly gave ("Friday, not Thursday" at the read-back, "19 30, Friday,
+   four people, can you do that?") go to the state's intent carrying them all,
+   when its action holds most of the probability of those intents, is likelier
+   than "none", and the transcript is mostly words the bot knows. A bare number
+   that reads as a count and as a time is only the slot asked for.
 
 Confidence: 1.0 exact, the fuzzy tier's edit score, the classifier's
 probability. Partial transcripts only ever use the exact tier.
@@ -37,6 +43,10 @@ ACCEPT = 0.6  # a statistical reading needs at least this probability
 MARGIN = 0.2  # ... and this lead over the next different reading (or over "none")
 SLOT_ACCEPT = 0.5  # a spotted value fills a slot at this probability
 EXPECTED_ACCEPT = 0.6  # the value asked for, among free words
+VALUE_ACCEPT = 0.8  # values given where no reading was clear: the intent carrying them
+VALUED_ACCEPT = 0.25  # ... if the intents carrying them have this probability together
+VALUED_SHARE = 0.7  # ... and one action this share of it (a booking, not a cancellation)
+VALUED_KNOWN = 0.7  # ... and only in a clear transcript: this share of words the bot knows
 NONE_VETO = 0.8  # an utterance this likely to be off-topic fills no slot it was asked for
 OTHER_VETO = 0.5  # ... nor one this likely to be another intent, and clearly so
 SPOT_CONFIDENCE = 0.8
@@ -146,9 +156,15 @@ class IntentMatcher(Matcher):
         spotted = self._opening(words, spans, names, expect) or self._spotted(words, names)
         if spotted is not None:
             return spotted
-        if expect is not None and not garbled and probs.get(NONE, 0.0) < NONE_VETO:
-            return self._expected(words, spans, probs, names, action, expect, norm)
-        return None
+        if garbled or probs.get(NONE, 0.0) >= NONE_VETO:
+            return None
+        if expect is not None:
+            found = self._expected(words, spans, probs, names, action, expect, norm)
+            if found is not None:
+                return found
+        if self.model.known_share(tokens) < VALUED_KNOWN:
+            return None
+        return self._valued(words, spans, probs, names, action, expect, norm)
 
     def _expect_type(self, slot: str) -> str | None:
         return self.model.slot_definitions.get(slot) if self.model is not None else None
@@ -304,6 +320,61 @@ class IntentMatcher(Matcher):
         intent = max(carriers, key=lambda n: probs.get(n, 0.0))
         slots = {g.slot: g.span.value for g in guesses if g.slot in self._slots_of[intent]}
         return Match(intent, slots, round(value.probability, 3), "statistical", norm)
+
+    def _valued(
+        self,
+        words: list[str],
+        spans: list[Any],
+        probs: Mapping[str, float],
+        names: frozenset[str],
+        action: Callable[[str], str],
+        expect: str | None,
+        norm: str,
+    ) -> Match | None:
+        """Values the caller clearly gave, where no reading was clear: "Friday, not
+        Thursday" at the read-back, "19 30, Friday, four people, can you do that?" - the
+        state's intent that carries them takes them (a correction, a booking)."""
+        if self.model is None:
+            return None
+        guesses = self.model.slots(words, spans, expect, None, VALUE_ACCEPT)
+        # a bare number that reads as a count and as a time ("no, eight, not seven") is
+        # only the slot asked for; else the bot asks
+        guesses = [g for g in guesses if g.slot == expect or not g.readings]
+        given = {g.slot for g in guesses}
+        if not given:
+            return None
+        # the intents of this state carrying every value given, by what the bot does
+        carriers = [n for n in names if given <= self._slots_of.get(n, frozenset())]
+        if not carriers:
+            return None
+        # what the bot would do with them, its readings adding up (like ``_choose``)
+        by_action: dict[str, float] = {}
+        for name in carriers:
+            by_action[action(name)] = by_action.get(action(name), 0.0) + probs.get(name, 0.0)
+        mass = sum(by_action.values())
+        if mass < VALUED_ACCEPT or max(by_action.values()) < VALUED_SHARE * mass:
+            return None  # no reading of these values, or a booking vs a cancellation: ask
+        chosen = max(by_action, key=lambda k: by_action[k])
+        if by_action[chosen] < probs.get(NONE, 0.0):
+            return None  # likelier off-topic than this reading: "I told you, on Friday"
+        carriers = [n for n in carriers if action(n) == chosen]
+        intent = max(carriers, key=lambda n: probs.get(n, 0.0))
+        # a clearly different reading is no answer ("that's a week today, yeah? then yes"
+        # is a yes); a call intent beside values is: "not 12, 14, 2 more are coming"
+        own = probs.get(intent, 0.0)
+        other = max(
+            (
+                p
+                for c, p in probs.items()
+                if c in names and c not in self._spot and action(c) != chosen
+            ),
+            default=0.0,
+        )
+        if other > OTHER_VETO and other - own >= self.margin:
+            return None
+        confidence = min(g.probability for g in guesses)
+        slots = {g.slot: g.span.value for g in guesses}
+        return Match(intent, slots, round(confidence, 3), "statistical", norm)
 
 
 # Words after an opening yes/no that make it no plain answer: a question, a hedge, a "but".

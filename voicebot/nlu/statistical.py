@@ -238,7 +238,7 @@ class StatisticalModel:
 
 # Words before a value that reject it: "five, not four", "Sonntag statt Samstag".
 _NEGATIONS = {
-    "en": ("not", "never", "instead of", "rather than", "not on", "not at"),
+    "en": ("not", "never", "instead of", "rather than", "better than", "not on", "not at"),
     "de": ("nicht", "kein", "keine", "statt", "anstatt", "nicht am", "nicht um"),
 }
 _CHANGES = {
