@@ -150,6 +150,28 @@ def test_a_slot_said_twice_the_way_a_listener_resolves_it(restaurant) -> None:  
     assert found is not None and {**found.slots, **found.mentioned} == {"party_size": 14}
 
 
+def test_a_value_swallowing_the_start_of_the_next_one_is_cut(restaurant) -> None:  # type: ignore
+    """ "on Thursday 3" is a date, but in "on Thursday, 3 of us" the 3 is the party: the
+    spotter offers the day without it, and the statistical tier's tiling takes both."""
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    words = normalize("a table on thursday, three of us", "en").split()
+    spans = m.model.spotter.find(words, TUESDAY)
+    cut = [s for s in spans if s.cut]
+    assert [(words[s.start : s.end], s.definition) for s in cut] == [(["on", "thursday"], "day")]
+    allowed = {"book_table", "cancel_booking", "opening_hours", "inform", "greet"}
+    found = m.match("we'd like a table on saturday, four of us, at half seven", allowed)
+    assert found is not None and found.intent == "book_table"
+    assert (str(found.slots["day"]), found.slots["party_size"], found.slots["time"]) == (
+        "saturday",
+        4,
+        "19:30",
+    )
+    # a time that ends in a day word gives both: the time and the day
+    found = m.match("could i book for quarter to nine tonight, three, sorry, four people", allowed)
+    assert found is not None and (found.slots["time"], found.slots["party_size"]) == ("20:45", 4)
+    assert found.slots["day"].date == TUESDAY
+
+
 def test_a_value_rejected_after_it_or_judged_as_a_time_is_no_count(restaurant) -> None:  # type: ignore
     m = IntentMatcher(restaurant, "en", today=TUESDAY)
     allowed = {"inform", "affirm", "deny", "goodbye", "repeat", "opening_hours"}

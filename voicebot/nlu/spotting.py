@@ -4,7 +4,9 @@ Templates only see a value at a template position; callers put values
 anywhere ("um, Friday, if that's okay"). ``Spotter.find`` runs every finite
 slot type's parser over the utterance and returns, per type and start, the
 longest span it accepts ("half past 7" rather than "7"), dropping spans that
-lie inside a longer span of the same type. Which *slot* a span fills ("8" is a
+lie inside a longer span of the same type - except the part of a span before
+a value of another type that overlaps its end ("on Thursday" of "on Thursday
+3" in "on Thursday, 3 of us"). Which *slot* a span fills ("8" is a
 party size after "for", a time after "at") is the statistical tier's question
 (``statistical.py``); ``Spotter.tokens`` gives it and the intent classifier a
 view of the utterance with each value replaced by its type ("a table for
@@ -29,6 +31,9 @@ class Span:
     end: int  # exclusive, in words
     definition: str  # the slot definition (type) that parsed it
     value: Any
+    # a shorter reading of a longer span whose last words are another value: "on
+    # Thursday" of "on Thursday 3" in "on Thursday, 3 of us" (the longer one is a date)
+    cut: bool = False
 
 
 class Spotter:
@@ -82,8 +87,33 @@ class Spotter:
                 value = slot_type.parse_normalized(text, self.language, today)
                 if value is not None:
                     found.append(Span(a, b, name, value))
+        found += self._cuts(words, found, today)
         found.sort(key=lambda s: (s.start, -s.end, s.definition))
         return found
+
+    def _cuts(self, words: list[str], found: list[Span], today: dt.date | None) -> list[Span]:
+        """Where a span's last words begin a value of another type that its own type
+        cannot read ("on Thursday 3" and "3 of us", "half 8 tonight" and "tonight"), the
+        span up to that value as well: the statistical tier's tiling then chooses."""
+        extents = {(s.start, s.end, s.definition) for s in found}
+        cuts: list[Span] = []
+        for span in found:
+            for other in found:
+                if not (
+                    span.start < other.start < span.end <= other.end
+                    and other.definition != span.definition
+                    and (other.start, other.end, span.definition) not in extents
+                ):
+                    continue
+                key = (span.start, other.start, span.definition)
+                if key in extents:
+                    continue
+                text = " ".join(words[span.start : other.start])
+                value = self.types[span.definition].parse_normalized(text, self.language, today)
+                if value is not None:
+                    extents.add(key)
+                    cuts.append(Span(span.start, other.start, span.definition, value, cut=True))
+        return cuts
 
     @staticmethod
     def tokens(words: list[str], spans: list[Span]) -> list[str]:

@@ -301,7 +301,8 @@ def _whole(guesses: list[SlotGuess]) -> list[SlotGuess]:
     return [
         g
         for g in guesses
-        if not any(
+        if g.span.cut
+        or not any(
             o is not g
             and o.slot == g.slot
             and o.span.start <= g.span.start
