@@ -252,6 +252,18 @@ def test_values_alone_carry_a_reading_only_where_one_is_clear(restaurant) -> Non
     assert m.match("grobble flam half past eight wibbly snork", allowed) is None
 
 
+def test_the_last_sentence_answers_only_where_the_whole_reads_as_nothing(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    allowed = {"affirm", "deny", "inform", "opening_hours", "goodbye", "repeat"}
+    found = m.match("Hmm, is the garden open then? Never mind. Yes, that's fine.", allowed)
+    assert found is not None and found.intent == "affirm"
+    # a fragment that only the classifier reads is no answer
+    welcome = {"book_table", "inform", "cancel_booking", "opening_hours", "greet", "goodbye"}
+    assert m.match("I think I left my umbrella there yesterday. It's a black one.", welcome) is None
+    # one sentence: nothing to split
+    assert m._last_sentence("is the garden open then", frozenset(allowed), allowed, None) is None
+
+
 def test_confidence_is_calibrated_on_the_dev_corpora() -> None:
     """Expected calibration error of the statistical tier's intents, on sentences nobody
     wrote templates for: ~0.07 (en) and ~0.11 (de) when measured; must stay below 0.15."""

@@ -22,6 +22,12 @@
    when its action holds most of the probability of those intents, is likelier
    than "none", and the transcript is mostly words the bot knows. A bare number
    that reads as a count and as a time is only the slot asked for.
+6. **the last sentence** - several sentences that read as nothing together
+   ("Sorry, hang on. Josh, put that down! Hi, yes, I'd like to book a
+   table."): the last one, matched alone, says what the caller wants, when a
+   template reads it or the classifier is sure of it (a fragment like "It's a
+   blue one." is no answer); the values the whole turn gave for its intent
+   are kept.
 
 Confidence: 1.0 exact, the fuzzy tier's edit score, the classifier's
 probability. Partial transcripts only ever use the exact tier.
@@ -30,6 +36,7 @@ probability. Partial transcripts only ever use the exact tier.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
@@ -107,9 +114,51 @@ class IntentMatcher(Matcher):
         expect: str | None = None,
     ) -> Match | None:
         names = frozenset(self.intent_set.intents if allowed is None else allowed)
-        action = _actions(allowed)
         if interim or self.model is None:
             return self.templates.match(text, names, interim=interim, expect=expect)
+        found = self._match(text, names, allowed, expect)
+        if found is not None:
+            return found
+        return self._last_sentence(text, names, allowed, expect)
+
+    def _last_sentence(
+        self,
+        text: str,
+        names: frozenset[str],
+        allowed: Collection[str] | None,
+        expect: str | None,
+    ) -> Match | None:
+        """Several sentences that read as nothing together: the last one says what the
+        caller wants ("Sorry, hang on. Josh, put that down! Hi, yes, I'd like to book a
+        table."), with the values the whole turn gave for its intent."""
+        sentences = [s for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+        if len(sentences) < 2:
+            return None
+        last = self._match(sentences[-1], names, allowed, expect)
+        if last is None or self.model is None:
+            return None
+        if last.matcher == "statistical" and last.confidence < SURE:
+            return None  # a fragment read by the classifier alone ("It's a blue one.")
+        words = normalize(text, self.language).split()[:MAX_WORDS]
+        spans = self.model.spotter.find(words, self.today())
+        wanted = self._slots_of.get(last.intent, frozenset())
+        slots = dict(last.slots)
+        for guess in self.model.slots(words, spans, expect, wanted, VALUE_ACCEPT):
+            slots.setdefault(guess.slot, guess.span.value)
+        return Match(
+            last.intent, slots, last.confidence, last.matcher, " ".join(words), last.mentioned
+        )
+
+    def _match(
+        self,
+        text: str,
+        names: frozenset[str],
+        allowed: Collection[str] | None,
+        expect: str | None,
+    ) -> Match | None:
+        """The tiers over the whole of ``text``."""
+        assert self.model is not None
+        action = _actions(allowed)
         found = self.templates.match(text, names, expect=expect, fuzzy=False)
         if found is not None:
             return found
@@ -393,6 +442,7 @@ _HEDGES = {
 
 
 _REJECTING = frozenset({"not", "nicht", "statt", "anstatt"})
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def _actions(allowed: Collection[str] | None) -> Callable[[str], str]:
