@@ -168,6 +168,9 @@ PLAIN = TimeSlot()
         ("one thirty pm", "en", "13:30"),
         ("11 at night", "en", "23:00"),
         ("2 at night", "en", "02:00"),
+        ("nineteen hundred hours", "en", "19:00"),
+        ("eighteen thirty hours", "en", "18:30"),
+        ("two hours", "en", None),  # a duration
         ("halb acht", "de", "07:30"),
         ("viertel nach sieben", "de", "07:15"),
         ("viertel vor acht", "de", "07:45"),

@@ -62,7 +62,7 @@ TIME_WORDS: dict[str, frozenset[str]] = {
         (
             frozenset(
                 "a half past after quarter to till til before of minute minutes oh o one "
-                "noon midday midnight oclock".split()
+                "noon midday midnight oclock hours".split()
             ),
             frozenset(
                 "halb viertel dreiviertel nach vor minute minuten uhr ein mittag "
@@ -361,6 +361,9 @@ def _sounds_like_number(word: str, language: str) -> str | None:
 
 
 _NUMBER_NAMES: dict[str, dict[str, str]] = {}
+# A 24-hour time said with "hours" ("nineteen hundred hours", "eighteen thirty hours");
+# "2 hours" is a duration, not a time.
+_HOURS = re.compile(r"^(?:\d{4}|(?:1\d|2[0-3]) [0-5]\d) hours$")
 
 
 def _number_names(language: str) -> dict[str, str]:
@@ -375,6 +378,8 @@ def _parse_exact(text: str, language: str, prefer: Prefer) -> tuple[str, tuple[s
     text, meridiem = _split_meridiem(text, language)
     if language == "en" and text.endswith(" oclock"):
         text = text[: -len(" oclock")]
+    elif language == "en" and _HOURS.match(text):
+        text = text[: -len(" hours")]  # "1900 hours", "20 hundred hours": 24-hour clock
     for pattern, build in rules:
         found = pattern.match(text)
         if found is None:
