@@ -188,6 +188,12 @@ class IntentMatcher(Matcher):
                 action(n) == action(closing.intent) for n in self._spot_start & names
             ):
                 return closing
+        # a template's call intent closing the utterance beats the classifier's guess of
+        # another one: "ach, ich ruf später nochmal an. tschüss" is a goodbye, no repeat
+        if chosen is not None and chosen[2] == "statistical" and chosen[0] in self._spot:
+            closing = self._spotted(words, names, closing=True)
+            if closing is not None and closing.intent != chosen[0]:
+                return closing
         if chosen is not None:
             intent, confidence, kind = chosen
             slots = dict(found.slots) if found is not None and kind == "fuzzy" else {}
