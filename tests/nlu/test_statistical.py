@@ -264,6 +264,18 @@ def test_the_last_sentence_answers_only_where_the_whole_reads_as_nothing(restaur
     assert m._last_sentence("is the garden open then", frozenset(allowed), allowed, None) is None
 
 
+def test_a_bare_number_a_template_took_as_another_slot_answers_the_question(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "de", today=TUESDAY)
+    allowed = {"book_table", "inform", "opening_hours", "goodbye", "repeat"}
+    found = m.match("geht auch zehn?", allowed, expect="party_size")
+    assert found is not None and found.slots == {"party_size": 10}
+    # a time cue keeps it a time; asked for the time, it is one
+    found = m.match("geht auch um zehn?", allowed, expect="party_size")
+    assert found is not None and found.slots == {"time": "22:00"}
+    found = m.match("geht auch zehn?", allowed, expect="time")
+    assert found is not None and found.slots == {"time": "22:00"}
+
+
 def test_confidence_is_calibrated_on_the_dev_corpora() -> None:
     """Expected calibration error of the statistical tier's intents, on sentences nobody
     wrote templates for: ~0.07 (en) and ~0.11 (de) when measured; must stay below 0.15."""

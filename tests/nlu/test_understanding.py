@@ -36,11 +36,14 @@ TEXT_BOUNDS = {
     "restaurant_en_heldout2": (0.91, 0.04),
     "restaurant_de_heldout2": (0.93, 0.03),
     # a third round of fresh phrasings, learnt from (dev)
-    "restaurant_en_dev2": (0.88, 0.02),
-    "restaurant_de_dev2": (0.93, 0.02),
+    "restaurant_en_dev2": (0.91, 0.02),
+    "restaurant_de_dev2": (0.94, 0.02),
     # a fourth round: repairs, railway times, ordinals, relative days, arithmetic counts
-    "restaurant_en_dev3": (0.88, 0.02),
-    "restaurant_de_dev3": (0.86, 0.03),
+    "restaurant_en_dev3": (0.90, 0.02),
+    "restaurant_de_dev3": (0.88, 0.03),
+    # a third held-out round, never tuned on (measured 0.960 / 0.030 en, 0.955 / 0.027 de)
+    "restaurant_en_heldout3": (0.94, 0.04),
+    "restaurant_de_heldout3": (0.93, 0.04),
 }
 # (corpus, path) -> (turn success at least, wrong-action rate at most) on what Whisper heard
 HEARD_BOUNDS = {

@@ -2,7 +2,9 @@
 
 ``IntentMatcher.match`` decides in this order:
 
-1. **exact** - the templates over the whole utterance (``template_matcher``).
+1. **exact** - the templates over the whole utterance (``template_matcher``); a
+   bare number a template took as another slot answers the slot asked for when
+   that slot reads it too ("geht auch 10?" after "Für wie viele Personen?").
 2. **fuzzy and statistical** - the bounded edit alignment on the templates and
    the classifiers trained from them (``statistical.py``) each propose a
    reading; readings leading to the same action (``allowed`` may map intents to
@@ -161,7 +163,7 @@ class IntentMatcher(Matcher):
         action = _actions(allowed)
         found = self.templates.match(text, names, expect=expect, fuzzy=False)
         if found is not None:
-            return found
+            return self._as_asked(found, expect)
         words = normalize(text, self.language).split()[:MAX_WORDS]
         if not words:
             return None
@@ -220,6 +222,51 @@ class IntentMatcher(Matcher):
         if self.model.known_share(tokens) < VALUED_KNOWN:
             return None
         return self._valued(words, spans, probs, names, action, expect, norm)
+
+    def _as_asked(self, found: Match, expect: str | None) -> Match:
+        """A bare number a template took as another slot answers the question just asked
+        when that slot reads it too and no cue word makes it the other: "geht auch 10?"
+        after "Für wie viele Personen?" is ten people ("um 10" stays a time)."""
+        if expect is None or expect in found.slots or self.model is None:
+            return found
+        want = self._expect_type(expect)
+        words = found.text.split()
+        bare = [
+            s
+            for s in self.model.spotter.find(words, self.today())
+            if s.end - s.start == 1 and words[s.start].isdigit()
+        ]
+        for slot, value in found.slots.items():
+            if slot == expect:
+                continue
+            have = self._expect_type(slot)
+            for span in bare:
+                if span.definition != have or span.value != value:
+                    continue
+                cues = self.model.cues.get(have, frozenset())
+                if span.start > 0 and words[span.start - 1] in cues:
+                    continue
+                asked = next(
+                    (
+                        o
+                        for o in bare
+                        if o.start == span.start and o.definition == want and want is not None
+                    ),
+                    None,
+                )
+                if asked is None or expect not in self._slots_of.get(found.intent, ()):
+                    continue
+                slots = {k: v for k, v in found.slots.items() if k != slot}
+                slots[expect] = asked.value
+                return Match(
+                    found.intent,
+                    slots,
+                    found.confidence,
+                    found.matcher,
+                    found.text,
+                    dict(found.mentioned),
+                )
+        return found
 
     def _expect_type(self, slot: str) -> str | None:
         return self.model.slot_definitions.get(slot) if self.model is not None else None
