@@ -75,6 +75,7 @@ def test_time_readings_approximate_and_repaired() -> None:
     heaven = time_of("half past heaven")  # a misheard "seven"
     assert heaven == "19:30" and heaven is not None and heaven.repaired
     assert time_of("heaven") is None  # only where the phrase is clearly a time
+    assert time_of("half past date") == "20:30"  # "eight"
 
 
 def test_pick_reading_by_what_the_flow_knows() -> None:
@@ -187,6 +188,9 @@ def test_day_value_is_a_weekday_that_knows_its_date() -> None:
         ("zu viert plus ein Baby", "de", 5),
         ("wir sind doch fünf", "de", 5),
         ("we're three now", "en", 3),
+        # a number word the recogniser misheard, before a people noun
+        ("free kids", "en", 3),
+        ("sick of us", "en", 6),
     ],
 )
 def test_counts(text: str, lang: str, expected: int) -> None:
@@ -209,6 +213,8 @@ def test_counts(text: str, lang: str, expected: int) -> None:
         ("gegen acht", "de"),
         ("seven and four of us", "en"),  # "half seven, and four of us": the 7 is a time
         ("neun und wir sind dann zu viert", "de"),
+        ("for people", "en"),  # "a table for people with allergies": no four
+        ("free", "en"),
     ],
 )
 def test_not_counts(text: str, lang: str) -> None:

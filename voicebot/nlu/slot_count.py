@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from voicebot.nlu.misheard import MISHEARD_NUMBERS, NOT_A_COUNT
+
 _NOUNS = {
     "en": (
         "people persons person guests guest adults adult kids kid children child "
@@ -212,6 +214,9 @@ def parse_count(text: str, language: str) -> int | None:
         return None
     if text.isdigit():
         return int(text)
+    misheard = _misheard(text, language)
+    if misheard is not None:
+        return misheard
     for lead in _VAGUE.get(language, ()):
         if text.startswith(lead) and _strip_leads(text, language).isdigit():
             return None
@@ -236,6 +241,19 @@ def parse_count(text: str, language: str) -> int | None:
             return None
         total += n
     return total
+
+
+def _misheard(text: str, language: str) -> int | None:
+    """ "free kids", "sick of us": a number word the recogniser misheard, before a
+    people noun (never an everyday word: "for people" is no four)."""
+    word, _, rest = text.partition(" ")
+    digit = MISHEARD_NUMBERS.get(language, {}).get(word)
+    if digit is None or word in NOT_A_COUNT or not rest:
+        return None
+    nouns = set(_NOUNS.get(language, "").split())
+    if rest not in nouns and rest != "of us":
+        return None
+    return int(digit)
 
 
 def _numbered(part: str, language: str) -> bool:
@@ -342,6 +360,7 @@ def count_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
     first = {"#"} | leads | {p.split()[0] for p in _SELF.get(language, ())}
     first |= set(_SELF_PART.get(language, ())) | {p.split()[0] for p in _WORDS.get(language, {})}
     first |= set(_POSSESSIVE.get(language, ())) | persons
+    first |= set(MISHEARD_NUMBERS.get(language, {})) - NOT_A_COUNT
     if language == "de":
         first.add("zu")
     every = (

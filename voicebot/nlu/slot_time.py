@@ -15,6 +15,8 @@ from typing import Literal
 
 from unicode_rbnf import RbnfEngine
 
+from voicebot.nlu.misheard import MISHEARD_NUMBERS
+
 Prefer = Literal["evening", "morning"] | None
 _Meridiem = Literal["am", "pm", "night", "noon", ""]
 
@@ -217,49 +219,6 @@ _APPROX_TAIL = {
     "de": (" rum", " herum", " so rum", " circa", " ungefähr"),
 }
 
-# Words ASR writes for an hour it misheard: "half past heaven" -> 7. Only used where the
-# phrase is clearly a time ("half past _", "_ pm", "_ oclock").
-_HOMOPHONES = {
-    "en": {
-        "won": "1",
-        "to": "2",
-        "too": "2",
-        "tu": "2",
-        "tree": "3",
-        "free": "3",
-        "for": "4",
-        "fore": "4",
-        "fife": "5",
-        "sex": "6",
-        "sick": "6",
-        "sicks": "6",
-        "heaven": "7",
-        "sevin": "7",
-        "leaven": "11",
-        "seben": "7",
-        "ate": "8",
-        "ait": "8",
-        "nein": "9",
-        "tin": "10",
-        "elven": "11",
-        "eleventh": "11",
-        "twelf": "12",
-    },
-    "de": {
-        "eis": "1",
-        "zwo": "2",
-        "drai": "3",
-        "fier": "4",
-        "fünfe": "5",
-        "sex": "6",
-        "sechse": "6",
-        "siem": "7",
-        "sieme": "7",
-        "zehne": "10",
-        "elfe": "11",
-        "zwölfe": "12",
-    },
-}
 _REPAIR_SLOTS = {
     "en": (
         re.compile(r"^((?:a )?(?:half|quarter) (?:past|after|to|till|before|of) )(\S+)$"),
@@ -275,7 +234,7 @@ _REPAIR_SLOTS = {
 
 for _lang in ("en", "de"):
     _approx = {w for p in (*_APPROX_LEAD[_lang], *_APPROX_TAIL[_lang]) for w in p.split()}
-    _misheard = set(_HOMOPHONES[_lang])
+    _misheard = set(MISHEARD_NUMBERS[_lang])
     TIME_WORDS[_lang] = TIME_WORDS[_lang] | _approx | _misheard
     TIME_FIRST_WORDS[_lang] = (
         TIME_FIRST_WORDS[_lang] | {p.split()[0] for p in _APPROX_LEAD[_lang]} | _misheard
@@ -331,7 +290,7 @@ def _strip_approx(text: str, language: str) -> tuple[str, bool]:
 
 
 def _repair(text: str, language: str) -> str | None:
-    table = _HOMOPHONES.get(language, {})
+    table = MISHEARD_NUMBERS.get(language, {})
     for pattern in _REPAIR_SLOTS.get(language, ()):
         found = pattern.match(text)
         if found is None:

@@ -618,6 +618,7 @@ _TRAINING_CODE = (
     "slot_time",
     "slot_day",
     "slot_count",
+    "misheard",
     "wordgraph",
     "templates",
     "intent_compile",
