@@ -164,7 +164,7 @@ async def test_loud_residual_echo_asks_for_more_speech_before_a_barge_in():
 
 async def test_echo_line_interrupts_the_bot_without_the_canceller_and_not_with_it():
     """A short ``bench echo``: one line, -15 dB and 120 ms late, on a virtual clock (model
-    work takes no time, so the outcome does not depend on the machine's load; the
+    work takes no time, so inference time under load no longer moves the outcome; the
     latencies with inference in them are ``bench echo``'s)."""
     config = load_pipeline(ECHO_PIPELINE)
     speech = speech_for_calls()

@@ -170,7 +170,8 @@ PLAIN = TimeSlot()
         ("2 at night", "en", "02:00"),
         ("nineteen hundred hours", "en", "19:00"),
         ("eighteen thirty hours", "en", "18:30"),
-        ("two hours", "en", None),  # a duration
+        ("0730 hours", "en", "07:30"),  # the 24-hour clock, literally
+        ("two hours", "en", None),  # no time phrase (a duration)
         ("halb acht", "de", "07:30"),
         ("viertel nach sieben", "de", "07:15"),
         ("viertel vor acht", "de", "07:45"),

@@ -249,16 +249,20 @@ def test_values_alone_carry_a_reading_only_where_one_is_clear(restaurant) -> Non
     allowed = {n: action(n) for n in names}
     found = m.match("oh dear, it was half past eight I said, not nine", allowed)
     assert found is not None and found.slots == {"time": "20:30"}
-    assert m.match("grobble flam half past eight wibbly snork", allowed) is None
+    # (known words 0.57: past the garbled-transcript bar of the tiers before, not this one)
+    assert m.match("so it was half past eight grobble flam snork", allowed) is None
 
 
 def test_the_last_sentence_answers_only_where_the_whole_reads_as_nothing(restaurant) -> None:  # type: ignore
     m = IntentMatcher(restaurant, "en", today=TUESDAY)
     allowed = {"affirm", "deny", "inform", "opening_hours", "goodbye", "repeat"}
-    found = m.match("Hmm, is the garden open then? Never mind. Yes, that's fine.", allowed)
-    assert found is not None and found.intent == "affirm"
-    # a fragment that only the classifier reads is no answer
     welcome = {"book_table", "inform", "cancel_booking", "opening_hours", "greet", "goodbye"}
+    found = m.match("Hang on. Sorry, the dog! Right. I'd like to book a table for Friday.", welcome)
+    assert found is not None and found.intent == "book_table" and found.matcher == "statistical"
+    # never a yes or a no: "I said Friday, not Thursday. Sorry. Yes." answers no read-back
+    assert m.match("Hmm, I said Friday not Thursday. Sorry. Yes.", allowed) is None
+    assert m.match("Is the garden open then? Never mind. Yes, that's fine. ...", allowed) is None
+    # a fragment that only the classifier reads is no answer
     assert m.match("I think I left my umbrella there yesterday. It's a black one.", welcome) is None
     # one sentence: nothing to split
     assert m._last_sentence("is the garden open then", frozenset(allowed), allowed, None) is None
@@ -274,6 +278,9 @@ def test_a_bare_number_a_template_took_as_another_slot_answers_the_question(rest
     assert found is not None and found.slots == {"time": "22:00"}
     found = m.match("geht auch zehn?", allowed, expect="time")
     assert found is not None and found.slots == {"time": "22:00"}
+    # a number inside a longer value stays that value
+    assert m.match("20 Uhr", allowed, expect="party_size").slots == {"time": "20:00"}  # type: ignore[union-attr]
+    assert m.match("4 Personen", allowed, expect="time").slots == {"party_size": 4}  # type: ignore[union-attr]
 
 
 def test_confidence_is_calibrated_on_the_dev_corpora() -> None:

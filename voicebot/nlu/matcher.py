@@ -19,17 +19,18 @@
    slot among free words ("um, I guess around eight-ish", "Friday if that's
    okay") fills it, unless the utterance reads as something else entirely.
 5. **the values given** - where still no reading was clear, values the caller
-   clearly gave ("Friday, not Thursday" at the read-back, "19 30, Friday,
-   four people, can you do that?") go to the state's intent carrying them all,
-   when its action holds most of the probability of those intents, is likelier
-   than "none", and the transcript is mostly words the bot knows. A bare number
+   clearly gave ("it was one o'clock I said, not half past twelve" at the
+   read-back, "thursday would suit us better than friday") go to the state's
+   intent carrying them all, when its action holds most of the probability of
+   those intents, clearly beats "none", and the transcript is mostly words the
+   bot knows. A bare number
    that reads as a count and as a time is only the slot asked for.
 6. **the last sentence** - several sentences that read as nothing together
    ("Sorry, hang on. Josh, put that down! Hi, yes, I'd like to book a
    table."): the last one, matched alone, says what the caller wants, when a
    template reads it or the classifier is sure of it (a fragment like "It's a
-   blue one." is no answer); the values the whole turn gave for its intent
-   are kept.
+   blue one." is no answer), never as a yes or a no; the values the whole
+   turn gave for its intent are kept.
 
 Confidence: 1.0 exact, the fuzzy tier's edit score, the classifier's
 probability. Partial transcripts only ever use the exact tier.
@@ -37,6 +38,7 @@ probability. Partial transcripts only ever use the exact tier.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -64,6 +66,7 @@ MAX_WORDS = 60  # a longer turn is a recogniser's loop ("19.19.19..."): the rest
 EXPECT_INTENT_ODDS = 3.0  # an utterance with a value of the slot asked for answers it
 SURE = 0.9  # a classifier this sure needs no fuzzy alignment beside it
 KNOWN_SHARE = 0.5  # fewer known words than this: a garbled transcript, no reading
+LAST_SENTENCE_MAX_WORDS = 25  # a longer last sentence was read with the whole turn already
 
 
 class IntentMatcher(Matcher):
@@ -132,23 +135,40 @@ class IntentMatcher(Matcher):
     ) -> Match | None:
         """Several sentences that read as nothing together: the last one says what the
         caller wants ("Sorry, hang on. Josh, put that down! Hi, yes, I'd like to book a
-        table."), with the values the whole turn gave for its intent."""
-        sentences = [s for s in _SENTENCE_END.split(text.strip()) if s.strip()]
-        if len(sentences) < 2:
+        table."), with the values the whole turn gave for its intent.
+
+        Never a yes or a no (``spot: start``): "I said Friday, not Thursday. Sorry. Yes."
+        answers no read-back. The reading is the classifier's kind, however it was found.
+        """
+        assert self.model is not None
+        sentences = [
+            s for s in _SENTENCE_END.split(text.strip()) if normalize(s, self.language).strip()
+        ]
+        if len(sentences) < 2 or len(sentences[-1].split()) > LAST_SENTENCE_MAX_WORDS:
             return None
         last = self._match(sentences[-1], names, allowed, expect)
-        if last is None or self.model is None:
+        if last is None or last.intent in self._spot_start:
             return None
         if last.matcher == "statistical" and last.confidence < SURE:
             return None  # a fragment read by the classifier alone ("It's a blue one.")
-        words = normalize(text, self.language).split()[:MAX_WORDS]
-        spans = self.model.spotter.find(words, self.today())
-        wanted = self._slots_of.get(last.intent, frozenset())
         slots = dict(last.slots)
-        for guess in self.model.slots(words, spans, expect, wanted, VALUE_ACCEPT):
-            slots.setdefault(guess.slot, guess.span.value)
-        return Match(
-            last.intent, slots, last.confidence, last.matcher, " ".join(words), last.mentioned
+        mentioned = dict(last.mentioned)
+        wanted = self._slots_of.get(last.intent, frozenset())
+        if wanted - set(slots):  # values said before the last sentence
+            words = normalize(text, self.language).split()[:MAX_WORDS]
+            spans = self.model.spotter.find(words, self.today())
+            for guess in self.model.slots(words, spans, expect, None, VALUE_ACCEPT):
+                if guess.slot in wanted:
+                    slots.setdefault(guess.slot, guess.span.value)
+                else:
+                    mentioned.setdefault(guess.slot, guess.span.value)
+        return dataclasses.replace(
+            last,
+            slots=slots,
+            mentioned=mentioned,
+            confidence=min(last.confidence, SURE),
+            matcher="statistical",
+            text=normalize(text, self.language),
         )
 
     def _match(
@@ -225,47 +245,43 @@ class IntentMatcher(Matcher):
 
     def _as_asked(self, found: Match, expect: str | None) -> Match:
         """A bare number a template took as another slot answers the question just asked
-        when that slot reads it too and no cue word makes it the other: "geht auch 10?"
-        after "Für wie viele Personen?" is ten people ("um 10" stays a time)."""
+        when that slot reads it too, no cue word before it makes it the other, and no
+        longer value takes it in: "geht auch 10?" after "Für wie viele Personen?" is ten
+        people ("um 10", "8 pm", "2 people" stay what they are)."""
         if expect is None or expect in found.slots or self.model is None:
             return found
         want = self._expect_type(expect)
+        if want is None or expect not in self._slots_of.get(found.intent, frozenset()):
+            return found
         words = found.text.split()
-        bare = [
-            s
-            for s in self.model.spotter.find(words, self.today())
-            if s.end - s.start == 1 and words[s.start].isdigit()
-        ]
+        spans = self.model.spotter.find(words, self.today())
         for slot, value in found.slots.items():
-            if slot == expect:
-                continue
             have = self._expect_type(slot)
-            for span in bare:
-                if span.definition != have or span.value != value:
+            cues = self.model.cues.get(have or "", frozenset())
+            for span in spans:
+                if not (
+                    span.definition == have
+                    and span.end - span.start == 1
+                    and words[span.start].isdigit()
+                    and str(span.value) == str(value)
+                    and not (span.start > 0 and words[span.start - 1] in cues)
+                ):
                     continue
-                cues = self.model.cues.get(have, frozenset())
-                if span.start > 0 and words[span.start - 1] in cues:
-                    continue
+                if any(o.start <= span.start < o.end and o.end - o.start > 1 for o in spans):
+                    continue  # "8 pm", "2 people": the number is part of a longer value
                 asked = next(
                     (
                         o
-                        for o in bare
-                        if o.start == span.start and o.definition == want and want is not None
+                        for o in spans
+                        if (o.start, o.end, o.definition) == (span.start, span.end, want)
                     ),
                     None,
                 )
-                if asked is None or expect not in self._slots_of.get(found.intent, ()):
+                if asked is None:
                     continue
                 slots = {k: v for k, v in found.slots.items() if k != slot}
                 slots[expect] = asked.value
-                return Match(
-                    found.intent,
-                    slots,
-                    found.confidence,
-                    found.matcher,
-                    found.text,
-                    dict(found.mentioned),
-                )
+                return dataclasses.replace(found, slots=slots)
         return found
 
     def _expect_type(self, slot: str) -> str | None:
@@ -433,9 +449,9 @@ class IntentMatcher(Matcher):
         expect: str | None,
         norm: str,
     ) -> Match | None:
-        """Values the caller clearly gave, where no reading was clear: "Friday, not
-        Thursday" at the read-back, "19 30, Friday, four people, can you do that?" - the
-        state's intent that carries them takes them (a correction, a booking)."""
+        """Values the caller clearly gave, where no reading was clear: "we're actually 7
+        now, my brother is joining us" at the read-back - the state's intent that carries
+        them takes them (a correction, a booking)."""
         if self.model is None:
             return None
         guesses = self.model.slots(words, spans, expect, None, VALUE_ACCEPT)
@@ -457,8 +473,8 @@ class IntentMatcher(Matcher):
         if mass < VALUED_ACCEPT or max(by_action.values()) < VALUED_SHARE * mass:
             return None  # no reading of these values, or a booking vs a cancellation: ask
         chosen = max(by_action, key=lambda k: by_action[k])
-        if by_action[chosen] < probs.get(NONE, 0.0):
-            return None  # likelier off-topic than this reading: "I told you, on Friday"
+        if by_action[chosen] - probs.get(NONE, 0.0) < self.margin:
+            return None  # not clearly more than off-topic: "I told you, on Friday"
         carriers = [n for n in carriers if action(n) == chosen]
         intent = max(carriers, key=lambda n: probs.get(n, 0.0))
         # a clearly different reading is no answer ("that's a week today, yeah? then yes"

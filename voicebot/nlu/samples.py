@@ -480,6 +480,6 @@ def _time_phrases(language: str) -> list[str]:
     out += [f"{h} 30 pm" for h in hours] + [f"{h}:30" for h in range(12, 23)]
     out += [f"{h}:00" for h in range(12, 23)] + ["noon", "midday", "midnight"]
     out += [f"{h} in the evening" for h in range(5, 11)] + [f"{h} ish" for h in range(5, 10)]
-    # "one" stays a word (it is also a pronoun): "at one", "one oclock", "half past one"
-    out += ["one", "one oclock", "one 30", "half past one", "quarter past one", "one pm"]
+    # "one" stays a word (it is also a pronoun, "a black one"): only with a time word
+    out += ["one oclock", "one 30", "half past one", "quarter past one", "one pm"]
     return out

@@ -322,7 +322,7 @@ def _sounds_like_number(word: str, language: str) -> str | None:
 _NUMBER_NAMES: dict[str, dict[str, str]] = {}
 # A 24-hour time said with "hours" ("nineteen hundred hours", "eighteen thirty hours");
 # "2 hours" is a duration, not a time.
-_HOURS = re.compile(r"^(?:\d{4}|(?:1\d|2[0-3]) [0-5]\d) hours$")
+_HOURS = re.compile(r"^([01]\d|2[0-3]) ?([0-5]\d) hours$")
 
 
 def _number_names(language: str) -> dict[str, str]:
@@ -337,8 +337,10 @@ def _parse_exact(text: str, language: str, prefer: Prefer) -> tuple[str, tuple[s
     text, meridiem = _split_meridiem(text, language)
     if language == "en" and text.endswith(" oclock"):
         text = text[: -len(" oclock")]
-    elif language == "en" and _HOURS.match(text):
-        text = text[: -len(" hours")]  # "1900 hours", "20 hundred hours": 24-hour clock
+    elif language == "en" and (hours := _HOURS.match(text)):
+        # "1900 hours", "0730 hours", "eighteen thirty hours": the 24-hour clock, literally
+        clock = f"{int(hours.group(1)):02d}:{hours.group(2)}"
+        return clock, (clock,)
     for pattern, build in rules:
         found = pattern.match(text)
         if found is None:
