@@ -146,7 +146,8 @@ class IntentMatcher(Matcher):
         ]
         if len(sentences) < 2 or len(sentences[-1].split()) > LAST_SENTENCE_MAX_WORDS:
             return None
-        last = self._match(sentences[-1], names, allowed, expect)
+        # (no edit alignment: a template reads the last sentence as said, or the classifier)
+        last = self._match(sentences[-1], names, allowed, expect, fuzzy=False)
         if last is None or last.intent in self._spot_start:
             return None
         if last.matcher == "statistical" and last.confidence < SURE:
@@ -177,8 +178,10 @@ class IntentMatcher(Matcher):
         names: frozenset[str],
         allowed: Collection[str] | None,
         expect: str | None,
+        *,
+        fuzzy: bool = True,
     ) -> Match | None:
-        """The tiers over the whole of ``text``."""
+        """The tiers over the whole of ``text`` (``fuzzy``: with the edit alignment)."""
         assert self.model is not None
         action = _actions(allowed)
         found = self.templates.match(text, names, expect=expect, fuzzy=False)
@@ -198,7 +201,8 @@ class IntentMatcher(Matcher):
         if expect is not None and any(s.definition == self._expect_type(expect) for s in spans):
             probs = self._with_expect(probs, names, action, expect)
         # the fuzzy tier only where the classifier is unsure (its DP costs milliseconds)
-        if not garbled and max((p for c, p in probs.items() if c in names), default=0.0) < SURE:
+        unsure = max((p for c, p in probs.items() if c in names), default=0.0) < SURE
+        if fuzzy and not garbled and unsure:
             found = self.templates.match_fuzzy(text, names)
         chosen = None if garbled else self._choose(found, probs, names, action)
         # an opening yes or no decides before a goodbye at the end ("yes great, bye"),
@@ -254,6 +258,8 @@ class IntentMatcher(Matcher):
         if want is None or expect not in self._slots_of.get(found.intent, frozenset()):
             return found
         words = found.text.split()
+        if not any(w.isdigit() for w in words):
+            return found
         spans = self.model.spotter.find(words, self.today())
         for slot, value in found.slots.items():
             have = self._expect_type(slot)
@@ -449,9 +455,9 @@ class IntentMatcher(Matcher):
         expect: str | None,
         norm: str,
     ) -> Match | None:
-        """Values the caller clearly gave, where no reading was clear: "we're actually 7
-        now, my brother is joining us" at the read-back - the state's intent that carries
-        them takes them (a correction, a booking)."""
+        """Values the caller clearly gave, where no reading was clear: "it was one
+        o'clock I said, not half past twelve" at the read-back - the state's intent that
+        carries them takes them (a correction, a booking)."""
         if self.model is None:
             return None
         guesses = self.model.slots(words, spans, expect, None, VALUE_ACCEPT)
