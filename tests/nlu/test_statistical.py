@@ -15,7 +15,7 @@ from voicebot.config import load_pipeline
 from voicebot.dialog.bot import load_bot
 from voicebot.dialog.corpus import load_corpus
 from voicebot.nlu import statistical
-from voicebot.nlu.matcher import IntentMatcher
+from voicebot.nlu.matcher import IntentMatcher, _Turn
 from voicebot.nlu.normalize import normalize
 from voicebot.nlu.samples import augment, generate
 from voicebot.nlu.statistical import StatisticalModel, load_model, model_key, span_features
@@ -237,7 +237,7 @@ def test_values_alone_carry_a_reading_only_where_one_is_clear(restaurant) -> Non
     action = lambda intent: act.get(intent, intent)  # noqa: E731
 
     def valued(probs: dict[str, float]) -> object:
-        return m._valued(words, spans, probs, names, action, None, " ".join(words))
+        return m._valued(_Turn(words, spans, probs, names, action, None, " ".join(words)))
 
     found = valued({"inform": 0.3, "book_table": 0.1, "repeat": 0.4, "": 0.2})
     assert found is not None and (found.intent, found.slots) == ("inform", {"time": "20:30"})

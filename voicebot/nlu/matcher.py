@@ -42,11 +42,12 @@ import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from voicebot.nlu.intent_file import IntentSet
 from voicebot.nlu.match import Match, Matcher, MatcherKind
 from voicebot.nlu.normalize import normalize
+from voicebot.nlu.spotting import Span
 from voicebot.nlu.statistical import NONE, StatisticalModel, load_model
 from voicebot.nlu.template_matcher import TemplateMatcher
 
@@ -155,8 +156,8 @@ class IntentMatcher(Matcher):
         slots = dict(last.slots)
         mentioned = dict(last.mentioned)
         wanted = self._slots_of.get(last.intent, frozenset())
+        words = normalize(text, self.language).split()[:MAX_WORDS]
         if wanted - set(slots):  # values said before the last sentence
-            words = normalize(text, self.language).split()[:MAX_WORDS]
             spans = self.model.spotter.find(words, self.today())
             for guess in self.model.slots(words, spans, expect, None, VALUE_ACCEPT):
                 if guess.slot in wanted:
@@ -169,7 +170,7 @@ class IntentMatcher(Matcher):
             mentioned=mentioned,
             confidence=min(last.confidence, SURE),
             matcher="statistical",
-            text=normalize(text, self.language),
+            text=" ".join(words),
         )
 
     def _match(
@@ -196,7 +197,8 @@ class IntentMatcher(Matcher):
         tokens = self.model.tokens(words, spans)
         # mostly words no sentence of this bot has: a garbled transcript - only a clear
         # stretch of it may still be taken ("... bye bye")
-        garbled = self.model.known_share(tokens) < KNOWN_SHARE
+        known = self.model.known_share(tokens)
+        garbled = known < KNOWN_SHARE
         probs = self.model.intents(tokens)
         if expect is not None and any(s.definition == self._expect_type(expect) for s in spans):
             probs = self._with_expect(probs, names, action, expect)
@@ -208,17 +210,17 @@ class IntentMatcher(Matcher):
         # an opening yes or no decides before a goodbye at the end ("yes great, bye"),
         # except where a plain no does what the goodbye does: "Anything else?" - "alright,
         # lovely, thank you, goodbye" closes the call, it asks for nothing more
-        if chosen is None or chosen[0] in self._spot_start:
-            closing = self._spotted(words, names, closing=True)
-            if closing is not None and any(
+        yes_no = chosen is None or chosen[0] in self._spot_start
+        # ... and a template's call intent closing the utterance beats the classifier's
+        # guess of another one: "ach, ich ruf später nochmal an. tschüss" is a goodbye
+        guessed_call = chosen is not None and chosen[2] == "statistical" and chosen[0] in self._spot
+        closing = self._spotted(words, names, closing=True) if yes_no or guessed_call else None
+        if closing is not None:
+            if yes_no and any(
                 action(n) == action(closing.intent) for n in self._spot_start & names
             ):
                 return closing
-        # a template's call intent closing the utterance beats the classifier's guess of
-        # another one: "ach, ich ruf später nochmal an. tschüss" is a goodbye, no repeat
-        if chosen is not None and chosen[2] == "statistical" and chosen[0] in self._spot:
-            closing = self._spotted(words, names, closing=True)
-            if closing is not None and closing.intent != chosen[0]:
+            if guessed_call and chosen is not None and closing.intent != chosen[0]:
                 return closing
         if chosen is not None:
             intent, confidence, kind = chosen
@@ -239,13 +241,11 @@ class IntentMatcher(Matcher):
             return spotted
         if garbled or probs.get(NONE, 0.0) >= NONE_VETO:
             return None
-        if expect is not None:
-            found = self._expected(words, spans, probs, names, action, expect, norm)
-            if found is not None:
-                return found
-        if self.model.known_share(tokens) < VALUED_KNOWN:
-            return None
-        return self._valued(words, spans, probs, names, action, expect, norm)
+        turn = _Turn(words, spans, probs, names, action, expect, norm)
+        found = self._expected(turn) if expect is not None else None
+        if found is not None or known < VALUED_KNOWN:
+            return found
+        return self._valued(turn)
 
     def _as_asked(self, found: Match, expect: str | None) -> Match:
         """A bare number a template took as another slot answers the question just asked
@@ -416,16 +416,10 @@ class IntentMatcher(Matcher):
             best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words), mentioned
         )
 
-    def _expected(
-        self,
-        words: list[str],
-        spans: list[Any],
-        probs: Mapping[str, float],
-        names: frozenset[str],
-        action: Callable[[str], str],
-        expect: str,
-        norm: str,
-    ) -> Match | None:
+    def _expected(self, turn: _Turn) -> Match | None:
+        """The value asked for, among free words (``turn.expect`` is set)."""
+        words, spans, probs, names, action, expect, norm = turn
+        assert expect is not None
         carriers = self._own_carriers(names, action, expect)
         if not carriers:
             return None
@@ -445,21 +439,12 @@ class IntentMatcher(Matcher):
         slots = {g.slot: g.span.value for g in guesses if g.slot in self._slots_of[intent]}
         return Match(intent, slots, round(value.probability, 3), "statistical", norm)
 
-    def _valued(
-        self,
-        words: list[str],
-        spans: list[Any],
-        probs: Mapping[str, float],
-        names: frozenset[str],
-        action: Callable[[str], str],
-        expect: str | None,
-        norm: str,
-    ) -> Match | None:
+    def _valued(self, turn: _Turn) -> Match | None:
         """Values the caller clearly gave, where no reading was clear: "it was one
         o'clock I said, not half past twelve" at the read-back - the state's intent that
         carries them takes them (a correction, a booking)."""
-        if self.model is None:
-            return None
+        words, spans, probs, names, action, expect, norm = turn
+        assert self.model is not None
         guesses = self.model.slots(words, spans, expect, None, VALUE_ACCEPT)
         # a bare number that reads as a count and as a time ("no, eight, not seven") is
         # only the slot asked for; else the bot asks
@@ -499,6 +484,19 @@ class IntentMatcher(Matcher):
         confidence = min(g.probability for g in guesses)
         slots = {g.slot: g.span.value for g in guesses}
         return Match(intent, slots, round(confidence, 3), "statistical", norm)
+
+
+class _Turn(NamedTuple):
+    """One utterance as the later tiers read it: its words, the values spotted in them,
+    the classifier's reading, the state's intents and what the bot does with them."""
+
+    words: list[str]
+    spans: list[Span]
+    probs: Mapping[str, float]
+    names: frozenset[str]
+    action: Callable[[str], str]
+    expect: str | None
+    norm: str
 
 
 # Words after an opening yes/no that make it no plain answer: a question, a hedge, a "but".
