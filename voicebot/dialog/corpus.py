@@ -18,7 +18,10 @@ utterance (or what a recogniser made of it), and runs a second conversation
 on the labelled reading; the two must end in the same state with the same
 values for a **turn success**. A turn that acts (matches an intent) but does
 something else than the labelled reading, or stores a wrong or spurious value,
-is a **wrong action**; a turn the bot answers with "sorry?" is a no-match.
+is a **wrong action**; a turn the bot answers with "sorry?" is a no-match. What
+counts is what the bot did, not the intent's name: "no, five of us" at the
+read-back, matched as a no with a value, is the correction the label says when
+the call ends where the labelled reading takes it, with the same values.
 
 Diagnostic codes: E6xx, listed with their meanings in ``voicebot.diagnostics``.
 """
@@ -254,6 +257,9 @@ async def score_turn(
     if matched:  # the same intent, or one the state sends to the same place
         intent_ok = accepted and (
             intent == item.intent
+            # the call went where the labelled reading takes it, with the same values: a
+            # "no, five of us" read as deny with a value is the correction it was
+            or success
             or (
                 action is not None
                 and expected_action is not None

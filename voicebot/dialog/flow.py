@@ -49,6 +49,7 @@ from voicebot.events import (
     TransferEvent,
 )
 from voicebot.frames import SecondPass
+from voicebot.nlu.clauses import clauses, joined
 from voicebot.nlu.match import Match, Matcher
 from voicebot.nlu.slot_time import pick_reading
 from voicebot.nlu.slots import SlotType
@@ -60,6 +61,8 @@ REPEAT = "@repeat"  # the built-in target: say the last prompt again
 CONFIRM_INTENTS = ("affirm", "deny")
 CONFIRM_CONFIDENCE = 0.75  # a "yes" below this (a guess of a lower tier) books nothing
 HEARD_ENOUGH = 0.75  # share of a read-back the caller must have heard before a "yes" counts
+ASIDE_CONFIDENCE = 0.8  # a question asked along with an answer is answered at this confidence
+ASIDE_MAX_WORDS = 20  # a longer stretch is no question asked in passing
 MAX_HOPS = 64  # state entries per input; more means a loop of states that never wait
 # What the bot says when the transport could not transfer the caller (a state's own
 # ``transfer_failed`` wins), before it hangs up.
@@ -236,6 +239,7 @@ class _Digression:
     slots: dict[str, Any]
     hook_values: dict[str, Any]
     entered: int = 0  # states entered since it began
+    ask_again: bool = True  # False: the turn's answer follows, so the question is not asked
 
 
 def _same(old: Any, new: Any) -> bool:
@@ -350,7 +354,99 @@ class Conversation:
             found = await match_unsure(self.matcher, again, again_unsure, allowed, expect=expect)
             if found is not None and found.intent in self.accepts():
                 match, text = found, again
+        aside = await self._aside(text, unsure, allowed, expect, match)
+        if aside is not None:
+            return await self._both(*aside, text)
         return await self._handle(match, text)
+
+    async def _aside(
+        self,
+        text: str,
+        unsure: Collection[int],
+        allowed: dict[str, str],
+        expect: str | None,
+        whole: Match | None,
+    ) -> tuple[Match, Match | None] | None:
+        """A question the flow answers in passing (a ``return: true`` global the state has
+        no handler of its own for), asked along with a turn's answer that gives values:
+        "Eight, and can you also tell me if you open on Mondays?". (the question, the
+        rest of the turn read alone), or None. The rest is None where it reads as nothing
+        the state accepts; then the question is only taken if the whole turn read as
+        nothing either. A bare yes or no beside a question is no answer of its own ("yes,
+        what time do you close?"): the turn is read whole."""
+        state = self.state
+        questions = {
+            k: v
+            for k, v in allowed.items()
+            if k in self.flow.digressions and self.bot.route(state, k)[0] == "global"
+        }
+        if not questions:
+            return None
+        stretches = clauses(text, self.language)
+        if len(stretches) < 2:
+            return None
+        words = text.split()
+        for k, stretch in enumerate(stretches):
+            if stretch[1] - stretch[0] > ASIDE_MAX_WORDS:
+                continue
+            question = await self._match_part(words, [stretch], unsure, questions, None)
+            if question is None or question.intent not in questions:
+                continue
+            if question.matcher != "exact" and question.confidence < ASIDE_CONFIDENCE:
+                continue
+            rest = stretches[:k] + stretches[k + 1 :]
+            main = await self._match_part(words, rest, unsure, allowed, expect)
+            if main is not None and (
+                main.intent not in self.accepts() or main.intent in self.flow.digressions
+            ):
+                main = None
+            if main is not None and not any(
+                v is not None for v in (*main.slots.values(), *main.mentioned.values())
+            ):
+                return None
+            if main is None and whole is not None and whole.intent in self.accepts():
+                return None  # the turn as a whole says what the caller wants
+            return question, main
+        return None
+
+    async def _match_part(
+        self,
+        words: list[str],
+        stretches: list[tuple[int, int]],
+        unsure: Collection[int],
+        allowed: dict[str, str],
+        expect: str | None,
+    ) -> Match | None:
+        text, kept = joined(words, stretches)
+        where = {original: k for k, original in enumerate(kept)}
+        part_unsure = [where[i] for i in unsure if i in where]
+        return await match_unsure(self.matcher, text, part_unsure, allowed, expect=expect)
+
+    async def _both(self, question: Match, main: Match | None, text: str) -> Step:
+        """Answer ``question`` in passing, then take ``main``, the turn's answer, as if
+        it had been said alone; without one, return to the pending question."""
+        state = self.state
+        self._heard_intent(question)
+        self.no_matches = self.silences = 0
+        target = self.flow.handlers.get(question.intent)
+        assert target is not None
+        values = {k: v for k, v in question.slots.items() if v is not None}
+        first = await self._digress(state, values, target, ask_again=main is None)
+        first.match = question
+        if main is None or self.ended:
+            return first
+        second = await self._handle(main, text)
+        step = Step(
+            " ".join(t for t in (first.text, second.text) if t),
+            first.barge_in and second.barge_in,
+            second.state,
+            main,
+            second.ended,
+            first.outcomes + second.outcomes,
+        )
+        if step.text:
+            self.last_prompt, self.last_barge_in = step.text, step.barge_in
+        return step
 
     def match_interim(self, text: str) -> Match | None:
         """An interim intent in a partial transcript (fast: exact tier only, no fallback)."""
@@ -436,19 +532,7 @@ class Conversation:
             and (not self._confirmable(match))
         ):
             return await self._no_match(state, text, reason="unconfirmed")
-        self.emit(
-            IntentEvent(
-                self.turn,
-                name=match.intent,
-                slots=dict(match.slots),
-                confidence=round(match.confidence, 3),
-                matcher=match.matcher,
-                text=match.text,
-                interim=interim,
-                mentioned=dict(match.mentioned),
-                unsure=dict(match.unsure),
-            )
-        )
+        self._heard_intent(match, interim)
         missing = self.no_matches + 1  # if this answer, too, lacks the slot asked for
         self.no_matches = self.silences = 0
         if kind == "global" and match.intent in self.flow.digressions and target != REPEAT:
@@ -484,6 +568,21 @@ class Conversation:
             step = await self._enter(target)
         step.match = match
         return step
+
+    def _heard_intent(self, match: Match, interim: bool = False) -> None:
+        self.emit(
+            IntentEvent(
+                self.turn,
+                name=match.intent,
+                slots=dict(match.slots),
+                confidence=round(match.confidence, 3),
+                matcher=match.matcher,
+                text=match.text,
+                interim=interim,
+                mentioned=dict(match.mentioned),
+                unsure=dict(match.unsure),
+            )
+        )
 
     def _confirmable(self, match: Match) -> bool:
         """A "yes" books only when it answers the read-back, heard, and is clearly a yes."""
@@ -523,11 +622,16 @@ class Conversation:
         if isinstance(low, str) and isinstance(high, str):
             self.slots[slot] = pick_reading(self.slots[slot], low, high)
 
-    async def _digress(self, state: State, values: Mapping[str, Any], target: str) -> Step:
-        """Answer a global question mid-call; ``_enter`` returns to ``state`` afterwards.
-        The question's slots ("are you open on Monday?") never touch the call's own."""
+    async def _digress(
+        self, state: State, values: Mapping[str, Any], target: str, ask_again: bool = True
+    ) -> Step:
+        """Answer a global question mid-call; ``_enter`` returns to ``state`` afterwards
+        (and asks its question again, unless ``ask_again`` is False). The question's slots
+        ("are you open on Monday?") never touch the call's own."""
         if self._digression is None:
-            self._digression = _Digression(state.name, dict(self.slots), dict(self.hook_values))
+            self._digression = _Digression(
+                state.name, dict(self.slots), dict(self.hook_values), ask_again=ask_again
+            )
         self._store(values)
         return await self._enter(target)
 
@@ -552,7 +656,9 @@ class Conversation:
             state = self.flow.states[name]
             digression = self._digression
             if digression is not None and state.waits and digression.entered > 0:
-                texts.append(self._resume(digression))
+                resumed = self._resume(digression)
+                if resumed:
+                    texts.append(resumed)
                 break
             if state.collect:
                 filled = self.slots.get(state.collect) is not None
@@ -640,7 +746,7 @@ class Conversation:
         self.emit(StateEvent(self.turn, from_=self.state_name or None, to=state.name, resumed=True))
         self.state_name = state.name
         self.no_matches = self.silences = 0
-        return self._text(state.ask or state.reprompt)
+        return self._text(state.ask or state.reprompt) if digression.ask_again else ""
 
     def _text(self, prompt: Prompt | None) -> str:
         if prompt is None:

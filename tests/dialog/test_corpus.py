@@ -1,0 +1,54 @@
+"""How a corpus turn is scored (``voicebot/dialog/corpus.py``): success, wrong action."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from tests.support.paths import PIPELINES
+from voicebot.config import load_pipeline
+from voicebot.dialog.bot import LoadedBot, load_bot
+from voicebot.dialog.corpus import Item, TurnScore, score_turn
+
+BOOKED = {"party_size": 4, "day": "friday", "time": "19:30"}
+
+
+@pytest.fixture(scope="module")
+def loaded() -> LoadedBot:
+    return load_bot(load_pipeline(PIPELINES / "restaurant.yaml"))
+
+
+def _score(loaded: LoadedBot, item: Item, heard: str | None = None) -> TurnScore:
+    matcher = loaded.matcher("en", dt.date(2026, 12, 1))
+    return asyncio.run(score_turn(loaded, matcher, item, "en", heard))
+
+
+def test_a_correction_read_as_no_with_the_value_is_the_right_action(loaded: LoadedBot) -> None:
+    # the matcher reads "no, five of us" as deny with a value; the flow takes it as the
+    # correction it is, so the call ends where the labelled inform takes it
+    item = Item("confirm_booking", "No, five of us, not four.", "inform", {"party_size": 5}, BOOKED)
+    score = _score(loaded, item)
+    assert score.intent == "deny" and score.success
+    assert score.intent_ok and not score.wrong_action
+
+
+def test_a_no_that_drops_the_new_value_is_a_wrong_action(loaded: LoadedBot) -> None:
+    item = Item("confirm_booking", "No, five of us, not four.", "inform", {"party_size": 5}, BOOKED)
+    score = _score(loaded, item, heard="No.")
+    assert score.intent == "deny" and not score.success
+    assert not score.intent_ok and score.wrong_action
+
+
+def test_a_wrong_value_is_a_wrong_action(loaded: LoadedBot) -> None:
+    item = Item("ask_party_size", "Five of us.", "inform", {"party_size": 5})
+    score = _score(loaded, item, heard="Nine of us.")
+    assert score.intent == "inform" and score.intent_ok
+    assert not score.success and score.wrong_action and score.slots_right == 0
+
+
+def test_nothing_understood_is_a_no_match_not_a_wrong_action(loaded: LoadedBot) -> None:
+    item = Item("ask_party_size", "Five of us.", "inform", {"party_size": 5})
+    score = _score(loaded, item, heard="Water to salmon.")
+    assert score.no_match and not score.wrong_action and not score.success
