@@ -213,7 +213,7 @@ def test_counts(text: str, lang: str, expected: int) -> None:
         ("gegen acht", "de"),
         ("seven and four of us", "en"),  # "half seven, and four of us": the 7 is a time
         ("neun und wir sind dann zu viert", "de"),
-        ("for people", "en"),  # "a table for people with allergies": no four
+        ("for people with allergies", "en"),  # no four ("for people" alone is one)
         ("free", "en"),
     ],
 )

@@ -1,4 +1,4 @@
-"""Slot types and normalisation: parsing ASR-style text in English and German, speaking values."""
+"""Slot types: parsing ASR-style text in English and German, speaking values."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 
-from voicebot.nlu.normalize import normalize
 from voicebot.nlu.slots import (
     DaySlot,
     DigitsSlot,
@@ -21,44 +20,6 @@ from voicebot.nlu.slots import (
 )
 
 WEDNESDAY = dt.date(2025, 6, 4)
-
-
-@pytest.mark.parametrize(
-    ("text", "lang", "expected"),
-    [
-        ("For 4 people on Friday at half past 7.", "en", "for 4 people on friday at half past 7"),
-        ("at 8 p.m.", "en", "at 8 pm"),
-        ("Eight P.M.", "en", "8 pm"),
-        ("8pm", "en", "8 pm"),
-        ("7.30 pm", "en", "7:30 pm"),
-        ("I I want uh a table for, um, four people", "en", "i want a table for 4 people"),
-        ("I w- want to book", "en", "i want to book"),
-        ("What's at eight o'clock?", "en", "whats at 8 oclock"),
-        ("a table for two", "en", "a table for 2"),
-        ("no one", "en", "no one"),
-        ("order 4,213", "en", "order 4213"),
-        (
-            "Ich möchte einen Tisch für vier Personen am Freitag um halb acht reservieren.",
-            "de",
-            "ich möchte einen tisch für 4 personen am freitag um halb 8 reservieren",
-        ),
-        ("Ähm, für zwei Personen, bitte.", "de", "für 2 personen bitte"),
-        ("um 19.30 Uhr", "de", "um 19:30 uhr"),
-        ("Straße", "de", "strasse"),
-        ("um acht", "de", "um 8"),  # "um" is a German word, not a filler
-        # a full stop is a pause: no number joins across it; a dot after a digit is none
-        ("Nineteen hundred. Seven in the evening.", "en", "1900 7 in the evening"),
-        ("at 8 p.m. tomorrow", "en", "at 8 pm tomorrow"),
-        ("am 3. Dezember um 8.", "de", "am 3 dezember um 8"),
-    ],
-)
-def test_normalize(text: str, lang: str, expected: str) -> None:
-    assert normalize(text, lang) == expected
-
-
-def test_normalize_unicode_forms_agree() -> None:
-    composed, decomposed = "Gr\u00fc\u00df Gott", "Gru\u0308\u00df Gott"
-    assert normalize(composed, "de") == normalize(decomposed, "de") == "grüss gott"
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,13 @@ between digits, apostrophes are removed); number words -> digits with
 "eins"); ``8 p.m.``/``8pm``/``8 p m`` -> ``8 pm`` (English); fillers (uh, um,
 äh, ähm ...) and stutters ("i i want") removed. "one"/"ein" stay words: they are
 articles as often as numbers, so slot parsers read them in context.
+
+Two English mishearings are repaired where the words around leave no other
+reading: a count written as its homophone ("*for* people, Saturday", "a table
+for *to* adults", "*to* adults and *to* children" - only before a people noun,
+after a word that leads a count, and not before "with", "who" ...: "a menu for
+people with allergies" stays), and "quarter" written as "water" or "order"
+before "past"/"to" and an hour ("*water* past 6").
 """
 
 from __future__ import annotations
@@ -47,6 +54,15 @@ _COLON_NOT_TIME = re.compile(r"(?<!\d):|:(?!\d)")
 _UH_HUH = re.compile(r"\b(?:uh[ -]?huh|mm+[ -]?hmm+|mhm+)\b")  # all mean "yes"
 _O_CLOCK = re.compile(r"\bo ?'? ?clock\b")
 _DIGITS = re.compile(r"^[\d:]+$")
+# a count's homophones (see the module docstring), the nouns after them, the words
+# before them (or the start of a pause-separated stretch), and words after that make
+# them prepositions again
+_COUNT_HOMOPHONES = {"for": "4", "fore": "4", "to": "2", "too": "2", "tu": "2"}
+_PEOPLE = frozenset("people persons adults guests children kids".split())
+_COUNT_LEAD = frozenset("and its is be table booking reservation reserve book were for just".split())
+_NOT_A_COUNT_AFTER = frozenset("with who that which like under over from in".split())
+_DAY_OF_MONTH = re.compile(r"^\d{1,2}(?:st|nd|rd|th)?$")
+_QUARTER = re.compile(r"\b(?:water|order|porter|quota)(?= (?:past|to|after) \d)")
 # a sentence's full stop is a pause too ("nineteen hundred. seven in the evening" is no
 # 1907), a dot after a digit is not ("am 3. dezember", "7.30")
 _PAUSE = re.compile(r"[,;!?]+|(?<!\d):|:(?!\d)|(?<![\d.\s])\.+(?=\s|$)")
@@ -139,5 +155,22 @@ def _words(text: str, language: str) -> list[str]:
         words = [small.get(w, w) for w in words]
     if language == "en":
         text = _SPACED_AMPM.sub(r"\1 \2m", " ".join(words))
-        words = text.split()
+        text = _QUARTER.sub("quarter", text)
+        words = _counts_heard_as_words(text.split())
     return words
+
+
+def _counts_heard_as_words(words: list[str]) -> list[str]:
+    """English "for people" / "to adults" where the caller said four / two (see the
+    module docstring)."""
+    out = list(words)
+    for k, word in enumerate(words):
+        digit = _COUNT_HOMOPHONES.get(word)
+        if digit is None or k + 1 >= len(words) or words[k + 1] not in _PEOPLE:
+            continue
+        if k > 0 and words[k - 1] not in _COUNT_LEAD and not _DAY_OF_MONTH.match(words[k - 1]):
+            continue
+        if k + 2 < len(words) and words[k + 2] in _NOT_A_COUNT_AFTER:
+            continue
+        out[k] = digit
+    return out

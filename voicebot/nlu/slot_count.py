@@ -245,7 +245,8 @@ def parse_count(text: str, language: str) -> int | None:
 
 def _misheard(text: str, language: str) -> int | None:
     """ "free kids", "sick of us": a number word the recogniser misheard, before a
-    people noun (never an everyday word: "for people" is no four)."""
+    people noun (never an everyday word here: "for people" is four only where the
+    normaliser finds no other reading, ``normalize.py``)."""
     word, _, rest = text.partition(" ")
     digit = MISHEARD_NUMBERS.get(language, {}).get(word)
     if digit is None or word in NOT_A_COUNT or not rest:
