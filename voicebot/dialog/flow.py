@@ -212,11 +212,16 @@ class Bot:
 
     def actions(self, state: State) -> dict[str, str]:
         """Accepted intent -> what the state does with it: intents with the same action
-        are one reading for the matcher's "two close readings" rule."""
-        return {
-            intent: ":".join(str(p) for p in self.route(state, intent))
-            for intent in self.accepts(state)
-        }
+        are one reading for the matcher's "two close readings" rule. A state's own ``on``
+        and a global that does not return are both a move to their target ("no" and
+        "goodbye" after "Anything else?" both end the call)."""
+        out = {}
+        for intent in self.accepts(state):
+            kind, target = self.route(state, intent)
+            if kind in ("on", "global") and intent not in self.flow.digressions:
+                kind = "go"
+            out[intent] = f"{kind}:{target}"
+        return out
 
 
 @dataclass(slots=True)

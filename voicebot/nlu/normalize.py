@@ -59,7 +59,9 @@ _DIGITS = re.compile(r"^[\d:]+$")
 # them prepositions again
 _COUNT_HOMOPHONES = {"for": "4", "fore": "4", "to": "2", "too": "2", "tu": "2"}
 _PEOPLE = frozenset("people persons adults guests children kids".split())
-_COUNT_LEAD = frozenset("and its is be table booking reservation reserve book were for just".split())
+_COUNT_LEAD = frozenset(
+    "and its is be table booking reservation reserve book were for just".split()
+)
 _NOT_A_COUNT_AFTER = frozenset("with who that which like under over from in".split())
 _DAY_OF_MONTH = re.compile(r"^\d{1,2}(?:st|nd|rd|th)?$")
 _QUARTER = re.compile(r"\b(?:water|order|porter|quota)(?= (?:past|to|after) \d)")
