@@ -195,7 +195,8 @@ def build_call(
         asr_engine(config),
         config.language,
         config.asr.partial_interval_ms,
-        context=config.asr.context == "prompt",
+        context=config.asr.context in ("prompt", "hints"),
+        hints=config.asr.context == "hints",
         unsure_below=config.asr.unsure_below,
         second_pass=second_pass_engine(config),
     )

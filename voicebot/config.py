@@ -261,11 +261,13 @@ class AsrSettings:
         hi=5000,
         doc="decode a partial transcript this often while the caller speaks; 0 = no partials",
     )
-    context: Literal["none", "prompt"] = _spec(
+    context: Literal["none", "prompt", "hints"] = _spec(
         "none",
         doc="dialog-aware recognition: prompt = the recogniser conditions on the "
-        "bot's last question (Whisper's initial prompt, a provider's prompt); measured with "
-        "voicebot bench understanding",
+        "bot's last question (Whisper's initial prompt, a provider's prompt); hints = the "
+        "question and how callers answer it (the state's hint, or the hint of the type of "
+        "the slot it collects: 'At what time? Half past seven. Quarter to eight. 8 pm.'); "
+        "measured with voicebot bench understanding",
     )
     unsure_below: float = _spec(
         0.0,

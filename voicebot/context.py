@@ -16,7 +16,7 @@ class CallState:
 
     Playback owns ``bot_speaking`` and ``barge_in``; the VAD reads them to
     decide whether caller speech is a barge-in, and owns ``hold_playback``. The
-    dialog owns ``asr_context``.
+    dialog owns ``asr_context`` and ``asr_hint``.
     """
 
     bot_speaking: bool = False
@@ -28,6 +28,9 @@ class CallState:
     # What the bot last asked, for the recogniser to read the answer in its light; the
     # dialog stage writes it, the ASR stage reads it when a turn starts.
     asr_context: str | None = None
+    # How callers answer that question ("Half past seven. Quarter to eight. 8 pm."), for
+    # ``asr.context: hints``; the dialog stage writes it with ``asr_context``.
+    asr_hint: str | None = None
 
 
 @dataclass

@@ -63,6 +63,7 @@ class Turns(Source):
     async def produce(self) -> None:
         for turn, question in ((1, None), (2, "At what time?")):
             self.ctx.state.asr_context = question
+            self.ctx.state.asr_hint = "Half past seven." if question else None
             await self.push(SpeechStarted(self.ctx.now(), turn))
             pcm = np.zeros(320, np.int16)
             for k in range(5):
@@ -84,12 +85,13 @@ class Finals(Stage):
             self.texts.append(frame.text)
 
 
-async def _run(context: bool) -> tuple[list[str | None], list[str]]:
+async def _run(context: bool, hints: bool = False) -> tuple[list[str | None], list[str]]:
     clock = FastClock()
     ctx = CallContext(clock)
     engine = Recording()
     sink = Finals()
-    pipeline = Pipeline(ctx, [Turns(), AsrStage(engine, "en", 0, context=context), sink])
+    asr = AsrStage(engine, "en", 0, context=context, hints=hints)
+    pipeline = Pipeline(ctx, [Turns(), asr, sink])
     await asyncio.wait_for(pipeline.run(), 20)
     return engine.contexts, sink.texts
 
@@ -100,6 +102,11 @@ async def test_the_asr_stage_passes_the_dialogs_question_only_when_asked_to() ->
     assert texts == ["heard with None", "heard with 'At what time?'"]
     contexts, _ = await _run(context=False)
     assert contexts == [None, None]
+
+
+async def test_with_hints_the_recogniser_also_reads_how_callers_answer() -> None:
+    contexts, _ = await _run(context=True, hints=True)
+    assert contexts == [None, "At what time? Half past seven."]
 
 
 def test_whisper_puts_the_context_before_the_transcript() -> None:
@@ -139,3 +146,26 @@ def test_the_conversation_offers_its_last_question() -> None:
     assert conv.asr_context() == "How can I help you?"
     asyncio.run(conv.hear("a table for two please"))
     assert conv.asr_context() == "On which day would you like to come?"
+
+
+def test_the_conversation_offers_how_callers_answer_its_question() -> None:
+    from voicebot.config import load_pipeline
+    from voicebot.dialog.bot import load_bot
+    from voicebot.dialog.flow import Conversation
+    from voicebot.dialog.outcomes import MemoryOutcomeStore
+
+    loaded = load_bot(load_pipeline(RESTAURANT_PIPELINE))
+    conv = Conversation(loaded.bot, loaded.matcher("en"), MemoryOutcomeStore(), call_id="c")
+    asyncio.run(conv.start())
+    assert conv.asr_hint() is None  # "How can I help you?" collects no value
+    asyncio.run(conv.hear("a table for two please"))
+    assert conv.asr_hint() == "Friday. Tomorrow. Saturday the 12th."  # the day slot's type
+    asyncio.run(conv.hear("friday"))
+    assert conv.asr_hint() == "Half past seven. Quarter to eight. 8 pm."
+    de = Conversation(
+        loaded.bot, loaded.matcher("de"), MemoryOutcomeStore(), call_id="d", language="de"
+    )
+    de.place("ask_party_size", {})
+    assert de.asr_hint() == "Vier Personen. Zu zweit."
+    asyncio.run(conv.hear("bye"))
+    assert conv.ended and conv.asr_hint() is None

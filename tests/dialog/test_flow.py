@@ -596,3 +596,19 @@ def test_dialog_test_files_are_validated(tmp_path):
         "silent: true (only the first may have none: it checks the greeting)",
         f"{path}:9:15: E502 'dtmf' must be keypad keys (0-9, *, #, A-D; quote them), got '1x'",
     ]
+
+
+async def test_a_states_hint_tells_the_recogniser_how_callers_answer(tmp_path):
+    text = SHOP.replace(
+        '    ask: "{qty} on {day}, right?"\n',
+        '    ask: "{qty} on {day}, right?"\n    hint: "Yes. No, make it {day}."\n',
+    )
+    bot = make_bot(tmp_path, text)
+    bot.hints["qty"] = lambda language: "Four. A dozen."
+    c = Conversation(bot, KeywordMatcher(), MemoryOutcomeStore(), call_id="h")
+    await c.start()
+    assert c.asr_hint() is None  # "What do you want?" collects nothing and has no hint
+    await c.hear("order")
+    assert c.asr_hint() == "Four. A dozen."  # the collected slot's type says it
+    await c.hear("qty=4 day=friday")
+    assert c.state_name == "confirm" and c.asr_hint() == "Yes. No, make it Friday."

@@ -51,6 +51,7 @@ class AsrStage(Stage):
         language: str | None,
         partial_interval_ms: int = 300,
         context: bool = False,
+        hints: bool = False,
         unsure_below: float = 0.0,
         second_pass: AsrEngine | None = None,
     ):
@@ -58,6 +59,7 @@ class AsrStage(Stage):
         self.engine = engine
         self.language = language
         self.context = context  # pass the dialog's last question to the recogniser
+        self.hints = hints  # ... and how callers answer it ("Half past seven. 8 pm.")
         self.unsure_below = unsure_below  # word probability under which a word is unsure
         self.second_pass = second_pass  # recognises a turn again if it matched nothing
         self._audio: list[np.ndarray] = []  # the turn's audio, kept for the second pass
@@ -77,6 +79,8 @@ class AsrStage(Stage):
             return
         if isinstance(frame, SpeechStarted):
             context = self.ctx.state.asr_context if self.context else None
+            if context and self.hints and self.ctx.state.asr_hint:
+                context = f"{context} {self.ctx.state.asr_hint}"
             self._session = self.engine.session(self.language, context=context)
             self._context = context
             self._audio = []

@@ -14,10 +14,11 @@ every voice at both rates - and passed through the audio paths a call takes:
 * each again ``+noise``: pink noise and reversed babble at 10 dB SNR.
 
 Then Whisper (each ``--models``, with and without the dialog context,
-``--contexts``) transcribes it, and the flow in the item's state hears the
-transcript (``dialog/corpus.py``). Reported per language, path, model, context
-and split: WER, intent and slot accuracy, turn success, no-match rate,
-wrong-action rate, matching p50/p99 (warm), ASR decode p50/p95.
+``--contexts``: none, the question, the question and how callers answer it)
+transcribes it, and the flow in the item's state hears the transcript
+(``dialog/corpus.py``). Reported per language, path, model, context and split:
+WER, intent and slot accuracy, turn success, no-match rate, wrong-action rate,
+matching p50/p99 (warm), ASR decode p50/p95.
 
 Audio and transcripts are cached under ``$VOICEBOT_CACHE/bench/understanding``
 (keyed by text, voice, rate, path, model, context), so a rerun after a matcher
@@ -235,6 +236,13 @@ class Cell:
         }
 
 
+def _context(conv: Any, mode: str) -> str | None:
+    """What the recogniser reads before the answer, as ``asr.context: MODE`` gives it."""
+    question = conv.asr_context() if mode in ("prompt", "hints") else None
+    hint = conv.asr_hint() if mode == "hints" else None
+    return f"{question} {hint}" if question and hint else question
+
+
 def _assignments(n: int, language: str, full: bool) -> list[list[tuple[str, str, float]]]:
     """Per item, the (engine, voice, rate) renditions to speak."""
     voices = VOICES[language]
@@ -301,7 +309,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             item.state,
                             gold_values(Item(item.state, "", "none", item.context), corpus.today),
                         )
-                        context = conv.asr_context() if context_mode == "prompt" else None
+                        context = _context(conv, context_mode)
                         for engine_name, voice, rate in plan[i]:
                             speech = speak(item.say, engine_name, voice, rate)
                             for path in args.paths:
@@ -500,7 +508,7 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         "--contexts",
         type=lambda s: s.split(","),
         default=["none", "prompt"],
-        help="understanding: recogniser context modes (none,prompt)",
+        help="understanding: recogniser context modes (none,prompt,hints)",
     )
     group.add_argument(
         "--full",

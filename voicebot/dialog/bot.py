@@ -15,7 +15,7 @@ W405 a ``dtmf`` key's intent that its state does not handle.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,7 +140,8 @@ def bind(src: ParsedFlow, intents: IntentSet) -> tuple[Bot, list[Diagnostic]]:
         slot: frozenset(i.name for i in names.values() if slot in i.slots) for slot in slots
     }
     keyed = {slot: kind for slot, kind in slots.items() if entry_length(kind) is not None}
-    bot = Bot(flow, collectors, speakers, frozenset(names), keyed)
+    hints: dict[str, Callable[[str], str]] = {slot: kind.hint for slot, kind in slots.items()}
+    bot = Bot(flow, collectors, speakers, frozenset(names), keyed, hints)
     return bot, diags + _menu_diags(bot, src)
 
 

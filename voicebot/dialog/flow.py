@@ -123,6 +123,7 @@ class State:
     say: Prompt | None = None
     ask: Prompt | None = None
     reprompt: Prompt | None = None
+    hint: Prompt | None = None  # how callers answer here, for the recogniser (asr: hints)
     on: dict[str, str] = field(default_factory=dict)
     dtmf: dict[str, str] = field(default_factory=dict)  # menu: key -> intent
     collect: str | None = None
@@ -181,6 +182,7 @@ class Bot:
     speakers: dict[str, Speaker]  # value name -> how to say it
     intent_names: frozenset[str] = frozenset()
     keyed: dict[str, SlotType] = field(default_factory=dict)  # slots that take digit entry
+    hints: dict[str, Callable[[str], str]] = field(default_factory=dict)  # slot -> its type's
 
     def keyed_slot(self, state: State) -> str | None:
         """The slot ``state`` collects when it can be keyed in (a number, digits)."""
@@ -310,6 +312,19 @@ class Conversation:
             return None
         sentences = [s for s in _SENTENCE.split(self.last_prompt) if s.strip()]
         return sentences[-1].strip() if sentences else None
+
+    def asr_hint(self) -> str | None:
+        """How callers answer the state the call waits in, for the recogniser to read the
+        answer in its light (``asr.context: hints``): the state's own ``hint``, else the
+        hint of the type of the slot it collects ("Half past seven. Quarter to eight. 8
+        pm."), or None."""
+        if self.ended or not self.state_name:
+            return None
+        state = self.state
+        if state.hint is not None:
+            return self._text(state.hint) or None
+        hint = self.bot.hints.get(state.collect or "")
+        return (hint(self.language) or None) if hint is not None else None
 
     def silence_timeout(self) -> float | None:
         """Seconds of caller silence (after the prompt) until ``silence()``; None: never."""

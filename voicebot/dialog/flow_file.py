@@ -37,6 +37,7 @@ STATE_KEYS = (
     "say",
     "ask",
     "reprompt",
+    "hint",
     "on",
     "dtmf",
     "collect",
@@ -289,6 +290,7 @@ class FlowReader(Reader):
         st.say = self._prompt(src, data.get("say"), (*path, "say"))
         st.ask = self._prompt(src, data.get("ask"), (*path, "ask"))
         st.reprompt = self._prompt(src, data.get("reprompt"), (*path, "reprompt"))
+        st.hint = self._prompt(src, data.get("hint"), (*path, "hint"))
         st.transfer_failed = self._prompt(
             src, data.get("transfer_failed"), (*path, "transfer_failed")
         )

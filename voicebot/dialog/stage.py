@@ -187,6 +187,7 @@ class FlowDialog(Stage):
             self.ctx.ledger.get(turn).reported = True  # a greeting or re-prompt: no latency record
         self.ctx.bus.emit(ReplyEvent(text=step.text, turn=turn), t=now)
         self.ctx.state.asr_context = self._conv.asr_context()
+        self.ctx.state.asr_hint = self._conv.asr_hint()
         self._pending += 1
         self._played = (None, None, 1.0)
         self._deadline = None
