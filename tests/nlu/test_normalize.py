@@ -34,6 +34,7 @@ from voicebot.nlu.normalize import normalize
         ("Nineteen hundred. Seven in the evening.", "en", "1900 7 in the evening"),
         ("at 8 p.m. tomorrow", "en", "at 8 pm tomorrow"),
         ("am 3. Dezember um 8.", "de", "am 3 dezember um 8"),
+        ("So um sechse rum, für zwoa.", "de", "so um 6 rum für 2"),  # spoken forms
     ],
 )
 def test_normalize(text: str, lang: str, expected: str) -> None:

@@ -169,6 +169,8 @@ def test_day_value_is_a_weekday_that_knows_its_date() -> None:
         ("it's me, my husband and our three kids", "en", 5),
         ("4", "en", 4),
         ("zu zweit", "de", 2),
+        ("ein halbes Dutzend", "de", 6),
+        ("zwoa", "de", 2),  # the southern "zwei"
         ("wir sind zu dritt", "de", 3),
         ("ich und meine Frau", "de", 2),
         ("mein Mann und ich", "de", 2),
@@ -206,6 +208,7 @@ def test_counts(text: str, lang: str, expected: int) -> None:
         ("my wife", "en"),
         ("some friends", "en"),
         ("ein paar", "de"),
+        ("den elften", "de"),  # a date: "Freitag nächste Woche, also den elften"
         ("ich", "de"),
         ("about eight", "en"),  # "make it for about eight": a time
         ("around 8", "en"),

@@ -19,6 +19,7 @@ decides is reported through an ``emit(event)`` callback as ``intent`` /
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections import ChainMap
@@ -409,7 +410,9 @@ class Conversation:
         for k, stretch in enumerate(stretches):
             if stretch[1] - stretch[0] > ASIDE_MAX_WORDS:
                 continue
-            question = await self._match_part(words, [stretch], unsure, questions, None)
+            # the stretch's own best reading among all the state takes ("Sonntag," is an
+            # answer, though of the questions alone it reads most like the opening hours)
+            question = await self._match_part(words, [stretch], unsure, allowed, expect)
             if question is None or question.intent not in questions:
                 continue
             if question.matcher != "exact" and question.confidence < ASIDE_CONFIDENCE:
@@ -446,6 +449,14 @@ class Conversation:
         """Answer ``question`` in passing, then take ``main``, the turn's answer, as if
         it had been said alone; without one, return to the pending question."""
         state = self.state
+        if main is not None:  # "Sonntag, und bis wann haben Sie da offen?": that Sunday
+            given = {
+                slot: value
+                for slot, value in main.slots.items()
+                if slot not in question.slots
+                and question.intent in self.bot.collectors.get(slot, frozenset())
+            }
+            question = dataclasses.replace(question, slots={**question.slots, **given})
         self._heard_intent(question)
         self.no_matches = self.silences = 0
         target = self.flow.handlers.get(question.intent)

@@ -37,7 +37,22 @@ FILLERS: dict[str, frozenset[str]] = {
 # Isolated small numbers text2num deliberately keeps as words (threshold 3).
 _SMALL_NUMBERS: dict[str, dict[str, str]] = {
     "en": {"two": "2", "zero": "0"},
-    "de": {"zwei": "2", "zwo": "2", "eins": "1"},
+    "de": {
+        "zwei": "2",
+        "zwo": "2",
+        "eins": "1",
+        # spoken and southern forms: "um sechse rum", "für zwoa", "so gegen neune"
+        "zwoa": "2",
+        "dreie": "3",
+        "viere": "4",
+        "fünfe": "5",
+        "sechse": "6",
+        "sieme": "7",
+        "siebene": "7",
+        "neune": "9",
+        "zehne": "10",
+        "zwölfe": "12",
+    },
 }
 
 _DOT_TIME = re.compile(r"\b([01]?\d|2[0-4])\.([0-5]\d)\b")

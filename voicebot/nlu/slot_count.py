@@ -146,6 +146,8 @@ _WORDS = {
         "wir zwei": 2,
         "ein pärchen": 2,
         "ein dutzend": 12,
+        "ein halbes dutzend": 6,
+        "halbes dutzend": 6,
     },
 }
 _LEAD = {
@@ -300,6 +302,8 @@ def _part(text: str, language: str, multi: bool) -> int | None:
         return _ZU[text[3:]]
     words = text.split()
     if len(words) > 1 and words[0] in _POSSESSIVE.get(language, ()) and words[1].isdigit():
+        if len(words) == 2 and language == "de":
+            return None  # "den 11": a date ("also den elften"), no count without its noun
         words = words[1:]  # "our 3 kids"
         text = " ".join(words)
     if not words:
