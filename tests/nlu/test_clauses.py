@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voicebot.nlu.clauses import clauses, joined
+from voicebot.nlu.clauses import clauses, is_question, joined
 
 
 def _parts(text: str, language: str = "en") -> list[str]:
@@ -29,6 +29,10 @@ def _parts(text: str, language: str = "en") -> list[str]:
             ["a table for four,", "what time do you close"],
         ),
         ("Um acht, und haben Sie montags offen?", ["Um acht,", "haben Sie montags offen?"]),
+        (
+            "Half seven - oh, and is there wheelchair access?",
+            ["Half seven", "oh,", "is there wheelchair access?"],
+        ),
     ],
 )
 def test_a_question_strung_onto_an_answer_is_its_own_clause(text: str, parts: list[str]) -> None:
@@ -56,3 +60,18 @@ def test_the_joined_rest_keeps_the_original_word_positions() -> None:
     assert (rest, kept) == ("Eight,", [0])
     question, kept = joined(words, clauses(text, "en")[1:])
     assert question == "can you tell me your hours?" and kept == [2, 3, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize(
+    ("text", "asks"),
+    [
+        ("is there wheelchair access?", True),
+        ("and will you be doing a Christmas menu", True),
+        ("haben Sie einen Kinderstuhl da", True),
+        ("On Thursday, please,", False),
+        ("six is too early,", False),
+    ],
+)
+def test_a_stretch_asks_by_its_question_mark_or_its_lead(text: str, asks: bool) -> None:
+    language = "de" if "Sie" in text else "en"
+    assert is_question(text, language) is asks

@@ -3,7 +3,7 @@
 "Eight, and can you also tell me if you open on Mondays?" is an answer and a
 question; so is "Yes please. What time do you close?". ``clauses`` cuts a
 transcript, as the recogniser wrote it (punctuation kept), into the stretches a
-flow can take one by one: at every sentence end, and where a question lead
+flow can take one by one: at every sentence end and dash, and where a question lead
 ("can you", "are you", "what", "wann", "haben Sie" ...) follows a comma or an
 "and" ("und"). The joining words ("and", "oh and", "also") belong to neither
 stretch. A stretch is a range of ``text.split()`` indexes, so words the
@@ -18,7 +18,7 @@ _LEADS = {
         "which where any".split()
     ),
     "de": frozenset(
-        "können könnten kann könnt haben habt hat sind seid ist wann was wie bis "
+        "können könnten kann könnt haben habt hat sind seid ist wann wie bis "
         "welche gibt macht machen".split()
     ),
 }
@@ -27,6 +27,7 @@ _JOINS = {
     "de": frozenset("und außerdem noch übrigens ach".split()),
 }
 _STRIP = ".,!?;:\"'()"
+_DASHES = frozenset({"-", "–", "—", "--"})
 
 
 def _bare(word: str) -> str:
@@ -45,6 +46,8 @@ def clauses(text: str, language: str) -> list[tuple[int, int]]:
         before = words[i - 1]
         if before.endswith((".", "!", "?")):
             cut, resume = i, i
+        elif words[i] in _DASHES:  # "Half seven - oh, and is there wheelchair access?"
+            cut, resume = i, i + 1
         else:
             # a run of joining words, then a question lead: "..., and can you ...",
             # "... and also what time ...", "..., are you open ..."
@@ -63,6 +66,15 @@ def clauses(text: str, language: str) -> list[tuple[int, int]]:
     if start < len(words):
         out.append((start, len(words)))
     return out or [(0, len(words))]
+
+
+def is_question(text: str, language: str) -> bool:
+    """The stretch asks: it ends with a question mark or opens with a question lead."""
+    words = [w for w in (_bare(w) for w in text.split()) if w]
+    joins = _JOINS.get(language, frozenset())
+    while words and words[0] in joins:
+        words = words[1:]
+    return text.rstrip().endswith("?") or bool(words and words[0] in _LEADS.get(language, ()))
 
 
 def joined(words: list[str], stretches: list[tuple[int, int]]) -> tuple[str, list[int]]:

@@ -31,6 +31,10 @@
    template reads it or the classifier is sure of it (a fragment like "It's a
    blue one." is no answer), never as a yes or a no; the values the whole
    turn gave for its intent are kept.
+7. **the answering clause** - an answer with a question the bot cannot answer
+   strung onto it ("Half seven - oh, and is there wheelchair access?"): the one
+   clause (``clauses.py``) that reads as something and gives values, when
+   every other clause reads as nothing; never a bare yes or no.
 
 Confidence: 1.0 exact, the fuzzy tier's edit score, the classifier's
 probability. Partial transcripts only ever use the exact tier.
@@ -44,6 +48,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, NamedTuple
 
+from voicebot.nlu.clauses import clauses, is_question
 from voicebot.nlu.intent_file import IntentSet
 from voicebot.nlu.match import Match, Matcher, MatcherKind
 from voicebot.nlu.normalize import normalize
@@ -68,6 +73,7 @@ EXPECT_INTENT_ODDS = 3.0  # an utterance with a value of the slot asked for answ
 SURE = 0.9  # a classifier this sure needs no fuzzy alignment beside it
 KNOWN_SHARE = 0.5  # fewer known words than this: a garbled transcript, no reading
 LAST_SENTENCE_MAX_WORDS = 25  # a longer last sentence was read with the whole turn already
+MAX_CLAUSES = 4  # a turn of more clauses is read whole (or by its last sentence) only
 
 
 class IntentMatcher(Matcher):
@@ -125,7 +131,53 @@ class IntentMatcher(Matcher):
         found = self._match(text, names, allowed, expect)
         if found is not None:
             return found
-        return self._last_sentence(text, names, allowed, expect)
+        found = self._last_sentence(text, names, allowed, expect)
+        if found is not None:
+            return found
+        return self._answering_clause(text, names, allowed, expect)
+
+    def _answering_clause(
+        self,
+        text: str,
+        names: frozenset[str],
+        allowed: Collection[str] | None,
+        expect: str | None,
+    ) -> Match | None:
+        """An answer with a question the bot cannot answer strung onto it ("Half seven -
+        oh, and is there wheelchair access?", "On Thursday, please, and will you be doing
+        a Christmas menu?"): the one clause (``clauses.py``) that reads as something,
+        with values, when every other clause reads as nothing. Never a bare yes or no
+        ("yes please, and could you put us near the window?" books nothing)."""
+        assert self.model is not None
+        stretches = clauses(text, self.language)
+        if len(stretches) < 2 or len(stretches) > MAX_CLAUSES:
+            return None
+        # only in a clear transcript: a garbled one reads as something somewhere
+        normalized = normalize(text, self.language).split()[:MAX_WORDS]
+        spans = self.model.spotter.find(normalized, self.today())
+        if self.model.known_share(self.model.tokens(normalized, spans)) < VALUED_KNOWN:
+            return None
+        words = text.split()
+        found: Match | None = None
+        asked = False
+        for a, b in stretches:
+            part = " ".join(words[a:b])
+            reading = self._match(part, names, allowed, expect, fuzzy=False)
+            if reading is None:
+                asked = asked or is_question(part, self.language)
+                continue
+            if found is not None or is_question(part, self.language):
+                # two clauses say something, or the one that does asks ("six is too
+                # early, can we do seven?"): the turn as a whole said neither
+                return None
+            found = reading
+        if not asked or found is None or found.intent in self._spot_start or not found.slots:
+            return None
+        if found.matcher == "statistical" and found.confidence < SURE:
+            return None  # as for the last sentence: a fragment the classifier half reads
+        return dataclasses.replace(
+            found, confidence=min(found.confidence, SURE), text=" ".join(normalized)
+        )
 
     def _last_sentence(
         self,
