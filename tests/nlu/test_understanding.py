@@ -28,41 +28,55 @@ PIPELINE_FILES = {"en": "restaurant.yaml", "de": "restaurant_de.yaml"}
 
 # corpus -> (turn success at least, wrong-action rate at most) on the written text
 TEXT_BOUNDS = {
-    "restaurant_en_dev": (0.94, 0.03),
-    "restaurant_en_heldout": (0.95, 0.03),
+    "restaurant_en_dev": (0.94, 0.02),
+    "restaurant_en_heldout": (0.95, 0.02),
     "restaurant_de_dev": (0.95, 0.01),
-    "restaurant_de_heldout": (0.95, 0.02),
+    "restaurant_de_heldout": (0.95, 0.01),
     # a second held-out round, written after the first had been looked at
-    "restaurant_en_heldout2": (0.91, 0.04),
+    "restaurant_en_heldout2": (0.91, 0.03),
     "restaurant_de_heldout2": (0.93, 0.03),
     # a third round of fresh phrasings, learnt from (dev)
     "restaurant_en_dev2": (0.91, 0.02),
     "restaurant_de_dev2": (0.94, 0.02),
     # a fourth round: repairs, railway times, ordinals, relative days, arithmetic counts
-    "restaurant_en_dev3": (0.90, 0.02),
-    "restaurant_de_dev3": (0.88, 0.03),
-    # a third held-out round, never tuned on (measured 0.960 / 0.030 en, 0.955 / 0.027 de)
-    "restaurant_en_heldout3": (0.94, 0.04),
-    "restaurant_de_heldout3": (0.93, 0.04),
+    "restaurant_en_dev3": (0.9, 0.02),
+    "restaurant_de_dev3": (0.88, 0.02),
+    # a third held-out round, never tuned on (measured 0.955 / 0.020 en, 0.973 / 0 de)
+    "restaurant_en_heldout3": (0.94, 0.03),
+    "restaurant_de_heldout3": (0.93, 0.02),
+    # the fourth dev and held-out rounds (answers with a question strung on, dialect; one
+    # brief): dev learnt from, held-out never tuned on (measured en / de: dev4 0.900 /
+    # 0.025, 0.910 / 0; held-out 4 0.919 / 0.037, 0.878 / 0.011)
+    "restaurant_en_dev4": (0.88, 0.04),
+    "restaurant_de_dev4": (0.88, 0.02),
+    "restaurant_en_heldout4": (0.90, 0.05),
+    "restaurant_de_heldout4": (0.85, 0.03),
 }
 # (corpus, path) -> (turn success at least, wrong-action rate at most) on what Whisper heard
 HEARD_BOUNDS = {
-    ("restaurant_en_dev", "16k"): (0.58, 0.13),
-    ("restaurant_en_dev", "ulaw"): (0.42, 0.12),
-    ("restaurant_en_heldout", "16k"): (0.55, 0.14),
-    ("restaurant_en_heldout", "ulaw"): (0.42, 0.12),
-    # German: espeak-ng through Whisper base is hard to recognise (WER ~0.6): the
-    # recogniser, not the matcher, is the limit here
-    ("restaurant_de_dev", "16k"): (0.28, 0.15),
-    ("restaurant_de_heldout", "16k"): (0.28, 0.12),
-    # the second held-out round (tiny.en / base with the dialog context, as measured)
-    ("restaurant_en_heldout2", "16k"): (0.55, 0.13),
-    ("restaurant_en_heldout2", "ulaw"): (0.42, 0.13),
-    ("restaurant_de_heldout2", "16k"): (0.20, 0.18),
-    # the third held-out round (measured 0.705 / 0.070, 0.555 / 0.110; de 0.345 / 0.091)
-    ("restaurant_en_heldout3", "16k"): (0.66, 0.10),
-    ("restaurant_en_heldout3", "ulaw"): (0.50, 0.14),
-    ("restaurant_de_heldout3", "16k"): (0.30, 0.13),
+    # English: tiny.en with the question and its hint (asr.context: hints), as the
+    # reference pipeline runs; measured when set (turn success / wrong action):
+    # dev 0.750 / 0.045, 0.625 / 0.055; held-out 1-4 at 16 kHz 0.759 / 0.071,
+    # 0.705 / 0.080, 0.735 / 0.080, 0.706 / 0.062; μ-law 0.606, 0.560, 0.580, 0.588
+    ("restaurant_en_dev", "16k"): (0.72, 0.08),
+    ("restaurant_en_dev", "ulaw"): (0.59, 0.09),
+    ("restaurant_en_heldout", "16k"): (0.72, 0.10),
+    ("restaurant_en_heldout", "ulaw"): (0.57, 0.11),
+    ("restaurant_en_heldout2", "16k"): (0.67, 0.11),
+    ("restaurant_en_heldout2", "ulaw"): (0.52, 0.11),
+    ("restaurant_en_heldout3", "16k"): (0.70, 0.11),
+    ("restaurant_en_heldout3", "ulaw"): (0.55, 0.12),
+    ("restaurant_en_heldout4", "16k"): (0.67, 0.09),
+    ("restaurant_en_heldout4", "ulaw"): (0.55, 0.08),
+    # German: espeak-ng through Whisper base with the question alone (asr.context:
+    # prompt; hints add wrong actions here) is hard to recognise (WER ~0.6): the
+    # recogniser, not the matcher, is the limit (measured 0.360, 0.353, 0.273, 0.336,
+    # 0.244 at 16 kHz)
+    ("restaurant_de_dev", "16k"): (0.33, 0.14),
+    ("restaurant_de_heldout", "16k"): (0.32, 0.13),
+    ("restaurant_de_heldout2", "16k"): (0.24, 0.15),
+    ("restaurant_de_heldout3", "16k"): (0.30, 0.11),
+    ("restaurant_de_heldout4", "16k"): (0.21, 0.13),
 }
 
 
@@ -98,7 +112,7 @@ def _score(name: str, heard_path: str | None = None) -> dict[str, float]:
 def test_corpus_text(name: str) -> None:
     success, wrong = TEXT_BOUNDS[name]
     rates = _score(name)
-    assert rates["turns"] >= (150 if "_en_" in name else 80)
+    assert rates["turns"] >= (100 if "_en_" in name else 80)
     assert rates["turn_success"] >= success, rates
     assert rates["wrong_action_rate"] <= wrong, rates
 
@@ -107,7 +121,7 @@ def test_corpus_text(name: str) -> None:
 def test_corpus_as_recognised(name: str, path: str) -> None:
     success, wrong = HEARD_BOUNDS[(name, path)]
     rates = _score(name, path)
-    assert rates["turns"] >= (150 if "_en_" in name else 80)
+    assert rates["turns"] >= (100 if "_en_" in name else 80)
     assert rates["turn_success"] >= success, rates
     assert rates["wrong_action_rate"] <= wrong, rates
 

@@ -401,8 +401,8 @@ class Conversation:
             for k, v in allowed.items()
             if k in self.flow.digressions and self.bot.route(state, k)[0] == "global"
         }
-        if not questions:
-            return None
+        if not questions or (whole is not None and whole.matcher == "exact"):
+            return None  # (a template read the turn as said: one request)
         stretches = clauses(text, self.language)
         if len(stretches) < 2:
             return None
