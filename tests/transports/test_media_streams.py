@@ -363,7 +363,9 @@ async def test_raw_pcm_stream_echoes_and_sends_the_event_schema(rate: int) -> No
     assert_real_time(client.arrivals)
     assert call.stream.heard_frames == call.stream.frames_sent == len(client.heard)
     text = await transcribe(np.concatenate(client.heard), rate)
-    assert "book a table" in text and "second turn" in text, text
+    # (tiny.en at 8 kHz writes "a" or "the" table depending on the stream's timing)
+    heard = text.split()
+    assert {"book", "table"} <= set(heard) and "second turn" in text, text
 
 
 async def test_raw_stream_refuses_other_sample_rates_and_frees_a_dropped_call() -> None:

@@ -396,10 +396,12 @@ async def test_restaurant_booking_call(restaurant_server: ChildServer) -> None:
         dialed = time.monotonic()  # the greeting may start arriving before connect() returns
         answer = await caller.connect()
         assert answer["pipeline"] == "restaurant"
-        replies_heard = [await caller.reply(dialed, within=10, quiet=1.0)]
+        # a reply ends after 2 s of quiet: a loaded machine once left 1 s between the
+        # first clause of a reply ("Done!") and the rest
+        replies_heard = [await caller.reply(dialed, within=10, quiet=2.0)]
         for pcm in utterances:
             voice_end = await caller.say(pcm, 16000)
-            replies_heard.append(await caller.reply(voice_end, within=20, quiet=1.0))
+            replies_heard.append(await caller.reply(voice_end, within=20, quiet=2.0))
         _, ended = await caller.wait_event("call_ended", 10)
     assert ended["reason"] == "bot_hangup"  # the flow's goodbye ended the call
     heard = [await transcribe(reply.audio) for reply in replies_heard]
