@@ -10,7 +10,8 @@ import pytest
 from tests.support.paths import PIPELINES
 from voicebot.config import load_pipeline
 from voicebot.dialog.bot import LoadedBot, load_bot
-from voicebot.dialog.corpus import Item, TurnScore, score_turn
+from voicebot.dialog.corpus import Item, TurnScore, _Gold, score_turn
+from voicebot.nlu.match import Match
 
 BOOKED = {"party_size": 4, "day": "friday", "time": "19:30"}
 
@@ -29,7 +30,8 @@ def test_a_correction_read_as_no_with_the_value_is_the_right_action(loaded: Load
     # the matcher reads "no, five of us" as deny with a value; the flow takes it as the
     # correction it is, so the call ends where the labelled inform takes it
     item = Item("confirm_booking", "No, five of us, not four.", "inform", {"party_size": 5}, BOOKED)
-    score = _score(loaded, item)
+    deny = Match("deny", {}, 0.8, "spotted", "no 5 of us not 4", {"party_size": 5})
+    score = asyncio.run(score_turn(loaded, _Gold(deny, "en"), item, "en"))
     assert score.intent == "deny" and score.success
     assert score.intent_ok and not score.wrong_action
 

@@ -260,12 +260,64 @@ def test_the_last_sentence_answers_only_where_the_whole_reads_as_nothing(restaur
     found = m.match("Hang on. Sorry, the dog! Right. I'd like to book a table for Friday.", welcome)
     assert found is not None and found.intent == "book_table" and found.matcher == "statistical"
     # never a yes or a no: "I said Friday, not Thursday. Sorry. Yes." answers no read-back
-    assert m.match("Hmm, I said Friday not Thursday. Sorry. Yes.", allowed) is None
+    found = m.match("Hmm, I said Friday not Thursday. Sorry. Yes.", allowed)
+    assert found is None or found.intent != "affirm"
     assert m.match("Is the garden open then? Never mind. Yes, that's fine. ...", allowed) is None
     # a fragment that only the classifier reads is no answer
     assert m.match("I think I left my umbrella there yesterday. It's a black one.", welcome) is None
     # one sentence: nothing to split
     assert m._last_sentence("is the garden open then", frozenset(allowed), allowed, None) is None
+
+
+def test_a_template_inside_free_words_is_read_when_it_holds_every_value(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    confirm = {"affirm", "deny", "inform", "book_table", "opening_hours", "goodbye", "repeat"}
+    found = m.match("could you make it five people, my wife is coming too", confirm)
+    assert found is not None and (found.intent, found.slots) == ("inform", {"party_size": 5})
+    assert found.matcher == "spotted"
+    # a value outside the stretch is another answer: neither is taken from the stretch
+    assert (
+        m._template_inside(
+            "make it 6 people the kids need to be home by 9", frozenset(confirm), confirm, None
+        )
+        is None
+    )
+    # a bare number read as a count and as a time is only the slot asked for
+    assert (
+        m._template_inside("hmm thats a bit late can we do 8", frozenset(confirm), confirm, None)
+        is None
+    )
+
+
+def test_a_yes_opening_a_turn_with_a_question_the_bot_cannot_answer(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    confirm = {"affirm", "deny", "inform", "book_table", "opening_hours", "goodbye", "repeat"}
+    found = m.match("Yes, go ahead. Do you have a kids menu, by the way?", confirm)
+    assert found is not None and found.intent == "affirm"
+    # a hedge is no yes, and a value beside the yes is a change to ask about
+    assert m.match("Yes, but is there parking?", confirm) is None
+    assert (
+        m._answering_clause(
+            "Yes, go ahead. Is that the Saturday?", frozenset(confirm), confirm, None
+        )
+        is None
+    )
+
+
+def test_a_call_phrase_among_values_is_no_call_intent(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    confirm = {"affirm", "deny", "inform", "book_table", "opening_hours", "goodbye", "repeat"}
+    found = m.match("oh no no, that's all wrong, it's sunday at seven, for five", confirm)
+    assert found is None or found.intent != "goodbye"
+    found = m.match("thanks, that's all, bye", confirm)
+    assert found is not None and found.intent == "goodbye"
+
+
+def test_a_closing_goodbye_beats_an_unsure_guess(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "de", today=TUESDAY)
+    asking = {"inform", "book_table", "opening_hours", "goodbye", "repeat", "human_agent"}
+    found = m.match("ach wissen Sie, ich melde mich später nochmal, tschüss", asking)
+    assert found is not None and found.intent == "goodbye"
 
 
 def test_a_bare_number_a_template_took_as_another_slot_answers_the_question(restaurant) -> None:  # type: ignore

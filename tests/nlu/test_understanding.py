@@ -51,6 +51,10 @@ TEXT_BOUNDS = {
     "restaurant_de_dev4": (0.88, 0.02),
     "restaurant_en_heldout4": (0.90, 0.05),
     "restaurant_de_heldout4": (0.85, 0.03),
+    # the fifth held-out round (a fresh brief: relative changes, regional callers), never
+    # tuned on (measured en / de 0.912 / 0.025, 0.889 / 0.022)
+    "restaurant_en_heldout5": (0.89, 0.04),
+    "restaurant_de_heldout5": (0.86, 0.04),
 }
 # (corpus, path) -> (turn success at least, wrong-action rate at most) on what Whisper heard
 HEARD_BOUNDS = {
@@ -68,6 +72,9 @@ HEARD_BOUNDS = {
     ("restaurant_en_heldout3", "ulaw"): (0.55, 0.12),
     ("restaurant_en_heldout4", "16k"): (0.67, 0.09),
     ("restaurant_en_heldout4", "ulaw"): (0.55, 0.08),
+    # held-out 5: measured 0.750 / 0.081 at 16 kHz, 0.581 / 0.119 at μ-law
+    ("restaurant_en_heldout5", "16k"): (0.72, 0.10),
+    ("restaurant_en_heldout5", "ulaw"): (0.55, 0.14),
     # German: espeak-ng through Whisper base with the question alone (asr.context:
     # prompt; hints add wrong actions here) is hard to recognise (WER ~0.6): the
     # recogniser, not the matcher, is the limit (measured 0.360, 0.353, 0.273, 0.336,
@@ -77,6 +84,7 @@ HEARD_BOUNDS = {
     ("restaurant_de_heldout2", "16k"): (0.24, 0.15),
     ("restaurant_de_heldout3", "16k"): (0.30, 0.11),
     ("restaurant_de_heldout4", "16k"): (0.21, 0.13),
+    ("restaurant_de_heldout5", "16k"): (0.31, 0.11),
 }
 
 

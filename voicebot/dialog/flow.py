@@ -52,6 +52,7 @@ from voicebot.events import (
 from voicebot.frames import SecondPass
 from voicebot.nlu.clauses import clauses, joined
 from voicebot.nlu.match import Match, Matcher
+from voicebot.nlu.relative import resolve
 from voicebot.nlu.slot_time import pick_reading
 from voicebot.nlu.slots import SlotType
 from voicebot.nlu.unsure import match_unsure
@@ -369,7 +370,17 @@ class Conversation:
         self.entry.clear()  # said, not keyed: the keys so far are moot
         allowed = self.bot.actions(self.state) if self.state_name else {}
         expect = self.expected_slot()
+        # "an hour later", "one more person": the value it comes to, from what is held
+        held = {k: self.slots.get(k) for k in self.bot.collectors}
+        resolved = resolve(text, self.language, held, unsure)
+        text, unsure = resolved.text, resolved.unsure
         match = await match_unsure(self.matcher, text, unsure, allowed, expect=expect)
+        if resolved.changed and not resolved.unsure and (match is None or not match.slots):
+            # a change named with free words around it ("and one more person, my sister
+            # is coming too"): the values it came to, said alone
+            alone = await match_unsure(self.matcher, resolved.values, (), allowed, expect=expect)
+            if alone is not None and set(resolved.changed) <= set(alone.slots):
+                match = alone
         if second_pass is not None and (match is None or match.intent not in self.accepts()):
             again, again_unsure = await second_pass()
             found = await match_unsure(self.matcher, again, again_unsure, allowed, expect=expect)

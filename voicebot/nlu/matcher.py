@@ -34,7 +34,12 @@
 7. **the answering clause** - an answer with a question the bot cannot answer
    strung onto it ("Half seven - oh, and is there wheelchair access?"): the one
    clause (``clauses.py``) that reads as something and gives values, when
-   every other clause reads as nothing; never a bare yes or no.
+   every other clause reads as nothing; a yes or no only when a template reads
+   it opening a turn that names no value ("Yes, book it. Is there a dress
+   code?").
+8. **a template inside** - a template's stretch with free words around it
+   ("make it three people, my mum's coming too"): it gives values, every value
+   of the turn lies in it, and the classifier reads nothing else clearly.
 
 Confidence: 1.0 exact, the fuzzy tier's edit score, the classifier's
 probability. Partial transcripts only ever use the exact tier.
@@ -65,8 +70,10 @@ VALUED_ACCEPT = 0.25  # ... if the intents carrying them have this probability t
 VALUED_SHARE = 0.7  # ... and one action this share of it (a booking, not a cancellation)
 VALUED_KNOWN = 0.7  # ... and only in a clear transcript: this share of words the bot knows
 NONE_VETO = 0.8  # an utterance this likely to be off-topic fills no slot it was asked for
+INSIDE_NONE_VETO = 0.9  # ... nor gives the values of a template inside it
 OTHER_VETO = 0.5  # ... nor one this likely to be another intent, and clearly so
 SPOT_CONFIDENCE = 0.8
+SPOT_AMONG_VALUES = 0.2  # a call intent spotted among values needs this probability
 FUZZY_MAX_WORDS = 10
 MAX_WORDS = 60  # a longer turn is a recogniser's loop ("19.19.19..."): the rest is not read
 EXPECT_INTENT_ODDS = 3.0  # an utterance with a value of the slot asked for answers it
@@ -134,7 +141,78 @@ class IntentMatcher(Matcher):
         found = self._last_sentence(text, names, allowed, expect)
         if found is not None:
             return found
-        return self._answering_clause(text, names, allowed, expect)
+        found = self._answering_clause(text, names, allowed, expect)
+        if found is not None:
+            return found
+        return self._template_inside(text, names, allowed, expect)
+
+    def _template_inside(
+        self,
+        text: str,
+        names: frozenset[str],
+        allowed: Collection[str] | None,
+        expect: str | None,
+    ) -> Match | None:
+        """A template's stretch with free words around it: "make it three people, my
+        mum's coming too" at the read-back. The stretch gives values, every value of the
+        turn lies in it, the transcript is clear and the classifier reads nothing else
+        clearly; one such stretch only (two intents' stretches: ask)."""
+        assert self.model is not None
+        words = normalize(text, self.language).split()[:MAX_WORDS]
+        if len(words) < 2:
+            return None
+        spans = self.model.spotter.find(words, self.today())
+        tokens = self.model.tokens(words, spans)
+        if self.model.known_share(tokens) < VALUED_KNOWN:
+            return None
+        action = _actions(allowed)
+        found = [
+            m
+            for m in self.templates.inside(words, names - self._spot_start - self._spot)
+            if m.slots and (m.start, m.end) != (0, len(words))
+        ]
+        if not found:
+            return None
+        best = max(found, key=lambda m: (m.literals, m.end - m.start))
+        if best.literals < 2 or any(
+            action(m.intent) != action(best.intent) and m.literals >= best.literals for m in found
+        ):
+            return None
+        # a value outside the stretch ("six, because the kids need to be in bed by
+        # nine") is another answer: the turn said neither clearly
+        if any(s.end <= best.start or s.start >= best.end for s in spans):
+            return None
+        # a bare number read as a count and as a time ("can we do eight?") is only the
+        # slot asked for
+        taken = {self._expect_type(slot) for slot, _ in best.slots}
+        inside = [s for s in spans if best.start <= s.start and s.end <= best.end]
+        for s in inside:
+            if (
+                s.definition not in taken
+                and any(
+                    (o.start, o.end) == (s.start, s.end) and o.definition in taken for o in inside
+                )
+                and not any(
+                    o.start <= s.start and s.end <= o.end and o.end - o.start > s.end - s.start
+                    for o in inside
+                )
+            ):
+                if expect is None or self._expect_type(expect) not in taken:
+                    return None
+        probs = self.model.intents(tokens)
+        if probs.get(NONE, 0.0) >= INSIDE_NONE_VETO:
+            return None  # (the stretch's own words speak for it: "none" must be near sure)
+        own = sum(p for c, p in probs.items() if c in names and action(c) == action(best.intent))
+        other = max(
+            (p for c, p in probs.items() if c in names and action(c) != action(best.intent)),
+            default=0.0,
+        )
+        if other > OTHER_VETO and other - own >= self.margin:
+            return None
+        found_match = Match(
+            best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words)
+        )
+        return self._as_asked(found_match, expect)
 
     def _answering_clause(
         self,
@@ -146,8 +224,9 @@ class IntentMatcher(Matcher):
         """An answer with a question the bot cannot answer strung onto it ("Half seven -
         oh, and is there wheelchair access?", "On Thursday, please, and will you be doing
         a Christmas menu?"): the one clause (``clauses.py``) that reads as something,
-        with values, when every other clause reads as nothing. Never a bare yes or no
-        ("yes please, and could you put us near the window?" books nothing)."""
+        with values, when every other clause reads as nothing. A yes or no only opening
+        the turn, as a template reads it, in a turn naming no value ("yes please, and
+        could you put us near the window?")."""
         assert self.model is not None
         stretches = clauses(text, self.language)
         if len(stretches) < 2 or len(stretches) > MAX_CLAUSES:
@@ -159,8 +238,8 @@ class IntentMatcher(Matcher):
             return None
         words = text.split()
         found: Match | None = None
-        asked = False
-        for a, b in stretches:
+        asked = first_found = False
+        for k, (a, b) in enumerate(stretches):
             part = " ".join(words[a:b])
             reading = self._match(part, names, allowed, expect, fuzzy=False)
             if reading is None:
@@ -170,9 +249,20 @@ class IntentMatcher(Matcher):
                 # two clauses say something, or the one that does asks ("six is too
                 # early, can we do seven?"): the turn as a whole said neither
                 return None
-            found = reading
-        if not asked or found is None or found.intent in self._spot_start or not found.slots:
+            found, first_found = reading, k == 0
+        if not asked or found is None:
             return None
+        if found.intent in self._spot_start or not found.slots:
+            # a yes or no with a question the bot cannot answer after it ("Yes, book it.
+            # Is there a dress code?"): the answer, when it opens the turn as a template
+            # reads it and the turn names no value (a value would be a change to ask about)
+            if not (
+                found.intent in self._spot_start
+                and found.matcher == "exact"
+                and first_found
+                and not spans
+            ):
+                return None
         if found.matcher == "statistical" and found.confidence < SURE:
             return None  # as for the last sentence: a fragment the classifier half reads
         return dataclasses.replace(
@@ -266,20 +356,46 @@ class IntentMatcher(Matcher):
         # ... and a template's call intent closing the utterance beats the classifier's
         # guess of another one: "ach, ich ruf später nochmal an. tschüss" is a goodbye
         guessed_call = chosen is not None and chosen[2] == "statistical" and chosen[0] in self._spot
-        closing = self._spotted(words, names, closing=True) if yes_no or guessed_call else None
+        # ... as it beats a guess the classifier is unsure of in a turn naming no value
+        # ("ach, wissen Sie was, ich ruf später noch mal an, tschüss")
+        unsure_guess = (
+            chosen is not None
+            and chosen[2] == "statistical"
+            and chosen[1] < SURE
+            and chosen[0] not in self._spot_start
+            and not spans
+        )
+        closing = (
+            self._spotted(words, names, closing=True)
+            if yes_no or guessed_call or unsure_guess
+            else None
+        )
         if closing is not None:
             if yes_no and any(
                 action(n) == action(closing.intent) for n in self._spot_start & names
             ):
                 return closing
-            if guessed_call and chosen is not None and closing.intent != chosen[0]:
+            if (
+                (guessed_call or unsure_guess)
+                and chosen is not None
+                and closing.intent != chosen[0]
+            ):
                 return closing
         if chosen is not None:
             intent, confidence, kind = chosen
             slots = dict(found.slots) if found is not None and kind == "fuzzy" else {}
+            if kind == "fuzzy":  # "sorry no 8 not 7" aligned to "{party_size} ...": a
+                # bare number that reads as a count and as a time is only the slot asked for
+                slots = {
+                    k: v
+                    for k, v in slots.items()
+                    if k == expect or not _two_readings(spans, self._expect_type(k), v)
+                }
             wanted = self._slots_of.get(intent, frozenset())
             mentioned: dict[str, Any] = {}
             for guess in self.model.slots(words, spans, expect, None, SLOT_ACCEPT):
+                if kind == "fuzzy" and guess.readings and guess.slot != expect:
+                    continue
                 if guess.slot in wanted:
                     slots.setdefault(guess.slot, guess.span.value)
                 else:
@@ -289,7 +405,7 @@ class IntentMatcher(Matcher):
             if not (kind == "statistical" and intent in self._spot and mentioned):
                 return Match(intent, slots, confidence, kind, norm, mentioned)
         spotted = self._opening(words, spans, names, expect) or self._spotted(words, names)
-        if spotted is not None:
+        if spotted is not None and not self._spot_among_values(spotted, words, spans, probs):
             return spotted
         if garbled or probs.get(NONE, 0.0) >= NONE_VETO:
             return None
@@ -298,6 +414,20 @@ class IntentMatcher(Matcher):
         if found is not None or known < VALUED_KNOWN:
             return found
         return self._valued(turn)
+
+    def _spot_among_values(
+        self, spotted: Match, words: list[str], spans: list[Span], probs: Mapping[str, float]
+    ) -> bool:
+        """A call intent's phrase inside a turn that gives values the intent does not
+        carry, which the classifier does not read as that intent: "oh no, that's all
+        wrong, it's Saturday at eight, for three" is no goodbye."""
+        if spotted.matcher != "spotted" or spotted.intent not in self._spot or self.model is None:
+            return False
+        if probs.get(spotted.intent, 0.0) >= SPOT_AMONG_VALUES:
+            return False
+        carried = self._slots_of.get(spotted.intent, frozenset())
+        guesses = self.model.slots(words, spans, None, None, VALUE_ACCEPT)
+        return any(g.slot not in carried for g in guesses)
 
     def _as_asked(self, found: Match, expect: str | None) -> Match:
         """A bare number a template took as another slot answers the question just asked
@@ -568,6 +698,18 @@ _HEDGES = {
 
 _REJECTING = frozenset({"not", "nicht", "statt", "anstatt"})
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _two_readings(spans: list[Span], definition: str | None, value: Any) -> bool:
+    """``value`` was read from a bare number that also reads as another type."""
+    for span in spans:
+        if span.definition != definition or str(span.value) != str(value):
+            continue
+        if any(
+            (o.start, o.end) == (span.start, span.end) and o.definition != definition for o in spans
+        ):
+            return True
+    return False
 
 
 def _actions(allowed: Collection[str] | None) -> Callable[[str], str]:

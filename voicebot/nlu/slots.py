@@ -52,6 +52,8 @@ __all__ = [
     "speak_integer",
     "speak_time",
 ]
+# Words that are a number only with more words ("ein Uhr", "eine Person"), alone an article.
+_ARTICLES = {"de": frozenset({"ein", "eine", "einen", "einer", "einem"})}
 # Integer range up to which the values are enumerated as an anchored lexicon.
 _MAX_LEXICON_RANGE = 2000
 
@@ -170,6 +172,8 @@ class CountSlot(IntegerSlot):
     max_words: int = 8
 
     def parse_normalized(self, text: str, language: str, today: dt.date | None) -> int | None:
+        if text in _ARTICLES.get(language, ()):
+            return None  # "das ist ein Freitag": an article, not a number
         n = parse_count(text, language)
         if n is None:
             return super().parse_normalized(text, language, today)
@@ -311,6 +315,8 @@ class TimeSlot(SlotType):
     max_words: int = 8
 
     def parse_normalized(self, text: str, language: str, today: dt.date | None) -> str | None:
+        if text in _ARTICLES.get(language, ()):
+            return None  # a bare "ein" is no hour ("um eins", "um ein Uhr" are)
         return parse_time(text, language, self.prefer)
 
     def speak(self, value: Any, language: str) -> str:

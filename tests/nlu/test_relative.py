@@ -1,0 +1,88 @@
+"""Changes relative to the values held: "an hour later" (``voicebot/nlu/relative.py``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from voicebot.nlu.relative import resolve
+from voicebot.nlu.slot_day import DayValue
+from voicebot.nlu.slot_time import TimeValue
+
+HELD = {
+    "party_size": 4,
+    "day": DayValue("sunday", dt.date(2026, 12, 6)),
+    "time": TimeValue("19:30"),
+}
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "resolved", "changed"),
+    [
+        ("en", "Could we make it an hour later?", "Could we make it 20:30?", ("time",)),
+        ("en", "Half an hour earlier, please.", "19:00, please.", ("time",)),
+        ("en", "maybe two hours later", "maybe 21:30", ("time",)),
+        ("en", "15 minutes later", "19:45", ("time",)),
+        ("en", "Push it back an hour.", "20:30.", ("time",)),
+        ("en", "bring it forward an hour", "18:30", ("time",)),
+        (
+            "en",
+            "One more person, my sister is coming.",
+            "5 people, my sister is coming.",
+            ("party_size",),
+        ),
+        ("en", "two fewer people", "2 people", ("party_size",)),
+        ("en", "plus one", "5 people", ("party_size",)),
+        (
+            "en",
+            "Actually the day after, if possible.",
+            "Actually Monday the 7th of December, if possible.",
+            ("day",),
+        ),
+        ("en", "a week later?", "Sunday the 13th of December?", ("day",)),
+        ("en", "the day before", "Saturday the 5th of December", ("day",)),
+        ("de", "Geht es eine Stunde später?", "Geht es 20:30?", ("time",)),
+        ("de", "eine halbe Stunde früher bitte", "19:00 bitte", ("time",)),
+        ("de", "Eine Person mehr.", "5 Personen.", ("party_size",)),
+        ("de", "noch eine Person dazu", "5 Personen", ("party_size",)),
+        ("de", "zwei Personen weniger", "2 Personen", ("party_size",)),
+        ("de", "Am Tag danach.", "Montag, den 7. Dezember.", ("day",)),
+    ],
+)
+def test_a_relative_phrase_becomes_the_value_it_comes_to(
+    language: str, text: str, resolved: str, changed: tuple[str, ...]
+) -> None:
+    got = resolve(text, language, HELD)
+    assert (got.text, got.changed) == (resolved, changed)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the day after tomorrow",  # a day of its own, not a change
+        "one more thing",  # no people
+        "a bit later",  # no amount: the bot asks
+        "I'll call back later",
+    ],
+)
+def test_what_is_no_relative_change_stays_as_said(text: str) -> None:
+    assert resolve(text, "en", HELD).text == text
+
+
+def test_nothing_held_nothing_resolved() -> None:
+    assert resolve("an hour later", "en", {"time": None}).text == "an hour later"
+    assert resolve("one more person", "en", {}).text == "one more person"
+
+
+def test_a_change_past_midnight_or_below_one_person_stays() -> None:
+    late = {"time": TimeValue("23:30"), "party_size": 1}
+    assert resolve("an hour later", "en", late).text == "an hour later"
+    assert resolve("one less person", "en", late).text == "one less person"
+
+
+def test_unsure_words_map_onto_the_value_they_gave() -> None:
+    got = resolve("yes an hour later please", "en", HELD, unsure=[2, 4])
+    assert got.text == "yes 20:30 please"
+    assert got.unsure == (1, 2)  # "hour" gave the value; "please" moved left
+    assert got.values == "20:30"

@@ -1,0 +1,239 @@
+"""Changes relative to what the bot holds: "an hour later", "one more person", "the day after".
+
+A caller correcting a read-back often names the change, not the new value. A person on
+the phone hears "can we make it an hour later?" after "... at half past seven" as "at
+half past eight". ``resolve`` does the same before matching: each relative phrase of a
+slot the conversation holds is replaced by the value it comes to, written the way the
+slot types read it ("20:30", "5 people", "monday the 7th of december"), so every tier
+takes it as if the caller had said it. A phrase of a slot not held yet, a change past
+midnight or below one person stays as said (the bot asks).
+
+Slots are found by their values' kinds (a ``TimeValue``-like ``HH:MM``, an integer, a
+``DayValue`` with a date), so any flow's slots resolve, not only the restaurant's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from voicebot.nlu.slot_day import WEEKDAYS
+
+_AMOUNTS = {
+    "en": {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6},
+    "de": {"ein": 1, "eine": 1, "einen": 1, "einer": 1, "zwei": 2, "drei": 3, "vier": 4},
+}
+_N = {
+    lang: r"(?P<n>\d+|" + "|".join(sorted(words, key=len, reverse=True)) + ")"
+    for lang, words in _AMOUNTS.items()
+}
+_LATER = {"en": r"(?P<dir>later|earlier|after|before|sooner)", "de": r"(?P<dir>später|früher|eher)"}
+_PLUS = {"later", "after", "später", "more", "extra", "additional", "mehr", "zusätzlich"}
+
+# (slot kind, pattern, minutes or days per unit) - the unit a pattern's number counts
+_PATTERNS: dict[str, list[tuple[str, str, int]]] = {
+    "en": [
+        ("time", r"(an|one) hour and a half " + _LATER["en"], 90),
+        (
+            "time",
+            r"(half an hour|a half hour|half hour|30 minutes|thirty minutes) " + _LATER["en"],
+            30,
+        ),
+        (
+            "time",
+            r"(a quarter of an hour|a quarter hour|15 minutes|fifteen minutes) " + _LATER["en"],
+            15,
+        ),
+        ("time", _N["en"] + r" hours? " + _LATER["en"], 60),
+        ("time", r"(?P<n>\d+) minutes " + _LATER["en"], 1),
+        ("time", r"(push|move|put) it (?P<dir>back) (by )?(an|one) hour", 60),
+        ("time", r"(bring|move|put) it (?P<dir>forward) (by )?(an|one) hour", 60),
+        (
+            "count",
+            _N["en"] + r" (?P<dir>more|extra|additional|fewer|less)"
+            r"( (person|people|persons|guests?|adults?|of us|coming|joining))",
+            1,
+        ),
+        ("count", _N["en"] + r" (person|people|guests?) (?P<dir>more|less|fewer)", 1),
+        ("count", r"(?P<dir>plus) one", 1),
+        ("day", r"(the|a) (?P<dir>day) (after|later)(?! tomorrow)", 1),
+        ("day", r"(a|one) day (?P<dir>later|earlier|before)", 1),
+        ("day", r"the (?P<dir>next|following|previous) day", 1),
+        ("day", r"the day (?P<dir>before)(?! yesterday)", 1),
+        (
+            "day",
+            r"(a|one) week (?P<dir>later)|the (following|next) week|the (?P<dir2>week) after",
+            7,
+        ),
+    ],
+    "de": [
+        ("time", r"(eine|1) (halbe stunde) " + _LATER["de"], 30),
+        ("time", r"(eine viertelstunde|(eine|1) viertel stunde|15 minuten) " + _LATER["de"], 15),
+        ("time", r"(eineinhalb|anderthalb) stunden " + _LATER["de"], 90),
+        ("time", _N["de"] + r" stunden? " + _LATER["de"], 60),
+        ("time", r"(?P<n>\d+) minuten " + _LATER["de"], 1),
+        ("count", _N["de"] + r" (person|personen|gäste?|leute)? ?(?P<dir>mehr|weniger)", 1),
+        ("count", r"noch (?P<n>eine|einen|1|2|zwei) (person|personen|gast|gäste)( mehr| dazu)?", 1),
+        ("day", r"(einen|1) tag (?P<dir>später|früher|danach|davor|eher)", 1),
+        ("day", r"am (?P<dir>tag danach|tag darauf|nächsten tag|folgenden tag|tag davor)", 1),
+        ("day", r"(eine|1) woche (?P<dir>später)|die woche (danach|darauf)", 7),
+    ],
+}
+_COMPILED = {
+    lang: [(kind, re.compile(r"\b(?:" + p + r")\b"), unit) for kind, p, unit in pats]
+    for lang, pats in _PATTERNS.items()
+}
+_EARLIER = {
+    "earlier",
+    "before",
+    "sooner",
+    "forward",
+    "previous",
+    "fewer",
+    "less",
+    "früher",
+    "eher",
+    "weniger",
+    "davor",
+    "tag davor",
+}
+_WEEKDAY_NAMES = {
+    "en": dict(zip(WEEKDAYS, [d.capitalize() for d in WEEKDAYS], strict=True)),
+    "de": dict(
+        zip(
+            WEEKDAYS,
+            "Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag".split(),
+            strict=True,
+        )
+    ),
+}
+_MONTHS = {
+    "en": "January February March April May June July August September October November "
+    "December".split(),
+    "de": "Januar Februar März April Mai Juni Juli August September Oktober November "
+    "Dezember".split(),
+}
+_PEOPLE = {"en": "people", "de": "Personen"}
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """``text`` with its relative phrases replaced; ``unsure`` mapped to its words."""
+
+    text: str
+    unsure: tuple[int, ...]
+    changed: tuple[str, ...]  # the slots a phrase changed
+    values: str = ""  # the values the phrases came to, alone ("20:30 5 people")
+
+
+def resolve(
+    text: str, language: str, held: Mapping[str, Any], unsure: Collection[int] = ()
+) -> Resolved:
+    """Replace each relative phrase of a held slot by the value it comes to."""
+    patterns = _COMPILED.get(language)
+    slots = _held_by_kind(held)
+    if not patterns or not slots:
+        return Resolved(text, tuple(unsure), ())
+    words = text.split()
+    clean = [re.sub(r"[^\w:'-]", "", w.lower()) for w in words]
+    joined = " ".join(clean)
+    edits: list[tuple[int, int, str, str]] = []  # token start, end, replacement, slot
+    for kind, pattern, unit in patterns:
+        if kind not in slots:
+            continue
+        slot, value = slots[kind]
+        for m in pattern.finditer(joined):
+            a = joined.count(" ", 0, m.start())
+            b = a + len(m.group(0).split())
+            if any(a < e and s < b for s, e, _, _ in edits):
+                continue
+            sign = -1 if _direction(m) in _EARLIER else 1
+            amount = _amount(m, language) * unit * sign
+            new = _shifted(kind, value, amount, language)
+            if new is not None:
+                edits.append((a, b, new, slot))
+    if not edits:
+        return Resolved(text, tuple(unsure), ())
+    out: list[str] = []
+    where: dict[int, list[int]] = {}
+    k = 0
+    for a, b, new, _ in sorted(edits):
+        for i in range(k, a):
+            where[i] = [len(out)]
+            out.append(words[i])
+        tail = re.sub(r"^.*?([.,!?;]*)$", r"\1", words[b - 1])
+        added = new.split()
+        added[-1] += tail
+        for i in range(a, b):
+            where[i] = list(range(len(out), len(out) + len(added)))
+        out += added
+        k = b
+    for i in range(k, len(words)):
+        where[i] = [len(out)]
+        out.append(words[i])
+    mapped = sorted({j for i in unsure for j in where.get(i, [])})
+    return Resolved(
+        " ".join(out),
+        tuple(mapped),
+        tuple(slot for *_, slot in edits),
+        " ".join(new for _, _, new, _ in sorted(edits)),
+    )
+
+
+def _held_by_kind(held: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+    kinds: dict[str, tuple[str, Any]] = {}
+    for slot, value in held.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            kinds.setdefault("count", (slot, value))
+        elif isinstance(getattr(value, "date", None), dt.date):
+            kinds.setdefault("day", (slot, value))
+        elif isinstance(value, str) and re.fullmatch(r"\d{2}:\d{2}", value):
+            kinds.setdefault("time", (slot, value))
+    return kinds
+
+
+def _direction(m: re.Match[str]) -> str:
+    groups = m.groupdict()
+    if groups.get("dir2"):
+        return "later"
+    direction = groups.get("dir") or ""
+    if direction in ("next", "following", "day", "week", "back", "plus"):
+        return "later"
+    return direction
+
+
+def _amount(m: re.Match[str], language: str) -> int:
+    n = m.groupdict().get("n")
+    if n is None:
+        return 1
+    return int(n) if n.isdigit() else _AMOUNTS[language].get(n, 1)
+
+
+def _shifted(kind: str, value: Any, amount: int, language: str) -> str | None:
+    if kind == "time":
+        hours, minutes = (int(p) for p in str(value).split(":"))
+        total = hours * 60 + minutes + amount
+        if not 0 <= total < 24 * 60:
+            return None
+        return f"{total // 60:02d}:{total % 60:02d}"
+    if kind == "count":
+        count = int(value) + amount
+        return f"{count} {_PEOPLE[language]}" if count >= 1 else None
+    date = value.date + dt.timedelta(days=amount)
+    weekday = _WEEKDAY_NAMES[language][WEEKDAYS[date.weekday()]]
+    month = _MONTHS[language][date.month - 1]
+    if language == "de":
+        return f"{weekday}, den {date.day}. {month}"
+    return f"{weekday} the {_ordinal(date.day)} of {month}"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
