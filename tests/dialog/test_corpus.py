@@ -31,16 +31,25 @@ def test_a_correction_read_as_no_with_the_value_is_the_right_action(loaded: Load
     # correction it is, so the call ends where the labelled inform takes it
     item = Item("confirm_booking", "No, five of us, not four.", "inform", {"party_size": 5}, BOOKED)
     deny = Match("deny", {}, 0.8, "spotted", "no 5 of us not 4", {"party_size": 5})
-    score = asyncio.run(score_turn(loaded, _Gold(deny, "en"), item, "en"))
+    score = asyncio.run(score_turn(loaded, _Gold(deny, "en", dt.date(2026, 12, 1)), item, "en"))
     assert score.intent == "deny" and score.success
     assert score.intent_ok and not score.wrong_action
 
 
-def test_a_no_that_drops_the_new_value_is_a_wrong_action(loaded: LoadedBot) -> None:
+def test_a_no_that_loses_the_new_value_asks_what_to_change_no_wrong_action(
+    loaded: LoadedBot,
+) -> None:
+    # the caller did say no; the value was lost, and the bot asks what to change
     item = Item("confirm_booking", "No, five of us, not four.", "inform", {"party_size": 5}, BOOKED)
     score = _score(loaded, item, heard="No.")
-    assert score.intent == "deny" and not score.success
-    assert not score.intent_ok and score.wrong_action
+    assert score.intent == "deny" and not score.success and score.state == "change_booking"
+    assert not score.intent_ok and not score.wrong_action and not score.no_match
+
+
+def test_a_no_where_the_caller_said_yes_is_a_wrong_action(loaded: LoadedBot) -> None:
+    item = Item("confirm_booking", "Yes, that's right.", "affirm", {}, BOOKED)
+    score = _score(loaded, item, heard="No.")
+    assert score.intent == "deny" and not score.success and score.wrong_action
 
 
 def test_a_wrong_value_is_a_wrong_action(loaded: LoadedBot) -> None:

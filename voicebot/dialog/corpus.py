@@ -149,9 +149,14 @@ def load_corpus(path: str | Path, loaded: LoadedBot | None = None) -> Corpus:
 class _Gold(Matcher):
     """A matcher that "hears" the labelled reading."""
 
-    def __init__(self, match: Match | None, language: str) -> None:
+    def __init__(self, match: Match | None, language: str, today: dt.date | None = None) -> None:
         self.found = match
         self.language = language
+        self._today = today or dt.date.today()
+
+    def today(self) -> dt.date:
+        """The corpus's day: the labelled reading's weekdays resolve as the bot's do."""
+        return self._today
 
     def match(
         self,
@@ -244,7 +249,7 @@ async def score_turn(
     match_ms = (time.perf_counter() - started) * 1000
     await conv.hear(text, unsure=unsure, second_pass=second_pass)
     gold_match = None if item.intent == NONE else Match(item.intent, gold_values(item, today))
-    gold, _ = _conversation(loaded, _Gold(gold_match, language), item, language)
+    gold, _ = _conversation(loaded, _Gold(gold_match, language, today), item, language)
     await gold.hear(item.say)
     matched = next((e for e in events if isinstance(e, IntentEvent)), None)
     intent = matched.name if matched else NONE
@@ -277,7 +282,18 @@ async def score_turn(
     wrong_value = any(k in want and want[k] != v for k, v in changed.items()) or any(
         k not in want for k in changed if not k.endswith("_date")
     )
-    wrong_action = bool(matched) and (not intent_ok or wrong_value)
+    # a plain no where the caller said "no, <a value>" and the value was lost: the bot
+    # asks what to change - the part it understood, no wrong action (nor a success)
+    partial_no = (
+        matched is not None
+        and intent == "deny"
+        and "deny" in (conv.flow.states[item.state].confirm or {})
+        and item.intent != "deny"
+        and bool(item.slots)
+        and not changed
+        and not conv.ended
+    )
+    wrong_action = bool(matched) and (not intent_ok or wrong_value) and not partial_no
     return TurnScore(
         item,
         text,
