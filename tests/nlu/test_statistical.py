@@ -313,6 +313,16 @@ def test_a_call_phrase_among_values_is_no_call_intent(restaurant) -> None:  # ty
     assert found is not None and found.intent == "goodbye"
 
 
+def test_a_number_the_recogniser_repeats_at_the_end_is_no_second_value(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    asking = {"inform", "book_table", "opening_hours", "goodbye", "repeat", "human_agent"}
+    found = m.match("three adults and one child. 3", asking, expect="party_size")
+    assert found is not None and found.slots == {"party_size": 4}
+    # a new value said alone after a sum is not an echo of one of its words
+    found = m.match("three adults and one child. 5", asking, expect="party_size")
+    assert found is None or found.slots.get("party_size") != 4
+
+
 def test_a_closing_goodbye_beats_an_unsure_guess(restaurant) -> None:  # type: ignore
     m = IntentMatcher(restaurant, "de", today=TUESDAY)
     asking = {"inform", "book_table", "opening_hours", "goodbye", "repeat", "human_agent"}

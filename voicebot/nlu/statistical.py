@@ -333,7 +333,9 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
 
     "five of us, not four": a value after "not" is the rejected one. "for four, no
     wait, five": after a change-of-mind word the later value stands. "the 19th, that's
-    a Saturday": a named date beats a bare weekday it agrees with. Two different values
+    a Saturday": a named date beats a bare weekday it agrees with. A lone number closing
+    the turn that repeats a word of an earlier value is the recogniser's echo ("4 adults
+    and 2 children. 4"). Two different values
     with nothing to tell them apart ("it's 14 now, 2 more people") are no value: the
     bot asks rather than guesses.
     """
@@ -364,6 +366,8 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
                 best = later
             elif _specific(best, later) or str(best.span.value) == str(later.span.value):
                 continue
+            elif _echo(words, later, best):
+                continue  # "4 adults and 2 children. 4": the recogniser repeating a word
             elif _is_limit(words, later, language):
                 continue
             elif (
@@ -429,6 +433,17 @@ def _is_limit(words: list[str], guess: SlotGuess, language: str) -> bool:
     after = " " + " ".join(words[guess.span.end : guess.span.end + 3]) + " "
     return _ends_with(before, _LIMITS_BEFORE.get(language, ())) or any(
         after.startswith(f" {p} ") for p in _LIMITS_AFTER.get(language, ())
+    )
+
+
+def _echo(words: list[str], later: SlotGuess, first: SlotGuess) -> bool:
+    """``later``, a lone number closing the turn, is a word of the longer ``first`` said
+    again ("four adults and two children. 4": Whisper repeats what it heard last)."""
+    return (
+        later.span.end == len(words)
+        and later.span.end - later.span.start == 1
+        and first.span.end - first.span.start > 1
+        and words[later.span.start] in words[first.span.start : first.span.end]
     )
 
 
