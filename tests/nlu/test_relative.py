@@ -48,6 +48,11 @@ HELD = {
         ("de", "noch eine Person dazu", "5 Personen", ("party_size",)),
         ("de", "zwei Personen weniger", "2 Personen", ("party_size",)),
         ("de", "Am Tag danach.", "Montag, den 7. Dezember.", ("day",)),
+        # the weekday after the day held: a week on when it is the same weekday
+        ("en", "no, the Sunday after", "no, Sunday the 13th of December", ("day",)),
+        ("en", "the Friday after that", "Friday the 11th of December", ("day",)),
+        ("de", "den Sonntag danach", "Sonntag, den 13. Dezember", ("day",)),
+        ("de", "am darauffolgenden Samstag", "Samstag, den 12. Dezember", ("day",)),
     ],
 )
 def test_a_relative_phrase_becomes_the_value_it_comes_to(

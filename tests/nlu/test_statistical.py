@@ -323,6 +323,27 @@ def test_a_number_the_recogniser_repeats_at_the_end_is_no_second_value(restauran
     assert found is None or found.slots.get("party_size") != 4
 
 
+def test_a_yes_opening_a_request_of_its_own_is_no_yes(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "de", today=TUESDAY)
+    anything = {"affirm", "deny", "book_table", "inform", "opening_hours", "cancel_booking"}
+    found = m.match(
+        "ja, die Reservierung am Freitag bitte stornieren und dafür am Samstag neu buchen",
+        anything,
+    )
+    assert found is None or found.intent != "affirm"
+    assert m.match("ja gerne, danke", anything).intent == "affirm"  # type: ignore[union-attr]
+
+
+def test_a_number_counting_hours_is_no_count_and_no_time(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "de", today=TUESDAY)
+    asking = {"inform", "book_table", "opening_hours", "goodbye", "repeat", "human_agent"}
+    found = m.match("um halb eins, wir haben nur eine Stunde Pause", asking, expect="time")
+    assert found is not None and found.slots == {"time": "12:30"}
+    en = IntentMatcher(restaurant, "en", today=TUESDAY)
+    found = en.match("at seven, we only have two hours", asking, expect="time")
+    assert found is not None and found.slots == {"time": "19:00"}
+
+
 def test_a_closing_goodbye_beats_an_unsure_guess(restaurant) -> None:  # type: ignore
     m = IntentMatcher(restaurant, "de", today=TUESDAY)
     asking = {"inform", "book_table", "opening_hours", "goodbye", "repeat", "human_agent"}

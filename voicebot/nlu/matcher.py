@@ -404,8 +404,8 @@ class IntentMatcher(Matcher):
             # utterance that gives values is no reading: "not 12, 14, 2 more are coming"
             if not (kind == "statistical" and intent in self._spot and mentioned):
                 return Match(intent, slots, confidence, kind, norm, mentioned)
-        spotted = self._opening(words, spans, names, expect) or self._spotted(words, names)
-        if spotted is not None and not self._spot_among_values(spotted, words, spans, probs):
+        spotted = self._opening(words, spans, names, expect, probs) or self._spotted(words, names)
+        if spotted is not None and not self._spot_among_values(spotted, words, spans, probs, names):
             return spotted
         if garbled or probs.get(NONE, 0.0) >= NONE_VETO:
             return None
@@ -416,14 +416,23 @@ class IntentMatcher(Matcher):
         return self._valued(turn)
 
     def _spot_among_values(
-        self, spotted: Match, words: list[str], spans: list[Span], probs: Mapping[str, float]
+        self,
+        spotted: Match,
+        words: list[str],
+        spans: list[Span],
+        probs: Mapping[str, float],
+        names: frozenset[str],
     ) -> bool:
         """A call intent's phrase inside a turn that gives values the intent does not
         carry, which the classifier does not read as that intent: "oh no, that's all
-        wrong, it's Saturday at eight, for three" is no goodbye."""
+        wrong, it's Saturday at eight, for three" is no goodbye (one closing the turn
+        is: "... wenn ich mit meinem Mann gesprochen hab. Tschüss.")."""
         if spotted.matcher != "spotted" or spotted.intent not in self._spot or self.model is None:
             return False
         if probs.get(spotted.intent, 0.0) >= SPOT_AMONG_VALUES:
+            return False
+        closing = self._spotted(words, names, closing=True)
+        if closing is not None and closing.intent == spotted.intent:
             return False
         carried = self._slots_of.get(spotted.intent, frozenset())
         guesses = self.model.slots(words, spans, None, None, VALUE_ACCEPT)
@@ -566,7 +575,12 @@ class IntentMatcher(Matcher):
         return Match(best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words))
 
     def _opening(
-        self, words: list[str], spans: list[Any], names: frozenset[str], expect: str | None
+        self,
+        words: list[str],
+        spans: list[Any],
+        names: frozenset[str],
+        expect: str | None,
+        probs: Mapping[str, float] | None = None,
     ) -> Match | None:
         """ "yes, please cancel it", "absolutely, thank you so much": an intent marked
         ``spot: start`` opening the utterance, when the rest asks nothing and hedges
@@ -580,6 +594,19 @@ class IntentMatcher(Matcher):
         best = max(found, key=lambda m: (m.literals, m.end))
         if any(m.intent != best.intent and m.end >= best.end for m in found):
             return None
+        if probs is not None and best.intent == "affirm":
+            # "ja, die Reservierung am Freitag bitte stornieren ...": the rest is a request
+            # of its own, the "ja" only its start (a "no" before values is a correction)
+            other = max(
+                (
+                    p
+                    for c, p in probs.items()
+                    if c in names and c not in self._spot_start and c not in self._spot
+                ),
+                default=0.0,
+            )
+            if other > OTHER_VETO and other - probs.get(best.intent, 0.0) >= self.margin:
+                return None
         vetoes = _HEDGES.get(self.language, frozenset())
         # "not" before a value rejects that value ("no, five of us, not four"): no hedge
         values_at = {s.start for s in spans}

@@ -31,8 +31,11 @@ _N = {
     for lang, words in _AMOUNTS.items()
 }
 _LATER = {"en": r"(?P<dir>later|earlier|after|before|sooner)", "de": r"(?P<dir>später|früher|eher)"}
-_PLUS = {"later", "after", "später", "more", "extra", "additional", "mehr", "zusätzlich"}
 
+_DAYS = {
+    "en": "monday|tuesday|wednesday|thursday|friday|saturday|sunday",
+    "de": "montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag",
+}
 # (slot kind, pattern, minutes or days per unit) - the unit a pattern's number counts
 _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
     "en": [
@@ -68,6 +71,9 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
             r"(a|one) week (?P<dir>later)|the (following|next) week|the (?P<dir2>week) after",
             7,
         ),
+        # "the Saturday after": that weekday after the day held (a week on if the same)
+        ("weekday", r"the (?P<wd>" + _DAYS["en"] + r") after( that)?", 0),
+        ("weekday", r"the (following|next) (?P<wd>" + _DAYS["en"] + r") after( that)?", 0),
     ],
     "de": [
         ("time", r"(eine|1) (halbe stunde) " + _LATER["de"], 30),
@@ -80,6 +86,8 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
         ("day", r"(einen|1) tag (?P<dir>später|früher|danach|davor|eher)", 1),
         ("day", r"am (?P<dir>tag danach|tag darauf|nächsten tag|folgenden tag|tag davor)", 1),
         ("day", r"(eine|1) woche (?P<dir>später)|die woche (danach|darauf)", 7),
+        ("weekday", r"(den|am) (?P<wd>" + _DAYS["de"] + r") (danach|darauf)", 0),
+        ("weekday", r"(den|am) (darauffolgenden|darauf folgenden) (?P<wd>" + _DAYS["de"] + ")", 0),
     ],
 }
 _COMPILED = {
@@ -142,17 +150,21 @@ def resolve(
     joined = " ".join(clean)
     edits: list[tuple[int, int, str, str]] = []  # token start, end, replacement, slot
     for kind, pattern, unit in patterns:
-        if kind not in slots:
+        held_kind = "day" if kind == "weekday" else kind
+        if held_kind not in slots:
             continue
-        slot, value = slots[kind]
+        slot, value = slots[held_kind]
         for m in pattern.finditer(joined):
             a = joined.count(" ", 0, m.start())
             b = a + len(m.group(0).split())
             if any(a < e and s < b for s, e, _, _ in edits):
                 continue
-            sign = -1 if _direction(m) in _EARLIER else 1
-            amount = _amount(m, language) * unit * sign
-            new = _shifted(kind, value, amount, language)
+            if kind == "weekday":
+                amount = _days_to(value.date, m.group("wd"), language)
+            else:
+                sign = -1 if _direction(m) in _EARLIER else 1
+                amount = _amount(m, language) * unit * sign
+            new = _shifted(held_kind, value, amount, language)
             if new is not None:
                 edits.append((a, b, new, slot))
     if not edits:
@@ -214,6 +226,13 @@ def _amount(m: re.Match[str], language: str) -> int:
     if n is None:
         return 1
     return int(n) if n.isdigit() else _AMOUNTS[language].get(n, 1)
+
+
+def _days_to(date: dt.date, weekday: str, language: str) -> int:
+    """Days from ``date`` to the next ``weekday`` after it (7: the same weekday)."""
+    names = _DAYS[language].split("|")
+    ahead = (names.index(weekday) - date.weekday()) % 7
+    return ahead or 7
 
 
 def _shifted(kind: str, value: Any, amount: int, language: str) -> str | None:

@@ -88,6 +88,17 @@ class Spotter:
                 if value is not None:
                     found.append(Span(a, b, name, value))
         found += self._cuts(words, found, today)
+        # "nur eine Stunde Mittagspause", "in 2 hours": a number counting units is no
+        # count of people and no clock time
+        found = [
+            s
+            for s in found
+            if not (
+                s.end < n
+                and words[s.end] in _UNITS
+                and getattr(self.types[s.definition], "kind", "") in ("count", "time")
+            )
+        ]
         found.sort(key=lambda s: (s.start, -s.end, s.definition))
         return found
 
@@ -144,3 +155,10 @@ class Spotter:
                 out.append(words[i])
                 i += 1
         return out
+
+
+# Nouns a number may count that are neither people nor the hour ("eine Stunde", "2 weeks").
+_UNITS = frozenset(
+    "hour hours minute minutes week weeks year years euro euros dollars pounds "
+    "stunde stunden minute minuten viertelstunde woche wochen jahr jahre monat monate".split()
+)
