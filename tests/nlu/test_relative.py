@@ -24,8 +24,16 @@ HELD = {
         ("en", "Half an hour earlier, please.", "19:00, please.", ("time",)),
         ("en", "maybe two hours later", "maybe 21:30", ("time",)),
         ("en", "15 minutes later", "19:45", ("time",)),
-        ("en", "Push it back an hour.", "20:30.", ("time",)),
-        ("en", "bring it forward an hour", "18:30", ("time",)),
+        ("en", "Push it back an hour.", "make it 20:30.", ("time",)),
+        ("en", "could we push it back fifteen minutes?", "could we make it 19:45?", ("time",)),
+        ("en", "can you add one more?", "can you make it 5 people?", ("party_size",)),
+        (
+            "en",
+            "make it two fewer? one dropped out",
+            "make it 2 people? one dropped out",
+            ("party_size",),
+        ),
+        ("en", "bring it forward an hour", "make it 18:30", ("time",)),
         (
             "en",
             "One more person, my sister is coming.",

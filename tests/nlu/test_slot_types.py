@@ -54,13 +54,26 @@ def time_of(text: str, lang: str = "en", prefer: str | None = "evening") -> Time
         ("19:30", "de", "19:30"),
         ("sieben Uhr dreißig", "de", "19:30"),
         ("Mitternacht", "de", "00:00"),
+        ("8 in the night", "en", "20:00"),
+        ("half past 9 tonight", "en", "21:30"),
     ],
 )
 def test_times(text: str, lang: str, expected: str) -> None:
     assert time_of(text, lang) == expected
 
 
-@pytest.mark.parametrize("text", ["for four", "a table", "25 past", "13 am", "half", "tomorrow"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "for four",
+        "a table",
+        "25 past",
+        "13 am",
+        "half",
+        "tomorrow",
+        "one tonight",  # "a table for one tonight": no evening hour
+    ],
+)
 def test_not_times(text: str) -> None:
     assert time_of(text) is None
 
@@ -193,6 +206,9 @@ def test_day_value_is_a_weekday_that_knows_its_date() -> None:
         # a number word the recogniser misheard, before a people noun
         ("free kids", "en", 3),
         ("sick of us", "en", 6),
+        # the group named, then who is in it
+        ("just a couple, me and the missus", "en", 2),
+        ("the three of us, me, my wife and my son", "en", 3),
     ],
 )
 def test_counts(text: str, lang: str, expected: int) -> None:
@@ -232,3 +248,11 @@ def test_count_slot_range_and_words() -> None:
     assert not slot.open  # a closed phrase set: ranks like a finite slot
     assert "me" in (slot.first_words("en") or set()) and "#" in (slot.words("en") or set())
     assert TimeSlot().cue_words("en") >= {"at", "around"}
+
+
+def test_a_bare_german_article_is_no_count_and_no_hour() -> None:
+    # "das ist ein Freitag"; "ein Uhr" and "eine Person" still are
+    assert CountSlot().parse("ein", "de") is None
+    assert TimeSlot().parse("ein", "de") is None
+    assert CountSlot().parse("eine Person", "de") == 1
+    assert TimeSlot(prefer="evening").parse("ein Uhr", "de") == "13:00"

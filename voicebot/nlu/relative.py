@@ -23,8 +23,36 @@ from typing import Any
 from voicebot.nlu.slot_day import WEEKDAYS
 
 _AMOUNTS = {
-    "en": {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6},
-    "de": {"ein": 1, "eine": 1, "einen": 1, "einer": 1, "zwei": 2, "drei": 3, "vier": 4},
+    "en": {
+        "a": 1,
+        "an": 1,
+        "one": 1,
+        "two": 2,
+        "three": 3,
+        "four": 4,
+        "five": 5,
+        "six": 6,
+        "ten": 10,
+        "fifteen": 15,
+        "twenty": 20,
+        "thirty": 30,
+        "forty five": 45,
+        "forty-five": 45,
+    },
+    "de": {
+        "ein": 1,
+        "eine": 1,
+        "einen": 1,
+        "einer": 1,
+        "zwei": 2,
+        "drei": 3,
+        "vier": 4,
+        "zehn": 10,
+        "fünfzehn": 15,
+        "zwanzig": 20,
+        "dreißig": 30,
+        "fünfundvierzig": 45,
+    },
 }
 _N = {
     lang: r"(?P<n>\d+|" + "|".join(sorted(words, key=len, reverse=True)) + ")"
@@ -32,6 +60,9 @@ _N = {
 }
 _LATER = {"en": r"(?P<dir>later|earlier|after|before|sooner)", "de": r"(?P<dir>später|früher|eher)"}
 
+_VERBS = frozenset("push move put bring shift add squeeze fit".split())
+_MAKE_IT = {"en": "make it", "de": "auf"}
+_MOVE = r"(push|move|put|bring|shift) (it|that|us|the booking|the reservation|the table)"
 _DAYS = {
     "en": "monday|tuesday|wednesday|thursday|friday|saturday|sunday",
     "de": "montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag",
@@ -51,9 +82,11 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
             15,
         ),
         ("time", _N["en"] + r" hours? " + _LATER["en"], 60),
-        ("time", r"(?P<n>\d+) minutes " + _LATER["en"], 1),
-        ("time", r"(push|move|put) it (?P<dir>back) (by )?(an|one) hour", 60),
-        ("time", r"(bring|move|put) it (?P<dir>forward) (by )?(an|one) hour", 60),
+        ("time", _N["en"] + r" minutes " + _LATER["en"], 1),
+        # "push it back fifteen minutes", "bring it forward an hour"
+        ("time", _MOVE + r" (?P<dir>back|forward) (by )?(half an hour|a half hour)", 30),
+        ("time", _MOVE + r" (?P<dir>back|forward) (by )?" + _N["en"] + r" hours?", 60),
+        ("time", _MOVE + r" (?P<dir>back|forward) (by )?" + _N["en"] + r" minutes", 1),
         (
             "count",
             _N["en"] + r" (?P<dir>more|extra|additional|fewer|less)"
@@ -61,6 +94,9 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
             1,
         ),
         ("count", _N["en"] + r" (person|people|guests?) (?P<dir>more|less|fewer)", 1),
+        # "can you add one more?", "make it two fewer?": the people the booking holds
+        ("count", r"(add|bring|squeeze in|fit in) " + _N["en"] + r" (?P<dir>more|extra)", 1),
+        ("count_closing", _N["en"] + r" (?P<dir>more|fewer|less|extra)", 1),
         ("count", r"(?P<dir>plus) one", 1),
         ("day", r"(the|a) (?P<dir>day) (after|later)(?! tomorrow)", 1),
         ("day", r"(a|one) day (?P<dir>later|earlier|before)", 1),
@@ -80,7 +116,7 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
         ("time", r"(eine viertelstunde|(eine|1) viertel stunde|15 minuten) " + _LATER["de"], 15),
         ("time", r"(eineinhalb|anderthalb) stunden " + _LATER["de"], 90),
         ("time", _N["de"] + r" stunden? " + _LATER["de"], 60),
-        ("time", r"(?P<n>\d+) minuten " + _LATER["de"], 1),
+        ("time", _N["de"] + r" minuten " + _LATER["de"], 1),
         ("count", _N["de"] + r" (person|personen|gäste?|leute)? ?(?P<dir>mehr|weniger)", 1),
         ("count", r"noch (?P<n>eine|einen|1|2|zwei) (person|personen|gast|gäste)( mehr| dazu)?", 1),
         ("day", r"(einen|1) tag (?P<dir>später|früher|danach|davor|eher)", 1),
@@ -150,7 +186,7 @@ def resolve(
     joined = " ".join(clean)
     edits: list[tuple[int, int, str, str]] = []  # token start, end, replacement, slot
     for kind, pattern, unit in patterns:
-        held_kind = "day" if kind == "weekday" else kind
+        held_kind = {"weekday": "day", "count_closing": "count"}.get(kind, kind)
         if held_kind not in slots:
             continue
         slot, value = slots[held_kind]
@@ -159,12 +195,16 @@ def resolve(
             b = a + len(m.group(0).split())
             if any(a < e and s < b for s, e, _, _ in edits):
                 continue
+            if kind == "count_closing" and not (b == len(words) or words[b - 1][-1] in ".,?!"):
+                continue  # "two more?" ends what it says; "one more thing" is no count
             if kind == "weekday":
                 amount = _days_to(value.date, m.group("wd"), language)
             else:
                 sign = -1 if _direction(m) in _EARLIER else 1
                 amount = _amount(m, language) * unit * sign
             new = _shifted(held_kind, value, amount, language)
+            if new is not None and m.group(0).split()[0] in _VERBS:
+                new = f"{_MAKE_IT[language]} {new}"  # "could we push it back ..." keeps a verb
             if new is not None:
                 edits.append((a, b, new, slot))
     if not edits:

@@ -34,13 +34,16 @@ _PAIRS = {
     "en": ("couples", "pairs", "married couples"),
     "de": ("pärchen", "paare", "ehepaare", "päarchen"),
 }
+# Words naming a group as a whole ("the 3 of us", "a couple"), whose members may follow.
+_GROUP = {"en": ("of us", "couple", "pair"), "de": ("paar", "zu 2", "zu 3", "zu 4", "zu 5")}
 # One person each ("my wife"); the possessive/article is optional.
 _ONE = {
     "en": (
         "wife husband partner friend girlfriend boyfriend son daughter mother mom mum "
         "dad father boss colleague brother sister kid child baby fiance fiancee date "
         "grandma grandpa grandmother grandfather aunt uncle cousin neighbor neighbour "
-        "plus one guest mate buddy spouse other half client customer"
+        "plus one guest mate buddy spouse other half client customer missus missis mrs "
+        "hubby wifey"
     ),
     "de": (
         "frau mann partner partnerin freund freundin sohn tochter mutter mama vater papa "
@@ -231,6 +234,13 @@ def parse_count(text: str, language: str) -> int | None:
         parts += _segments(chunk, language) if len(chunks) > 1 else [chunk]
     if len(parts) > 1 and parts[0].isdigit() and any(_numbered(p, language) for p in parts[1:]):
         return None  # "half 9 and we are 4", "7 and 4 of us": the bare number is no part
+    if len(parts) > 1 and any(f" {m} " in f" {parts[0]} " for m in _GROUP.get(language, ())):
+        # "a couple, me and the missus", "the 3 of us, me, my wife and my son": the group
+        # named, then who is in it - not more people
+        group = _part(parts[0], language, multi=False)
+        rest = [_part(p, language, multi=True) for p in parts[1:]]
+        if group is not None and None not in rest and sum(r or 0 for r in rest) == group:
+            return group
     total = 0
     selfs = _SELF_PART.get(language, set())
     for k, part in enumerate(parts):

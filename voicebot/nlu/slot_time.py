@@ -18,7 +18,7 @@ from unicode_rbnf import RbnfEngine
 from voicebot.nlu.misheard import MISHEARD_NUMBERS
 
 Prefer = Literal["evening", "morning"] | None
-_Meridiem = Literal["am", "pm", "night", "noon", ""]
+_Meridiem = Literal["am", "pm", "evening", "night", "noon", ""]
 
 _H = r"(\d{1,2}|one|ein)"
 _M = r"(\d{1,2})"
@@ -30,10 +30,11 @@ _MERIDIEM: dict[str, list[tuple[str, _Meridiem]]] = {
         ("this morning", "am"),
         ("in the afternoon", "pm"),
         ("this afternoon", "pm"),
-        ("in the evening", "pm"),
-        ("this evening", "pm"),
+        ("in the evening", "evening"),
+        ("this evening", "evening"),
         ("at night", "night"),
-        ("tonight", "pm"),
+        ("in the night", "night"),
+        ("tonight", "evening"),
         ("am", "am"),
         ("pm", "pm"),
         ("noon", "noon"),
@@ -47,8 +48,8 @@ _MERIDIEM: dict[str, list[tuple[str, _Meridiem]]] = {
         ("vormittags", "am"),
         ("am nachmittag", "pm"),
         ("nachmittags", "pm"),
-        ("am abend", "pm"),
-        ("abends", "pm"),
+        ("am abend", "evening"),
+        ("abends", "evening"),
         ("in der nacht", "night"),
         ("nachts", "night"),
         ("mittags", "noon"),
@@ -388,6 +389,8 @@ def _twelve_hour(hour: int, meridiem: _Meridiem, prefer: Prefer) -> int:
         return base
     if meridiem == "pm":
         return base + 12
+    if meridiem == "evening":  # "8 tonight"; "1 tonight" is no evening hour
+        return base + 12 if 5 <= hour <= 11 else -1
     if meridiem == "night":
         return base + 12 if hour >= 6 and hour != 12 else base
     if meridiem == "noon":

@@ -162,7 +162,10 @@ class StatisticalModel:
         rows = [span_features(words, a, b, extents[(a, b)]) for a, b in keys]
         fast = self._fast()
         labels = fast.role_labels
-        table = [_with_prior(fast.role(row), labels, expect) for row in rows]
+        table = [
+            _with_prior(fast.role(row), labels, self._named(words, a, labels) or expect)
+            for row, (a, _) in zip(rows, keys, strict=True)
+        ]
         guesses: list[SlotGuess] = []
         for (a, b), probs in zip(keys, table, strict=True):
             by_definition = {s.definition: s for s in extents[(a, b)]}
@@ -181,6 +184,22 @@ class StatisticalModel:
                 best.readings = tuple(r for r in readings if r[0] != best.slot)
                 guesses.append(best)
         return _one_per_slot(words, _best_tiling(_whole(guesses)), self.language)
+
+    def _named(self, words: list[str], a: int, labels: list[str]) -> str | None:
+        """The slot the words just before ``words[a]`` name ("the time, 8", "die
+        Uhrzeit: 20 Uhr", "number of people 6"): a prior like the question asked."""
+        before = [w for w in words[max(0, a - 4) : a] if w not in _NAMING_FILLERS]
+        if not before:
+            return None
+        kind = _NAMING.get(self.language, {}).get(before[-1])
+        if kind is None:
+            return None
+        for label in labels:
+            definition = self.slot_definitions.get(label)
+            slot_type = self.spotter.types.get(definition or "")
+            if slot_type is not None and slot_type.kind == kind:
+                return label
+        return None
 
     # --- training ----------------------------------------------------------------
     def _needs_asking(self, sample: Sample, a: int) -> frozenset[str]:
@@ -550,6 +569,28 @@ def _asked_only(sample: Sample, slot: str, group: list[Span], uncued: frozenset[
     return bool(gold & uncued)
 
 
+# Words naming the slot a value after them fills, by slot type kind.
+_NAMING = {
+    "en": {
+        "time": "time",
+        "hour": "time",
+        "day": "day",
+        "date": "day",
+        "number": "count",
+        "size": "count",
+    },
+    "de": {
+        "uhrzeit": "time",
+        "zeit": "time",
+        "tag": "day",
+        "datum": "day",
+        "personenzahl": "count",
+        "anzahl": "count",
+    },
+}
+_NAMING_FILLERS = frozenset(
+    "the is to at should be will then please of ist soll auf dann bitte die der das".split()
+)
 EXPECT_ODDS = 20.0  # how much more likely a value fills the slot just asked for
 
 
