@@ -76,3 +76,18 @@ def test_a_misheard_count_or_quarter_is_repaired_where_nothing_else_fits(
 def test_the_words_stay_where_they_are_the_words(text: str) -> None:
     words = normalize(text, "en").split()
     assert "4" not in words and "2" not in words and "quarter" not in words
+
+
+@pytest.mark.parametrize(
+    ("text", "normalized"),
+    [
+        ("Around one, for lunch.", "around 1 for lunch"),
+        ("tomorrow at one", "tomorrow at 1"),
+        ("at one thirty", "at 1 30"),
+        ("the one at the window", "the one at the window"),
+        ("about one of your tables", "about one of your tables"),
+        ("a table for one", "a table for one"),
+    ],
+)
+def test_one_after_a_time_cue_is_the_hour(text: str, normalized: str) -> None:
+    assert normalize(text, "en") == normalized

@@ -9,7 +9,9 @@ between digits, apostrophes are removed); number words -> digits with
 ``text2num`` (plus the small words it leaves alone on purpose: "two", "zwei",
 "eins"); ``8 p.m.``/``8pm``/``8 p m`` -> ``8 pm`` (English); fillers (uh, um,
 äh, ähm ...) and stutters ("i i want") removed. "one"/"ein" stay words: they are
-articles as often as numbers, so slot parsers read them in context.
+articles as often as numbers, so slot parsers read them in context - except an
+English "one" after a time cue that closes the turn or goes on with a time ("around
+one, for lunch", "at one thirty").
 
 Two English mishearings are repaired where the words around leave no other
 reading: a count written as its homophone ("*for* people, Saturday", "a table
@@ -97,7 +99,29 @@ def normalize(text: str, language: str) -> str:
             if len(out) > first and word == out[-1] and not _DIGITS.match(word):
                 continue  # stutter; digit repeats are meaningful ("4 4 2")
             out.append(word)
+    if language == "en":
+        out = _one_after_time_cue(out)
     return " ".join(out)
+
+
+def _one_after_time_cue(words: list[str]) -> list[str]:
+    """ "around one, for lunch", "tomorrow at one": "one" after a time cue, closing the
+    utterance or before a word that goes on with a time, is the hour ("the one at the
+    window", "about one of your tables" stay words)."""
+    out = list(words)
+    for i, word in enumerate(words):
+        if word != "one" or i == 0 or words[i - 1] not in _TIME_CUES_BEFORE_ONE:
+            continue
+        if i + 1 == len(words) or words[i + 1] in _AFTER_THE_HOUR:
+            out[i] = "1"
+    return out
+
+
+_TIME_CUES_BEFORE_ONE = frozenset("at around about say by till until before after".split())
+_AFTER_THE_HOUR = frozenset(
+    "pm am oclock 15 30 45 please for then if or and tomorrow today tonight on lunch "
+    "lunchtime ish sharp o".split()
+)
 
 
 def _german_ordinals() -> dict[str, str]:

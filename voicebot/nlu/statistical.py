@@ -261,7 +261,19 @@ _NEGATIONS = {
     "de": ("nicht", "kein", "keine", "statt", "anstatt", "nicht am", "nicht um"),
 }
 _CHANGES = {
-    "en": ("no", "sorry", "wait", "actually", "i mean", "i meant", "rather", "make it", "or", "oh"),
+    "en": (
+        "no",
+        "sorry",
+        "wait",
+        "actually",
+        "i mean",
+        "i meant",
+        "rather",
+        "make it",
+        "or",
+        "oh",
+        "so",
+    ),
     "de": ("nein", "nee", "doch", "moment", "lieber", "ich meine", "ich meinte", "oder", "ach"),
 }
 # Words after a number that make it a change, not the value: "14 now, 2 more people".
@@ -277,6 +289,8 @@ _REJECTED_AFTER = {
         "nope",
         "is too early",
         "is too late",
+        "too early",
+        "too late",
         "is no good",
         "doesnt work",
         "wont work",
@@ -309,7 +323,20 @@ _TOTALS = {
 # "so gegen sieben, spätestens halb acht" - the first value stands.
 _LIMITS_AFTER = {"en": ("at the latest", "at the earliest", "at latest", "latest", "tops")}
 _LIMITS_BEFORE = {
-    "en": ("no later than", "not later than", "no earlier than", "at the latest", "latest"),
+    "en": (
+        "no later than",
+        "not later than",
+        "no earlier than",
+        "at the latest",
+        "latest",
+        "in bed by",
+        "home by",
+        "back by",
+        "out by",
+        "gone by",
+        "finished by",
+        "done by",
+    ),
     "de": ("spätestens", "frühestens", "allerspätestens", "nicht später als"),
 }
 
