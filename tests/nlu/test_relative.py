@@ -24,6 +24,7 @@ HELD = {
         ("en", "Half an hour earlier, please.", "19:00, please.", ("time",)),
         ("en", "maybe two hours later", "maybe 21:30", ("time",)),
         ("en", "15 minutes later", "19:45", ("time",)),
+        ("en", "and our earlier would suit a better", "18:30 would suit a better", ("time",)),
         ("en", "Push it back an hour.", "make it 20:30.", ("time",)),
         ("en", "could we push it back fifteen minutes?", "could we make it 19:45?", ("time",)),
         ("en", "can you add one more?", "can you make it 5 people?", ("party_size",)),

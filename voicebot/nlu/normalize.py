@@ -17,7 +17,7 @@ Two English mishearings are repaired where the words around leave no other
 reading: a count written as its homophone ("*for* people, Saturday", "a table
 for *to* adults", "*to* adults and *to* children" - only before a people noun,
 after a word that leads a count, and not before "with", "who" ...: "a menu for
-people with allergies" stays), and "quarter" written as "water" or "order"
+people with allergies" stays), and "quarter" written as "water", "order" or "what a"
 before "past"/"to" and an hour ("*water* past 6").
 """
 
@@ -81,7 +81,7 @@ _COUNT_LEAD = frozenset(
 )
 _NOT_A_COUNT_AFTER = frozenset("with who that which like under over from in".split())
 _DAY_OF_MONTH = re.compile(r"^\d{1,2}(?:st|nd|rd|th)?$")
-_QUARTER = re.compile(r"\b(?:water|order|porter|quota)(?= (?:past|to|after) \d)")
+_QUARTER = re.compile(r"\b(?:water|order|porter|quota|what a)(?= (?:past|to|after) \d)")
 # a sentence's full stop is a pause too ("nineteen hundred. seven in the evening" is no
 # 1907), a dot after a digit is not ("am 3. dezember", "7.30")
 _PAUSE = re.compile(r"[,;!?]+|(?<!\d):|:(?!\d)|(?<![\d.\s])\.+(?=\s|$)")

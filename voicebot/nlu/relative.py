@@ -73,7 +73,8 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
         ("time", r"(an|one) hour and a half " + _LATER["en"], 90),
         (
             "time",
-            r"(half an hour|a half hour|half hour|30 minutes|thirty minutes) " + _LATER["en"],
+            r"(half an hour|half a hour|a half hour|half hour|30 minutes|thirty minutes) "
+            + _LATER["en"],
             30,
         ),
         (
@@ -82,6 +83,8 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
             15,
         ),
         ("time", _N["en"] + r" hours? " + _LATER["en"], 60),
+        # "an hour" as a recogniser writes it: "and our earlier would suit us better"
+        ("time", r"(and our|an our|and hour) " + _LATER["en"], 60),
         ("time", _N["en"] + r" minutes " + _LATER["en"], 1),
         # "push it back fifteen minutes", "bring it forward an hour"
         ("time", _MOVE + r" (?P<dir>back|forward) (by )?(half an hour|a half hour)", 30),
