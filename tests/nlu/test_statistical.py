@@ -42,6 +42,24 @@ def test_samples_come_from_the_templates_with_their_slots(restaurant) -> None:  
     assert {s.expect for s in bare} == {"party_size", "day", "time"}
 
 
+def test_a_template_added_leaves_the_other_templates_sentences_as_they_were(
+    restaurant, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    text = RESTAURANT_INTENTS.read_text(encoding="utf-8")
+    marker = '        - "(tisch|reservierung) [<details>] [bitte]"\n'
+    assert marker in text
+    changed = tmp_path / "restaurant.yaml"
+    changed.write_text(
+        text.replace(marker, marker + '        - "ich bräuchte [<details>] einen platz"\n'),
+        encoding="utf-8",
+    )
+    other, diags = load_intents([changed])
+    assert [str(d) for d in diags] == []
+    before = [s for s in generate(restaurant, "de", seed=0) if s.intent != "book_table"]
+    after = [s for s in generate(other, "de", seed=0) if s.intent != "book_table"]
+    assert before == after
+
+
 def test_fast_path_agrees_with_scikit_learn(restaurant) -> None:  # type: ignore[no-untyped-def]
     model = load_model(restaurant, "en")
     fast = model._fast()
@@ -342,6 +360,19 @@ def test_a_number_counting_hours_is_no_count_and_no_time(restaurant) -> None:  #
     en = IntentMatcher(restaurant, "en", today=TUESDAY)
     found = en.match("at seven, we only have two hours", asking, expect="time")
     assert found is not None and found.slots == {"time": "19:00"}
+
+
+def test_another_intent_than_the_answer_needs_a_word_of_its_own(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "de", today=TUESDAY)
+    asking = {"inform", "book_table", "opening_hours", "goodbye", "repeat", "human_agent"}
+    found = m.match("übermorgen, also am Donnerstag", asking, expect="day")
+    assert found is not None and found.intent in ("inform", "book_table")
+    assert found.slots == {"day": "thursday"}
+    found = m.match("wann macht ihr am Donnerstag auf?", asking, expect="day")
+    assert found is not None and found.intent == "opening_hours"
+    en = IntentMatcher(restaurant, "en", today=TUESDAY)
+    found = en.match("I told you, on friday", asking, expect="party_size")
+    assert found is None or found.intent != "opening_hours"
 
 
 def test_a_closing_goodbye_beats_an_unsure_guess(restaurant) -> None:  # type: ignore

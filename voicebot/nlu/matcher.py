@@ -69,10 +69,11 @@ VALUE_ACCEPT = 0.8  # values given where no reading was clear: the intent carryi
 VALUED_ACCEPT = 0.25  # ... if the intents carrying them have this probability together
 VALUED_SHARE = 0.7  # ... and one action this share of it (a booking, not a cancellation)
 VALUED_KNOWN = 0.7  # ... and only in a clear transcript: this share of words the bot knows
-NONE_VETO = 0.8  # an utterance this likely to be off-topic fills no slot it was asked for
+NONE_VETO = 0.9  # an utterance this likely to be off-topic fills no slot it was asked for
 INSIDE_NONE_VETO = 0.9  # ... nor gives the values of a template inside it
 OTHER_VETO = 0.5  # ... nor one this likely to be another intent, and clearly so
 SPOT_CONFIDENCE = 0.8
+EVIDENCE_MIN_LETTERS = 4  # a word that shows an intent is a content word
 SPOT_AMONG_VALUES = 0.2  # a call intent spotted among values needs this probability
 FUZZY_MAX_WORDS = 10
 MAX_WORDS = 60  # a longer turn is a recogniser's loop ("19.19.19..."): the rest is not read
@@ -381,6 +382,19 @@ class IntentMatcher(Matcher):
                 and closing.intent != chosen[0]
             ):
                 return closing
+        if (
+            chosen is not None
+            and chosen[2] == "statistical"
+            and expect is not None
+            and self._without_evidence(chosen[0], words, spans, names, action, expect)
+        ):
+            chosen = None  # "Übermorgen, also am Donnerstag" answers "An welchem Tag?"
+        if chosen is not None and chosen[2] == "statistical" and chosen[0] in self._spot:
+            if chosen[1] < SURE:
+                # a call intent (goodbye, agent, repeat) has phrases of its own that the
+                # templates and spotting read; the classifier alone must be sure of it:
+                # "it actually can people now" hangs up on nobody
+                chosen = None
         if chosen is not None:
             intent, confidence, kind = chosen
             slots = dict(found.slots) if found is not None and kind == "fuzzy" else {}
@@ -414,6 +428,34 @@ class IntentMatcher(Matcher):
         if found is not None or known < VALUED_KNOWN:
             return found
         return self._valued(turn)
+
+    def _without_evidence(
+        self,
+        intent: str,
+        words: list[str],
+        spans: list[Span],
+        names: frozenset[str],
+        action: Callable[[str], str],
+        expect: str,
+    ) -> bool:
+        """The classifier reads another intent than the answer to the question just
+        asked, and the turn has no word of that intent's templates that the answer's
+        templates lack: no reading of its own (an opening-hours question names "offen",
+        "open", "hours" ...; "Übermorgen, also am Donnerstag" answers "An welchem Tag?",
+        "I told you, on friday" asks nothing)."""
+        carriers = self._own_carriers(names, action, expect)
+        if intent in carriers:
+            return False
+        inside = {i for s in spans for i in range(s.start, s.end)}
+        vocab = self.templates.vocabulary()
+        own = set().union(*(vocab.get(c, frozenset()) for c in carriers))
+        evidence = vocab.get(intent, frozenset()) - own
+        # (a content word: "die" of "die Öffnungszeiten" is no question about them)
+        return not any(
+            w in evidence and len(w) >= EVIDENCE_MIN_LETTERS
+            for i, w in enumerate(words)
+            if i not in inside
+        )
 
     def _spot_among_values(
         self,
@@ -635,7 +677,14 @@ class IntentMatcher(Matcher):
         # a clearly different reading ("haben Sie am Freitag bis 11 offen?" while the bot
         # waits for a time) is no answer, even where it fell short of being taken
         own = max(probs.get(n, 0.0) for n in carriers)
-        other = max((p for c, p in probs.items() if c in names and c not in carriers), default=0.0)
+        others = {
+            c: p
+            for c, p in probs.items()
+            if c in names
+            and c not in carriers
+            and not self._without_evidence(c, words, spans, names, action, expect)
+        }
+        other = max(others.values(), default=0.0)
         if other > OTHER_VETO and other - own >= self.margin:
             return None
         guesses = (
@@ -662,7 +711,16 @@ class IntentMatcher(Matcher):
         if not given:
             return None
         # the intents of this state carrying every value given, by what the bot does
-        carriers = [n for n in names if given <= self._slots_of.get(n, frozenset())]
+        # (another than the answer asked for only with a word of its own)
+        carriers = [
+            n
+            for n in names
+            if given <= self._slots_of.get(n, frozenset())
+            and not (
+                expect is not None
+                and self._without_evidence(n, words, spans, names, action, expect)
+            )
+        ]
         if not carriers:
             return None
         # what the bot would do with them, its readings adding up (like ``_choose``)

@@ -26,7 +26,7 @@ from voicebot.nlu.slot_day import WEEKDAY_NAMES
 from voicebot.nlu.slots import SlotType
 from voicebot.nlu.wordgraph import EPS, SLOT, WORD, Template, WordGraph
 
-PER_TEMPLATE = 40  # random walks per template (duplicates dropped)
+PER_TEMPLATE = 80  # random walks per template (duplicates dropped)
 REJECTED_SHARE = 0.15  # samples copied with a rejected value beside one of theirs
 _MAX_STEPS = 200
 
@@ -46,11 +46,13 @@ def generate(
 ) -> list[Sample]:
     """Random sentences of every template of ``language``, deduplicated."""
     data = intent_set.compiled[language]
-    rng = random.Random(seed)
     values = ValueSampler(intent_set.slot_types, language)
     out: list[Sample] = []
     seen: set[tuple[str, tuple[str, ...]]] = set()
     for template in data.graph.templates:
+        # one random stream per template: a template added or changed leaves the
+        # sentences of every other template as they were (a stable model to compare)
+        rng = random.Random(f"{seed}/{_template_key(template)}")
         for _ in range(per_template):
             sample = _walk(data.graph, template, values, rng)
             key = (sample.intent, tuple(sample.words))
@@ -63,6 +65,13 @@ def generate(
             if words:
                 out.append(Sample(name, words, slots_known=False))
     return out
+
+
+def _template_key(t: Template) -> str:
+    """What a template is, independent of where it stands in the intent file."""
+    return "|".join(
+        (t.intent, " ".join(sorted(t.vocab)), " ".join(sorted(t.slot_types)), str(t.last - t.start))
+    )
 
 
 def _walk(g: WordGraph, t: Template, values: ValueSampler, rng: random.Random) -> Sample:
@@ -188,13 +197,13 @@ def augment(
     samples: list[Sample], intent_set: IntentSet, language: str, seed: int = 0, share: float = 0.6
 ) -> list[Sample]:
     """Noisy copies of a ``share`` of the samples, plus bare answers per slot."""
-    rng = random.Random(seed + 1)
     around = [[normalize(w, language) for w in p] for p in _AROUND.get(language, ())]
     around = [p[0].split() for p in around if p and p[0]]
     vocab = sorted({w for s in samples for w in s.words if not w[0].isdigit()})
     openers = [normalize(o, language).split() for o in _OPENERS.get(language, ())]
     out: list[Sample] = []
     for sample in samples:
+        rng = _rng_of(sample, seed + 1)  # (per sample, as the templates' streams)
         if openers and sample.words and rng.random() < 0.25 and sample.intent not in ("", "greet"):
             out.append(_wrap(sample, rng.choice(openers), True))
         if rng.random() > share or not sample.words:
@@ -209,6 +218,7 @@ def augment(
     values = ValueSampler(intent_set.slot_types, language)
     rejecting = _REJECTING.get(language, ())
     for sample in samples:
+        rng = _rng_of(sample, seed + 2)
         if rejecting and sample.intent and sample.slots and rng.random() < REJECTED_SHARE:
             rejected = _rejected(sample, values, rng.choice(rejecting), rng)
             if rejected is not None:
@@ -221,6 +231,7 @@ def augment(
     for slot, definition in sorted(carriers.items()):
         if intent_set.slot_types[definition].words(language) is None:
             continue  # free text cannot be answered bare
+        rng = random.Random(f"{seed + 3}/{slot}/{definition}")
         for _ in range(60):
             phrase = values.sample(definition, rng)
             if not phrase:
@@ -483,3 +494,7 @@ def _time_phrases(language: str) -> list[str]:
     # "one" stays a word (it is also a pronoun, "a black one"): only with a time word
     out += ["one oclock", "one 30", "half past one", "quarter past one", "one pm"]
     return out
+
+
+def _rng_of(sample: Sample, seed: int) -> random.Random:
+    return random.Random(f"{seed}/{sample.intent}/{' '.join(sample.words)}")

@@ -98,6 +98,12 @@ class Spotter:
                 and words[s.end] in _UNITS
                 and getattr(self.types[s.definition], "kind", "") in ("count", "time")
             )
+            # "20 past" (the hour not heard): minutes, no clock time
+            and not (
+                s.end < n
+                and words[s.end] in _MINUTES_OF.get(self.language, ())
+                and getattr(self.types[s.definition], "kind", "") == "time"
+            )
         ]
         found.sort(key=lambda s: (s.start, -s.end, s.definition))
         return found
@@ -162,3 +168,5 @@ _UNITS = frozenset(
     "hour hours minute minutes week weeks year years euro euros dollars pounds "
     "stunde stunden minute minuten viertelstunde woche wochen jahr jahre monat monate".split()
 )
+# Words after a number that make it the minutes of an hour ("20 past", "zwanzig nach").
+_MINUTES_OF = {"en": frozenset({"past", "after"}), "de": frozenset({"nach"})}

@@ -175,6 +175,17 @@ class TemplateMatcher(Matcher):
             return []
         return match_inside(self._graph, entry, words, self._spans(words), self._skips(words))
 
+    def vocabulary(self) -> dict[str, frozenset[str]]:
+        """Intent -> the words its templates have."""
+        cached = getattr(self, "_vocabulary", None)
+        if cached is None:
+            words: dict[str, set[str]] = {}
+            for t in self._graph.templates:
+                words.setdefault(t.intent, set()).update(t.vocab)
+            cached = {intent: frozenset(w) for intent, w in words.items()}
+            self._vocabulary = cached
+        return cached
+
     def distinctive(self) -> dict[str, str]:
         """Template words used by exactly one intent -> that intent."""
         cached = getattr(self, "_distinctive", None)
