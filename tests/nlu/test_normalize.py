@@ -91,3 +91,15 @@ def test_the_words_stay_where_they_are_the_words(text: str) -> None:
 )
 def test_one_after_a_time_cue_is_the_hour(text: str, normalized: str) -> None:
     assert normalize(text, "en") == normalized
+
+
+@pytest.mark.parametrize(
+    ("text", "normalized"),
+    [
+        ("Am Samschtig, wenn das goht.", "am samstag wenn das goht"),
+        ("für de Friitig", "für de freitag"),
+        ("Heut noch, wenn's geht", "heute noch wenns geht"),
+    ],
+)
+def test_regional_spellings_of_days(text: str, normalized: str) -> None:
+    assert normalize(text, "de") == normalized

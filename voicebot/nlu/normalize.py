@@ -57,6 +57,26 @@ _SMALL_NUMBERS: dict[str, dict[str, str]] = {
     },
 }
 
+# Regional and spoken spellings of words the slot types read: "heut Abend", "am
+# Samschtig", "für de Friitig" (Swabian, Swiss, Bavarian).
+_REGIONAL: dict[str, dict[str, str]] = {
+    "de": {
+        "heut": "heute",
+        "heit": "heute",
+        "mäntig": "montag",
+        "zischtig": "dienstag",
+        "mittwuch": "mittwoch",
+        "dunschtig": "donnerstag",
+        "donnschtig": "donnerstag",
+        "friitig": "freitag",
+        "fritig": "freitag",
+        "samschtig": "samstag",
+        "samstig": "samstag",
+        "sunntig": "sonntag",
+        "sonnti": "sonntag",
+    },
+}
+
 _DOT_TIME = re.compile(r"\b([01]?\d|2[0-4])\.([0-5]\d)\b")
 _DIGIT_GROUP = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _ATTACHED_AMPM = re.compile(r"(\d)(am|pm|a\.m\.?|p\.m\.?)(?![a-z])")
@@ -194,6 +214,9 @@ def _words(text: str, language: str) -> list[str]:
     words = text.split()
     if small:
         words = [small.get(w, w) for w in words]
+    regional = _REGIONAL.get(language)
+    if regional:
+        words = [regional.get(w, w) for w in words]
     if language == "en":
         text = _SPACED_AMPM.sub(r"\1 \2m", " ".join(words))
         text = _QUARTER.sub("quarter", text)

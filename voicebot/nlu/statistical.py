@@ -274,7 +274,19 @@ _CHANGES = {
         "oh",
         "so",
     ),
-    "de": ("nein", "nee", "doch", "moment", "lieber", "ich meine", "ich meinte", "oder", "ach"),
+    "de": (
+        "nein",
+        "nee",
+        "doch",
+        "moment",
+        "lieber",
+        "ich meine",
+        "ich meinte",
+        "oder",
+        "ach",
+        "sagen wir",
+        "also",
+    ),
 }
 # Words after a number that make it a change, not the value: "14 now, 2 more people".
 _INCREMENTS = {
