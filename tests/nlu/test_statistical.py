@@ -163,6 +163,9 @@ def test_a_slot_said_twice_the_way_a_listener_resolves_it(restaurant) -> None:  
         "me, jim, our sandra and her two boys, so that's five", allowed, expect="party_size"
     )
     assert found is not None and found.slots == {"party_size": 5}
+    # a value inside a rejected one is rejected too
+    found = m.match("the time, nine instead of half seven", allowed, expect="time")
+    assert found is not None and found.slots == {"time": "21:00"}
     # "2 more" changes the number, it is none
     found = m.match("no, it's fourteen now, two more people said they're coming", allowed)
     assert found is not None and {**found.slots, **found.mentioned} == {"party_size": 14}

@@ -50,7 +50,7 @@ from voicebot.events import (
     TransferEvent,
 )
 from voicebot.frames import SecondPass
-from voicebot.nlu.clauses import clauses, joined
+from voicebot.nlu.clauses import clauses, is_question, joined
 from voicebot.nlu.match import Match, Matcher
 from voicebot.nlu.relative import resolve
 from voicebot.nlu.slot_time import pick_reading
@@ -430,8 +430,14 @@ class Conversation:
                 continue
             rest = stretches[:k] + stretches[k + 1 :]
             main = await self._match_part(words, rest, unsure, allowed, expect)
-            if main is not None and (
-                main.intent not in self.accepts() or main.intent in self.flow.digressions
+            if (
+                main is not None
+                and (
+                    main.intent not in self.accepts()
+                    or main.intent in self.flow.digressions
+                    # "Is Sunday open, what hours?": the rest asks too, it answers nothing
+                    or all(is_question(" ".join(words[a:b]), self.language) for a, b in rest)
+                )
             ):
                 main = None
             if main is not None and not any(

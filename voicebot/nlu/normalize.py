@@ -137,7 +137,7 @@ def _one_after_time_cue(words: list[str]) -> list[str]:
     return out
 
 
-_TIME_CUES_BEFORE_ONE = frozenset("at around about say by till until before after".split())
+_TIME_CUES_BEFORE_ONE = frozenset("at around about by till until before after".split())
 _AFTER_THE_HOUR = frozenset(
     "pm am oclock 15 30 45 please for then if or and tomorrow today tonight on lunch "
     "lunchtime ish sharp o".split()

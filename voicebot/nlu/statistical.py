@@ -183,7 +183,9 @@ class StatisticalModel:
             if best is not None and best.probability >= threshold:
                 best.readings = tuple(r for r in readings if r[0] != best.slot)
                 guesses.append(best)
-        return _one_per_slot(words, _best_tiling(_whole(guesses)), self.language)
+        return _one_per_slot(
+            words, _best_tiling(_whole(guesses)), self.language, [(a, b) for a, b in keys]
+        )
 
     def _named(self, words: list[str], a: int, labels: list[str]) -> str | None:
         """The slot the words just before ``words[a]`` name ("the time, 8", "die
@@ -386,7 +388,12 @@ def _best_tiling(guesses: list[SlotGuess]) -> list[SlotGuess]:
     return best[-1][1]
 
 
-def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> list[SlotGuess]:
+def _one_per_slot(
+    words: list[str],
+    taken: list[SlotGuess],
+    language: str,
+    extents: list[tuple[int, int]] | None = None,
+) -> list[SlotGuess]:
     """One value per slot, the way a listener resolves a slot said twice.
 
     "five of us, not four": a value after "not" is the rejected one. "for four, no
@@ -399,13 +406,18 @@ def _one_per_slot(words: list[str], taken: list[SlotGuess], language: str) -> li
     """
     negations = _NEGATIONS.get(language, ())
     increments = _INCREMENTS.get(language, frozenset())
+
+    def negated(start: int) -> bool:
+        return any(" ".join(words[max(0, start - len(n.split())) : start]) == n for n in negations)
+
+    # a value inside a longer one that is rejected is rejected too: the "7" of "instead
+    # of half 7" ("extents": every spotted span)
+    rejected = [(a, b) for a, b in extents or () if negated(a)]
     kept = [
         g
         for g in taken
-        if not any(
-            " ".join(words[max(0, g.span.start - len(n.split())) : g.span.start]) == n
-            for n in negations
-        )
+        if not negated(g.span.start)
+        and not any(a <= g.span.start and g.span.end <= b for a, b in rejected)
         and not (g.span.end < len(words) and words[g.span.end] in increments)
         and not _rejected_after(words, g, language)
     ]
