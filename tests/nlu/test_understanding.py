@@ -55,9 +55,13 @@ TEXT_BOUNDS = {
     # tuned on (measured en / de 0.912 / 0.025, 0.889 / 0.022)
     "restaurant_en_heldout5": (0.89, 0.04),
     "restaurant_de_heldout5": (0.86, 0.04),
-    # the fifth dev round (same brief, learnt from; measured 0.975 / 0.006, 0.911 / 0.011)
-    "restaurant_en_dev5": (0.94, 0.02),
-    "restaurant_de_dev5": (0.87, 0.03),
+    # the fifth dev round (same brief, learnt from; measured 0.981 / 0, 0.933 / 0.011)
+    "restaurant_en_dev5": (0.95, 0.02),
+    "restaurant_de_dev5": (0.90, 0.03),
+    # the sixth held-out round, written at the end and scored once on the final code
+    # (measured 0.933 / 0.027 en, 0.878 / 0.044 de)
+    "restaurant_en_heldout6": (0.91, 0.04),
+    "restaurant_de_heldout6": (0.85, 0.06),
 }
 # (corpus, path) -> (turn success at least, wrong-action rate at most) on what Whisper heard
 HEARD_BOUNDS = {
@@ -80,6 +84,9 @@ HEARD_BOUNDS = {
     ("restaurant_en_heldout5", "ulaw"): (0.55, 0.14),
     ("restaurant_en_dev5", "16k"): (0.74, 0.07),
     ("restaurant_en_dev5", "ulaw"): (0.55, 0.10),
+    # held-out 6: measured 0.720 / 0.047 at 16 kHz, 0.627 / 0.073 at μ-law
+    ("restaurant_en_heldout6", "16k"): (0.69, 0.07),
+    ("restaurant_en_heldout6", "ulaw"): (0.59, 0.10),
     # German: espeak-ng through Whisper base with the question alone (asr.context:
     # prompt; hints add wrong actions here) is hard to recognise (WER ~0.6): the
     # recogniser, not the matcher, is the limit (measured 0.360, 0.353, 0.273, 0.336,
@@ -91,6 +98,7 @@ HEARD_BOUNDS = {
     ("restaurant_de_heldout4", "16k"): (0.21, 0.13),
     ("restaurant_de_heldout5", "16k"): (0.31, 0.11),
     ("restaurant_de_dev5", "16k"): (0.28, 0.14),
+    ("restaurant_de_heldout6", "16k"): (0.32, 0.14),
 }
 
 
