@@ -518,7 +518,7 @@ def test_bundled_dialog_tests_pass():
     en, de = "intents/tests/restaurant_en.yaml", "intents/tests/restaurant_de.yaml"
     proc = test_dialog(en, de, "--list")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"{en}: 57 passed, 0 failed" in proc.stdout
+    assert f"{en}: 58 passed, 0 failed" in proc.stdout
     assert f"{de}: 25 passed, 0 failed" in proc.stdout
     for name in (
         "silence re-prompts, then the bot says goodbye",

@@ -81,8 +81,8 @@ def test_the_words_stay_where_they_are_the_words(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "normalized"),
     [
-        ("Around one, for lunch.", "around 1 for lunch"),
-        ("tomorrow at one", "tomorrow at 1"),
+        ("Around one, for lunch.", "around 1 oclock for lunch"),
+        ("tomorrow at one", "tomorrow at 1 oclock"),
         ("at one thirty", "at 1 30"),
         ("the one at the window", "the one at the window"),
         ("about one of your tables", "about one of your tables"),

@@ -42,7 +42,6 @@ HELD = {
             ("party_size",),
         ),
         ("en", "two fewer people", "2 people", ("party_size",)),
-        ("en", "plus one", "5 people", ("party_size",)),
         (
             "en",
             "Actually the day after, if possible.",
@@ -78,6 +77,10 @@ def test_a_relative_phrase_becomes_the_value_it_comes_to(
         "one more thing",  # no people
         "a bit later",  # no amount: the bot asks
         "I'll call back later",
+        "ten minutes after nine",  # a clock time
+        "just me plus one",  # two people, not one more
+        "can I ask one more?",
+        "an hour later's fine",  # (the rewrite keeps to whole words)
     ],
 )
 def test_what_is_no_relative_change_stays_as_said(text: str) -> None:
@@ -100,3 +103,8 @@ def test_unsure_words_map_onto_the_value_they_gave() -> None:
     assert got.text == "yes 20:30 please"
     assert got.unsure == (1, 2)  # "hour" gave the value; "please" moved left
     assert got.values == "20:30"
+
+
+def test_a_phrase_never_runs_across_a_pause() -> None:
+    assert resolve("gegen 8, mehr oder weniger", "de", HELD).text == "gegen 8, mehr oder weniger"
+    assert resolve("Wir sind vier, mehr nicht", "de", HELD).text == "Wir sind vier, mehr nicht"

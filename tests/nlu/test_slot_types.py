@@ -56,6 +56,7 @@ def time_of(text: str, lang: str = "en", prefer: str | None = "evening") -> Time
         ("Mitternacht", "de", "00:00"),
         ("8 in the night", "en", "20:00"),
         ("half past 9 tonight", "en", "21:30"),
+        ("half past 4 this evening", "en", "16:30"),
     ],
 )
 def test_times(text: str, lang: str, expected: str) -> None:
@@ -209,6 +210,8 @@ def test_day_value_is_a_weekday_that_knows_its_date() -> None:
         # the group named, then who is in it
         ("just a couple, me and the missus", "en", 2),
         ("the three of us, me, my wife and my son", "en", 3),
+        ("4 of us and 4 friends", "en", 8),  # numbered members are more people
+        ("we are a couple and two friends", "en", 4),
     ],
 )
 def test_counts(text: str, lang: str, expected: int) -> None:

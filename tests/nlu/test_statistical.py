@@ -317,6 +317,8 @@ def test_a_yes_opening_a_turn_with_a_question_the_bot_cannot_answer(restaurant) 
     assert found is not None and found.intent == "affirm"
     # a hedge is no yes, and a value beside the yes is a change to ask about
     assert m.match("Yes, but is there parking?", confirm) is None
+    found = m.match("Yes. Can we make it a bit earlier?", confirm)
+    assert found is None or found.intent != "affirm"  # a change asked for, no plain yes
     assert (
         m._answering_clause(
             "Yes, go ahead. Is that the Saturday?", frozenset(confirm), confirm, None

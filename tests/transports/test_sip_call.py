@@ -351,9 +351,10 @@ async def test_baresip_books_a_table_and_the_bot_hangs_up(tmp_path: Path) -> Non
     }
     text = await transcribe(heard(confdir))
     # the greeting, the read-back and the goodbye reached the phone (tiny.en hears
-    # "Luigi's" over 8 kHz as "Louis D's", and once dropped the read-back's "Shall I book
-    # it?" from the whole call's recording while keeping "a table for four on friday")
-    for words in ("thank you for calling", "a table for four on friday", "goodbye"):
+    # "Luigi's" over 8 kHz as "Louis D's"; from the whole call's recording it has dropped
+    # the read-back's "Shall I book it?" once and its "four" once - the booking above holds
+    # the values, this checks what the caller heard)
+    for words in ("thank you for calling", "a table for", "on friday", "goodbye"):
         assert words in text, text
 
 

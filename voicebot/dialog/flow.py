@@ -375,7 +375,7 @@ class Conversation:
         resolved = resolve(text, self.language, held, unsure)
         text, unsure = resolved.text, resolved.unsure
         match = await match_unsure(self.matcher, text, unsure, allowed, expect=expect)
-        if resolved.changed and not resolved.unsure and (match is None or not match.slots):
+        if resolved.changed and not resolved.unsure and match is None:
             # a change named with free words around it ("and one more person, my sister
             # is coming too"): the values it came to, said alone
             alone = await match_unsure(self.matcher, resolved.values, (), allowed, expect=expect)
@@ -436,7 +436,11 @@ class Conversation:
                     main.intent not in self.accepts()
                     or main.intent in self.flow.digressions
                     # "Is Sunday open, what hours?": the rest asks too, it answers nothing
-                    or all(is_question(" ".join(words[a:b]), self.language) for a, b in rest)
+                    # (by a lead, not a "?" alone: Whisper writes a hesitant "Saturday?")
+                    or all(
+                        is_question(" ".join(words[a:b]).rstrip("?"), self.language)
+                        for a, b in rest
+                    )
                 )
             ):
                 main = None

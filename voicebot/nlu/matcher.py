@@ -226,8 +226,9 @@ class IntentMatcher(Matcher):
         oh, and is there wheelchair access?", "On Thursday, please, and will you be doing
         a Christmas menu?"): the one clause (``clauses.py``) that reads as something,
         with values, when every other clause reads as nothing. A yes or no only opening
-        the turn, as a template reads it, in a turn naming no value ("yes please, and
-        could you put us near the window?")."""
+        the turn, as a template reads it, in a turn naming no value and asking for no
+        change ("yes please, and could you put us near the window?" books; "Yes. Can we
+        make it earlier?" does not)."""
         assert self.model is not None
         stretches = clauses(text, self.language)
         if len(stretches) < 2 or len(stretches) > MAX_CLAUSES:
@@ -257,11 +258,13 @@ class IntentMatcher(Matcher):
             # a yes or no with a question the bot cannot answer after it ("Yes, book it.
             # Is there a dress code?"): the answer, when it opens the turn as a template
             # reads it and the turn names no value (a value would be a change to ask about)
+            # ... and the question asks for no change ("Yes. Can we make it earlier?")
             if not (
                 found.intent in self._spot_start
                 and found.matcher == "exact"
                 and first_found
                 and not spans
+                and not set(normalized) & _CHANGE_WORDS.get(self.language, frozenset())
             ):
                 return None
         if found.matcher == "statistical" and found.confidence < SURE:
@@ -400,11 +403,14 @@ class IntentMatcher(Matcher):
             slots = dict(found.slots) if found is not None and kind == "fuzzy" else {}
             if kind == "fuzzy":  # "sorry no 8 not 7" aligned to "{party_size} ...": a
                 # bare number that reads as a count and as a time is only the slot asked for
-                slots = {
+                kept = {
                     k: v
                     for k, v in slots.items()
                     if k == expect or not _two_readings(spans, self._expect_type(k), v)
                 }
+                if slots and not kept:
+                    chosen = None  # the alignment's reading rested on that value
+                slots = kept
             wanted = self._slots_of.get(intent, frozenset())
             mentioned: dict[str, Any] = {}
             for guess in self.model.slots(words, spans, expect, None, SLOT_ACCEPT):
@@ -416,7 +422,9 @@ class IntentMatcher(Matcher):
                     mentioned[guess.slot] = guess.span.value
             # the classifier's guess of a slotless call intent (repeat, goodbye) in an
             # utterance that gives values is no reading: "not 12, 14, 2 more are coming"
-            if not (kind == "statistical" and intent in self._spot and mentioned):
+            if chosen is not None and not (
+                kind == "statistical" and intent in self._spot and mentioned
+            ):
                 return Match(intent, slots, confidence, kind, norm, mentioned)
         spotted = self._opening(words, spans, names, expect, probs) or self._spotted(words, names)
         if spotted is not None and not self._spot_among_values(spotted, words, spans, probs, names):
@@ -444,8 +452,8 @@ class IntentMatcher(Matcher):
         "open", "hours" ...; "Übermorgen, also am Donnerstag" answers "An welchem Tag?",
         "I told you, on friday" asks nothing)."""
         carriers = self._own_carriers(names, action, expect)
-        if intent in carriers:
-            return False
+        if intent in carriers or is_question(" ".join(words), self.language):
+            return False  # (a question is the classifier's to read: "ist am Montag zu?")
         inside = {i for s in spans for i in range(s.start, s.end)}
         vocab = self.templates.vocabulary()
         own = set().union(*(vocab.get(c, frozenset()) for c in carriers))
@@ -782,6 +790,15 @@ _HEDGES = {
 
 
 _REJECTING = frozenset({"not", "nicht", "statt", "anstatt"})
+# Words that ask for a change: a yes before them is no plain yes.
+_CHANGE_WORDS = {
+    "en": frozenset(
+        "earlier later sooner change instead move different another push bring swap".split()
+    ),
+    "de": frozenset(
+        "früher später eher ändern stattdessen verschieben anders anderen andere lieber".split()
+    ),
+}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 

@@ -128,19 +128,24 @@ def _one_after_time_cue(words: list[str]) -> list[str]:
     """ "around one, for lunch", "tomorrow at one": "one" after a time cue, closing the
     utterance or before a word that goes on with a time, is the hour ("the one at the
     window", "about one of your tables" stay words)."""
-    out = list(words)
+    out: list[str] = []
     for i, word in enumerate(words):
-        if word != "one" or i == 0 or words[i - 1] not in _TIME_CUES_BEFORE_ONE:
-            continue
-        if i + 1 == len(words) or words[i + 1] in _AFTER_THE_HOUR:
-            out[i] = "1"
+        if word == "one" and i > 0 and words[i - 1] in _TIME_CUES_BEFORE_ONE:
+            after = words[i + 1] if i + 1 < len(words) else ""
+            if after in _WITH_THE_HOUR:
+                out.append("1")  # "at one thirty", "one pm"
+                continue
+            if after == "" or after in _AFTER_THE_HOUR:
+                out += ["1", "oclock"]  # only a time reads "1 oclock", no count
+                continue
+        out.append(word)
     return out
 
 
 _TIME_CUES_BEFORE_ONE = frozenset("at around about by till until before after".split())
+_WITH_THE_HOUR = frozenset("pm am oclock 15 30 45 ish".split())
 _AFTER_THE_HOUR = frozenset(
-    "pm am oclock 15 30 45 please for then if or and tomorrow today tonight on lunch "
-    "lunchtime ish sharp o".split()
+    "please for then if tomorrow today tonight on lunch lunchtime sharp o".split()
 )
 
 

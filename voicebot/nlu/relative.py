@@ -58,8 +58,15 @@ _N = {
     lang: r"(?P<n>\d+|" + "|".join(sorted(words, key=len, reverse=True)) + ")"
     for lang, words in _AMOUNTS.items()
 }
-_LATER = {"en": r"(?P<dir>later|earlier|after|before|sooner)", "de": r"(?P<dir>später|früher|eher)"}
+_LATER = {"en": r"(?P<dir>later|earlier|sooner)", "de": r"(?P<dir>später|früher|eher)"}
 
+_PAUSES = frozenset(".,;?!")
+# Words after a change that reject it (then it stays as said and the bot asks).
+_REJECTED_AFTER = {
+    "en": ("is too", "too late", "too early", "wont work", "doesnt work", "is no good", "no"),
+    "de": ("ist zu", "zu spät", "zu früh", "geht nicht", "passt nicht", "nein"),
+}
+_CLOSING_LEADS = frozenset({"it", "make", "be"})
 _VERBS = frozenset("push move put bring shift add squeeze fit".split())
 _MAKE_IT = {"en": "make it", "de": "auf"}
 _MOVE = r"(push|move|put|bring|shift) (it|that|us|the booking|the reservation|the table)"
@@ -100,7 +107,6 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
         # "can you add one more?", "make it two fewer?": the people the booking holds
         ("count", r"(add|bring|squeeze in|fit in) " + _N["en"] + r" (?P<dir>more|extra)", 1),
         ("count_closing", _N["en"] + r" (?P<dir>more|fewer|less|extra)", 1),
-        ("count", r"(?P<dir>plus) one", 1),
         ("day", r"(the|a) (?P<dir>day) (after|later)(?! tomorrow)", 1),
         ("day", r"(a|one) day (?P<dir>later|earlier|before)", 1),
         ("day", r"the (?P<dir>next|following|previous) day", 1),
@@ -130,7 +136,7 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
     ],
 }
 _COMPILED = {
-    lang: [(kind, re.compile(r"\b(?:" + p + r")\b"), unit) for kind, p, unit in pats]
+    lang: [(kind, re.compile(r"(?<!\S)(?:" + p + r")(?!\S)"), unit) for kind, p, unit in pats]
     for lang, pats in _PATTERNS.items()
 }
 _EARLIER = {
@@ -198,8 +204,16 @@ def resolve(
             b = a + len(m.group(0).split())
             if any(a < e and s < b for s, e, _, _ in edits):
                 continue
-            if kind == "count_closing" and not (b == len(words) or words[b - 1][-1] in ".,?!"):
-                continue  # "two more?" ends what it says; "one more thing" is no count
+            after = " ".join(w.replace("'", "") for w in clean[b : b + 3])
+            if any(f"{after} ".startswith(f"{r} ") for r in _REJECTED_AFTER.get(language, ())):
+                continue  # "an hour later is too late": rejected, not asked for
+            if any(words[k][-1] in _PAUSES for k in range(a, b - 1)):
+                continue  # a phrase never runs across a pause: "gegen 8, mehr oder weniger"
+            if kind == "count_closing" and not (
+                (b == len(words) or words[b - 1][-1] in _PAUSES)
+                and (a == 0 or clean[a - 1] in _CLOSING_LEADS)
+            ):
+                continue  # "make it two fewer?"; "one more thing", "can I ask one more?" no
             if kind == "weekday":
                 amount = _days_to(value.date, m.group("wd"), language)
             else:
@@ -259,7 +273,7 @@ def _direction(m: re.Match[str]) -> str:
     if groups.get("dir2"):
         return "later"
     direction = groups.get("dir") or ""
-    if direction in ("next", "following", "day", "week", "back", "plus"):
+    if direction in ("next", "following", "day", "week", "back"):
         return "later"
     return direction
 

@@ -234,7 +234,11 @@ def parse_count(text: str, language: str) -> int | None:
         parts += _segments(chunk, language) if len(chunks) > 1 else [chunk]
     if len(parts) > 1 and parts[0].isdigit() and any(_numbered(p, language) for p in parts[1:]):
         return None  # "half 9 and we are 4", "7 and 4 of us": the bare number is no part
-    if len(parts) > 1 and any(f" {m} " in f" {parts[0]} " for m in _GROUP.get(language, ())):
+    if (
+        len(parts) > 1
+        and any(f" {m} " in f" {parts[0]} " for m in _GROUP.get(language, ()))
+        and not any(_numbered(p, language) for p in parts[1:])
+    ):
         # "a couple, me and the missus", "the 3 of us, me, my wife and my son": the group
         # named, then who is in it - not more people
         group = _part(parts[0], language, multi=False)

@@ -389,8 +389,8 @@ def _twelve_hour(hour: int, meridiem: _Meridiem, prefer: Prefer) -> int:
         return base
     if meridiem == "pm":
         return base + 12
-    if meridiem == "evening":  # "8 tonight"; "1 tonight" is no evening hour
-        return base + 12 if 5 <= hour <= 11 else -1
+    if meridiem == "evening":  # "8 tonight", "half past 4 this evening"; "1 tonight" is none
+        return base + 12 if 4 <= hour <= 11 else -1
     if meridiem == "night":
         return base + 12 if hour >= 6 and hour != 12 else base
     if meridiem == "noon":

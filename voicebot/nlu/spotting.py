@@ -98,10 +98,12 @@ class Spotter:
                 and words[s.end] in _UNITS
                 and getattr(self.types[s.definition], "kind", "") in ("count", "time")
             )
-            # "20 past" (the hour not heard): minutes, no clock time
+            # "20 past" (the hour not heard): minutes, no clock time ("at 8 after the
+            # theatre" stays 8)
             and not (
                 s.end < n
                 and words[s.end] in _MINUTES_OF.get(self.language, ())
+                and (s.end + 1 == n or words[s.end + 1][0].isdigit())
                 and getattr(self.types[s.definition], "kind", "") == "time"
             )
         ]
