@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from voicebot.nlu.slot_day import WEEKDAYS
+from voicebot.nlu.slot_day import WEEKDAY_NAMES, month_name
 
 _AMOUNTS = {
     "en": {
@@ -70,10 +70,7 @@ _CLOSING_LEADS = frozenset({"it", "make", "be"})
 _VERBS = frozenset("push move put bring shift add squeeze fit".split())
 _MAKE_IT = {"en": "make it", "de": "auf"}
 _MOVE = r"(push|move|put|bring|shift) (it|that|us|the booking|the reservation|the table)"
-_DAYS = {
-    "en": "monday|tuesday|wednesday|thursday|friday|saturday|sunday",
-    "de": "montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag",
-}
+_DAYS = {lang: "|".join(n.lower() for n in names) for lang, names in WEEKDAY_NAMES.items()}
 # (slot kind, pattern, minutes or days per unit) - the unit a pattern's number counts
 _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
     "en": [
@@ -152,22 +149,6 @@ _EARLIER = {
     "weniger",
     "davor",
     "tag davor",
-}
-_WEEKDAY_NAMES = {
-    "en": dict(zip(WEEKDAYS, [d.capitalize() for d in WEEKDAYS], strict=True)),
-    "de": dict(
-        zip(
-            WEEKDAYS,
-            "Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag".split(),
-            strict=True,
-        )
-    ),
-}
-_MONTHS = {
-    "en": "January February March April May June July August September October November "
-    "December".split(),
-    "de": "Januar Februar März April Mai Juni Juli August September Oktober November "
-    "Dezember".split(),
 }
 _PEOPLE = {"en": "people", "de": "Personen"}
 
@@ -303,8 +284,8 @@ def _shifted(kind: str, value: Any, amount: int, language: str) -> str | None:
         count = int(value) + amount
         return f"{count} {_PEOPLE[language]}" if count >= 1 else None
     date = value.date + dt.timedelta(days=amount)
-    weekday = _WEEKDAY_NAMES[language][WEEKDAYS[date.weekday()]]
-    month = _MONTHS[language][date.month - 1]
+    weekday = WEEKDAY_NAMES[language][date.weekday()]
+    month = month_name(date.month, language)
     if language == "de":
         return f"{weekday}, den {date.day}. {month}"
     return f"{weekday} the {_ordinal(date.day)} of {month}"

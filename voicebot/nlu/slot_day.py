@@ -411,6 +411,11 @@ def speak_day(day: str, language: str) -> str:
     return names[WEEKDAYS.index(str(day))]
 
 
+def month_name(month: int, language: str) -> str:
+    """The written name of ``month`` (1-12): "December", "Dezember"."""
+    return _MONTHS.get(language, _MONTHS["en"])[month - 1].capitalize()
+
+
 def speak_date(date: dt.date | str, language: str) -> str:
     """A date for prompts, in words: "December fourth" / "vierten Dezember" (after "dem")."""
     from unicode_rbnf import FormatPurpose
@@ -420,7 +425,7 @@ def speak_date(date: dt.date | str, language: str) -> str:
     if isinstance(date, str):
         date = dt.date.fromisoformat(date)
     ordinals = rbnf(language).format_number(date.day, purpose=FormatPurpose.ORDINAL)
-    month = _MONTHS.get(language, _MONTHS["en"])[date.month - 1].capitalize()
+    month = month_name(date.month, language)
     if language == "de":
         day = ordinals.text_by_ruleset.get("spellout-ordinal-n", ordinals.text)
         return f"{day} {month}".replace("-", " ")
