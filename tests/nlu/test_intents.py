@@ -390,6 +390,21 @@ def test_today_can_be_a_callable(restaurant: IntentSet) -> None:
     assert m.match("tomorrow").slots == {"day": "monday"}  # type: ignore[union-attr]
 
 
+def test_the_spans_of_one_turn_are_parsed_once_and_follow_the_day(restaurant: IntentSet) -> None:
+    """The tiers ask about one turn's words several times: its slot spans are kept for
+    the same words on the same day, and read again when either changes."""
+    day = [dt.date(2025, 6, 8)]
+    m = TemplateMatcher(restaurant, "en", today=lambda: day[0])
+    words = "tomorrow at 8".split()
+    before = m._spans(words)
+    assert m._spans(list(words)) is before
+    assert m._spans("tomorrow at 9".split()) is not before
+    assert m.match("tomorrow").slots == {"day": "monday"}  # type: ignore[union-attr]
+    day[0] = dt.date(2025, 6, 9)
+    assert m._spans(words) is not before
+    assert m.match("tomorrow").slots == {"day": "tuesday"}  # type: ignore[union-attr]
+
+
 BAD = """
     languages: [en, de]
     slots:

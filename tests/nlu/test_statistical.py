@@ -257,8 +257,11 @@ def test_values_alone_carry_a_reading_only_where_one_is_clear(restaurant) -> Non
     act = {"book_table": "check", "inform": "check"}
     action = lambda intent: act.get(intent, intent)  # noqa: E731
 
+    turn = m._analyse("half past eight is what i said", names, None, None)
+    assert turn is not None and turn.words == words and turn.spans == spans
+
     def valued(probs: dict[str, float]) -> object:
-        return m._valued(_Turn(words, spans, probs, names, action, None, " ".join(words)))
+        return m._valued(turn._replace(probs=probs, action=action))
 
     found = valued({"inform": 0.3, "book_table": 0.1, "repeat": 0.4, "": 0.2})
     assert found is not None and (found.intent, found.slots) == ("inform", {"time": "20:30"})
@@ -287,7 +290,8 @@ def test_the_last_sentence_answers_only_where_the_whole_reads_as_nothing(restaur
     # a fragment that only the classifier reads is no answer
     assert m.match("I think I left my umbrella there yesterday. It's a black one.", welcome) is None
     # one sentence: nothing to split
-    assert m._last_sentence("is the garden open then", frozenset(allowed), allowed, None) is None
+    one = "is the garden open then"
+    assert m._last_sentence(one, _analysed(m, one, allowed)) is None
 
 
 def test_a_template_inside_free_words_is_read_when_it_holds_every_value(restaurant) -> None:  # type: ignore
@@ -297,17 +301,10 @@ def test_a_template_inside_free_words_is_read_when_it_holds_every_value(restaura
     assert found is not None and (found.intent, found.slots) == ("inform", {"party_size": 5})
     assert found.matcher == "spotted"
     # a value outside the stretch is another answer: neither is taken from the stretch
-    assert (
-        m._template_inside(
-            "make it 6 people the kids need to be home by 9", frozenset(confirm), confirm, None
-        )
-        is None
-    )
+    outside = "make it 6 people the kids need to be home by 9"
+    assert m._template_inside(_analysed(m, outside, confirm)) is None
     # a bare number read as a count and as a time is only the slot asked for
-    assert (
-        m._template_inside("hmm thats a bit late can we do 8", frozenset(confirm), confirm, None)
-        is None
-    )
+    assert m._template_inside(_analysed(m, "hmm thats a bit late can we do 8", confirm)) is None
 
 
 def test_a_yes_opening_a_turn_with_a_question_the_bot_cannot_answer(restaurant) -> None:  # type: ignore
@@ -319,12 +316,8 @@ def test_a_yes_opening_a_turn_with_a_question_the_bot_cannot_answer(restaurant) 
     assert m.match("Yes, but is there parking?", confirm) is None
     found = m.match("Yes. Can we make it a bit earlier?", confirm)
     assert found is None or found.intent != "affirm"  # a change asked for, no plain yes
-    assert (
-        m._answering_clause(
-            "Yes, go ahead. Is that the Saturday?", frozenset(confirm), confirm, None
-        )
-        is None
-    )
+    asks = "Yes, go ahead. Is that the Saturday?"
+    assert m._answering_clause(asks, _analysed(m, asks, confirm)) is None
 
 
 def test_a_call_phrase_among_values_is_no_call_intent(restaurant) -> None:  # type: ignore
@@ -444,3 +437,10 @@ def test_matching_stays_off_the_loop_budget(restaurant) -> None:  # type: ignore
             m.match(text, allowed)
 
     asyncio.run(asyncio.wait_for(many(), timeout=60))
+
+
+def _analysed(m: IntentMatcher, text: str, allowed: set[str]) -> _Turn:
+    """``text`` as the tiers after the exact one read it in a state taking ``allowed``."""
+    turn = m._analyse(text, frozenset(allowed), allowed, None)
+    assert turn is not None
+    return turn

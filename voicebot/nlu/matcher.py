@@ -136,37 +136,35 @@ class IntentMatcher(Matcher):
         names = frozenset(self.intent_set.intents if allowed is None else allowed)
         if interim or self.model is None:
             return self.templates.match(text, names, interim=interim, expect=expect)
-        found = self._match(text, names, allowed, expect)
+        found = self._exact(text, names, expect)
         if found is not None:
             return found
-        found = self._last_sentence(text, names, allowed, expect)
-        if found is not None:
-            return found
-        found = self._answering_clause(text, names, allowed, expect)
-        if found is not None:
-            return found
-        return self._template_inside(text, names, allowed, expect)
+        turn = self._analyse(text, names, allowed, expect)
+        if turn is None:
+            return None
+        # the whole turn is analysed once; the later tiers read parts of it only where
+        # the whole said nothing clear
+        return (
+            self._read(text, turn)
+            or self._last_sentence(text, turn)
+            or self._answering_clause(text, turn)
+            or self._template_inside(turn)
+        )
 
-    def _template_inside(
-        self,
-        text: str,
-        names: frozenset[str],
-        allowed: Collection[str] | None,
-        expect: str | None,
-    ) -> Match | None:
+    def _template_inside(self, turn: _Turn) -> Match | None:
         """A template's stretch with free words around it: "make it three people, my
         mum's coming too" at the read-back. The stretch gives values, every value of the
         turn lies in it, the transcript is clear and the classifier reads nothing else
         clearly; one such stretch only (two intents' stretches: ask)."""
-        assert self.model is not None
-        words = normalize(text, self.language).split()[:MAX_WORDS]
-        if len(words) < 2:
+        words, spans, names, action, expect = (
+            turn.words,
+            turn.spans,
+            turn.names,
+            turn.action,
+            turn.expect,
+        )
+        if len(words) < 2 or turn.known < VALUED_KNOWN:
             return None
-        spans = self.model.spotter.find(words, self.today())
-        tokens = self.model.tokens(words, spans)
-        if self.model.known_share(tokens) < VALUED_KNOWN:
-            return None
-        action = _actions(allowed)
         found = [
             m
             for m in self.templates.inside(words, names - self._spot_start - self._spot)
@@ -200,7 +198,7 @@ class IntentMatcher(Matcher):
             ):
                 if expect is None or self._expect_type(expect) not in taken:
                     return None
-        probs = self.model.intents(tokens)
+        probs = turn.classified
         if probs.get(NONE, 0.0) >= INSIDE_NONE_VETO:
             return None  # (the stretch's own words speak for it: "none" must be near sure)
         own = sum(p for c, p in probs.items() if c in names and action(c) == action(best.intent))
@@ -215,13 +213,7 @@ class IntentMatcher(Matcher):
         )
         return self._as_asked(found_match, expect)
 
-    def _answering_clause(
-        self,
-        text: str,
-        names: frozenset[str],
-        allowed: Collection[str] | None,
-        expect: str | None,
-    ) -> Match | None:
+    def _answering_clause(self, text: str, turn: _Turn) -> Match | None:
         """An answer with a question the bot cannot answer strung onto it ("Half seven -
         oh, and is there wheelchair access?", "On Thursday, please, and will you be doing
         a Christmas menu?"): the one clause (``clauses.py``) that reads as something,
@@ -229,15 +221,14 @@ class IntentMatcher(Matcher):
         the turn, as a template reads it, in a turn naming no value and asking for no
         change ("yes please, and could you put us near the window?" books; "Yes. Can we
         make it earlier?" does not)."""
-        assert self.model is not None
         stretches = clauses(text, self.language)
         if len(stretches) < 2 or len(stretches) > MAX_CLAUSES:
             return None
         # only in a clear transcript: a garbled one reads as something somewhere
-        normalized = normalize(text, self.language).split()[:MAX_WORDS]
-        spans = self.model.spotter.find(normalized, self.today())
-        if self.model.known_share(self.model.tokens(normalized, spans)) < VALUED_KNOWN:
+        if turn.known < VALUED_KNOWN:
             return None
+        names, allowed, expect = turn.names, turn.allowed, turn.expect
+        normalized, spans = turn.words, turn.spans
         words = text.split()
         found: Match | None = None
         asked = first_found = False
@@ -273,13 +264,7 @@ class IntentMatcher(Matcher):
             found, confidence=min(found.confidence, SURE), text=" ".join(normalized)
         )
 
-    def _last_sentence(
-        self,
-        text: str,
-        names: frozenset[str],
-        allowed: Collection[str] | None,
-        expect: str | None,
-    ) -> Match | None:
+    def _last_sentence(self, text: str, turn: _Turn) -> Match | None:
         """Several sentences that read as nothing together: the last one says what the
         caller wants ("Sorry, hang on. Josh, put that down! Hi, yes, I'd like to book a
         table."), with the values the whole turn gave for its intent.
@@ -288,6 +273,7 @@ class IntentMatcher(Matcher):
         answers no read-back. The reading is the classifier's kind, however it was found.
         """
         assert self.model is not None
+        names, allowed, expect = turn.names, turn.allowed, turn.expect
         sentences = [
             s for s in _SENTENCE_END.split(text.strip()) if normalize(s, self.language).strip()
         ]
@@ -302,10 +288,9 @@ class IntentMatcher(Matcher):
         slots = dict(last.slots)
         mentioned = dict(last.mentioned)
         wanted = self._slots_of.get(last.intent, frozenset())
-        words = normalize(text, self.language).split()[:MAX_WORDS]
+        words = turn.words
         if wanted - set(slots):  # values said before the last sentence
-            spans = self.model.spotter.find(words, self.today())
-            for guess in self.model.slots(words, spans, expect, None, VALUE_ACCEPT):
+            for guess in self.model.slots(words, turn.spans, expect, None, VALUE_ACCEPT):
                 if guess.slot in wanted:
                     slots.setdefault(guess.slot, guess.span.value)
                 else:
@@ -328,26 +313,68 @@ class IntentMatcher(Matcher):
         *,
         fuzzy: bool = True,
     ) -> Match | None:
-        """The tiers over the whole of ``text`` (``fuzzy``: with the edit alignment)."""
-        assert self.model is not None
-        action = _actions(allowed)
-        found = self.templates.match(text, names, expect=expect, fuzzy=False)
+        """The tiers over the whole of ``text`` (``fuzzy``: with the edit alignment): a
+        part of a turn, read as if said alone."""
+        found = self._exact(text, names, expect)
         if found is not None:
-            return self._as_asked(found, expect)
+            return found
+        turn = self._analyse(text, names, allowed, expect)
+        return self._read(text, turn, fuzzy=fuzzy) if turn is not None else None
+
+    def _exact(self, text: str, names: frozenset[str], expect: str | None) -> Match | None:
+        """A template reads the whole of ``text`` as said."""
+        found = self.templates.match(text, names, expect=expect, fuzzy=False)
+        return self._as_asked(found, expect) if found is not None else None
+
+    def _analyse(
+        self,
+        text: str,
+        names: frozenset[str],
+        allowed: Collection[str] | None,
+        expect: str | None,
+    ) -> _Turn | None:
+        """``text`` as every tier after the exact one reads it (None: no words)."""
+        assert self.model is not None
         words = normalize(text, self.language).split()[:MAX_WORDS]
         if not words:
             return None
-        norm = " ".join(words)
-        today = self.today()
-        spans = self.model.spotter.find(words, today)
+        action = _actions(allowed)
+        spans = self.model.spotter.find(words, self.today())
         tokens = self.model.tokens(words, spans)
-        # mostly words no sentence of this bot has: a garbled transcript - only a clear
-        # stretch of it may still be taken ("... bye bye")
-        known = self.model.known_share(tokens)
-        garbled = known < KNOWN_SHARE
-        probs = self.model.intents(tokens)
+        classified = self.model.intents(tokens)
+        probs = classified
         if expect is not None and any(s.definition == self._expect_type(expect) for s in spans):
             probs = self._with_expect(probs, names, action, expect)
+        return _Turn(
+            words,
+            spans,
+            self.model.known_share(tokens),
+            classified,
+            probs,
+            names,
+            allowed,
+            action,
+            expect,
+            " ".join(words),
+        )
+
+    def _read(self, text: str, turn: _Turn, *, fuzzy: bool = True) -> Match | None:
+        """Tiers 2-5 over the analysed ``turn`` (``text`` as heard, for the alignment)."""
+        assert self.model is not None
+        words, spans, probs, names, action, expect, norm = (
+            turn.words,
+            turn.spans,
+            turn.probs,
+            turn.names,
+            turn.action,
+            turn.expect,
+            turn.norm,
+        )
+        # mostly words no sentence of this bot has: a garbled transcript - only a clear
+        # stretch of it may still be taken ("... bye bye")
+        known = turn.known
+        garbled = known < KNOWN_SHARE
+        found: Match | None = None
         # the fuzzy tier only where the classifier is unsure (its DP costs milliseconds)
         unsure = max((p for c, p in probs.items() if c in names), default=0.0) < SURE
         if fuzzy and not garbled and unsure:
@@ -431,7 +458,6 @@ class IntentMatcher(Matcher):
             return spotted
         if garbled or probs.get(NONE, 0.0) >= NONE_VETO:
             return None
-        turn = _Turn(words, spans, probs, names, action, expect, norm)
         found = self._expected(turn) if expect is not None else None
         if found is not None or known < VALUED_KNOWN:
             return found
@@ -677,7 +703,15 @@ class IntentMatcher(Matcher):
 
     def _expected(self, turn: _Turn) -> Match | None:
         """The value asked for, among free words (``turn.expect`` is set)."""
-        words, spans, probs, names, action, expect, norm = turn
+        words, spans, probs, names, action, expect, norm = (
+            turn.words,
+            turn.spans,
+            turn.probs,
+            turn.names,
+            turn.action,
+            turn.expect,
+            turn.norm,
+        )
         assert expect is not None
         carriers = self._own_carriers(names, action, expect)
         if not carriers:
@@ -709,7 +743,15 @@ class IntentMatcher(Matcher):
         """Values the caller clearly gave, where no reading was clear: "it was one
         o'clock I said, not half past twelve" at the read-back - the state's intent that
         carries them takes them (a correction, a booking)."""
-        words, spans, probs, names, action, expect, norm = turn
+        words, spans, probs, names, action, expect, norm = (
+            turn.words,
+            turn.spans,
+            turn.probs,
+            turn.names,
+            turn.action,
+            turn.expect,
+            turn.norm,
+        )
         assert self.model is not None
         guesses = self.model.slots(words, spans, expect, None, VALUE_ACCEPT)
         # a bare number that reads as a count and as a time ("no, eight, not seven") is
@@ -762,13 +804,18 @@ class IntentMatcher(Matcher):
 
 
 class _Turn(NamedTuple):
-    """One utterance as the later tiers read it: its words, the values spotted in them,
-    the classifier's reading, the state's intents and what the bot does with them."""
+    """One utterance as the tiers after the exact one read it, analysed once: its words,
+    the values spotted in them, the share of words the bot knows, the classifier's
+    reading (``classified``; ``probs``: weighed by the slot asked for), the state's
+    intents and what the bot does with them."""
 
     words: list[str]
     spans: list[Span]
+    known: float
+    classified: Mapping[str, float]
     probs: Mapping[str, float]
     names: frozenset[str]
+    allowed: Collection[str] | None
     action: Callable[[str], str]
     expect: str | None
     norm: str

@@ -23,6 +23,7 @@ before "past"/"to" and an hour ("*water* past 6").
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -107,6 +108,7 @@ _QUARTER = re.compile(r"\b(?:water|order|porter|quota|what a)(?= (?:past|to|afte
 _PAUSE = re.compile(r"[,;!?]+|(?<!\d):|:(?!\d)|(?<![\d.\s])\.+(?=\s|$)")
 
 
+@functools.lru_cache(maxsize=1024)  # (the tiers of one turn ask for the same words)
 def normalize(text: str, language: str) -> str:
     """Normalised, space-separated words for matching; see the module docstring."""
     fillers = FILLERS.get(language, frozenset())

@@ -9,10 +9,12 @@ Vague amounts ("a few of us", "ein paar") are no count: the bot asks.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from voicebot.nlu.misheard import MISHEARD_NUMBERS, NOT_A_COUNT
 
+_PARSED = 4096  # phrases whose reading is kept (a pure function of its words)
 _NOUNS = {
     "en": (
         "people persons person guests guest adults adult kids kid children child "
@@ -212,6 +214,7 @@ _VAGUE = {
 }
 
 
+@functools.lru_cache(maxsize=_PARSED)  # a turn's tiers read the same phrases
 def parse_count(text: str, language: str) -> int | None:
     """The number of people a normalised phrase names, or None."""
     text = text.strip()

@@ -29,6 +29,7 @@ a date already past is next year's. A date whose stated weekday does not match
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -36,6 +37,7 @@ WEEKDAY_NAMES = {
     "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
     "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
 }
+_PARSED = 4096  # phrases whose reading is kept (a pure function of its words)
 _MONTHS = {
     "en": (
         "january",
@@ -208,8 +210,11 @@ class DayValue(str):
 
 def parse_day(text: str, language: str, today: dt.date | None = None) -> DayValue | None:
     """The day a normalised phrase names, or None if it is not (only) a day."""
-    today = today or dt.date.today()
-    text = text.strip()
+    return _parse_day(text.strip(), language, today or dt.date.today())
+
+
+@functools.lru_cache(maxsize=_PARSED)  # a turn's tiers read the same phrases
+def _parse_day(text: str, language: str, today: dt.date) -> DayValue | None:
     for lead in _LEAD.get(language, ()):  # longer leads come first in each list
         if text.startswith(lead):
             found = _core(

@@ -9,6 +9,7 @@ morning/evening marker is ambiguous; ``prefer`` decides ("evening" turns
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Literal
@@ -20,6 +21,7 @@ from voicebot.nlu.misheard import MISHEARD_NUMBERS
 Prefer = Literal["evening", "morning"] | None
 _Meridiem = Literal["am", "pm", "evening", "night", "noon", ""]
 
+_PARSED = 4096  # phrases whose reading is kept (a pure function of its words)
 _H = r"(\d{1,2}|one|ein)"
 _M = r"(\d{1,2})"
 
@@ -242,6 +244,7 @@ for _lang in ("en", "de"):
     )
 
 
+@functools.lru_cache(maxsize=_PARSED)  # a turn's tiers read the same phrases
 def parse_time(text: str, language: str, prefer: Prefer = None) -> TimeValue | None:
     """``HH:MM`` for a normalised time phrase, or None if it is not (only) a time."""
     text, approximate = _strip_approx(text, language)

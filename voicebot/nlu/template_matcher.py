@@ -58,6 +58,10 @@ AMBIGUITY_MARGIN = 0.05  # fuzzy: top two intents closer than this -> no match
 _CACHE_LIMIT = 256  # distinct allowed-sets kept
 
 
+# slot name, start -> (end, value) of each value of that slot starting there
+_SpanFinder = Callable[[str, int], list[tuple[int, Any]]]
+
+
 class TemplateMatcher(Matcher):
     """Exact matching on normalised text, then the bounded fuzzy tier.
 
@@ -115,6 +119,8 @@ class TemplateMatcher(Matcher):
                 None if len(known) < len(sets) else frozenset().union(*known)
             )
         self._restricted: dict[frozenset[str], tuple[Entry, list[Template]]] = {}
+        # the last utterance's slot spans: the tiers ask about one turn several times
+        self._last_spans: tuple[tuple[str, ...], dt.date, _SpanFinder] | None = None
 
     def today(self) -> dt.date:
         """The reference date for "today"/"tomorrow"."""
@@ -217,10 +223,20 @@ class TemplateMatcher(Matcher):
             hit = self._restricted[key] = (entry, templates)
         return hit
 
-    def _spans(self, words: list[str]) -> Callable[[str, int], list[tuple[int, Any]]]:
-        """Slot spans of this utterance: (end, value) per start, each span parsed once."""
+    def _spans(self, words: list[str]) -> _SpanFinder:
+        """Slot spans of this utterance: (end, value) per start, each span parsed once
+        (and once per turn: the same words ask again)."""
+        key, today = tuple(words), self.today()
+        last = self._last_spans
+        if last is not None and last[0] == key and last[1] == today:
+            return last[2]
+        finder = self._span_finder(words, today)
+        self._last_spans = (key, today, finder)
+        return finder
+
+    def _span_finder(self, words: list[str], today: dt.date) -> _SpanFinder:
         cache: dict[tuple[str, int], list[tuple[int, Any]]] = {}
-        types, lang, today, n = self._types, self.language, self.today(), len(words)
+        types, lang, n = self._types, self.language, len(words)
         starts, inner = self._first_words, self._inner_words
         tokens = ["#" if w[0].isdigit() else w for w in words]
 
