@@ -24,6 +24,12 @@ HELD = {
         ("en", "Half an hour earlier, please.", "19:00, please.", ("time",)),
         ("en", "maybe two hours later", "maybe 21:30", ("time",)),
         ("en", "15 minutes later", "19:45", ("time",)),
+        # any amount the bot can say in words, as it says them
+        ("en", "forty-five minutes later", "20:15", ("time",)),
+        ("en", "could we do twenty five minutes earlier", "could we do 19:05", ("time",)),
+        ("en", "eleven more people", "15 people", ("party_size",)),
+        ("de", "vierzig Minuten später", "20:10", ("time",)),
+        ("de", "sieben Personen mehr", "11 Personen", ("party_size",)),
         ("en", "and our earlier would suit a better", "18:30 would suit a better", ("time",)),
         ("en", "Push it back an hour.", "make it 20:30.", ("time",)),
         ("en", "could we push it back fifteen minutes?", "could we make it 19:45?", ("time",)),

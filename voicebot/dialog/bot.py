@@ -25,6 +25,7 @@ from voicebot.dialog.flow import Bot
 from voicebot.dialog.flow_file import ParsedFlow, read_flow
 from voicebot.dialog.keypad import DIGITS, entry_length
 from voicebot.dialog.prompt import Speaker
+from voicebot.nlu.match import CONFIRM_INTENTS
 from voicebot.nlu.slot_day import speak_date
 from voicebot.yamlsrc import did_you_mean, load
 
@@ -78,7 +79,7 @@ def bind(src: ParsedFlow, intents: IntentSet) -> tuple[Bot, list[Diagnostic]]:
             )
         elif ref.kind == "confirm" and ref.name not in names and where not in confirm_reported:
             confirm_reported.add(where)
-            missing = [n for n in ("affirm", "deny") if n not in names]
+            missing = [n for n in CONFIRM_INTENTS if n not in names]
             diags.append(
                 ref.src.diag(
                     ref.path,

@@ -41,7 +41,7 @@ from voicebot.dialog.flow import Conversation
 from voicebot.dialog.outcomes import MemoryOutcomeStore
 from voicebot.events import Event, IntentEvent
 from voicebot.frames import SecondPass
-from voicebot.nlu.match import Match, Matcher
+from voicebot.nlu.match import DENY, Match, Matcher
 from voicebot.nlu.slot_day import DayValue, parse_day
 from voicebot.yamlsrc import Reader, did_you_mean, load
 
@@ -286,9 +286,9 @@ async def score_turn(
     # asks what to change - the part it understood, no wrong action (nor a success)
     partial_no = (
         matched is not None
-        and intent == "deny"
-        and "deny" in (conv.flow.states[item.state].confirm or {})
-        and item.intent != "deny"
+        and intent == DENY
+        and DENY in (conv.flow.states[item.state].confirm or {})
+        and item.intent != DENY
         and bool(item.slots)
         and not changed
         and not conv.ended

@@ -51,7 +51,7 @@ from voicebot.events import (
 )
 from voicebot.frames import SecondPass
 from voicebot.nlu.clauses import clauses, is_question, joined
-from voicebot.nlu.match import Match, Matcher
+from voicebot.nlu.match import AFFIRM, Match, Matcher
 from voicebot.nlu.relative import resolve
 from voicebot.nlu.slot_time import pick_reading
 from voicebot.nlu.slots import SlotType
@@ -60,7 +60,6 @@ from voicebot.nlu.unsure import match_unsure
 log = logging.getLogger(__name__)
 
 REPEAT = "@repeat"  # the built-in target: say the last prompt again
-CONFIRM_INTENTS = ("affirm", "deny")
 CONFIRM_CONFIDENCE = 0.75  # a "yes" below this (a guess of a lower tier) books nothing
 HEARD_ENOUGH = 0.75  # share of a read-back the caller must have heard before a "yes" counts
 ASIDE_CONFIDENCE = 0.8  # a question asked along with an answer is answered at this confidence
@@ -580,7 +579,7 @@ class Conversation:
         if (
             kind == "confirm"
             and not changed
-            and match.intent == CONFIRM_INTENTS[0]
+            and match.intent == AFFIRM
             and (not self._confirmable(match))
         ):
             return await self._no_match(state, text, reason="unconfirmed")

@@ -30,6 +30,7 @@ from voicebot.dialog.hooks import resolve
 from voicebot.dialog.prompt import Prompt, PromptTemplateError, parse_template
 from voicebot.dialog.transfer import is_uri, valid_uri
 from voicebot.frames import DTMF_KEYS
+from voicebot.nlu.match import CONFIRM_INTENTS
 from voicebot.yamlsrc import NodePath, Reader, YamlFile, load
 
 TOP_KEYS = ("flow", "languages", "start", "defaults", "global", "data", "hook_modules", "states")
@@ -419,8 +420,8 @@ class FlowReader(Reader):
         if "confirm" not in data:
             return
         where = (*path, "confirm")
-        node = self.keys(src, data["confirm"], where, ("affirm", "deny"), "'confirm'")
-        missing = [k for k in ("affirm", "deny") if k not in node]
+        node = self.keys(src, data["confirm"], where, CONFIRM_INTENTS, "'confirm'")
+        missing = [k for k in CONFIRM_INTENTS if k not in node]
         if missing and isinstance(data["confirm"], dict):
             self.err(
                 src,
@@ -434,7 +435,7 @@ class FlowReader(Reader):
             self._state_ref(src, target, (*where, key))
             if target:
                 st.confirm[key] = target
-        for key in ("affirm", "deny"):
+        for key in CONFIRM_INTENTS:
             self.out.refs.append(Ref("confirm", key, src, where))
 
     def _branch(self, src: YamlFile, st: State, data: dict[str, Any], path: NodePath) -> None:

@@ -1,7 +1,7 @@
 """The matcher interface the dialog stage talks to.
 
-``intents.py`` implements it on templates (exact tier, then a bounded fuzzy
-tier); ``llm.py`` adds an optional OpenAI-compatible fallback. The flow engine
+``matcher.py`` implements it (templates, then the statistical tier trained from
+them); ``llm.py`` adds an optional OpenAI-compatible fallback. The flow engine
 only ever sees ``Match`` objects, so how a match was found stays swappable.
 """
 
@@ -11,6 +11,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+# The read-back convention: a state that reads values back (a flow's ``confirm:``) takes a
+# yes and a no by these intent names; the matcher knows a yes opening a request of its
+# own is no answer, a no before values is a correction.
+AFFIRM = "affirm"
+DENY = "deny"
+CONFIRM_INTENTS = (AFFIRM, DENY)
 
 MatcherKind = Literal["exact", "fuzzy", "statistical", "spotted", "llm", "dtmf"]
 

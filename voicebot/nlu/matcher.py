@@ -55,7 +55,7 @@ from typing import Any, NamedTuple
 
 from voicebot.nlu.clauses import clauses, is_question
 from voicebot.nlu.intent_file import IntentSet
-from voicebot.nlu.match import Match, Matcher, MatcherKind
+from voicebot.nlu.match import AFFIRM, Match, Matcher, MatcherKind
 from voicebot.nlu.normalize import normalize
 from voicebot.nlu.spotting import Span
 from voicebot.nlu.statistical import NONE, StatisticalModel, load_model
@@ -670,7 +670,7 @@ class IntentMatcher(Matcher):
         best = max(found, key=lambda m: (m.literals, m.end))
         if any(m.intent != best.intent and m.end >= best.end for m in found):
             return None
-        if probs is not None and best.intent == "affirm":
+        if probs is not None and best.intent == AFFIRM:
             # "ja, die Reservierung am Freitag bitte stornieren ...": the rest is a request
             # of its own, the "ja" only its start (a "no" before values is a correction)
             other = max(

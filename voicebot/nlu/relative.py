@@ -21,39 +21,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from voicebot.nlu.slot_day import WEEKDAY_NAMES, month_name
+from voicebot.nlu.slot_time import number_words
 
-_AMOUNTS = {
-    "en": {
-        "a": 1,
-        "an": 1,
-        "one": 1,
-        "two": 2,
-        "three": 3,
-        "four": 4,
-        "five": 5,
-        "six": 6,
-        "ten": 10,
-        "fifteen": 15,
-        "twenty": 20,
-        "thirty": 30,
-        "forty five": 45,
-        "forty-five": 45,
-    },
-    "de": {
-        "ein": 1,
-        "eine": 1,
-        "einen": 1,
-        "einer": 1,
-        "zwei": 2,
-        "drei": 3,
-        "vier": 4,
-        "zehn": 10,
-        "fünfzehn": 15,
-        "zwanzig": 20,
-        "dreißig": 30,
-        "fünfundvierzig": 45,
-    },
-}
+# "an hour later", "eine Person mehr": the article is one
+_ONE = {"en": ("a", "an"), "de": ("ein", "eine", "einen", "einer")}
+_MOST = 60  # the largest amount a change names in words ("forty-five minutes later")
+
+
+def _amount_words(language: str) -> dict[str, int]:
+    """Number words -> amount, as the bot speaks them (one home for number words)."""
+    words = dict.fromkeys(_ONE[language], 1)
+    for n in range(1, _MOST + 1):
+        spoken = number_words(n, language)
+        words[spoken] = words[spoken.replace(" ", "-")] = n
+    return words
+
+
+_AMOUNTS = {language: _amount_words(language) for language in _ONE}
 _N = {
     lang: r"(?P<n>\d+|" + "|".join(sorted(words, key=len, reverse=True)) + ")"
     for lang, words in _AMOUNTS.items()
