@@ -117,6 +117,11 @@ def test_pick_reading_by_what_the_flow_knows() -> None:
         ("on the 19th", "en", "saturday", "2026-12-19"),
         ("Friday the 18th", "en", "friday", "2026-12-18"),
         ("friday next week", "en", "friday", "2026-12-11"),
+        ("a week on friday", "en", "friday", "2026-12-11"),
+        ("friday week", "en", "friday", "2026-12-11"),
+        ("next week friday", "en", "friday", "2026-12-11"),
+        ("nächste woche samstag", "de", "saturday", "2026-12-12"),
+        ("donnerstag in einer woche", "de", "thursday", "2026-12-10"),
         ("Christmas Eve", "en", "thursday", "2026-12-24"),
         ("the 2nd of January", "en", "saturday", "2027-01-02"),  # past this year: next year's
         ("übermorgen", "de", "thursday", "2026-12-03"),
@@ -177,6 +182,9 @@ def test_day_value_is_a_weekday_that_knows_its_date() -> None:
         ("the two of us", "en", 2),
         ("myself and three friends", "en", 4),
         ("two adults and two kids", "en", 4),
+        ("two adults, two kids", "en", 4),
+        ("two adults and two little ones", "en", 4),
+        ("zwei Erwachsene, zwei Kinder", "de", 4),
         ("a family of five", "en", 5),
         ("four people", "en", 4),
         ("we are six", "en", 6),
@@ -237,6 +245,8 @@ def test_counts(text: str, lang: str, expected: int) -> None:
         ("neun und wir sind dann zu viert", "de"),
         ("for people with allergies", "en"),  # no four ("for people" alone is one)
         ("free", "en"),
+        ("a little", "en"),  # "a little later": "little" counts only before "ones"
+        ("2 little", "en"),
     ],
 )
 def test_not_counts(text: str, lang: str) -> None:

@@ -444,3 +444,29 @@ def _analysed(m: IntentMatcher, text: str, allowed: set[str]) -> _Turn:
     turn = m._analyse(text, frozenset(allowed), allowed, None)
     assert turn is not None
     return turn
+
+
+def test_a_bare_number_answers_the_slot_asked_for_unless_a_cue_says_otherwise(restaurant) -> None:  # type: ignore
+    """The slot filler never learnt a bare number as a time (``_asked_only``): its
+    certainty that "go with 7" is a count gives way to the question asked; a cue word
+    ("at 7") and a longer value ("7 people") still decide."""
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    time = {"inform", "opening_hours", "repeat", "goodbye", "human_agent"}
+    for said in ("Let's go with seven.", "Early evening, maybe six?"):
+        found = m.match(said, time, expect="time")
+        assert found is not None and set(found.slots) == {"time"}, (said, found)
+    found = m.match("Eight, and it would be Saturday at seven.", time, expect="party_size")
+    assert found is not None and (found.slots["party_size"], found.slots["time"]) == (8, "19:00")
+    found = m.match("Let's go with seven people.", time, expect="time")
+    assert found is not None and found.slots == {"party_size": 7}
+
+
+def test_sagen_wir_opens_no_count(restaurant) -> None:  # type: ignore
+    """ "sagen wir acht" is "let's say eight": the answer to the question asked, not
+    "wir 8" (we are eight) - "wir sind acht" still is."""
+    m = IntentMatcher(restaurant, "de", today=TUESDAY)
+    asking = {"inform", "opening_hours", "repeat", "goodbye", "human_agent"}
+    found = m.match("So gegen acht, halb neun... sagen wir acht.", asking, expect="time")
+    assert found is not None and found.slots == {"time": "20:00"}
+    found = m.match("Hm, sagen wir acht, wir sind acht.", asking)
+    assert found is not None and found.slots.get("party_size") == 8

@@ -23,7 +23,7 @@ _NOUNS = {
         "grandkids grandchildren cousins brothers sisters coworkers teammates parents "
         "friends grown ups grownups toddlers teens youngsters nephews nieces "
         "grandsons granddaughters students lads folks heads others souls clients client "
-        "customers customer visitors"
+        "customers customer visitors ones kiddies kiddos bairns weans nippers littleuns"
     ),
     "de": (
         "personen person leute leuten gäste gästen gast erwachsene erwachsenen kinder kind "
@@ -234,7 +234,11 @@ def parse_count(text: str, language: str) -> int | None:
     chunks = join.split(text) if join else [text]
     parts: list[str] = []
     for chunk in chunks:  # "me my husband" (a comma, lost in normalising): two people
-        parts += _segments(chunk, language) if len(chunks) > 1 else [chunk]
+        runs = _counted_runs(chunk, language)  # "2 adults 2 kids": four
+        if len(runs) > 1:
+            parts += runs
+        else:
+            parts += _segments(chunk, language) if len(chunks) > 1 else [chunk]
     if len(parts) > 1 and parts[0].isdigit() and any(_numbered(p, language) for p in parts[1:]):
         return None  # "half 9 and we are 4", "7 and 4 of us": the bare number is no part
     if (
@@ -282,6 +286,27 @@ def _numbered(part: str, language: str) -> bool:
     return any(w[:1].isdigit() for w in words) or (
         language == "de" and any(w in _ZU for w in words[1:])
     )
+
+
+def _counted_runs(chunk: str, language: str) -> list[str]:
+    """ "2 adults 2 kids" (the comma lost in normalising): one run per number with the
+    nouns it counts, when the chunk is nothing else; else the chunk whole."""
+    runs: list[list[str]] = []
+    for word in chunk.split():
+        if word.isdigit() and runs and len(runs[-1]) > 1:
+            runs.append([word])
+        elif runs or word.isdigit():
+            if not runs:
+                runs.append([])
+            runs[-1].append(word)
+        else:
+            return [chunk]
+    pieces = [" ".join(r) for r in runs]
+    if len(pieces) < 2 or not all(
+        r[0].isdigit() and len(r) > 1 and _is_noun_phrase(" ".join(r[1:]), language) for r in runs
+    ):
+        return [chunk]
+    return pieces
 
 
 def _segments(chunk: str, language: str) -> list[str]:
@@ -355,8 +380,16 @@ def _part(text: str, language: str, multi: bool) -> int | None:
     return None
 
 
+# Words that count people only before "ones": "2 little ones" (never "a little later").
+_ONES = {"en": frozenset("little wee young small tiny".split())}
+
+
 def _is_noun_phrase(text: str, language: str) -> bool:
-    """ "of us", "people in total", "adults": words that only say what is counted."""
+    """ "of us", "people in total", "adults", "little ones": words that only say what is
+    counted."""
+    words = text.split()
+    if len(words) == 2 and words[0] in _ONES.get(language, ()) and words[1] == "ones":
+        return True
     nouns = set(_NOUNS.get(language, "").split()) | {
         "of",
         "us",
@@ -368,7 +401,7 @@ def _is_noun_phrase(text: str, language: str) -> bool:
         "now",
         "jetzt",
     }
-    return all(w in nouns for w in text.split())
+    return all(w in nouns for w in words)
 
 
 def count_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -391,6 +424,7 @@ def count_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
         | words
         | persons
         | set(_NOUNS.get(language, "").split())
+        | _ONES.get(language, frozenset())
         | {w for p in _PAIRS.get(language, ()) for w in p.split()}
         | {w for p in _LEAD.get(language, ()) for w in p.split()}
     )

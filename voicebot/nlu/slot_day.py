@@ -180,12 +180,18 @@ _NEXT_WEEK = {
     "en": (" next week",),
     "de": (" nächste woche", " nächster woche", " in der nächsten woche"),
 }
+_NEXT_WEEK_FIRST = {"en": ("next week ",), "de": ("nächste woche ", "nächster woche ")}
+# "a week on Friday", "Friday week", "Donnerstag in einer Woche": the coming one, a week on
+_WEEK_ON = {
+    "en": (("a week on ", ""), ("a week from ", ""), ("", " week")),
+    "de": (("", " in einer woche"), ("", " in 1 woche"), ("in einer woche ", "")),
+}
 _ORDINAL = re.compile(r"^(\d{1,2})(?:st|nd|rd|th|ten|ter)?$")
 
 # Words a day phrase may start with, besides numbers ("#") and the names above.
 _FIRST_EXTRA = {
     "en": "on for this coming next the day christmas boxing new valentines in a an".split(),
-    "de": "am an für den diesen kommenden diesem kommender nächsten nächster in".split(),
+    "de": "am an für den diesen kommenden diesem kommender nächsten nächster nächste in".split(),
 }
 
 
@@ -243,6 +249,17 @@ def _core(text: str, language: str, today: dt.date, led: bool = False) -> DayVal
             day = names[text[: -len(suffix)]]
             monday = today - dt.timedelta(days=today.weekday()) + dt.timedelta(days=7)
             return DayValue(day, monday + dt.timedelta(days=WEEKDAYS.index(day)), explicit=True)
+    for prefix in _NEXT_WEEK_FIRST.get(language, ()):
+        if text.startswith(prefix) and text[len(prefix) :] in names:
+            day = names[text[len(prefix) :]]
+            monday = today - dt.timedelta(days=today.weekday()) + dt.timedelta(days=7)
+            return DayValue(day, monday + dt.timedelta(days=WEEKDAYS.index(day)), explicit=True)
+    for lead, tail in _WEEK_ON.get(language, ()):
+        core = text[len(lead) : len(text) - len(tail)] if len(text) > len(lead + tail) else ""
+        if text.startswith(lead) and text.endswith(tail) and core in names:
+            day = names[core]
+            date = _next_weekday(today, day, skip_today=True) + dt.timedelta(days=7)
+            return DayValue(day, date, explicit=True)
     for prefix in _NEXT.get(language, ()):
         if text.startswith(prefix) and text[len(prefix) :] in names:
             day = names[text[len(prefix) :]]
@@ -407,6 +424,7 @@ def day_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
     every = first | relative | holidays | leads | {"of", "week", "woche", "#"}
     every |= {*_UNIT_DAYS, *_UNIT_DAYS_DE, "time", "from", "now", "one", "einer", "einem", "s"}
     every |= {w for p in _NEXT_WEEK.get(language, ()) for w in p.split()}
+    every |= {w for pair in _WEEK_ON.get(language, ()) for p in pair for w in p.split()}
     return frozenset(first), frozenset(every)
 
 

@@ -98,6 +98,10 @@ class Spotter:
                 and words[s.end] in _UNITS
                 and getattr(self.types[s.definition], "kind", "") in ("count", "time")
             )
+            # "sagen wir 8", "machen wir 8": "let's say 8" - not "wir 8" (we are 8)
+            and not (
+                s.start > 0 and (words[s.start - 1], words[s.start]) in _LETS.get(self.language, ())
+            )
             # "20 past" (the hour not heard): minutes, no clock time ("at 8 after the
             # theatre" stays 8)
             and not (
@@ -172,3 +176,7 @@ _UNITS = frozenset(
 )
 # Words after a number that make it the minutes of an hour ("20 past", "zwanzig nach").
 _MINUTES_OF = {"en": frozenset({"past", "after"}), "de": frozenset({"nach"})}
+# A verb and "wir" that say "let's ...": no "wir" (we) opening a count after them.
+_LETS = {
+    "de": frozenset({("sagen", "wir"), ("machen", "wir"), ("nehmen", "wir"), ("probieren", "wir")})
+}

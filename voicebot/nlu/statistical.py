@@ -163,8 +163,12 @@ class StatisticalModel:
         fast = self._fast()
         labels = fast.role_labels
         table = [
-            _with_prior(fast.role(row), labels, self._named(words, a, labels) or expect)
-            for row, (a, _) in zip(rows, keys, strict=True)
+            _with_prior(
+                self._tempered(fast.role(row), labels, words, a, b, extents[(a, b)], expect),
+                labels,
+                self._named(words, a, labels) or expect,
+            )
+            for row, (a, b) in zip(rows, keys, strict=True)
         ]
         guesses: list[SlotGuess] = []
         for (a, b), probs in zip(keys, table, strict=True):
@@ -186,6 +190,37 @@ class StatisticalModel:
         return _one_per_slot(
             words, _best_tiling(_whole(guesses)), self.language, [(a, b) for a, b in keys]
         )
+
+    def _tempered(
+        self,
+        probs: np.ndarray,
+        labels: list[str],
+        words: list[str],
+        a: int,
+        b: int,
+        group: list[Span],
+        expect: str | None,
+    ) -> np.ndarray:
+        """A bare number two slots read ("let's go with 7", "maybe 6?") after a question
+        for one of them: the filler never learnt such a number as the open slot (see
+        ``_asked_only``), so its certainty that it is the other is no evidence - it is
+        weighed ``UNCUED_TRUST`` against even odds of the readings, and the question
+        asked decides unless the words around it clearly do ("a table for 7 people" is
+        a longer value; "at 7" a cue)."""
+        if expect is None or b - a != 1 or not words[a].isdigit():
+            return probs
+        if a > 0 and any(words[a - 1] in cues for cues in self.cues.values()):
+            return probs  # "at 7": the cue says which
+        definitions = {s.definition for s in group}
+        if len(definitions) < 2 or self.slot_definitions.get(expect) not in definitions:
+            return probs
+        readings = [
+            i for i, label in enumerate(labels) if self.slot_definitions.get(label) in definitions
+        ]
+        even = np.zeros_like(probs)
+        even[readings] = 1.0 / len(readings)
+        mixed: np.ndarray = UNCUED_TRUST * probs + (1.0 - UNCUED_TRUST) * even
+        return mixed
 
     def _named(self, words: list[str], a: int, labels: list[str]) -> str | None:
         """The slot the words just before ``words[a]`` name ("the time, 8", "die
@@ -642,6 +677,7 @@ _NAMING = {
 _NAMING_FILLERS = frozenset(
     "the is to at should be will then please of ist soll auf dann bitte die der das".split()
 )
+UNCUED_TRUST = 0.8  # the filler's say on a bare number two asked-for slots read
 EXPECT_ODDS = 20.0  # how much more likely a value fills the slot just asked for
 
 
