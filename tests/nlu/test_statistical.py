@@ -470,3 +470,20 @@ def test_sagen_wir_opens_no_count(restaurant) -> None:  # type: ignore
     assert found is not None and found.slots == {"time": "20:00"}
     found = m.match("Hm, sagen wir acht, wir sind acht.", asking)
     assert found is not None and found.slots.get("party_size") == 8
+
+
+def test_two_values_joined_by_or_are_not_decided(restaurant) -> None:  # type: ignore
+    """ "Friday or Saturday" names no day (the bot asks); a value said after the
+    choice decides it ("Freitag oder Samstag ... ach, machen wir Samstag")."""
+    en = IntentMatcher(restaurant, "en", today=TUESDAY)
+    de = IntentMatcher(restaurant, "de", today=TUESDAY)
+    asking = {"inform", "opening_hours", "repeat", "goodbye", "human_agent"}
+    for m, said in (
+        (en, "Could be Friday or Saturday, which one's quieter?"),
+        (en, "six or seven, not sure yet"),
+        (de, "Freitag oder Samstag"),
+    ):
+        found = m.match(said, asking, expect="day")
+        assert found is None or not found.slots, (said, found)
+    found = de.match("Hm, Freitag oder Samstag... ach, machen wir Samstag.", asking, expect="day")
+    assert found is not None and found.slots == {"day": "saturday"}

@@ -293,7 +293,10 @@ async def score_turn(
         and not changed
         and not conv.ended
     )
+    # (a turn that ends where the labelled reading does, with its values, did nothing
+    # wrong: "Friday or Saturday" read as an answer without a value asks again, as "none")
     wrong_action = bool(matched) and (not intent_ok or wrong_value) and not partial_no
+    wrong_action = wrong_action and not success
     return TurnScore(
         item,
         text,

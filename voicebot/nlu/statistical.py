@@ -297,6 +297,11 @@ _NEGATIONS = {
     "en": ("not", "never", "instead of", "rather than", "better than", "not on", "not at"),
     "de": ("nicht", "kein", "keine", "statt", "anstatt", "nicht am", "nicht um"),
 }
+# What stands between two values of one slot the caller has not chosen between.
+_UNDECIDED = {
+    "en": (" or ", " or maybe ", " or perhaps ", " or even "),
+    "de": (" oder ", " oder vielleicht ", " oder auch ", " beziehungsweise "),
+}
 _CHANGES = {
     "en": (
         "no",
@@ -461,8 +466,19 @@ def _one_per_slot(
         by_slot.setdefault(guess.slot, []).append(guess)
     out = []
     for guesses in by_slot.values():
+        undecided = False
         best: SlotGuess | None = guesses[0]
+        previous = guesses[0]
         for later in guesses[1:]:
+            joined = " " + " ".join(words[previous.span.end : later.span.start]) + " "
+            previous = later
+            if joined in _UNDECIDED.get(language, ()):
+                best = None  # "Friday or Saturday", "six or seven": not decided - ask
+                undecided = True
+                continue
+            if undecided:  # "Freitag oder Samstag ... ach, machen wir Samstag"
+                best, undecided = later, False
+                continue
             if best is None:
                 best = later
                 continue
