@@ -63,3 +63,26 @@ def test_nothing_understood_is_a_no_match_not_a_wrong_action(loaded: LoadedBot) 
     item = Item("ask_party_size", "Five of us.", "inform", {"party_size": 5})
     score = _score(loaded, item, heard="Water to salmon.")
     assert score.no_match and not score.wrong_action and not score.success
+
+
+def test_a_question_answered_on_a_none_turn_is_a_wrong_action(loaded: LoadedBot) -> None:
+    # the call stays where it was, but the bot answered what the caller never asked
+    item = Item("ask_time", "Hmm, let me check with my wife.", "none", {}, BOOKED)
+    score = _score(loaded, item, heard="When do you open?")
+    assert score.intent == "opening_hours" and score.success
+    assert score.wrong_action
+
+
+def test_a_turn_that_only_asks_the_question_again_is_no_wrong_action(loaded: LoadedBot) -> None:
+    # heard as "say that again" where the caller said nothing the bot takes: the bot asks
+    # its question again, as it does for "none" - no harm done
+    item = Item("ask_day", "Hmm, hang on a second.", "none", {}, {"party_size": 4})
+    score = _score(loaded, item, heard="Sorry, could you say that again?")
+    assert score.intent == "repeat" and score.success and not score.wrong_action
+
+
+def test_an_answer_without_its_value_is_no_reading(loaded: LoadedBot) -> None:
+    # "Friday or Saturday" names no day: no answer (the bot asks), not an empty "inform"
+    item = Item("ask_day", "Friday or Saturday, I'm not sure.", "none", {}, {"party_size": 4})
+    score = _score(loaded, item)
+    assert score.intent == "none" and score.success and not score.wrong_action

@@ -169,6 +169,29 @@ async def test_a_yes_that_did_not_hear_the_read_back_books_nothing(tmp_path: Pat
     assert len(store.outcomes) == 1
 
 
+async def test_a_weekday_said_again_keeps_the_date_held(tmp_path: Path) -> None:
+    # "Friday's right, at nine": a bare Friday is the Friday held (the 11th), not the
+    # coming one; "this Friday" names the coming one
+    eleventh = DayValue("friday", dt.date(2026, 12, 11), explicit=True)
+    this_friday = DayValue("friday", FRIDAY.date, explicit=True)
+    conv, _ = _conv(
+        tmp_path,
+        {
+            "friday week": Match("inform", {"day": eleventh}),
+            "fridays right at nine": Match(
+                "inform", {"day": FRIDAY, "time": parse_time("9 am", "en")}
+            ),
+            "no this friday": Match("deny", {}, mentioned={"day": this_friday}),
+        },
+    )
+    await conv.start()
+    await conv.hear("friday week")
+    step = await conv.hear("fridays right at nine")
+    assert step.state == "confirm" and conv.slots["day_date"] == "2026-12-11"
+    await conv.hear("no this friday")
+    assert conv.slots["day_date"] == "2026-12-04"
+
+
 def _check(tmp_path: Path, flow: str) -> list[str]:
     path = tmp_path / "flow.yaml"
     path.write_text(flow)

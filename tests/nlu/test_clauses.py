@@ -70,8 +70,11 @@ def test_the_joined_rest_keeps_the_original_word_positions() -> None:
         ("haben Sie einen Kinderstuhl da", True),
         ("On Thursday, please,", False),
         ("six is too early,", False),
+        ("und darf man einen Hund mitbringen", True),
+        ("Machen Sie das.", False),  # a German verb first and a full stop: it tells
+        ("Machen Sie das auch?", True),
     ],
 )
 def test_a_stretch_asks_by_its_question_mark_or_its_lead(text: str, asks: bool) -> None:
-    language = "de" if "Sie" in text else "en"
+    language = "de" if "Sie" in text or "darf" in text else "en"
     assert is_question(text, language) is asks

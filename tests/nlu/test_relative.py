@@ -56,6 +56,8 @@ HELD = {
         ),
         ("en", "a week later?", "Sunday the 13th of December?", ("day",)),
         ("en", "the day before", "Saturday the 5th of December", ("day",)),
+        ("en", "can we push it a day?", "can we make it Monday the 7th of December?", ("day",)),
+        ("en", "move it back two days", "make it Tuesday the 8th of December", ("day",)),
         ("de", "Geht es eine Stunde später?", "Geht es 20:30?", ("time",)),
         ("de", "eine halbe Stunde früher bitte", "19:00 bitte", ("time",)),
         ("de", "Eine Person mehr.", "5 Personen.", ("party_size",)),
@@ -91,6 +93,20 @@ def test_a_relative_phrase_becomes_the_value_it_comes_to(
 )
 def test_what_is_no_relative_change_stays_as_said(text: str) -> None:
     assert resolve(text, "en", HELD).text == text
+
+
+@pytest.mark.parametrize(
+    ("language", "text"),
+    [
+        ("de", "so gegen acht mehr oder weniger"),  # about eight, no eight more
+        ("de", "sechs oder sieben mehr"),  # which? the bot asks
+        ("de", "gegen acht mehr"),
+        ("en", "six or seven more people"),
+        ("en", "eight more or less"),
+    ],
+)
+def test_a_vague_amount_is_no_count_change(language: str, text: str) -> None:
+    assert resolve(text, language, HELD).text == text
 
 
 def test_nothing_held_nothing_resolved() -> None:

@@ -121,6 +121,11 @@ def test_pick_reading_by_what_the_flow_knows() -> None:
         ("friday week", "en", "friday", "2026-12-11"),
         ("next week friday", "en", "friday", "2026-12-11"),
         ("nächste woche samstag", "de", "saturday", "2026-12-12"),
+        ("nächste woche am samstag", "de", "saturday", "2026-12-12"),
+        ("Samstag, der Neunzehnte", "de", "saturday", "2026-12-19"),
+        ("tonight's", "en", "tuesday", "2026-12-01"),
+        ("next week on friday", "en", "friday", "2026-12-11"),
+        ("tuesday week", "en", "tuesday", "2026-12-08"),  # said on a Tuesday: a week today
         ("donnerstag in einer woche", "de", "thursday", "2026-12-10"),
         ("Christmas Eve", "en", "thursday", "2026-12-24"),
         ("the 2nd of January", "en", "saturday", "2027-01-02"),  # past this year: next year's
@@ -220,6 +225,15 @@ def test_day_value_is_a_weekday_that_knows_its_date() -> None:
         ("the three of us, me, my wife and my son", "en", 3),
         ("4 of us and 4 friends", "en", 8),  # numbered members are more people
         ("we are a couple and two friends", "en", 4),
+        ("four people, four people", "en", 4),  # said twice (a bad line), not eight
+        ("four adults and a toddler", "en", 5),
+        ("we're six with grandma", "en", 6),  # grandma is one of the six
+        ("six of us with my wife", "en", 6),
+        ("four adults with two kids", "en", 6),  # numbered: more people
+        ("me, my husband, my sister and her three kids", "en", 6),
+        ("meine Frau, ich und die zwei Kleinen", "de", 4),
+        ("wir sind sechs mit Oma", "de", 6),
+        ("just the one", "en", 1),
     ],
 )
 def test_counts(text: str, lang: str, expected: int) -> None:
@@ -247,6 +261,13 @@ def test_counts(text: str, lang: str, expected: int) -> None:
         ("free", "en"),
         ("a little", "en"),  # "a little later": "little" counts only before "ones"
         ("2 little", "en"),
+        ("2 ones", "en"),  # "ones" counts only after a word like "little"
+        ("it's the only one", "en"),  # "one" as a pronoun
+        ("the one", "en"),
+        # a total and a part of it, or a number said again: no sum (the bot asks)
+        ("six people, two kids", "en"),
+        ("2 people, 7 people", "en"),
+        ("vier Personen, zwei Personen", "de"),
     ],
 )
 def test_not_counts(text: str, lang: str) -> None:

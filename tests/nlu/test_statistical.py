@@ -487,3 +487,69 @@ def test_two_values_joined_by_or_are_not_decided(restaurant) -> None:  # type: i
         assert found is None or not found.slots, (said, found)
     found = de.match("Hm, Freitag oder Samstag... ach, machen wir Samstag.", asking, expect="day")
     assert found is not None and found.slots == {"day": "saturday"}
+    found = en.match("Friday or Saturday, let's say Saturday", asking, expect="day")
+    assert found is not None and found.slots == {"day": "saturday"}
+    # a third value after the choice, with no word that settles it, settles nothing
+    for said in ("Either Friday or Saturday, Sunday is out", "Friday or Saturday, Sunday maybe"):
+        found = en.match(said, asking, expect="day")
+        assert found is None or not found.slots, (said, found)
+
+
+def test_a_yes_before_a_closing_phrase_confirms_it_does_not_hang_up(restaurant) -> None:  # type: ignore
+    """ "Yep, that's it" at the read-back is a yes; "Nope, that's it" at "Anything else?"
+    the goodbye it does the same as."""
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    confirm = {"affirm", "deny", "inform", "book_table", "goodbye", "repeat", "human_agent"}
+    found = m.match("Yep, that's it. Oh, do you have parking, by the way?", confirm)
+    assert found is not None and found.intent == "affirm"
+    found = m.match("Nope, that's it.", {"affirm", "deny", "goodbye", "opening_hours"})
+    assert found is not None and found.intent in ("goodbye", "deny")
+
+
+def test_an_answer_with_a_question_of_unknown_words_keeps_the_answer(restaurant) -> None:  # type: ignore
+    de = IntentMatcher(restaurant, "de", today=TUESDAY)
+    en = IntentMatcher(restaurant, "en", today=TUESDAY)
+    asking = {"inform", "opening_hours", "repeat", "goodbye", "human_agent"}
+    found = de.match("Zwölf Personen, und darf man eigentlich einen Hund mitbringen?", asking)
+    assert found is not None and found.slots == {"party_size": 12}
+    confirm = {"affirm", "deny", "inform", "goodbye", "repeat", "human_agent"}
+    found = de.match("Jawoll, machen Sie das. Ach, und gibt's bei Ihnen Parkplätze?", confirm)
+    assert found is not None and found.intent == "affirm"
+    # a lone "oh" opening a question is no yes
+    found = en.match("Oh, and is there anywhere to park nearby?", {"affirm", "deny", "goodbye"})
+    assert found is None
+
+
+def test_the_value_set_against_a_rejected_one_takes_its_slot(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    confirm = {"affirm", "deny", "inform", "book_table", "goodbye", "repeat", "human_agent"}
+    for said in ("Wednesday's right, but seven, not half six.", "not half six but seven"):
+        found = m.match(said, confirm)
+        assert found is not None and found.slots.get("time") == "19:00", (said, found)
+        assert "party_size" not in found.slots
+
+
+def test_people_who_drop_out_are_no_party_size(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    confirm = {"affirm", "deny", "inform", "book_table", "goodbye", "repeat", "human_agent"}
+    found = m.match("make it 8 people? A couple have dropped out.", confirm)
+    assert found is None or found.slots.get("party_size") == 8
+
+
+def test_an_answer_that_names_no_value_is_no_reading(restaurant) -> None:  # type: ignore
+    """Every template of "inform" carries a value: read with none, it is nothing."""
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    assert m.model is not None and "inform" in m.model.valued
+    assert "affirm" not in m.model.valued
+    welcome = {"book_table", "inform", "opening_hours", "cancel_booking", "greet", "goodbye"}
+    found = m.match("I'm ringing about a jacket I left. It was the green one.", welcome)
+    assert found is None or found.intent != "inform" or found.slots
+
+
+def test_no_value_inside_a_phrase_that_names_none(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    asking = {"inform", "opening_hours", "repeat", "goodbye", "human_agent"}
+    found = m.match("Fifteen of us, it's the office Christmas do.", asking, expect="party_size")
+    assert found is not None and found.slots == {"party_size": 15}
+    found = m.match("Not sure, sometime in the evening, it's the only one under Patel.", asking)
+    assert found is None or "party_size" not in found.slots

@@ -39,6 +39,7 @@ from voicebot.diagnostics import ConfigError
 from voicebot.dialog.bot import LoadedBot
 from voicebot.dialog.flow import Conversation
 from voicebot.dialog.outcomes import MemoryOutcomeStore
+from voicebot.dialog.prompt import Prompt
 from voicebot.events import Event, IntentEvent
 from voicebot.frames import SecondPass
 from voicebot.nlu.match import DENY, Match, Matcher
@@ -195,10 +196,11 @@ def gold_values(item: Item, today: dt.date) -> dict[str, Any]:
         date = item.slots.get("date")
         if isinstance(date, str):
             date = dt.date.fromisoformat(date)
-        if not isinstance(date, dt.date):
+        if isinstance(date, dt.date):  # the date labelled: the caller named it
+            values["day"] = DayValue(str(values["day"]), date, explicit=True)
+        else:
             parsed = parse_day(str(values["day"]), "en", today)
-            date = parsed.date if parsed is not None else None
-        values["day"] = DayValue(str(values["day"]), date)
+            values["day"] = parsed or DayValue(str(values["day"]))
     return values
 
 
@@ -221,6 +223,11 @@ def _conversation(
 def _today(matcher: Matcher) -> dt.date:
     today = getattr(matcher, "today", None)
     return today() if callable(today) else dt.date.today()
+
+
+def _said(prompt: Prompt | None, conv: Conversation) -> str:
+    """``prompt`` as the conversation would say it now."""
+    return prompt.render(conv.language, conv.values, conv.bot.speakers) if prompt else ""
 
 
 def _canon(values: dict[str, Any]) -> dict[str, str]:
@@ -247,10 +254,12 @@ async def score_turn(
     started = time.perf_counter()  # the matcher alone (the flow's hooks are not matching)
     matcher.match(text, loaded.bot.actions(state), expect=state.collect)
     match_ms = (time.perf_counter() - started) * 1000
-    await conv.hear(text, unsure=unsure, second_pass=second_pass)
+    # the state's question, as first asked and as asked again
+    asked = {conv.last_prompt, _said(state.reprompt, conv)}
+    step = await conv.hear(text, unsure=unsure, second_pass=second_pass)
     gold_match = None if item.intent == NONE else Match(item.intent, gold_values(item, today))
     gold, _ = _conversation(loaded, _Gold(gold_match, language, today), item, language)
-    await gold.hear(item.say)
+    gold_step = await gold.hear(item.say)
     matched = next((e for e in events if isinstance(e, IntentEvent)), None)
     intent = matched.name if matched else NONE
     got, want = _canon(conv.slots), _canon(gold.slots)
@@ -293,10 +302,12 @@ async def score_turn(
         and not changed
         and not conv.ended
     )
-    # (a turn that ends where the labelled reading does, with its values, did nothing
-    # wrong: "Friday or Saturday" read as an answer without a value asks again, as "none")
+    # a turn that ends where the labelled reading does, with its values, and only asks the
+    # question again did nothing wrong ("Friday or Saturday" read as an answer without a
+    # value); an answer, a hook or an outcome on a "none" turn is a wrong action
+    asked_again = success and not step.outcomes and step.text in {gold_step.text, *asked}
     wrong_action = bool(matched) and (not intent_ok or wrong_value) and not partial_no
-    wrong_action = wrong_action and not success
+    wrong_action = wrong_action and not asked_again
     return TurnScore(
         item,
         text,

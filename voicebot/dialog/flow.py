@@ -53,6 +53,7 @@ from voicebot.frames import SecondPass
 from voicebot.nlu.clauses import clauses, is_question, joined
 from voicebot.nlu.match import AFFIRM, Match, Matcher
 from voicebot.nlu.relative import resolve
+from voicebot.nlu.slot_day import DayValue
 from voicebot.nlu.slot_time import pick_reading
 from voicebot.nlu.slots import SlotType
 from voicebot.nlu.unsure import match_unsure
@@ -652,6 +653,14 @@ class Conversation:
     def _store(self, values: Mapping[str, Any]) -> None:
         """Keep slot values; a day also keeps its calendar date as ``<slot>_date``."""
         for name, value in values.items():
+            held = self.slots.get(name)
+            if (
+                isinstance(value, DayValue)
+                and not value.explicit
+                and isinstance(held, DayValue)
+                and str(held) == str(value)
+            ):
+                value = held  # "Wednesday's right, but ...": the Wednesday held, said again
             self.slots[name] = value
             date = getattr(value, "date", None)
             if date is not None:

@@ -19,7 +19,8 @@ _LEADS = {
     ),
     "de": frozenset(
         "können könnten kann könnt haben habt hat sind seid ist wann wie bis "
-        "welche gibt macht machen".split()
+        "welche gibt gibts macht machen darf dürfen dürfte muss müssen soll sollte "
+        "wo was warum hätten".split()
     ),
 }
 _JOINS = {
@@ -68,13 +69,22 @@ def clauses(text: str, language: str) -> list[tuple[int, int]]:
     return out or [(0, len(words))]
 
 
+# A German verb first, then "Sie", closed by a full stop, tells rather than asks: "Machen
+# Sie das." (the same words with a question mark ask: "Machen Sie das auch?")
+_POLITE = {"de": "sie"}
+
+
 def is_question(text: str, language: str) -> bool:
     """The stretch asks: it ends with a question mark or opens with a question lead."""
     words = [w for w in (_bare(w) for w in text.split()) if w]
     joins = _JOINS.get(language, frozenset())
     while words and words[0] in joins:
         words = words[1:]
-    return text.rstrip().endswith("?") or bool(words and words[0] in _LEADS.get(language, ()))
+    if text.rstrip().endswith("?"):
+        return True
+    if len(words) > 1 and words[1] == _POLITE.get(language) and text.rstrip()[-1:] in ".!":
+        return False  # an imperative: "Buchen Sie das."
+    return bool(words and words[0] in _LEADS.get(language, ()))
 
 
 def joined(words: list[str], stretches: list[tuple[int, int]]) -> tuple[str, list[int]]:

@@ -144,12 +144,19 @@ class IntentMatcher(Matcher):
             return None
         # the whole turn is analysed once; the later tiers read parts of it only where
         # the whole said nothing clear
-        return (
+        found = (
             self._read(text, turn)
             or self._last_sentence(text, turn)
             or self._answering_clause(text, turn)
             or self._template_inside(turn)
         )
+        if (
+            found is not None
+            and found.intent in self.model.valued
+            and not (found.slots or found.mentioned or found.unsure)
+        ):
+            return None  # an answer that gives no value is no answer ("It's a blue one.")
+        return found
 
     def _template_inside(self, turn: _Turn) -> Match | None:
         """A template's stretch with free words around it: "make it three people, my
@@ -224,26 +231,39 @@ class IntentMatcher(Matcher):
         stretches = clauses(text, self.language)
         if len(stretches) < 2 or len(stretches) > MAX_CLAUSES:
             return None
-        # only in a clear transcript: a garbled one reads as something somewhere
-        if turn.known < VALUED_KNOWN:
+        # only in a clear transcript: a garbled one reads as something somewhere (the
+        # question may be all words the bot never learnt: "darf man einen Hund mitbringen?"
+        # - then the answering clause must be clear on its own)
+        if turn.known < KNOWN_SHARE:
             return None
         names, allowed, expect = turn.names, turn.allowed, turn.expect
         normalized, spans = turn.words, turn.spans
         words = text.split()
         found: Match | None = None
         asked = first_found = False
+        clause = ""
         for k, (a, b) in enumerate(stretches):
             part = " ".join(words[a:b])
             reading = self._match(part, names, allowed, expect, fuzzy=False)
             if reading is None:
                 asked = asked or is_question(part, self.language)
                 continue
+            if (
+                found is not None
+                and reading.intent == found.intent
+                and not reading.slots
+                and not found.slots
+                and not is_question(part, self.language)
+            ):
+                continue  # the same said twice: "Jawoll, machen Sie das."
             if found is not None or is_question(part, self.language):
                 # two clauses say something, or the one that does asks ("six is too
                 # early, can we do seven?"): the turn as a whole said neither
                 return None
-            found, first_found = reading, k == 0
+            found, first_found, clause = reading, k == 0, part
         if not asked or found is None:
+            return None
+        if turn.known < VALUED_KNOWN and self._known(clause) < VALUED_KNOWN:
             return None
         if found.intent in self._spot_start or not found.slots:
             # a yes or no with a question the bot cannot answer after it ("Yes, book it.
@@ -252,7 +272,12 @@ class IntentMatcher(Matcher):
             # ... and the question asks for no change ("Yes. Can we make it earlier?")
             if not (
                 found.intent in self._spot_start
-                and found.matcher == "exact"
+                # (the classifier's sure yes of a few words, "Yep, that's it."; never of
+                # a lone word, "Oh, and is there parking?")
+                and (
+                    found.matcher == "exact"
+                    or (found.confidence >= SURE and len(clause.split()) > 1)
+                )
                 and first_found
                 and not spans
                 and not set(normalized) & _CHANGE_WORDS.get(self.language, frozenset())
@@ -262,6 +287,14 @@ class IntentMatcher(Matcher):
             return None  # as for the last sentence: a fragment the classifier half reads
         return dataclasses.replace(
             found, confidence=min(found.confidence, SURE), text=" ".join(normalized)
+        )
+
+    def _known(self, text: str) -> float:
+        """The share of ``text``'s words this bot's sentences have."""
+        assert self.model is not None
+        words = normalize(text, self.language).split()
+        return self.model.known_share(
+            self.model.tokens(words, self.model.spotter.find(words, self.today()))
         )
 
     def _last_sentence(self, text: str, turn: _Turn) -> Match | None:
@@ -427,6 +460,13 @@ class IntentMatcher(Matcher):
                 chosen = None
         if chosen is not None:
             intent, confidence, kind = chosen
+            half_sure = kind == "statistical" and confidence < SPOT_CONFIDENCE
+            if half_sure and intent in self._spot_start:
+                # the classifier half sure of a yes the turn opens with as a template
+                # says it ("Yeah, go on then. Sorry for the hassle."): the template's word
+                opening = self._opening(words, spans, names, expect, probs)
+                if opening is not None and opening.intent == intent:
+                    return opening
             slots = dict(found.slots) if found is not None and kind == "fuzzy" else {}
             if kind == "fuzzy":  # "sorry no 8 not 7" aligned to "{party_size} ...": a
                 # bare number that reads as a count and as a time is only the slot asked for
@@ -648,7 +688,22 @@ class IntentMatcher(Matcher):
         ):
             return None
         best = found[0]
+        if not closing and self._yes_no_before(words, names, best.start, best.intent):
+            return None
         return Match(best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words))
+
+    def _yes_no_before(self, words: list[str], names: frozenset[str], at: int, intent: str) -> bool:
+        """The turn opens with a yes or no that ends at ``at``, where ``intent`` is spotted,
+        and the two lead elsewhere: "Yep, that's it. Oh, do you have parking?" at the
+        read-back confirms, it does not hang up (where a no does what the goodbye does,
+        "Nope, that's it" at "Anything else?", the goodbye stands)."""
+        if at == 0:
+            return False
+        action = _actions(names)
+        return any(
+            m.start == 0 and m.end == at and action(m.intent) != action(intent)
+            for m in self.templates.inside(words, self._spot_start & names)
+        )
 
     def _opening(
         self,

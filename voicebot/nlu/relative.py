@@ -45,6 +45,13 @@ _N = {
 _LATER = {"en": r"(?P<dir>later|earlier|sooner)", "de": r"(?P<dir>später|früher|eher)"}
 
 _PAUSES = frozenset(".,;?!")
+# A count change is no change next to these: "acht mehr oder weniger" (about eight),
+# "sechs oder sieben mehr" (which?), "gegen acht mehr" (a time).
+_VAGUE_AFTER = {"en": ("or less", "or so", "or fewer"), "de": ("oder weniger", "oder so")}
+_VAGUE_BEFORE = {
+    "en": frozenset({"or", "to", "about", "around", "at"}),
+    "de": frozenset({"oder", "bis", "gegen", "um", "so", "etwa", "ab"}),
+}
 # Words after a change that reject it (then it stays as said and the bot asks).
 _REJECTED_AFTER = {
     "en": ("is too", "too late", "too early", "wont work", "doesnt work", "is no good", "no"),
@@ -89,6 +96,8 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
         ("count", r"(add|bring|squeeze in|fit in) " + _N["en"] + r" (?P<dir>more|extra)", 1),
         ("count_closing", _N["en"] + r" (?P<dir>more|fewer|less|extra)", 1),
         ("day", r"(the|a) (?P<dir>day) (after|later)(?! tomorrow)", 1),
+        # "can we push it a day", "move it back two days", "bring it forward a day"
+        ("day", _MOVE + r" ((?P<dir>back|forward) )?(by )?" + _N["en"] + r" days?", 1),
         ("day", r"(a|one) day (?P<dir>later|earlier|before)", 1),
         ("day", r"the (?P<dir>next|following|previous) day", 1),
         ("day", r"the day (?P<dir>before)(?! yesterday)", 1),
@@ -172,6 +181,11 @@ def resolve(
             after = " ".join(w.replace("'", "") for w in clean[b : b + 3])
             if any(f"{after} ".startswith(f"{r} ") for r in _REJECTED_AFTER.get(language, ())):
                 continue  # "an hour later is too late": rejected, not asked for
+            if kind.startswith("count") and (
+                (a > 0 and clean[a - 1] in _VAGUE_BEFORE[language])
+                or any(f"{after} ".startswith(f"{v} ") for v in _VAGUE_AFTER[language])
+            ):
+                continue  # "so gegen acht mehr oder weniger", "six or seven more"
             if any(words[k][-1] in _PAUSES for k in range(a, b - 1)):
                 continue  # a phrase never runs across a pause: "gegen 8, mehr oder weniger"
             if kind == "count_closing" and not (
@@ -237,7 +251,7 @@ def _direction(m: re.Match[str]) -> str:
     groups = m.groupdict()
     if groups.get("dir2"):
         return "later"
-    direction = groups.get("dir") or ""
+    direction = groups.get("dir") or "later"  # "push it a day": on
     if direction in ("next", "following", "day", "week", "back"):
         return "later"
     return direction

@@ -23,12 +23,12 @@ _NOUNS = {
         "grandkids grandchildren cousins brothers sisters coworkers teammates parents "
         "friends grown ups grownups toddlers teens youngsters nephews nieces "
         "grandsons granddaughters students lads folks heads others souls clients client "
-        "customers customer visitors ones kiddies kiddos bairns weans nippers littleuns"
+        "customers customer visitors kiddies kiddos bairns weans nippers littleuns"
     ),
     "de": (
         "personen person leute leuten gäste gästen gast erwachsene erwachsenen kinder kind "
         "freunde freunden freundinnen kollegen kolleginnen leutchen mann söhne töchter "
-        "enkel enkelkinder kunden kundinnen besucher baby babys kleinkind kleinkinder"
+        "enkel enkelkinder kunden kundinnen besucher baby babys kleinkind kleinkinder kleinen"
     ),
 }
 # Nouns that count two each: "two couples" are four people, "zwei Pärchen" vier.
@@ -45,7 +45,8 @@ _ONE = {
         "dad father boss colleague brother sister kid child baby fiance fiancee date "
         "grandma grandpa grandmother grandfather aunt uncle cousin neighbor neighbour "
         "plus one guest mate buddy spouse other half client customer missus missis mrs "
-        "hubby wifey"
+        "hubby wifey toddler infant newborn tot teenager teen nan nana nanna granny gran "
+        "grandad granddad niece nephew godson goddaughter stepson stepdaughter carer"
     ),
     "de": (
         "frau mann partner partnerin freund freundin sohn tochter mutter mama vater papa "
@@ -106,9 +107,11 @@ _SELF = {
 }
 # The caller, counted only beside others ("me and my wife"; a bare "i" is no count).
 _SELF_PART = {"en": {"me", "myself", "i", "yours truly"}, "de": {"ich", "mich", "mir"}}
-_PRONOUNS = {
-    "en": ("the one", "that one", "this one", "one of them", "the other one"),
-    "de": ("der eine", "die eine", "das eine"),
+# "One" as a pronoun ("it's the only one under Patel", "the one on Friday"): no count
+# and no clock time is spotted inside these (``SlotType.not_values``).
+PRONOUN_ONES = {
+    "en": ("the only one", "the one", "that one", "this one", "one of them", "the other one"),
+    "de": ("der eine", "die eine", "das eine", "die einzige", "der einzige"),
 }
 _JOIN = {
     "en": re.compile(r"\s+(?:and|plus|with|&|along with|together with)\s+"),
@@ -228,14 +231,19 @@ def parse_count(text: str, language: str) -> int | None:
     for lead in _VAGUE.get(language, ()):
         if text.startswith(lead) and _strip_leads(text, language).isdigit():
             return None
-    if text in _PRONOUNS.get(language, ()):
+    if text not in _SELF.get(language, ()) and any(
+        f" {text}".endswith(f" {p}") for p in PRONOUN_ONES.get(language, ())
+    ):
         return None  # "the one on Friday": which booking, not how many people
+    within = _within(text, language)
+    if within is not None:
+        return within
     join = _JOIN.get(language)
     chunks = join.split(text) if join else [text]
     parts: list[str] = []
     for chunk in chunks:  # "me my husband" (a comma, lost in normalising): two people
         runs = _counted_runs(chunk, language)  # "2 adults 2 kids": four
-        if len(runs) > 1:
+        if runs != [chunk]:
             parts += runs
         else:
             parts += _segments(chunk, language) if len(chunks) > 1 else [chunk]
@@ -263,6 +271,30 @@ def parse_count(text: str, language: str) -> int | None:
         if n is None:
             return None
         total += n
+    return total
+
+
+# "we're 6 with grandma": a total, then who is in it (with a number after "with", more
+# people: "4 adults with 2 kids")
+_WITH = {"en": re.compile(r"\s+with\s+"), "de": re.compile(r"\s+mit\s+")}
+
+
+def _within(text: str, language: str) -> int | None:
+    """The total of "<total> with <unnumbered people>" (None: not that shape)."""
+    with_ = _WITH.get(language)
+    parts = with_.split(text, maxsplit=1) if with_ else []
+    if len(parts) != 2 or not any(w.isdigit() for w in parts[0].split()):
+        return None
+    if _numbered(parts[1], language):
+        return None
+    total = parse_count(parts[0], language)
+    nouns = set(_strip_leads(parts[0], language).split()[1:])
+    if total is None or (nouns and not nouns & _TOTALS.get(language, frozenset())):
+        return None  # "2 adults with my mum": adults are a part, the mum one more
+    join = _JOIN.get(language)
+    rest = join.split(parts[1]) if join else [parts[1]]
+    if any(_part(p, language, multi=True) is None for p in rest):
+        return None
     return total
 
 
@@ -305,6 +337,14 @@ def _counted_runs(chunk: str, language: str) -> list[str]:
     if len(pieces) < 2 or not all(
         r[0].isdigit() and len(r) > 1 and _is_noun_phrase(" ".join(r[1:]), language) for r in runs
     ):
+        return [chunk]
+    if len(set(pieces)) == 1:
+        return pieces[:1]  # "4 people, 4 people": said twice, not eight
+    nouns = [" ".join(r[1:]) for r in runs]
+    totals = _TOTALS.get(language, frozenset())
+    if len(set(nouns)) < len(nouns) or any(set(n.split()) & totals for n in nouns):
+        # "6 people 2 kids", "2 people 7 people": a total and a part of it, or a
+        # number said again - no sum to trust (the bot asks)
         return [chunk]
     return pieces
 
@@ -380,6 +420,14 @@ def _part(text: str, language: str, multi: bool) -> int | None:
     return None
 
 
+# Nouns that count everyone ("6 people"): a run of them is the whole party, never a
+# part to add another run to ("6 people 2 kids" is six, or a question).
+_TOTALS = {
+    "en": frozenset(
+        "people persons person guests guest pax us diners heads souls folks total".split()
+    ),
+    "de": frozenset("personen person leute leuten gäste gästen gast insgesamt".split()),
+}
 # Words that count people only before "ones": "2 little ones" (never "a little later").
 _ONES = {"en": frozenset("little wee young small tiny".split())}
 
@@ -429,4 +477,6 @@ def count_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
         | {w for p in _LEAD.get(language, ()) for w in p.split()}
     )
     every |= {"and", "plus", "with", "und", "mit", "sowie", "of", "us", "zu", *_ZU}
+    if language in _ONES:
+        every.add("ones")  # "2 little ones" (only after one of _ONES: ``_is_noun_phrase``)
     return frozenset(first), frozenset(every)

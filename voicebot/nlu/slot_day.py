@@ -90,6 +90,9 @@ _RELATIVE = {
     "en": {
         "today": 0,
         "tonight": 0,
+        "todays": 0,  # "today's (booking)", the apostrophe gone in normalising
+        "tonights": 0,
+        "tomorrows": 1,
         "this evening": 0,
         "this afternoon": 0,
         "tomorrow": 1,
@@ -175,12 +178,20 @@ _DATE_LEADS = {
     "en": ("on the ", "on ", "the ", "for the "),
     "de": ("am ", "den ", "dem ", "an dem ", "für den ", "am kommenden "),
 }
+# Leads that name which week a weekday is in ("this Friday"): an explicit date
+_THIS = {
+    "en": ("this coming ", "this ", "coming "),
+    "de": ("diesen kommenden ", "am kommenden ", "diesen ", "kommenden ", "diesem ", "kommender "),
+}
 _NEXT = {"en": ("next ",), "de": ("nächsten ", "nächster ", "am nächsten ")}
 _NEXT_WEEK = {
     "en": (" next week",),
     "de": (" nächste woche", " nächster woche", " in der nächsten woche"),
 }
-_NEXT_WEEK_FIRST = {"en": ("next week ",), "de": ("nächste woche ", "nächster woche ")}
+_NEXT_WEEK_FIRST = {
+    "en": ("next week on ", "next week "),
+    "de": ("nächste woche am ", "nächster woche am ", "nächste woche ", "nächster woche "),
+}
 # "a week on Friday", "Friday week", "Donnerstag in einer Woche": the coming one, a week on
 _WEEK_ON = {
     "en": (("a week on ", ""), ("a week from ", ""), ("", " week")),
@@ -192,6 +203,17 @@ _ORDINAL = re.compile(r"^(\d{1,2})(?:st|nd|rd|th|ten|ter)?$")
 _FIRST_EXTRA = {
     "en": "on for this coming next the day christmas boxing new valentines in a an".split(),
     "de": "am an für den diesen kommenden diesem kommender nächsten nächster nächste in".split(),
+}
+
+
+# A holiday naming an event, not its day: "the office Christmas do" is some evening in
+# December (``SlotType.not_values``; "Christmas dinner" may be on the day and stays).
+_EVENTS = ("do", "party", "parties", "drinks", "bash", "night out", "get together", "social")
+NOT_DAYS = {
+    "en": tuple(f"christmas {e}" for e in _EVENTS)
+    + tuple(f"xmas {e}" for e in _EVENTS)
+    + ("office christmas", "work christmas", "works christmas"),
+    "de": (),
 }
 
 
@@ -226,6 +248,8 @@ def _parse_day(text: str, language: str, today: dt.date) -> DayValue | None:
             found = _core(
                 text[len(lead) :], language, today, led=lead in _DATE_LEADS.get(language, ())
             )
+            if found is not None and not found.explicit and lead in _THIS.get(language, ()):
+                found = DayValue(found, found.date, explicit=True)  # "this Wednesday"
             if found is not None:
                 return found
     return _core(text, language, today)
@@ -258,12 +282,12 @@ def _core(text: str, language: str, today: dt.date, led: bool = False) -> DayVal
         core = text[len(lead) : len(text) - len(tail)] if len(text) > len(lead + tail) else ""
         if text.startswith(lead) and text.endswith(tail) and core in names:
             day = names[core]
-            date = _next_weekday(today, day, skip_today=True) + dt.timedelta(days=7)
+            date = _next_weekday(today, day) + dt.timedelta(days=7)  # on a Friday: today+7
             return DayValue(day, date, explicit=True)
     for prefix in _NEXT.get(language, ()):
         if text.startswith(prefix) and text[len(prefix) :] in names:
             day = names[text[len(prefix) :]]
-            return DayValue(day, _next_weekday(today, day, skip_today=True))
+            return DayValue(day, _next_weekday(today, day, skip_today=True), explicit=True)
     if text in names:
         return DayValue(names[text], _next_weekday(today, names[text]))
     plural = text[:-1] if text.endswith("s") else None
@@ -305,7 +329,7 @@ def _date(text: str, language: str, today: dt.date, led: bool = False) -> DayVal
     if words and words[0] in names:  # "friday the 4th", "freitag den 4"
         weekday = names[words[0]]
         words = words[1:]
-        if words and words[0] in ("the", "den", "dem", "am"):
+        if words and words[0] in ("the", "den", "dem", "am", "der"):  # "samstag, der 19."
             words = words[1:]
     if not words:
         return None

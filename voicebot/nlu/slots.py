@@ -20,8 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from voicebot.nlu.normalize import normalize
-from voicebot.nlu.slot_count import count_words, parse_count
-from voicebot.nlu.slot_day import WEEKDAYS, DayValue, day_words, parse_day, speak_date, speak_day
+from voicebot.nlu.slot_count import PRONOUN_ONES, count_words, parse_count
+from voicebot.nlu.slot_day import (
+    NOT_DAYS,
+    WEEKDAYS,
+    DayValue,
+    day_words,
+    parse_day,
+    speak_date,
+    speak_day,
+)
 from voicebot.nlu.slot_time import (
     TIME_CUES,
     TIME_FIRST_WORDS,
@@ -98,6 +106,11 @@ class SlotType(ABC):
         """All normalised phrases this type accepts, when finite and small; else None."""
         return None
 
+    def not_values(self, language: str) -> tuple[str, ...]:
+        """Normalised phrases that hold words of a value but name none ("the office
+        christmas do", "the only one"): no value is spotted inside them."""
+        return ()
+
     def cue_words(self, language: str) -> frozenset[str]:
         """Words that announce a value of this type right before it ("at" 8 -> a time)."""
         return frozenset()
@@ -169,7 +182,7 @@ class CountSlot(IntegerSlot):
     kind: ClassVar[str] = "count"
     min: int = 1
     max: int = 100
-    max_words: int = 8
+    max_words: int = 12  # a list of people: "me, my husband, my sister and her 3 kids"
 
     def parse_normalized(self, text: str, language: str, today: dt.date | None) -> int | None:
         if text in _ARTICLES.get(language, ()):
@@ -178,6 +191,9 @@ class CountSlot(IntegerSlot):
         if n is None:
             return super().parse_normalized(text, language, today)
         return n if self.min <= n <= self.max else None
+
+    def not_values(self, language: str) -> tuple[str, ...]:
+        return PRONOUN_ONES.get(language, ())
 
     def lexicon(self, language: str) -> list[str] | None:
         return None
@@ -289,6 +305,9 @@ class DaySlot(SlotType):
     def parse_normalized(self, text: str, language: str, today: dt.date | None) -> DayValue | None:
         return parse_day(text, language, today)
 
+    def not_values(self, language: str) -> tuple[str, ...]:
+        return NOT_DAYS.get(language, ())
+
     def speak(self, value: Any, language: str) -> str:
         return speak_day(str(value), language)
 
@@ -318,6 +337,9 @@ class TimeSlot(SlotType):
         if text in _ARTICLES.get(language, ()):
             return None  # a bare "ein" is no hour ("um eins", "um ein Uhr" are)
         return parse_time(text, language, self.prefer)
+
+    def not_values(self, language: str) -> tuple[str, ...]:
+        return PRONOUN_ONES.get(language, ())
 
     def speak(self, value: Any, language: str) -> str:
         return speak_time(str(value), language)

@@ -44,6 +44,7 @@ class Spotter:
         self.types: dict[str, SlotType] = {}
         self._first: dict[str, frozenset[str] | None] = {}
         self._words: dict[str, frozenset[str]] = {}
+        self._not: dict[str, list[tuple[str, ...]]] = {}
         for name, slot_type in types.items():
             words = slot_type.words(language)
             if words is None:
@@ -51,6 +52,9 @@ class Spotter:
             self.types[name] = slot_type
             self._first[name] = slot_type.first_words(language)
             self._words[name] = words
+            nots = [tuple(p.split()) for p in slot_type.not_values(language)]
+            if nots:
+                self._not[name] = nots
 
     def find(self, words: list[str], today: dt.date | None = None) -> list[Span]:
         """Every value found, in utterance order (spans of different types may overlap)."""
@@ -111,8 +115,28 @@ class Spotter:
                 and getattr(self.types[s.definition], "kind", "") == "time"
             )
         ]
+        if self._not:  # "the office Christmas do": no Christmas Day; "the only one": no count
+            blocked = self._not_values(words)
+            found = [
+                s
+                for s in found
+                if not any(a <= s.start < b for a, b in blocked.get(s.definition, ()))
+            ]
         found.sort(key=lambda s: (s.start, -s.end, s.definition))
         return found
+
+    def _not_values(self, words: list[str]) -> dict[str, list[tuple[int, int]]]:
+        """Definition -> where in ``words`` a phrase stands that its type says names no
+        value: no span of that type starts inside it (one that starts before it reads it
+        whole: "just the one" is one person)."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        for name, phrases in self._not.items():
+            for phrase in phrases:
+                k = len(phrase)
+                for a, word in enumerate(words):
+                    if word == phrase[0] and tuple(words[a : a + k]) == phrase:
+                        out.setdefault(name, []).append((a, a + k))
+        return out
 
     def _cuts(self, words: list[str], found: list[Span], today: dt.date | None) -> list[Span]:
         """Where a span's last words begin a value of another type that its own type

@@ -88,6 +88,9 @@ class StatisticalModel:
         self.classes: list[str] = []
         self.train_seconds = 0.0
         self.samples = 0
+        # intents every template of which carries a value ("inform"): read with none,
+        # they are no reading ("It's a blue one." names nothing the bot asked for)
+        self.valued: frozenset[str] = frozenset()
 
     # --- inference ---------------------------------------------------------------
     def tokens(self, words: list[str], spans: list[Span]) -> list[str]:
@@ -166,7 +169,7 @@ class StatisticalModel:
             _with_prior(
                 self._tempered(fast.role(row), labels, words, a, b, extents[(a, b)], expect),
                 labels,
-                self._named(words, a, labels) or expect,
+                self._named(words, a, labels) or self._contrasted(words, a, b, extents) or expect,
             )
             for row, (a, b) in zip(rows, keys, strict=True)
         ]
@@ -238,6 +241,34 @@ class StatisticalModel:
                 return label
         return None
 
+    def _contrasted(
+        self, words: list[str], a: int, b: int, extents: dict[tuple[int, int], list[Span]]
+    ) -> str | None:
+        """The slot of the value set against ``words[a:b]`` ("seven, not half six", "not
+        half six but seven", "sieben, nicht halb sieben"): a value of one type only, next
+        to this one across a negation, names the slot this one fills - a prior."""
+        negations = _NEGATIONS.get(self.language, ())
+        contrasts = _CONTRASTS.get(self.language, frozenset())
+        mine = {s.definition for s in extents[(a, b)]}
+        if len(mine) < 2:
+            return None
+        other: list[Span] | None = None
+        for c in range(b, min(b + 3, len(words))):  # after: "seven, not half six"
+            if " ".join(words[b:c]) in negations:
+                ends = [e for (s, e) in extents if s == c]
+                other = extents[(c, max(ends))] if ends else None  # its longest reading
+                break
+        if other is None:  # before: "not half six but seven"
+            for (c, d), spans in extents.items():
+                if d <= a and a - d <= 1 and (a == d or words[d] in contrasts):
+                    if any(" ".join(words[max(0, c - len(n.split())) : c]) == n for n in negations):
+                        other = spans
+        definitions = {s.definition for s in other or ()}
+        if len(definitions) != 1 or not definitions <= mine:
+            return None
+        named = [label for label, d in self.slot_definitions.items() if d in definitions]
+        return named[0] if len(named) == 1 else None
+
     # --- training ----------------------------------------------------------------
     def _needs_asking(self, sample: Sample, a: int) -> frozenset[str]:
         """Open definitions whose value at ``a`` has no cue word before it or as its first
@@ -251,6 +282,10 @@ class StatisticalModel:
         started = time.perf_counter()
         lang = self.language
         samples = generate(intent_set, lang, seed=seed)
+        templated = [s for s in samples if s.slots_known and s.intent]
+        self.valued = frozenset(
+            {s.intent for s in templated} - {s.intent for s in templated if not s.slots}
+        )
         samples += augment(samples, intent_set, lang, seed=seed)
         none = [*OUT_OF_SCOPE.get(lang, ()), *intent_set.none_examples.get(lang, [])]
         none_words = [normalize(text, lang).split() for text in none]
@@ -297,6 +332,8 @@ _NEGATIONS = {
     "en": ("not", "never", "instead of", "rather than", "better than", "not on", "not at"),
     "de": ("nicht", "kein", "keine", "statt", "anstatt", "nicht am", "nicht um"),
 }
+# Words between a rejected value and the one meant: "not half six but seven".
+_CONTRASTS = {"en": frozenset({"but", "rather", "instead"}), "de": frozenset({"sondern"})}
 # What stands between two values of one slot the caller has not chosen between.
 _UNDECIDED = {
     "en": (" or ", " or maybe ", " or perhaps ", " or even "),
@@ -330,10 +367,49 @@ _CHANGES = {
         "also",
     ),
 }
+# Words before a value that settle an undecided "Friday or Saturday": "... let's say
+# Saturday", "... ach, machen wir Samstag".
+_DECIDES = {
+    "en": (
+        *(c for c in _CHANGES["en"] if c != "or"),
+        *("lets", "lets say", "say", "go with", "take", "better", "best", "prefer", "do"),
+    ),
+    "de": (
+        *(c for c in _CHANGES["de"] if c != "oder"),
+        *("machen wir", "nehmen wir", "besser", "am besten", "wir nehmen"),
+    ),
+}
 # Words after a number that make it a change, not the value: "14 now, 2 more people".
 _INCREMENTS = {
     "en": frozenset("more extra fewer less additional".split()),
     "de": frozenset("mehr weniger zusätzlich zusätzliche weitere".split()),
+}
+# Words after a number of people that take them away: "2 have dropped out".
+_LEAVING = {
+    "en": (
+        "have dropped out",
+        "dropped out",
+        "have pulled out",
+        "pulled out",
+        "backed out",
+        "cant come",
+        "cant make it",
+        "arent coming",
+        "are not coming",
+        "wont be coming",
+        "wont come",
+        "have cancelled",
+    ),
+    "de": (
+        "sind abgesprungen",
+        "springen ab",
+        "können nicht",
+        "kommen nicht",
+        "fallen weg",
+        "fallen aus",
+        "sagen ab",
+        "haben abgesagt",
+    ),
 }
 # Words right after a value that reject it: "nine? no, I said 19 hundred", "six is too
 # early, make it half seven", "neun? nein, 19 uhr" (a "no" before "problem" is none).
@@ -349,6 +425,12 @@ _REJECTED_AFTER = {
         "doesnt work",
         "wont work",
         "is not possible",
+        "is out",
+        "is off",
+        "is bad",
+        "is no",
+        "isnt good",
+        "doesnt suit",
     ),
     "de": (
         "nein",
@@ -358,6 +440,9 @@ _REJECTED_AFTER = {
         "geht nicht",
         "passt nicht",
         "ist schlecht",
+        "fällt aus",
+        "ist nichts",
+        "kann ich nicht",
     ),
 }
 # Words that only ever judge a time: beside them a lone number is a time.
@@ -459,6 +544,7 @@ def _one_per_slot(
         if not negated(g.span.start)
         and not any(a <= g.span.start and g.span.end <= b for a, b in rejected)
         and not (g.span.end < len(words) and words[g.span.end] in increments)
+        and not _leaving(words, g, language)
         and not _rejected_after(words, g, language)
     ]
     by_slot: dict[str, list[SlotGuess]] = {}
@@ -477,8 +563,10 @@ def _one_per_slot(
                 undecided = True
                 continue
             if undecided:  # "Freitag oder Samstag ... ach, machen wir Samstag"
-                best, undecided = later, False
-                continue
+                said = f"{joined}{_lead_words(words, later)} "
+                if any(f" {d} " in said for d in _DECIDES.get(language, ())):
+                    best, undecided = later, False
+                continue  # "Friday or Saturday, Sunday perhaps": still open
             if best is None:
                 best = later
                 continue
@@ -522,6 +610,12 @@ def _lone_number_also_time(words: list[str], guess: SlotGuess) -> bool:
         and _CLOCK.fullmatch(str(guess.span.value)) is None
         and any(_CLOCK.fullmatch(str(v)) for _, v in guess.readings)
     )
+
+
+def _leaving(words: list[str], guess: SlotGuess, language: str) -> bool:
+    """``guess`` counts people who drop out ("a couple have dropped out"), not the party."""
+    after = " ".join(words[guess.span.end : guess.span.end + 4]) + " "
+    return any(after.startswith(f"{p} ") for p in _LEAVING.get(language, ()))
 
 
 def _rejected_after(words: list[str], guess: SlotGuess, language: str) -> bool:

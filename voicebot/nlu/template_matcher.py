@@ -244,9 +244,10 @@ class TemplateMatcher(Matcher):
             found = cache.get((name, i))
             if found is None:
                 slot = types[name]
-                found = cache[(name, i)] = []
+                found = []  # stored once filled: a thread sharing the memo never sees it half-made
                 first = starts[name]
                 if i >= n or (first is not None and tokens[i] not in first):
+                    cache[(name, i)] = found
                     return found
                 limit = min(n, i + slot.max_words)
                 allowed = inner[name]
@@ -259,6 +260,7 @@ class TemplateMatcher(Matcher):
                     value = slot.parse_normalized(" ".join(words[i:j]), lang, today)
                     if value is not None:
                         found.append((j, value))
+                cache[(name, i)] = found
             return found
 
         return spans
