@@ -190,6 +190,19 @@ async def test_a_weekday_said_again_keeps_the_date_held(tmp_path: Path) -> None:
     assert step.state == "confirm" and conv.slots["day_date"] == "2026-12-11"
     await conv.hear("no this friday")
     assert conv.slots["day_date"] == "2026-12-04"
+    # a weekday after a "no" is a new one, not the one held
+    conv, _ = _conv(
+        tmp_path,
+        {
+            "friday week": Match("inform", {"day": eleventh}),
+            "nine": Match("inform", {"time": parse_time("9 am", "en")}),
+            "no friday": Match("inform", {"day": FRIDAY}),
+        },
+    )
+    await conv.start()
+    await conv.hear("friday week")  # "What time?" - "no, Friday"
+    await conv.hear("no friday")
+    assert conv.slots["day_date"] == "2026-12-04"
 
 
 def _check(tmp_path: Path, flow: str) -> list[str]:

@@ -73,6 +73,7 @@ def test_the_joined_rest_keeps_the_original_word_positions() -> None:
         ("und darf man einen Hund mitbringen", True),
         ("Machen Sie das.", False),  # a German verb first and a full stop: it tells
         ("Machen Sie das auch?", True),
+        ("Haben Sie einen Parkplatz.", True),  # a question written without its mark
     ],
 )
 def test_a_stretch_asks_by_its_question_mark_or_its_lead(text: str, asks: bool) -> None:

@@ -58,6 +58,13 @@ HELD = {
         ("en", "the day before", "Saturday the 5th of December", ("day",)),
         ("en", "can we push it a day?", "can we make it Monday the 7th of December?", ("day",)),
         ("en", "move it back two days", "make it Tuesday the 8th of December", ("day",)),
+        (
+            "en",
+            "could you move it a day earlier?",
+            "could you move it Saturday the 5th of December?",
+            ("day",),
+        ),
+        ("en", "I want to add one more.", "I want to make it 5 people.", ("party_size",)),
         ("de", "Geht es eine Stunde später?", "Geht es 20:30?", ("time",)),
         ("de", "eine halbe Stunde früher bitte", "19:00 bitte", ("time",)),
         ("de", "Eine Person mehr.", "5 Personen.", ("party_size",)),

@@ -234,6 +234,7 @@ def test_day_value_is_a_weekday_that_knows_its_date() -> None:
         ("meine Frau, ich und die zwei Kleinen", "de", 4),
         ("wir sind sechs mit Oma", "de", 6),
         ("just the one", "en", 1),
+        ("only the one", "en", 1),
     ],
 )
 def test_counts(text: str, lang: str, expected: int) -> None:
@@ -263,6 +264,7 @@ def test_counts(text: str, lang: str, expected: int) -> None:
         ("2 little", "en"),
         ("2 ones", "en"),  # "ones" counts only after a word like "little"
         ("it's the only one", "en"),  # "one" as a pronoun
+        ("einen kleinen", "de"),  # "einen kleinen Tisch": "Kleinen" counts after digits only
         ("the one", "en"),
         # a total and a part of it, or a number said again: no sum (the bot asks)
         ("six people, two kids", "en"),

@@ -489,8 +489,16 @@ def test_two_values_joined_by_or_are_not_decided(restaurant) -> None:  # type: i
     assert found is not None and found.slots == {"day": "saturday"}
     found = en.match("Friday or Saturday, let's say Saturday", asking, expect="day")
     assert found is not None and found.slots == {"day": "saturday"}
+    # one of the two said again settles it
+    for said in ("Friday or Saturday. Hmm, Saturday I think.", "Friday or Saturday, Saturday."):
+        found = en.match(said, asking, expect="day")
+        assert found is not None and found.slots == {"day": "saturday"}, (said, found)
     # a third value after the choice, with no word that settles it, settles nothing
-    for said in ("Either Friday or Saturday, Sunday is out", "Friday or Saturday, Sunday maybe"):
+    for said in (
+        "Either Friday or Saturday, Sunday is out",
+        "Friday or Saturday, Sunday maybe",
+        "Friday or Saturday, we can't do Sunday.",
+    ):
         found = en.match(said, asking, expect="day")
         assert found is None or not found.slots, (said, found)
 
@@ -502,8 +510,11 @@ def test_a_yes_before_a_closing_phrase_confirms_it_does_not_hang_up(restaurant) 
     confirm = {"affirm", "deny", "inform", "book_table", "goodbye", "repeat", "human_agent"}
     found = m.match("Yep, that's it. Oh, do you have parking, by the way?", confirm)
     assert found is not None and found.intent == "affirm"
-    found = m.match("Nope, that's it.", {"affirm", "deny", "goodbye", "opening_hours"})
+    more = {"affirm", "deny", "goodbye", "opening_hours"}
+    found = m.match("Nope, that's it.", more)
     assert found is not None and found.intent in ("goodbye", "deny")
+    found = m.match("Yes, that is it, cheers.", more)  # nothing asked after it: done
+    assert found is not None and found.intent == "goodbye"
 
 
 def test_an_answer_with_a_question_of_unknown_words_keeps_the_answer(restaurant) -> None:  # type: ignore
@@ -534,6 +545,9 @@ def test_people_who_drop_out_are_no_party_size(restaurant) -> None:  # type: ign
     confirm = {"affirm", "deny", "inform", "book_table", "goodbye", "repeat", "human_agent"}
     found = m.match("make it 8 people? A couple have dropped out.", confirm)
     assert found is None or found.slots.get("party_size") == 8
+    # the number before those who leave is the old one: no value, the bot asks
+    found = m.match("We were eight, but two have dropped out.", confirm)
+    assert found is None or "party_size" not in found.slots
 
 
 def test_an_answer_that_names_no_value_is_no_reading(restaurant) -> None:  # type: ignore
@@ -553,3 +567,7 @@ def test_no_value_inside_a_phrase_that_names_none(restaurant) -> None:  # type: 
     assert found is not None and found.slots == {"party_size": 15}
     found = m.match("Not sure, sometime in the evening, it's the only one under Patel.", asking)
     assert found is None or "party_size" not in found.slots
+    found = m.match("We'll take the one o'clock.", asking, expect="time")
+    assert found is not None and found.slots == {"time": "13:00"}
+    found = m.match("Christmas, do you have anything?", asking, expect="day")
+    assert found is not None and str(found.slots.get("day")) == "friday"  # the 25th

@@ -51,9 +51,9 @@ from voicebot.events import (
 )
 from voicebot.frames import SecondPass
 from voicebot.nlu.clauses import clauses, is_question, joined
-from voicebot.nlu.match import AFFIRM, Match, Matcher
+from voicebot.nlu.match import AFFIRM, DENY, Match, Matcher
 from voicebot.nlu.relative import resolve
-from voicebot.nlu.slot_day import DayValue
+from voicebot.nlu.slot_day import DayValue, speak_day
 from voicebot.nlu.slot_time import pick_reading
 from voicebot.nlu.slots import SlotType
 from voicebot.nlu.unsure import match_unsure
@@ -76,6 +76,13 @@ TRANSFER_FAILED = {
 
 Emit = Callable[[Event], object]
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_WORDS = re.compile(r"[^\W\d_]+")
+# Words that reject something said before: then a weekday said again is a new one
+_AGREEING = frozenset("right correct fine ok okay good stimmt passt richtig".split())
+_REJECTING = {
+    "en": frozenset("no not nope nah wrong".split()),
+    "de": frozenset("nein nicht nee falsch".split()),
+}
 
 
 @dataclass(slots=True)
@@ -226,6 +233,18 @@ class Bot:
                 kind = "go"
             out[intent] = f"{kind}:{target}"
         return out
+
+
+def _rejected_day(words: list[str], day: str, rejecting: frozenset[str]) -> bool:
+    """A rejecting word stands just before the weekday ("no, Friday", "no, just Friday")
+    and no word after it says it is right ("not quite, Wednesday's right, but ...")."""
+    day = day.lower()
+    return any(
+        w.startswith(day)
+        and bool(rejecting.intersection(words[max(0, i - 2) : i]))
+        and not _AGREEING.intersection(words[i + 1 : i + 3])
+        for i, w in enumerate(words)
+    )
 
 
 @dataclass(slots=True)
@@ -386,10 +405,31 @@ class Conversation:
             found = await match_unsure(self.matcher, again, again_unsure, allowed, expect=expect)
             if found is not None and found.intent in self.accepts():
                 match, text = found, again
+        match = self._held_days(match, text)
         aside = await self._aside(text, unsure, allowed, expect, match)
         if aside is not None:
             return await self._both(*aside, text)
         return await self._handle(match, text)
+
+    def _held_days(self, match: Match | None, text: str) -> Match | None:
+        """A weekday named alone that the call holds already, in a turn that rejects
+        nothing, is the day held, with its date ("Wednesday's right, but seven" after a
+        read-back of Wednesday the 9th); "no, Friday" or "this Friday" name their own."""
+        if match is None or match.intent == DENY:
+            return match
+        words = _WORDS.findall(text.lower())
+        rejecting = _REJECTING.get(self.language, frozenset())
+        kept = {
+            name: held
+            for name, value in match.slots.items()
+            if isinstance(value, DayValue)
+            and not value.explicit
+            and isinstance(held := self.slots.get(name), DayValue)
+            and str(held) == str(value)
+            and not _rejected_day(words, speak_day(str(value), self.language), rejecting)
+        }
+        # (a DayValue equals its weekday name: the dates differ, the dicts would not)
+        return dataclasses.replace(match, slots={**match.slots, **kept}) if kept else match
 
     async def _aside(
         self,
@@ -653,14 +693,6 @@ class Conversation:
     def _store(self, values: Mapping[str, Any]) -> None:
         """Keep slot values; a day also keeps its calendar date as ``<slot>_date``."""
         for name, value in values.items():
-            held = self.slots.get(name)
-            if (
-                isinstance(value, DayValue)
-                and not value.explicit
-                and isinstance(held, DayValue)
-                and str(held) == str(value)
-            ):
-                value = held  # "Wednesday's right, but ...": the Wednesday held, said again
             self.slots[name] = value
             date = getattr(value, "date", None)
             if date is not None:

@@ -69,9 +69,13 @@ def clauses(text: str, language: str) -> list[tuple[int, int]]:
     return out or [(0, len(words))]
 
 
-# A German verb first, then "Sie", closed by a full stop, tells rather than asks: "Machen
-# Sie das." (the same words with a question mark ask: "Machen Sie das auch?")
+# A German verb of doing first, then "Sie", closed by a full stop, tells rather than asks:
+# "Machen Sie das." (with a question mark it asks: "Machen Sie das auch?"; "Haben Sie
+# einen Parkplatz." is a question the recogniser wrote without one)
 _POLITE = {"de": "sie"}
+_IMPERATIVES = {
+    "de": frozenset("machen buchen reservieren nehmen notieren schreiben tragen stornieren".split())
+}
 
 
 def is_question(text: str, language: str) -> bool:
@@ -82,7 +86,12 @@ def is_question(text: str, language: str) -> bool:
         words = words[1:]
     if text.rstrip().endswith("?"):
         return True
-    if len(words) > 1 and words[1] == _POLITE.get(language) and text.rstrip()[-1:] in ".!":
+    if (
+        len(words) > 1
+        and words[0] in _IMPERATIVES.get(language, frozenset())
+        and words[1] == _POLITE.get(language)
+        and text.rstrip()[-1:] in ".!"
+    ):
         return False  # an imperative: "Buchen Sie das."
     return bool(words and words[0] in _LEADS.get(language, ()))
 

@@ -144,19 +144,29 @@ class IntentMatcher(Matcher):
             return None
         # the whole turn is analysed once; the later tiers read parts of it only where
         # the whole said nothing clear
-        found = (
-            self._read(text, turn)
-            or self._last_sentence(text, turn)
-            or self._answering_clause(text, turn)
-            or self._template_inside(turn)
+        tiers: tuple[Callable[[], Match | None], ...] = (
+            lambda: self._read(text, turn),
+            lambda: self._last_sentence(text, turn),
+            lambda: self._answering_clause(text, turn),
+            lambda: self._template_inside(turn),
         )
-        if (
-            found is not None
-            and found.intent in self.model.valued
-            and not (found.slots or found.mentioned or found.unsure)
-        ):
-            return None  # an answer that gives no value is no answer ("It's a blue one.")
-        return found
+        for tier in tiers:
+            found = tier()
+            if found is not None:
+                # the first tier that reads the turn decides; an answer it read without
+                # a value is no reading - a later tier reading a part ("Can we do
+                # seven?" of "Nine's too late for us. Can we do seven?") would miss
+                # what the whole said
+                return None if self._no_value(found) else found
+        return None
+
+    def _no_value(self, found: Match) -> bool:
+        """An answer that gives no value is no answer ("It's a blue one."): the intent's
+        every template carries a value (``StatisticalModel.valued``) and none was read."""
+        assert self.model is not None
+        return found.intent in self.model.valued and not (
+            found.slots or found.mentioned or found.unsure
+        )
 
     def _template_inside(self, turn: _Turn) -> Match | None:
         """A template's stretch with free words around it: "make it three people, my
@@ -688,7 +698,11 @@ class IntentMatcher(Matcher):
         ):
             return None
         best = found[0]
-        if not closing and self._yes_no_before(words, names, best.start, best.intent):
+        if (
+            not closing
+            and is_question(" ".join(words[best.end :]), self.language)
+            and self._yes_no_before(words, names, best.start, best.intent)
+        ):
             return None
         return Match(best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words))
 
@@ -696,7 +710,8 @@ class IntentMatcher(Matcher):
         """The turn opens with a yes or no that ends at ``at``, where ``intent`` is spotted,
         and the two lead elsewhere: "Yep, that's it. Oh, do you have parking?" at the
         read-back confirms, it does not hang up (where a no does what the goodbye does,
-        "Nope, that's it" at "Anything else?", the goodbye stands)."""
+        "Nope, that's it" at "Anything else?", the goodbye stands; the caller asks on
+        after it - "Yes, that is it, cheers." is a goodbye)."""
         if at == 0:
             return False
         action = _actions(names)

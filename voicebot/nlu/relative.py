@@ -49,9 +49,25 @@ _PAUSES = frozenset(".,;?!")
 # "sechs oder sieben mehr" (which?), "gegen acht mehr" (a time).
 _VAGUE_AFTER = {"en": ("or less", "or so", "or fewer"), "de": ("oder weniger", "oder so")}
 _VAGUE_BEFORE = {
-    "en": frozenset({"or", "to", "about", "around", "at"}),
-    "de": frozenset({"oder", "bis", "gegen", "um", "so", "etwa", "ab"}),
+    "en": frozenset({"about", "around", "at"}),
+    "de": frozenset({"gegen", "um", "so", "etwa", "ab"}),
 }
+# ... and these between two amounts: "six or seven more", "zwei bis drei mehr"
+_BETWEEN = {"en": frozenset({"or", "to"}), "de": frozenset({"oder", "bis"})}
+
+
+def _vague_before(clean: list[str], n: int, language: str) -> bool:
+    """The amount at word ``n`` is vague by the words before it."""
+    before = clean[n - 1] if n > 0 else ""
+    if before in _VAGUE_BEFORE[language]:
+        return True
+    return (
+        before in _BETWEEN[language]
+        and n > 1
+        and (clean[n - 2].isdigit() or clean[n - 2] in _AMOUNTS[language])
+    )
+
+
 # Words after a change that reject it (then it stays as said and the bot asks).
 _REJECTED_AFTER = {
     "en": ("is too", "too late", "too early", "wont work", "doesnt work", "is no good", "no"),
@@ -97,7 +113,14 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
         ("count_closing", _N["en"] + r" (?P<dir>more|fewer|less|extra)", 1),
         ("day", r"(the|a) (?P<dir>day) (after|later)(?! tomorrow)", 1),
         # "can we push it a day", "move it back two days", "bring it forward a day"
-        ("day", _MOVE + r" ((?P<dir>back|forward) )?(by )?" + _N["en"] + r" days?", 1),
+        (
+            "day",
+            _MOVE
+            + r" ((?P<dir>back|forward) )?(by )?"
+            + _N["en"]
+            + r" days?(?! (earlier|before|sooner|later|after))",
+            1,
+        ),
         ("day", r"(a|one) day (?P<dir>later|earlier|before)", 1),
         ("day", r"the (?P<dir>next|following|previous) day", 1),
         ("day", r"the day (?P<dir>before)(?! yesterday)", 1),
@@ -182,7 +205,7 @@ def resolve(
             if any(f"{after} ".startswith(f"{r} ") for r in _REJECTED_AFTER.get(language, ())):
                 continue  # "an hour later is too late": rejected, not asked for
             if kind.startswith("count") and (
-                (a > 0 and clean[a - 1] in _VAGUE_BEFORE[language])
+                _vague_before(clean, joined.count(" ", 0, m.start("n")), language)
                 or any(f"{after} ".startswith(f"{v} ") for v in _VAGUE_AFTER[language])
             ):
                 continue  # "so gegen acht mehr oder weniger", "six or seven more"

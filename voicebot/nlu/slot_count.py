@@ -28,7 +28,7 @@ _NOUNS = {
     "de": (
         "personen person leute leuten gäste gästen gast erwachsene erwachsenen kinder kind "
         "freunde freunden freundinnen kollegen kolleginnen leutchen mann söhne töchter "
-        "enkel enkelkinder kunden kundinnen besucher baby babys kleinkind kleinkinder kleinen"
+        "enkel enkelkinder kunden kundinnen besucher baby babys kleinkind kleinkinder"
     ),
 }
 # Nouns that count two each: "two couples" are four people, "zwei Pärchen" vier.
@@ -113,6 +113,7 @@ PRONOUN_ONES = {
     "en": ("the only one", "the one", "that one", "this one", "one of them", "the other one"),
     "de": ("der eine", "die eine", "das eine", "die einzige", "der einzige"),
 }
+_ONLY = frozenset({"just", "only", "nur"})  # "only the one": one person
 _JOIN = {
     "en": re.compile(r"\s+(?:and|plus|with|&|along with|together with)\s+"),
     "de": re.compile(r"\s+(?:und|plus|mit|sowie)\s+"),
@@ -232,7 +233,8 @@ def parse_count(text: str, language: str) -> int | None:
         if text.startswith(lead) and _strip_leads(text, language).isdigit():
             return None
     if text not in _SELF.get(language, ()) and any(
-        f" {text}".endswith(f" {p}") for p in PRONOUN_ONES.get(language, ())
+        f" {text}".endswith(f" {p}") and text[: -len(p)].strip() not in _ONLY
+        for p in PRONOUN_ONES.get(language, ())
     ):
         return None  # "the one on Friday": which booking, not how many people
     within = _within(text, language)
@@ -406,6 +408,8 @@ def _part(text: str, language: str, multi: bool) -> int | None:
             return 2 * count
         if not rest or rest in nouns or _is_noun_phrase(rest, language):
             return count
+        if rest in _AFTER_DIGITS.get(language, ()) and head.isdigit():
+            return count  # "die 2 Kleinen" (never "einen kleinen Tisch")
         return None
     # A person beside others: "my wife", "my parents".
     if not multi:
@@ -428,6 +432,8 @@ _TOTALS = {
     ),
     "de": frozenset("personen person leute leuten gäste gästen gast insgesamt".split()),
 }
+# Words that count people only after a number in digits: "die 2 Kleinen"
+_AFTER_DIGITS = {"de": frozenset({"kleinen", "kurzen"})}
 # Words that count people only before "ones": "2 little ones" (never "a little later").
 _ONES = {"en": frozenset("little wee young small tiny".split())}
 
@@ -477,6 +483,7 @@ def count_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
         | {w for p in _LEAD.get(language, ()) for w in p.split()}
     )
     every |= {"and", "plus", "with", "und", "mit", "sowie", "of", "us", "zu", *_ZU}
+    every |= _AFTER_DIGITS.get(language, frozenset())
     if language in _ONES:
         every.add("ones")  # "2 little ones" (only after one of _ONES: ``_is_noun_phrase``)
     return frozenset(first), frozenset(every)

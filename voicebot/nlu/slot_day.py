@@ -208,7 +208,7 @@ _FIRST_EXTRA = {
 
 # A holiday naming an event, not its day: "the office Christmas do" is some evening in
 # December (``SlotType.not_values``; "Christmas dinner" may be on the day and stays).
-_EVENTS = ("do", "party", "parties", "drinks", "bash", "night out", "get together", "social")
+_EVENTS = ("party", "parties", "drinks", "bash", "night out", "get together", "social")
 NOT_DAYS = {
     "en": tuple(f"christmas {e}" for e in _EVENTS)
     + tuple(f"xmas {e}" for e in _EVENTS)

@@ -120,15 +120,15 @@ class Spotter:
             found = [
                 s
                 for s in found
-                if not any(a <= s.start < b for a, b in blocked.get(s.definition, ()))
+                if not any(a <= s.start and s.end <= b for a, b in blocked.get(s.definition, ()))
             ]
         found.sort(key=lambda s: (s.start, -s.end, s.definition))
         return found
 
     def _not_values(self, words: list[str]) -> dict[str, list[tuple[int, int]]]:
         """Definition -> where in ``words`` a phrase stands that its type says names no
-        value: no span of that type starts inside it (one that starts before it reads it
-        whole: "just the one" is one person)."""
+        value: no span of that type lies inside it (one that reaches beyond it reads
+        more: "just the one" is one person, "the one o'clock" a time)."""
         out: dict[str, list[tuple[int, int]]] = {}
         for name, phrases in self._not.items():
             for phrase in phrases:

@@ -372,7 +372,7 @@ _CHANGES = {
 _DECIDES = {
     "en": (
         *(c for c in _CHANGES["en"] if c != "or"),
-        *("lets", "lets say", "say", "go with", "take", "better", "best", "prefer", "do"),
+        *("lets", "lets say", "say", "go with", "take", "better", "best", "prefer"),
     ),
     "de": (
         *(c for c in _CHANGES["de"] if c != "oder"),
@@ -547,25 +547,45 @@ def _one_per_slot(
         and not _leaving(words, g, language)
         and not _rejected_after(words, g, language)
     ]
+    # "we were eight, but two have dropped out": the number before those who leave is
+    # the old one (no value: the bot asks) unless it is said as the new one ("make it 8
+    # people? a couple have dropped out")
+    gone = [g for g in taken if _leaving(words, g, language)]
+    if gone:
+        first = min(g.span.start for g in gone)
+        kept = [
+            g
+            for g in kept
+            if not (
+                g.slot in {o.slot for o in gone}
+                and g.span.start < first
+                and not _said_as_new(words, g, language)
+            )
+        ]
     by_slot: dict[str, list[SlotGuess]] = {}
     for guess in sorted(kept, key=lambda g: g.span.start):
         by_slot.setdefault(guess.slot, []).append(guess)
     out = []
     for guesses in by_slot.values():
         undecided = False
+        offered: set[str] = set()
         best: SlotGuess | None = guesses[0]
         previous = guesses[0]
         for later in guesses[1:]:
             joined = " " + " ".join(words[previous.span.end : later.span.start]) + " "
-            previous = later
             if joined in _UNDECIDED.get(language, ()):
                 best = None  # "Friday or Saturday", "six or seven": not decided - ask
                 undecided = True
+                offered |= {str(previous.span.value), str(later.span.value)}
+                previous = later
                 continue
+            previous = later
             if undecided:  # "Freitag oder Samstag ... ach, machen wir Samstag"
                 said = f"{joined}{_lead_words(words, later)} "
-                if any(f" {d} " in said for d in _DECIDES.get(language, ())):
-                    best, undecided = later, False
+                if str(later.span.value) in offered or any(
+                    f" {d} " in said for d in _DECIDES.get(language, ())
+                ):
+                    best, undecided = later, False  # one of the two again, or decided
                 continue  # "Friday or Saturday, Sunday perhaps": still open
             if best is None:
                 best = later
@@ -616,6 +636,15 @@ def _leaving(words: list[str], guess: SlotGuess, language: str) -> bool:
     """``guess`` counts people who drop out ("a couple have dropped out"), not the party."""
     after = " ".join(words[guess.span.end : guess.span.end + 4]) + " "
     return any(after.startswith(f"{p} ") for p in _LEAVING.get(language, ()))
+
+
+def _said_as_new(words: list[str], guess: SlotGuess, language: str) -> bool:
+    """A change word ("make it", "actually") or a total ("so", "that makes") leads the
+    value."""
+    said = " " + " ".join(words[max(0, guess.span.start - 3) : guess.span.start])
+    said += " " + _lead_words(words, guess) + " "
+    leads = (*_CHANGES.get(language, ()), *_TOTALS.get(language, ()))
+    return any(f" {c} " in said for c in leads if c not in ("or", "oder", "no", "nein"))
 
 
 def _rejected_after(words: list[str], guess: SlotGuess, language: str) -> bool:
