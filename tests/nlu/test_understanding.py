@@ -69,7 +69,12 @@ TEXT_BOUNDS = {
     # the seventh held-out round (bad lines, elderly and non-native callers, regional
     # wording), scored once on the final code (measured 0.933 / 0.020 en, 0.900 / 0.022 de)
     "restaurant_en_heldout7": (0.91, 0.04),
-    "restaurant_de_heldout7": (0.87, 0.04),
+    "restaurant_de_heldout7": (0.88, 0.03),
+    # the eighth held-out round (all at once then corrected, answers as questions, bad
+    # lines, regional and non-native callers, numbers said oddly), scored once on the
+    # final code (measured 0.900 / 0.060 en, 0.811 / 0.056 de)
+    "restaurant_en_heldout8": (0.88, 0.08),
+    "restaurant_de_heldout8": (0.78, 0.08),
 }
 # (corpus, path) -> (turn success at least, wrong-action rate at most) on what Whisper heard
 HEARD_BOUNDS = {
@@ -95,6 +100,12 @@ HEARD_BOUNDS = {
     # held-out 6: measured 0.713 / 0.047 at 16 kHz, 0.627 / 0.073 at μ-law
     ("restaurant_en_heldout6", "16k"): (0.69, 0.07),
     ("restaurant_en_heldout6", "ulaw"): (0.59, 0.10),
+    # dev 6 and held-out 7: measured 0.720 / 0.073, 0.720 / 0.067 at 16 kHz; 0.547 /
+    # 0.113, 0.580 / 0.087 at μ-law
+    ("restaurant_en_dev6", "16k"): (0.69, 0.10),
+    ("restaurant_en_dev6", "ulaw"): (0.52, 0.14),
+    ("restaurant_en_heldout7", "16k"): (0.69, 0.09),
+    ("restaurant_en_heldout7", "ulaw"): (0.55, 0.11),
     # German: espeak-ng through Whisper base with the question alone (asr.context:
     # prompt; hints add wrong actions here) is hard to recognise (WER ~0.6): the
     # recogniser, not the matcher, is the limit (measured 0.360, 0.353, 0.273, 0.336,
@@ -107,6 +118,9 @@ HEARD_BOUNDS = {
     ("restaurant_de_heldout5", "16k"): (0.31, 0.11),
     ("restaurant_de_dev5", "16k"): (0.28, 0.14),
     ("restaurant_de_heldout6", "16k"): (0.32, 0.14),
+    # dev 6 and held-out 7: measured 0.333 / 0.100, 0.389 / 0.111
+    ("restaurant_de_dev6", "16k"): (0.30, 0.13),
+    ("restaurant_de_heldout7", "16k"): (0.35, 0.14),
 }
 
 
