@@ -203,6 +203,20 @@ async def test_a_weekday_said_again_keeps_the_date_held(tmp_path: Path) -> None:
     await conv.hear("friday week")  # "What time?" - "no, Friday"
     await conv.hear("no friday")
     assert conv.slots["day_date"] == "2026-12-04"
+    # "yes, Friday" at the read-back: the Friday held, booked (a value said with the yes)
+    conv, store = _conv(
+        tmp_path,
+        {
+            "friday week": Match("inform", {"day": eleventh}),
+            "nine": Match("inform", {"time": parse_time("9 am", "en")}),
+            "yes friday": Match("affirm", {}, mentioned={"day": FRIDAY}),
+        },
+    )
+    await conv.start()
+    await conv.hear("friday week")
+    await conv.hear("nine")
+    await conv.hear("yes friday")
+    assert [o.slots["day_date"] for o in store.outcomes] == ["2026-12-11"]
 
 
 def _check(tmp_path: Path, flow: str) -> list[str]:

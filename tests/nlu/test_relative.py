@@ -61,10 +61,11 @@ HELD = {
         (
             "en",
             "could you move it a day earlier?",
-            "could you move it Saturday the 5th of December?",
+            "could you make it Saturday the 5th of December?",
             ("day",),
         ),
         ("en", "I want to add one more.", "I want to make it 5 people.", ("party_size",)),
+        ("en", "move it two days later", "make it Tuesday the 8th of December", ("day",)),
         ("de", "Geht es eine Stunde später?", "Geht es 20:30?", ("time",)),
         ("de", "eine halbe Stunde früher bitte", "19:00 bitte", ("time",)),
         ("de", "Eine Person mehr.", "5 Personen.", ("party_size",)),

@@ -123,6 +123,9 @@ def test_pick_reading_by_what_the_flow_knows() -> None:
         ("nächste woche samstag", "de", "saturday", "2026-12-12"),
         ("nächste woche am samstag", "de", "saturday", "2026-12-12"),
         ("Samstag, der Neunzehnte", "de", "saturday", "2026-12-19"),
+        ("the Saturday after next", "en", "saturday", "2026-12-12"),
+        ("übernächsten Freitag", "de", "friday", "2026-12-11"),
+        ("Samstag in acht Tagen", "de", "saturday", "2026-12-12"),  # a week, said as 8 days
         ("tonight's", "en", "tuesday", "2026-12-01"),
         ("next week on friday", "en", "friday", "2026-12-11"),
         ("tuesday week", "en", "tuesday", "2026-12-08"),  # said on a Tuesday: a week today
@@ -233,6 +236,8 @@ def test_day_value_is_a_weekday_that_knows_its_date() -> None:
         ("me, my husband, my sister and her three kids", "en", 6),
         ("meine Frau, ich und die zwei Kleinen", "de", 4),
         ("wir sind sechs mit Oma", "de", 6),
+        ("mir sind drü Persone", "de", 3),  # Swiss
+        ("mir san zu viert", "de", 4),  # Bavarian
         ("just the one", "en", 1),
         ("only the one", "en", 1),
     ],

@@ -513,8 +513,12 @@ def test_a_yes_before_a_closing_phrase_confirms_it_does_not_hang_up(restaurant) 
     more = {"affirm", "deny", "goodbye", "opening_hours"}
     found = m.match("Nope, that's it.", more)
     assert found is not None and found.intent in ("goodbye", "deny")
-    found = m.match("Yes, that is it, cheers.", more)  # nothing asked after it: done
+    actions = {"affirm": "go:how_can_i_help", "deny": "go:goodbye", "goodbye": "go:goodbye"}
+    found = m.match("Yes, that is it, cheers.", actions)  # a no would close the call too
     assert found is not None and found.intent == "goodbye"
+    confirm_actions = {"affirm": "confirm:booked", "deny": "confirm:change", "goodbye": "go:bye"}
+    found = m.match("Yes, that's it. Tell me, is there parking?", confirm_actions)
+    assert found is None or found.intent == "affirm"
 
 
 def test_an_answer_with_a_question_of_unknown_words_keeps_the_answer(restaurant) -> None:  # type: ignore
@@ -571,3 +575,35 @@ def test_no_value_inside_a_phrase_that_names_none(restaurant) -> None:  # type: 
     assert found is not None and found.slots == {"time": "13:00"}
     found = m.match("Christmas, do you have anything?", asking, expect="day")
     assert found is not None and str(found.slots.get("day")) == "friday"  # the 25th
+
+
+def test_a_turn_that_judges_a_time_makes_a_lone_number_a_time(restaurant) -> None:  # type: ignore
+    en = IntentMatcher(restaurant, "en", today=TUESDAY)
+    de = IntentMatcher(restaurant, "de", today=TUESDAY)
+    confirm = {"affirm", "deny", "inform", "book_table", "goodbye", "repeat", "human_agent"}
+    for said, time in (
+        ("Nine's too late for us. Can we do seven?", "19:00"),
+        ("Hmm, no, that's a bit late, can we do eight?", "20:00"),
+        ("Would earlier work? Like seven?", "19:00"),
+    ):
+        found = en.match(said, confirm)
+        assert found is not None and found.slots == {"time": time}, (said, found)
+    # a value asked about is offered, not rejected
+    asking = {"inform", "opening_hours", "repeat", "goodbye", "human_agent"}
+    found = en.match("Is nine too late?", asking, expect="time")
+    assert found is not None and found.slots == {"time": "21:00"}
+    found = de.match("Ist neun zu spät?", asking, expect="time")
+    assert found is not None and found.slots == {"time": "21:00"}
+    found = en.match("nine is too late", asking, expect="time")
+    assert found is None or not found.slots
+
+
+def test_one_of_two_said_again_in_doubt_settles_nothing(restaurant) -> None:  # type: ignore
+    m = IntentMatcher(restaurant, "en", today=TUESDAY)
+    asking = {"inform", "opening_hours", "repeat", "goodbye", "human_agent"}
+    for said, expect in (
+        ("Friday or Saturday, I'm not sure about Friday", "day"),
+        ("six or seven, not sure if seven will make it", "party_size"),
+    ):
+        found = m.match(said, asking, expect=expect)
+        assert found is None or not found.slots, (said, found)

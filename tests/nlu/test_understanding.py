@@ -71,10 +71,15 @@ TEXT_BOUNDS = {
     "restaurant_en_heldout7": (0.91, 0.04),
     "restaurant_de_heldout7": (0.88, 0.03),
     # the eighth held-out round (all at once then corrected, answers as questions, bad
-    # lines, regional and non-native callers, numbers said oddly), scored once on the
-    # final code (measured 0.900 / 0.060 en, 0.811 / 0.056 de)
-    "restaurant_en_heldout8": (0.88, 0.08),
-    "restaurant_de_heldout8": (0.78, 0.08),
+    # lines, regional and non-native callers, numbers said oddly), scored once when
+    # written (0.900 / 0.060 en, 0.811 / 0.056 de), then never looked at; after dev
+    # round 7 (the same brief) 0.913 / 0.047, 0.856 / 0.044
+    "restaurant_en_heldout8": (0.89, 0.07),
+    "restaurant_de_heldout8": (0.82, 0.07),
+    # the seventh dev round (round 8's brief, learnt from; measured 0.907 / 0.033 en,
+    # 0.800 / 0.056 de before, 0.927 / 0.013, 0.878 / 0.022 after)
+    "restaurant_en_dev7": (0.90, 0.03),
+    "restaurant_de_dev7": (0.85, 0.04),
 }
 # (corpus, path) -> (turn success at least, wrong-action rate at most) on what Whisper heard
 HEARD_BOUNDS = {

@@ -79,6 +79,15 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _WORDS = re.compile(r"[^\W\d_]+")
 # Words that reject something said before: then a weekday said again is a new one
 _AGREEING = frozenset("right correct fine ok okay good stimmt passt richtig".split())
+# ... no rejection in these: "no problem, Friday at eight then"
+_NOT_REJECTING = re.compile(
+    r"\b(?:no (?:problem|worries|rush|hurry)|not bad|kein problem|nicht schlecht)\b"
+)
+# Words before a weekday that name its week: "this Friday", "next Friday"
+_WEEK_NAMED = {
+    "en": frozenset("this next coming following".split()),
+    "de": frozenset("diesen diesem kommenden nächsten nächster übernächsten".split()),
+}
 _REJECTING = {
     "en": frozenset("no not nope nah wrong".split()),
     "de": frozenset("nein nicht nee falsch".split()),
@@ -405,31 +414,46 @@ class Conversation:
             found = await match_unsure(self.matcher, again, again_unsure, allowed, expect=expect)
             if found is not None and found.intent in self.accepts():
                 match, text = found, again
-        match = self._held_days(match, text)
         aside = await self._aside(text, unsure, allowed, expect, match)
         if aside is not None:
             return await self._both(*aside, text)
         return await self._handle(match, text)
 
-    def _held_days(self, match: Match | None, text: str) -> Match | None:
+    def _held_days(self, match: Match, text: str) -> Match:
         """A weekday named alone that the call holds already, in a turn that rejects
-        nothing, is the day held, with its date ("Wednesday's right, but seven" after a
-        read-back of Wednesday the 9th); "no, Friday" or "this Friday" name their own."""
-        if match is None or match.intent == DENY:
+        nothing, is the day held, with its date ("Wednesday's right, but seven", "yes,
+        Friday" after a read-back of Wednesday the 9th, Friday the 18th); "no, Friday",
+        "this Friday", "next Friday" name their own."""
+        if match.intent == DENY:
             return match
-        words = _WORDS.findall(text.lower())
+        words = _WORDS.findall(_NOT_REJECTING.sub(" ", text.lower()))
         rejecting = _REJECTING.get(self.language, frozenset())
-        kept = {
-            name: held
-            for name, value in match.slots.items()
-            if isinstance(value, DayValue)
-            and not value.explicit
-            and isinstance(held := self.slots.get(name), DayValue)
-            and str(held) == str(value)
-            and not _rejected_day(words, speak_day(str(value), self.language), rejecting)
-        }
-        # (a DayValue equals its weekday name: the dates differ, the dicts would not)
-        return dataclasses.replace(match, slots={**match.slots, **kept}) if kept else match
+        weeks = _WEEK_NAMED.get(self.language, frozenset())
+
+        def kept(values: Mapping[str, Any]) -> dict[str, Any]:
+            out = {}
+            for name, value in values.items():
+                held = self.slots.get(name)
+                if not (
+                    isinstance(value, DayValue)
+                    and not value.explicit
+                    and isinstance(held, DayValue)
+                    and str(held) == str(value)
+                ):
+                    continue
+                day = speak_day(str(value), self.language)
+                if not _rejected_day(words, day, rejecting | weeks):
+                    out[name] = held
+            return out
+
+        slots, mentioned = kept(match.slots), kept(match.mentioned)
+        if not slots and not mentioned:  # (a DayValue equals its weekday name: compare
+            return match  # the dates, not the dicts)
+        return dataclasses.replace(
+            match,
+            slots={**match.slots, **slots},
+            mentioned={**match.mentioned, **mentioned},
+        )
 
     async def _aside(
         self,
@@ -605,6 +629,7 @@ class Conversation:
         state = self.state
         if match is None or match.intent not in self.accepts():
             return await self._no_match(state, text)
+        match = self._held_days(match, text)
         kind, target = self.bot.route(state, match.intent)
         values = {k: v for k, v in match.slots.items() if v is not None}
         if kind == "confirm":  # "no, Saturday": a value said with the yes or no

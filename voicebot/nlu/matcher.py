@@ -58,7 +58,7 @@ from voicebot.nlu.intent_file import IntentSet
 from voicebot.nlu.match import AFFIRM, Match, Matcher, MatcherKind
 from voicebot.nlu.normalize import normalize
 from voicebot.nlu.spotting import Span
-from voicebot.nlu.statistical import NONE, StatisticalModel, load_model
+from voicebot.nlu.statistical import NONE, StatisticalModel, load_model, time_talk
 from voicebot.nlu.template_matcher import TemplateMatcher
 
 ACCEPT = 0.6  # a statistical reading needs at least this probability
@@ -332,8 +332,14 @@ class IntentMatcher(Matcher):
         mentioned = dict(last.mentioned)
         wanted = self._slots_of.get(last.intent, frozenset())
         words = turn.words
+        whole = self.model.slots(words, turn.spans, expect, None, VALUE_ACCEPT)
+        for guess in whole:  # the whole turn read a value of the last sentence otherwise:
+            for slot, value in guess.readings:  # "Nine's too late. Can we do seven?" is
+                if guess.slot in wanted and slots.get(slot) == value and slot != guess.slot:
+                    del slots[slot]  # a time, as the whole said, not seven people
+                    slots[guess.slot] = guess.span.value
         if wanted - set(slots):  # values said before the last sentence
-            for guess in self.model.slots(words, turn.spans, expect, None, VALUE_ACCEPT):
+            for guess in whole:
                 if guess.slot in wanted:
                     slots.setdefault(guess.slot, guess.span.value)
                 else:
@@ -503,7 +509,9 @@ class IntentMatcher(Matcher):
                 kind == "statistical" and intent in self._spot and mentioned
             ):
                 return Match(intent, slots, confidence, kind, norm, mentioned)
-        spotted = self._opening(words, spans, names, expect, probs) or self._spotted(words, names)
+        spotted = self._opening(words, spans, names, expect, probs) or self._spotted(
+            words, names, action=action
+        )
         if spotted is not None and not self._spot_among_values(spotted, words, spans, probs, names):
             return spotted
         if garbled or probs.get(NONE, 0.0) >= NONE_VETO:
@@ -607,6 +615,11 @@ class IntentMatcher(Matcher):
                 return dataclasses.replace(found, slots=slots)
         return found
 
+    def _is_time(self, slot: str) -> bool:
+        assert self.model is not None
+        slot_type = self.model.spotter.types.get(self._expect_type(slot) or "")
+        return slot_type is not None and slot_type.kind == "time"
+
     def _expect_type(self, slot: str) -> str | None:
         return self.model.slot_definitions.get(slot) if self.model is not None else None
 
@@ -675,7 +688,12 @@ class IntentMatcher(Matcher):
         return intent, round(p, 3), tier
 
     def _spotted(
-        self, words: list[str], names: frozenset[str], *, closing: bool = False
+        self,
+        words: list[str],
+        names: frozenset[str],
+        *,
+        closing: bool = False,
+        action: Callable[[str], str] | None = None,
     ) -> Match | None:
         """A ``spot: true`` intent inside the utterance (``closing``: ending it)."""
         spot = self._spot & names
@@ -700,21 +718,29 @@ class IntentMatcher(Matcher):
         best = found[0]
         if (
             not closing
-            and is_question(" ".join(words[best.end :]), self.language)
-            and self._yes_no_before(words, names, best.start, best.intent)
+            and action is not None
+            and self._yes_no_before(words, names, best.start, best.intent, action)
         ):
             return None
         return Match(best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words))
 
-    def _yes_no_before(self, words: list[str], names: frozenset[str], at: int, intent: str) -> bool:
+    def _yes_no_before(
+        self,
+        words: list[str],
+        names: frozenset[str],
+        at: int,
+        intent: str,
+        action: Callable[[str], str],
+    ) -> bool:
         """The turn opens with a yes or no that ends at ``at``, where ``intent`` is spotted,
         and the two lead elsewhere: "Yep, that's it. Oh, do you have parking?" at the
-        read-back confirms, it does not hang up (where a no does what the goodbye does,
-        "Nope, that's it" at "Anything else?", the goodbye stands; the caller asks on
-        after it - "Yes, that is it, cheers." is a goodbye)."""
+        read-back confirms, it does not hang up (where a yes or no does what the goodbye
+        does - "Nope, that's it", "Yes, that is it, cheers" at "Anything else?" - the
+        goodbye stands)."""
         if at == 0:
             return False
-        action = _actions(names)
+        if any(action(n) == action(intent) for n in self._spot_start & names):
+            return False  # "Anything else?" - "Yes, that is it, cheers.": done
         return any(
             m.start == 0 and m.end == at and action(m.intent) != action(intent)
             for m in self.templates.inside(words, self._spot_start & names)
@@ -826,7 +852,14 @@ class IntentMatcher(Matcher):
         guesses = self.model.slots(words, spans, expect, None, VALUE_ACCEPT)
         # a bare number that reads as a count and as a time ("no, eight, not seven") is
         # only the slot asked for; else the bot asks
-        guesses = [g for g in guesses if g.slot == expect or not g.readings]
+        # ... or, in a turn that judges a time, the time ("that's a bit late, can we do
+        # eight?" at the read-back)
+        timed = time_talk(words, self.language)
+        guesses = [
+            g
+            for g in guesses
+            if g.slot == expect or not g.readings or (timed and self._is_time(g.slot))
+        ]
         given = {g.slot for g in guesses}
         if not given:
             return None

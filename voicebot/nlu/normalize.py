@@ -46,13 +46,19 @@ _SMALL_NUMBERS: dict[str, dict[str, str]] = {
         "eins": "1",
         # spoken and southern forms: "um sechse rum", "für zwoa", "so gegen neune"
         "zwoa": "2",
+        "zwoi": "2",
+        "zwee": "2",
+        "drü": "3",
         "dreie": "3",
         "viere": "4",
         "fünfe": "5",
         "sechse": "6",
         "sieme": "7",
         "siebene": "7",
+        "siebne": "7",
+        "achte": "8",
         "neune": "9",
+        "elfe": "11",
         "zehne": "10",
         "zwölfe": "12",
     },
@@ -75,6 +81,7 @@ _REGIONAL: dict[str, dict[str, str]] = {
         "samstig": "samstag",
         "sunntig": "sonntag",
         "sonnti": "sonntag",
+        "persone": "personen",  # "drü Persone"
     },
 }
 

@@ -118,7 +118,7 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
             _MOVE
             + r" ((?P<dir>back|forward) )?(by )?"
             + _N["en"]
-            + r" days?(?! (earlier|before|sooner|later|after))",
+            + r" days?( (?P<dir3>earlier|before|sooner|later|after))?",
             1,
         ),
         ("day", r"(a|one) day (?P<dir>later|earlier|before)", 1),
@@ -274,6 +274,8 @@ def _direction(m: re.Match[str]) -> str:
     groups = m.groupdict()
     if groups.get("dir2"):
         return "later"
+    if groups.get("dir3"):  # "move it two days earlier"
+        return "later" if groups["dir3"] in ("later", "after") else str(groups["dir3"])
     direction = groups.get("dir") or "later"  # "push it a day": on
     if direction in ("next", "following", "day", "week", "back"):
         return "later"

@@ -195,7 +195,18 @@ _NEXT_WEEK_FIRST = {
 # "a week on Friday", "Friday week", "Donnerstag in einer Woche": the coming one, a week on
 _WEEK_ON = {
     "en": (("a week on ", ""), ("a week from ", ""), ("", " week")),
-    "de": (("", " in einer woche"), ("", " in 1 woche"), ("in einer woche ", "")),
+    "de": (
+        ("", " in einer woche"),
+        ("", " in 1 woche"),
+        ("in einer woche ", ""),
+        ("", " in 8 tagen"),  # "Samstag in acht Tagen": German counts a week as eight days
+        ("", " in 8 tag"),
+    ),
+}
+# "the Saturday after next", "übernächsten Freitag": the coming one not counted
+_AFTER_NEXT = {
+    "en": (("", " after next"), ("next ", " after next")),
+    "de": (("übernächsten ", ""), ("übernächster ", ""), ("übernächste ", "")),
 }
 _ORDINAL = re.compile(r"^(\d{1,2})(?:st|nd|rd|th|ten|ter)?$")
 
@@ -209,10 +220,13 @@ _FIRST_EXTRA = {
 # A holiday naming an event, not its day: "the office Christmas do" is some evening in
 # December (``SlotType.not_values``; "Christmas dinner" may be on the day and stays).
 _EVENTS = ("party", "parties", "drinks", "bash", "night out", "get together", "social")
+# "christmas do" (a party) but "Christmas, do you have ...?" (the comma lost in normalising)
+_DO = tuple(f"{h} do {w}" for h in ("christmas", "xmas") for w in ("on", "for", "at", "with"))
 NOT_DAYS = {
     "en": tuple(f"christmas {e}" for e in _EVENTS)
     + tuple(f"xmas {e}" for e in _EVENTS)
-    + ("office christmas", "work christmas", "works christmas"),
+    + _DO
+    + ("office christmas", "work christmas", "works christmas", "our christmas do"),
     "de": (),
 }
 
@@ -283,6 +297,12 @@ def _core(text: str, language: str, today: dt.date, led: bool = False) -> DayVal
         if text.startswith(lead) and text.endswith(tail) and core in names:
             day = names[core]
             date = _next_weekday(today, day) + dt.timedelta(days=7)  # on a Friday: today+7
+            return DayValue(day, date, explicit=True)
+    for lead, tail in _AFTER_NEXT.get(language, ()):
+        core = text[len(lead) : len(text) - len(tail)] if len(text) > len(lead + tail) else ""
+        if text.startswith(lead) and text.endswith(tail) and core in names:
+            day = names[core]
+            date = _next_weekday(today, day, skip_today=True) + dt.timedelta(days=7)
             return DayValue(day, date, explicit=True)
     for prefix in _NEXT.get(language, ()):
         if text.startswith(prefix) and text[len(prefix) :] in names:
@@ -449,6 +469,8 @@ def day_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
     every |= {*_UNIT_DAYS, *_UNIT_DAYS_DE, "time", "from", "now", "one", "einer", "einem", "s"}
     every |= {w for p in _NEXT_WEEK.get(language, ()) for w in p.split()}
     every |= {w for pair in _WEEK_ON.get(language, ()) for p in pair for w in p.split()}
+    every |= {w for pair in _AFTER_NEXT.get(language, ()) for p in pair for w in p.split()}
+    first |= {p.split()[0] for p, _ in _AFTER_NEXT.get(language, ()) if p}
     return frozenset(first), frozenset(every)
 
 

@@ -173,6 +173,10 @@ class StatisticalModel:
             )
             for row, (a, b) in zip(rows, keys, strict=True)
         ]
+        for k, (a, b) in enumerate(keys):
+            timed = self._time_talked(words, a, b, extents)
+            if timed is not None:  # the turn's words decide, whatever the neighbours say
+                table[k] = _decided(table[k], labels, timed)
         guesses: list[SlotGuess] = []
         for (a, b), probs in zip(keys, table, strict=True):
             by_definition = {s.definition: s for s in extents[(a, b)]}
@@ -240,6 +244,24 @@ class StatisticalModel:
             if slot_type is not None and slot_type.kind == kind:
                 return label
         return None
+
+    def _time_talked(
+        self, words: list[str], a: int, b: int, extents: dict[tuple[int, int], list[Span]]
+    ) -> str | None:
+        """The time slot, for a lone number in a turn that judges a time ("nine's too
+        late for us, can we do seven?": seven o'clock, not seven people)."""
+        if b - a != 1 or not words[a].isdigit():
+            return None
+        if not time_talk(words, self.language):
+            return None
+        before = " " + " ".join(words[max(0, a - 2) : a])
+        if any(before.endswith(f" {t}") for t in _TOTALS.get(self.language, ())):
+            return None  # a total: "two more people, so nine, and a bit later"
+        kinds = {self.spotter.types[s.definition].kind: s.definition for s in extents[(a, b)]}
+        if "time" not in kinds or len(kinds) < 2:
+            return None
+        named = [label for label, d in self.slot_definitions.items() if d == kinds["time"]]
+        return named[0] if len(named) == 1 and named[0] in self._fast().role_labels else None
 
     def _contrasted(
         self, words: list[str], a: int, b: int, extents: dict[tuple[int, int], list[Span]]
@@ -379,11 +401,22 @@ _DECIDES = {
         *("machen wir", "nehmen wir", "besser", "am besten", "wir nehmen"),
     ),
 }
+# ... and words that keep it open: "Friday or Saturday, I'm not sure about Friday"
+_HEDGED = {
+    "en": ("not sure", "unsure", "if", "whether", "depends", "might", "maybe"),
+    "de": ("nicht sicher", "ob", "weiß nicht", "vielleicht", "kommt drauf an"),
+}
 # Words after a number that make it a change, not the value: "14 now, 2 more people".
 _INCREMENTS = {
     "en": frozenset("more extra fewer less additional".split()),
     "de": frozenset("mehr weniger zusätzlich zusätzliche weitere".split()),
 }
+# Words before a number that say it is the new one, or the old one
+_AS_NEW = {
+    "en": ("make it", "make that", "now", "so thats", "that makes", "which makes"),
+    "de": ("machen sie", "jetzt", "also", "das macht", "dann sind"),
+}
+_PAST = {"en": frozenset({"were", "was", "had"}), "de": frozenset({"waren", "war", "hatten"})}
 # Words after a number of people that take them away: "2 have dropped out".
 _LEAVING = {
     "en": (
@@ -447,9 +480,22 @@ _REJECTED_AFTER = {
 }
 # Words that only ever judge a time: beside them a lone number is a time.
 _TIME_TALK = {
-    "en": ("too late", "too early", "bit later", "bit earlier", "any later", "any earlier"),
+    "en": (
+        "too late",
+        "too early",
+        "bit late",
+        "bit early",
+        "bit later",
+        "bit earlier",
+        "any later",
+        "any earlier",
+        "earlier work",  # "would earlier work? like seven?"
+        "later work",
+    ),
     "de": ("zu spät", "zu früh", "etwas später", "etwas früher", "bisschen später"),
 }
+# "is 9 too late?": a value asked about, offered - not rejected
+_ASKING_ABOUT = {"en": frozenset({"is", "would"}), "de": frozenset({"ist", "wäre"})}
 _CLOCK = re.compile(r"\d\d:\d\d")
 _NOT_REJECTING = frozenset("problem problems worries worry rush hurry probleme".split())
 # Words before a value that sum up what came before: "me, Jim and the two boys, so
@@ -582,7 +628,8 @@ def _one_per_slot(
             previous = later
             if undecided:  # "Freitag oder Samstag ... ach, machen wir Samstag"
                 said = f"{joined}{_lead_words(words, later)} "
-                if str(later.span.value) in offered or any(
+                hedged = any(f" {h} " in said for h in _HEDGED.get(language, ()))
+                if (str(later.span.value) in offered and not hedged) or any(
                     f" {d} " in said for d in _DECIDES.get(language, ())
                 ):
                     best, undecided = later, False  # one of the two again, or decided
@@ -609,7 +656,7 @@ def _one_per_slot(
                 best = None  # two readings, no way to choose: ask
         if best is not None:
             out.append(best)
-    if any(f" {p} " in f" {' '.join(words)} " for p in _TIME_TALK.get(language, ())):
+    if time_talk(words, language):
         # "nine's too late for us, can we do 7?": a lone number is a time here, no count
         out = [g for g in out if not _lone_number_also_time(words, g)]
     # "nine o'clock. Nine.": a value that also reads as one already given is that value
@@ -620,6 +667,12 @@ def _one_per_slot(
         for g in out
         if not any((slot, str(value)) in given and slot != g.slot for slot, value in g.readings)
     ]
+
+
+def time_talk(words: list[str], language: str) -> bool:
+    """The turn judges a time ("too late", "a bit earlier"): a lone number in it is one."""
+    said = f" {' '.join(words)} "
+    return any(f" {p} " in said for p in _TIME_TALK.get(language, ()))
 
 
 def _lone_number_also_time(words: list[str], guess: SlotGuess) -> bool:
@@ -641,15 +694,18 @@ def _leaving(words: list[str], guess: SlotGuess, language: str) -> bool:
 def _said_as_new(words: list[str], guess: SlotGuess, language: str) -> bool:
     """A change word ("make it", "actually") or a total ("so", "that makes") leads the
     value."""
-    said = " " + " ".join(words[max(0, guess.span.start - 3) : guess.span.start])
-    said += " " + _lead_words(words, guess) + " "
-    leads = (*_CHANGES.get(language, ()), *_TOTALS.get(language, ()))
-    return any(f" {c} " in said for c in leads if c not in ("or", "oder", "no", "nein"))
+    before = words[max(0, guess.span.start - 3) : guess.span.start]
+    if set(before) & _PAST.get(language, frozenset()):
+        return False  # "actually we were eight, but ...": the old number
+    said = " " + " ".join(before) + " " + _lead_words(words, guess) + " "
+    return any(f" {c} " in said for c in _AS_NEW.get(language, ()))
 
 
 def _rejected_after(words: list[str], guess: SlotGuess, language: str) -> bool:
     """``guess`` is followed by words that reject it ("9 no", "6 is too early")."""
     after = words[guess.span.end : guess.span.end + 4]
+    if guess.span.start > 0 and words[guess.span.start - 1] in _ASKING_ABOUT.get(language, ()):
+        return False  # "is 9 too late?", "ist 9 zu spät?"
     for phrase in _REJECTED_AFTER.get(language, ()):
         n = len(phrase.split())
         if " ".join(after[:n]) == phrase:
@@ -818,6 +874,16 @@ _NAMING_FILLERS = frozenset(
 )
 UNCUED_TRUST = 0.8  # the filler's say on a bare number two asked-for slots read
 EXPECT_ODDS = 20.0  # how much more likely a value fills the slot just asked for
+DECIDED = 0.9  # a slot the turn's own words decide ("too late": a lone number is a time)
+
+
+def _decided(probs: np.ndarray, labels: list[str], label: str) -> np.ndarray:
+    """``label`` at ``DECIDED``, the other labels sharing the rest as they stood."""
+    i = labels.index(label)
+    rest = probs.sum() - probs[i]
+    out: np.ndarray = probs * ((1 - DECIDED) / rest if rest > 0 else 0.0)
+    out[i] = DECIDED
+    return out
 
 
 def _with_prior(probs: np.ndarray, labels: list[str], expect: str | None) -> np.ndarray:
