@@ -66,6 +66,7 @@ HELD = {
         ),
         ("en", "I want to add one more.", "I want to make it 5 people.", ("party_size",)),
         ("en", "move it two days later", "make it Tuesday the 8th of December", ("day",)),
+        ("en", "the Saturday after", "Saturday the 12th of December", ("day",)),
         ("de", "Geht es eine Stunde später?", "Geht es 20:30?", ("time",)),
         ("de", "eine halbe Stunde früher bitte", "19:00 bitte", ("time",)),
         ("de", "Eine Person mehr.", "5 Personen.", ("party_size",)),
@@ -97,6 +98,8 @@ def test_a_relative_phrase_becomes_the_value_it_comes_to(
         "just me plus one",  # two people, not one more
         "can I ask one more?",
         "an hour later's fine",  # (the rewrite keeps to whole words)
+        "move it two days before christmas",  # a day of its own (``slot_day``)
+        "the Saturday after next",
     ],
 )
 def test_what_is_no_relative_change_stays_as_said(text: str) -> None:

@@ -126,6 +126,8 @@ def test_pick_reading_by_what_the_flow_knows() -> None:
         ("the Saturday after next", "en", "saturday", "2026-12-12"),
         ("übernächsten Freitag", "de", "friday", "2026-12-11"),
         ("Samstag in acht Tagen", "de", "saturday", "2026-12-12"),  # a week, said as 8 days
+        ("two days before Christmas", "en", "wednesday", "2026-12-23"),
+        ("zwei Tage nach Heiligabend", "de", "saturday", "2026-12-26"),
         ("tonight's", "en", "tuesday", "2026-12-01"),
         ("next week on friday", "en", "friday", "2026-12-11"),
         ("tuesday week", "en", "tuesday", "2026-12-08"),  # said on a Tuesday: a week today

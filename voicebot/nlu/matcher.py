@@ -719,7 +719,7 @@ class IntentMatcher(Matcher):
         if (
             not closing
             and action is not None
-            and self._yes_no_before(words, names, best.start, best.intent, action)
+            and self._yes_no_before(words, names, (best.start, best.end), best.intent, action)
         ):
             return None
         return Match(best.intent, dict(best.slots), SPOT_CONFIDENCE, "spotted", " ".join(words))
@@ -728,18 +728,20 @@ class IntentMatcher(Matcher):
         self,
         words: list[str],
         names: frozenset[str],
-        at: int,
+        stretch: tuple[int, int],
         intent: str,
         action: Callable[[str], str],
     ) -> bool:
-        """The turn opens with a yes or no that ends at ``at``, where ``intent`` is spotted,
+        """The turn opens with a yes or no that ends where ``intent`` is spotted (``stretch``),
         and the two lead elsewhere: "Yep, that's it. Oh, do you have parking?" at the
         read-back confirms, it does not hang up (where a yes or no does what the goodbye
         does - "Nope, that's it", "Yes, that is it, cheers" at "Anything else?" - the
         goodbye stands)."""
+        at, end = stretch
         if at == 0:
             return False
-        if any(action(n) == action(intent) for n in self._spot_start & names):
+        asks_on = is_question(" ".join(words[end:]), self.language)
+        if not asks_on and any(action(n) == action(intent) for n in self._spot_start & names):
             return False  # "Anything else?" - "Yes, that is it, cheers.": done
         return any(
             m.start == 0 and m.end == at and action(m.intent) != action(intent)

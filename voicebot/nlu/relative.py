@@ -118,7 +118,7 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
             _MOVE
             + r" ((?P<dir>back|forward) )?(by )?"
             + _N["en"]
-            + r" days?( (?P<dir3>earlier|before|sooner|later|after))?",
+            + r" days?(?! (before|after) \S)( (?P<dir3>earlier|sooner|later|before|after))?",
             1,
         ),
         ("day", r"(a|one) day (?P<dir>later|earlier|before)", 1),
@@ -130,7 +130,7 @@ _PATTERNS: dict[str, list[tuple[str, str, int]]] = {
             7,
         ),
         # "the Saturday after": that weekday after the day held (a week on if the same)
-        ("weekday", r"the (?P<wd>" + _DAYS["en"] + r") after( that)?", 0),
+        ("weekday", r"the (?P<wd>" + _DAYS["en"] + r") after(?! next)( that)?", 0),
         ("weekday", r"the (following|next) (?P<wd>" + _DAYS["en"] + r") after( that)?", 0),
     ],
     "de": [

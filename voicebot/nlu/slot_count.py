@@ -262,8 +262,8 @@ def parse_count(text: str, language: str) -> int | None:
         # named, then who is in it - not more people
         group = _part(parts[0], language, multi=False)
         rest = [_part(p, language, multi=True) for p in parts[1:]]
-        if group is not None and (None in rest or sum(r or 0 for r in rest) == group):
-            return group  # (members it cannot count, "mei Frau, i und de zwoa Buam": the group)
+        if group is not None and None not in rest and sum(r or 0 for r in rest) == group:
+            return group
     total = 0
     selfs = _SELF_PART.get(language, set())
     for k, part in enumerate(parts):

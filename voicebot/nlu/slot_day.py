@@ -269,7 +269,24 @@ def _parse_day(text: str, language: str, today: dt.date) -> DayValue | None:
     return _core(text, language, today)
 
 
+# "two days before Christmas", "a day after the 19th"
+_DAYS_FROM = {
+    "en": re.compile(r"^(\d+|a|one) days? (before|after) (.+)$"),
+    "de": re.compile(r"^(\d+|einen|1) tage? (vor|nach) (.+)$"),
+}
+
+
 def _core(text: str, language: str, today: dt.date, led: bool = False) -> DayValue | None:
+    around = _DAYS_FROM.get(language)
+    found = around.match(text) if around is not None else None
+    if found is not None:
+        n, where, rest = found.groups()
+        base = _parse_day(rest, language, today)
+        if base is None or base.date is None or not base.explicit:
+            return None
+        days = int(n) if n.isdigit() else 1
+        shift = dt.timedelta(days=days if where in ("after", "nach") else -days)
+        return _dated(base.date + shift, None)
     names = _weekday_names(language)
     relative = _RELATIVE.get(language, {})
     if text in relative:
@@ -467,6 +484,7 @@ def day_words(language: str) -> tuple[frozenset[str], frozenset[str]]:
     first |= {"#"}
     every = first | relative | holidays | leads | {"of", "week", "woche", "#"}
     every |= {*_UNIT_DAYS, *_UNIT_DAYS_DE, "time", "from", "now", "one", "einer", "einem", "s"}
+    every |= {"days", "day", "before", "after", "tag", "tage", "vor", "nach", "a", "einen"}
     every |= {w for p in _NEXT_WEEK.get(language, ()) for w in p.split()}
     every |= {w for pair in _WEEK_ON.get(language, ()) for p in pair for w in p.split()}
     every |= {w for pair in _AFTER_NEXT.get(language, ()) for p in pair for w in p.split()}

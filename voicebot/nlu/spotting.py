@@ -195,8 +195,9 @@ class Spotter:
 
 # Nouns a number may count that are neither people nor the hour ("eine Stunde", "2 weeks").
 _UNITS = frozenset(
-    "hour hours minute minutes week weeks year years euro euros dollars pounds "
-    "stunde stunden minute minuten viertelstunde woche wochen jahr jahre monat monate".split()
+    "hour hours minute minutes day days week weeks year years euro euros dollars pounds "
+    "stunde stunden minute minuten viertelstunde tag tage tagen woche wochen jahr jahre monat "
+    "monate".split()
 )
 # Words after a number that make it the minutes of an hour ("20 past", "zwanzig nach").
 _MINUTES_OF = {"en": frozenset({"past", "after"}), "de": frozenset({"nach"})}

@@ -174,7 +174,7 @@ class StatisticalModel:
             for row, (a, b) in zip(rows, keys, strict=True)
         ]
         for k, (a, b) in enumerate(keys):
-            timed = self._time_talked(words, a, b, extents)
+            timed = self._time_talked(words, a, b, extents, expect)
             if timed is not None:  # the turn's words decide, whatever the neighbours say
                 table[k] = _decided(table[k], labels, timed)
         guesses: list[SlotGuess] = []
@@ -246,7 +246,12 @@ class StatisticalModel:
         return None
 
     def _time_talked(
-        self, words: list[str], a: int, b: int, extents: dict[tuple[int, int], list[Span]]
+        self,
+        words: list[str],
+        a: int,
+        b: int,
+        extents: dict[tuple[int, int], list[Span]],
+        expect: str | None,
     ) -> str | None:
         """The time slot, for a lone number in a turn that judges a time ("nine's too
         late for us, can we do seven?": seven o'clock, not seven people)."""
@@ -254,9 +259,14 @@ class StatisticalModel:
             return None
         if not time_talk(words, self.language):
             return None
-        before = " " + " ".join(words[max(0, a - 2) : a])
-        if any(before.endswith(f" {t}") for t in _TOTALS.get(self.language, ())):
-            return None  # a total: "two more people, so nine, and a bit later"
+        before = " " + " ".join(words[max(0, a - 3) : a])
+        leads = (*_TOTALS.get(self.language, ()), *_COUNT_LEADS.get(self.language, ()))
+        if any(before.endswith(f" {t}") for t in leads):
+            return None  # a total or a party: "two more people, so nine", "we are 6 then"
+        if expect is not None and self.slot_definitions.get(expect) in {
+            s.definition for s in extents[(a, b)]
+        }:
+            return None  # the question asked reads it: "6, we might be late" is six people
         kinds = {self.spotter.types[s.definition].kind: s.definition for s in extents[(a, b)]}
         if "time" not in kinds or len(kinds) < 2:
             return None
@@ -411,11 +421,6 @@ _INCREMENTS = {
     "en": frozenset("more extra fewer less additional".split()),
     "de": frozenset("mehr weniger zusätzlich zusätzliche weitere".split()),
 }
-# Words before a number that say it is the new one, or the old one
-_AS_NEW = {
-    "en": ("make it", "make that", "now", "so thats", "that makes", "which makes"),
-    "de": ("machen sie", "jetzt", "also", "das macht", "dann sind"),
-}
 _PAST = {"en": frozenset({"were", "was", "had"}), "de": frozenset({"waren", "war", "hatten"})}
 # Words after a number of people that take them away: "2 have dropped out".
 _LEAVING = {
@@ -483,8 +488,6 @@ _TIME_TALK = {
     "en": (
         "too late",
         "too early",
-        "bit late",
-        "bit early",
         "bit later",
         "bit earlier",
         "any later",
@@ -493,6 +496,11 @@ _TIME_TALK = {
         "later work",
     ),
     "de": ("zu spät", "zu früh", "etwas später", "etwas früher", "bisschen später"),
+}
+# Words before a number that make it the party: "we are 6 then"
+_COUNT_LEADS = {
+    "en": ("we are", "were", "well be", "we will be", "therell be", "there will be"),
+    "de": ("wir sind", "sind wir", "wir wären", "mir san", "wir werden"),
 }
 # "is 9 too late?": a value asked about, offered - not rejected
 _ASKING_ABOUT = {"en": frozenset({"is", "would"}), "de": frozenset({"ist", "wäre"})}
@@ -503,6 +511,18 @@ _NOT_REJECTING = frozenset("problem problems worries worry rush hurry probleme".
 _TOTALS = {
     "en": ("so", "thats", "that makes", "makes", "in total", "altogether", "all together"),
     "de": ("also", "das sind", "macht", "insgesamt", "zusammen", "sind wir"),
+}
+# Words before a number that say it is the new one, or the old one
+_AS_NEW = {
+    lang: (
+        *(c for c in _CHANGES[lang] if c not in ("or", "oder", "no", "nein")),
+        *_TOTALS[lang],
+        *extra,
+    )
+    for lang, extra in (
+        ("en", ("make that", "now", "thats", "which makes")),
+        ("de", ("machen sie", "jetzt", "das macht", "dann sind")),
+    )
 }
 # Words that mark a value as a limit, not the wish: "around 7, 7 30 at the latest",
 # "so gegen sieben, spätestens halb acht" - the first value stands.
