@@ -77,7 +77,7 @@ TRANSFER_FAILED = {
 Emit = Callable[[Event], object]
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _WORDS = re.compile(r"[^\W\d_]+")
-# Words that reject something said before: then a weekday said again is a new one
+# Words after a weekday that say it is right: "Wednesday's right, but seven"
 _AGREEING = frozenset("right correct fine ok okay good stimmt passt richtig".split())
 # ... no rejection in these: "no problem, Friday at eight then"
 _NOT_REJECTING = re.compile(
@@ -88,6 +88,7 @@ _WEEK_NAMED = {
     "en": frozenset("this next coming following".split()),
     "de": frozenset("diesen diesem kommenden nächsten nächster übernächsten".split()),
 }
+# Words that reject something said before: then a weekday said again is a new one
 _REJECTING = {
     "en": frozenset("no not nope nah wrong".split()),
     "de": frozenset("nein nicht nee falsch".split()),
