@@ -169,6 +169,23 @@ async def test_a_yes_that_did_not_hear_the_read_back_books_nothing(tmp_path: Pat
     assert len(store.outcomes) == 1
 
 
+async def _friday_week(
+    tmp_path: Path, said: str, match: Match
+) -> tuple[Conversation, MemoryOutcomeStore]:
+    """A call holding Friday the 11th ("Friday week"), then ``said`` heard as ``match``."""
+    eleventh = DayValue("friday", dt.date(2026, 12, 11), explicit=True)
+    table = {
+        "friday week": Match("inform", {"day": eleventh}),
+        said: match,
+        "yes friday": Match("affirm", {}, mentioned={"day": FRIDAY}),
+    }
+    conv, store = _conv(tmp_path, table)
+    await conv.start()
+    await conv.hear("friday week")
+    await conv.hear(said)
+    return conv, store
+
+
 async def test_a_weekday_said_again_keeps_the_date_held(tmp_path: Path) -> None:
     # "Friday's right, at nine": a bare Friday is the Friday held (the 11th), not the
     # coming one; "this Friday" names the coming one
@@ -190,31 +207,13 @@ async def test_a_weekday_said_again_keeps_the_date_held(tmp_path: Path) -> None:
     assert step.state == "confirm" and conv.slots["day_date"] == "2026-12-11"
     await conv.hear("no this friday")
     assert conv.slots["day_date"] == "2026-12-04"
-    # a weekday after a "no" is a new one, not the one held
-    conv, _ = _conv(
-        tmp_path,
-        {
-            "friday week": Match("inform", {"day": eleventh}),
-            "nine": Match("inform", {"time": parse_time("9 am", "en")}),
-            "no friday": Match("inform", {"day": FRIDAY}),
-        },
-    )
-    await conv.start()
-    await conv.hear("friday week")  # "What time?" - "no, Friday"
-    await conv.hear("no friday")
+    # a weekday after a "no" is a new one, not the one held ("What time?" - "no, Friday")
+    conv, _ = await _friday_week(tmp_path, "no friday", Match("inform", {"day": FRIDAY}))
     assert conv.slots["day_date"] == "2026-12-04"
     # "yes, Friday" at the read-back: the Friday held, booked (a value said with the yes)
-    conv, store = _conv(
-        tmp_path,
-        {
-            "friday week": Match("inform", {"day": eleventh}),
-            "nine": Match("inform", {"time": parse_time("9 am", "en")}),
-            "yes friday": Match("affirm", {}, mentioned={"day": FRIDAY}),
-        },
+    conv, store = await _friday_week(
+        tmp_path, "nine", Match("inform", {"time": parse_time("9 am", "en")})
     )
-    await conv.start()
-    await conv.hear("friday week")
-    await conv.hear("nine")
     await conv.hear("yes friday")
     assert [o.slots["day_date"] for o in store.outcomes] == ["2026-12-11"]
 

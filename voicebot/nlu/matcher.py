@@ -144,21 +144,16 @@ class IntentMatcher(Matcher):
             return None
         # the whole turn is analysed once; the later tiers read parts of it only where
         # the whole said nothing clear
-        tiers: tuple[Callable[[], Match | None], ...] = (
-            lambda: self._read(text, turn),
-            lambda: self._last_sentence(text, turn),
-            lambda: self._answering_clause(text, turn),
-            lambda: self._template_inside(turn),
+        found = (
+            self._read(text, turn)
+            or self._last_sentence(text, turn)
+            or self._answering_clause(text, turn)
+            or self._template_inside(turn)
         )
-        for tier in tiers:
-            found = tier()
-            if found is not None:
-                # the first tier that reads the turn decides; an answer it read without
-                # a value is no reading - a later tier reading a part ("Can we do
-                # seven?" of "Nine's too late for us. Can we do seven?") would miss
-                # what the whole said
-                return None if self._no_value(found) else found
-        return None
+        # the first tier that reads the turn decides; an answer it read without a value
+        # is no reading - a later tier reading a part ("Can we do seven?" of "Nine's too
+        # late for us. Can we do seven?") would miss what the whole said
+        return None if found is None or self._no_value(found) else found
 
     def _no_value(self, found: Match) -> bool:
         """An answer that gives no value is no answer ("It's a blue one."): the intent's
