@@ -52,13 +52,26 @@ def of_type(events: list[EventRecord], kind: str) -> list[EventRecord]:
     return [e for e in events if e["type"] == kind]
 
 
-async def until(condition: Callable[[], object], within: float) -> None:
-    """Poll ``condition`` every 50 ms; TimeoutError if it does not hold within ``within`` s."""
+async def until(
+    condition: Callable[[], object], within: float, events: list[EventRecord] | None = None
+) -> None:
+    """Poll ``condition`` every 50 ms; TimeoutError if it does not hold within ``within`` s
+    (with ``events``, their timeline is in the error: what the call did meanwhile)."""
     for _ in range(round(within / 0.05)):
         if condition():
             return
         await asyncio.sleep(0.05)
-    raise TimeoutError(f"not within {within} s")
+    raise TimeoutError(f"not within {within} s" + (timeline(events) if events else ""))
+
+
+def timeline(events: list[EventRecord]) -> str:
+    """The events as lines of ``t type fields`` (text and numbers only), for an error."""
+    lines = []
+    for e in events:
+        fields = {k: v for k, v in e.items() if k not in ("type", "t", "call_id")}
+        short = " ".join(f"{k}={v!r:.40}" for k, v in fields.items())
+        lines.append(f"\n  {e.get('t', 0):9.3f} {e['type']} {short}")
+    return "; events:" + "".join(lines)
 
 
 async def ended(events: list[EventRecord], within: float = 10.0) -> EventRecord:

@@ -111,6 +111,14 @@ class StreamClient:
             task.cancel()
         self.ws.transport.abort()
 
+    def broken(self) -> list[BaseException]:
+        """What stopped the client's own tasks (its receiver, speaker or microphone) early."""
+        return [
+            exc
+            for task in self._tasks
+            if task.done() and not task.cancelled() and (exc := task.exception()) is not None
+        ]
+
     @property
     def heard_seconds(self) -> float:
         return sum(len(p) for p in self.heard) / self.sample_rate

@@ -125,10 +125,11 @@ async def test_barge_in_sends_clear_and_a_dropped_socket_frees_the_call(transpor
             call = live_call(app)
             await asyncio.sleep(1.0)
             client.say(say(SENTENCE, client.sample_rate))
-            await until(lambda: client.heard_seconds > 0.8, 20)  # the echo is playing
+            await until(lambda: client.heard_seconds > 0.8, 20, events)  # the echo is playing
             client.say(say("Sorry, one more thing.", client.sample_rate))
-            await until(lambda: client.clears, 10)
-            await until(lambda: of_type(events, "interrupted"), 5)
+            await until(lambda: client.clears or client.broken(), 10, events)
+            assert not client.broken(), client.broken()
+            await until(lambda: of_type(events, "interrupted"), 5, events)
             client.drop()  # and then the line dies: no stop, no close handshake
             end = await ended(events)
             await until(lambda: not app.state.manager.calls, 5)
